@@ -1,0 +1,54 @@
+"""Engine and session factories. Nothing connects at import time.
+
+Engines are safe after ``fork`` (Celery prefork, gunicorn): the child drops the parent's pooled
+connections without closing them, as SQLAlchemy's pooling guide recommends.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import Settings
+
+
+def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+    """A pooled engine for ``settings.database_url`` that survives ``fork``."""
+    engine = create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+    )
+    _dispose_in_forked_children(engine)
+    return engine
+
+
+def _dispose_in_forked_children(engine: Engine) -> None:
+    ref = weakref.ref(engine)
+
+    def after_fork() -> None:
+        alive = ref()
+        if alive is not None:
+            # close=False: the parent still owns those sockets.
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=after_fork)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Session factory bound to ``engine``; objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error."""
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,170 @@
+"""Domain errors. Every error the project raises on purpose derives from :class:`PilotError`.
+
+Context travels in attributes, never secrets::
+
+    PilotError
+    ├── ConfigError                    bad or missing setting (names the variable, never its value)
+    ├── PayloadInvalid (ValueError)    a task payload, CLI argument or request model is invalid
+    ├── NotFound (LookupError)
+    │   ├── OrganizationNotFound
+    │   └── ConnectorNotFound
+    ├── CryptoError                    a credential cannot be encrypted or decrypted
+    ├── ConnectorError
+    │   ├── ConnectorPaused            the connector is paused (or in error) and may not send
+    │   └── ConnectorConfigInvalid     validate_config found problems (all listed)
+    ├── RateLimitError
+    │   ├── RateLimited                a bucket is empty: wait ``retry_after`` seconds
+    │   ├── RequestExceedsCapacity     asked for more tokens than a bucket can ever hold
+    │   └── RateLimitBackendUnavailable  Redis cannot be reached: fail closed
+    ├── ResendError                    an answer from Resend (or no answer), see ``shared.resend_client``
+    │   ├── ResendTransportError       timeout or connection error: outcome unknown, retry same key
+    │   ├── ResendServerError          5xx: retry with backoff, same key
+    │   ├── ResendRateLimited          429 rate_limit_exceeded: wait ``retry_after``
+    │   ├── ResendQuotaExceeded        429 daily/monthly quota: defer until reset
+    │   ├── ResendIdempotencyInFlight  409 concurrent_idempotent_requests: retry later, same key
+    │   ├── ResendIdempotencyMismatch  409 invalid_idempotent_request: our bug, never retry
+    │   ├── ResendAuthError            401/403 key errors: connector unusable
+    │   └── ResendRejected             any other 4xx: permanent, Resend's message is the reason
+    └── WebhookVerificationError       a webhook failed signature or format checks
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class PilotError(Exception):
+    """Raised when Marketing Pilot refuses or fails an operation on purpose."""
+
+
+class ConfigError(PilotError):
+    """Raised when a setting is missing or malformed; the message names the variable."""
+
+
+class PayloadInvalid(PilotError, ValueError):
+    """Raised when input (a task payload, a request, a CLI argument) is invalid."""
+
+
+class NotFound(PilotError, LookupError):
+    """Raised when a row that was asked for does not exist."""
+
+
+class OrganizationNotFound(NotFound):
+    """Raised when an organization id is unknown."""
+
+
+class ConnectorNotFound(NotFound):
+    """Raised when a connector id is unknown."""
+
+
+class CryptoError(PilotError):
+    """Raised when a credential cannot be encrypted or decrypted (wrong key, tampering, swap)."""
+
+
+class ConnectorError(PilotError):
+    """Raised when a connector cannot be used."""
+
+    def __init__(self, message: str, *, connector_id: object = None) -> None:
+        super().__init__(message)
+        self.connector_id = connector_id
+
+
+class ConnectorPaused(ConnectorError):
+    """Raised when a paused or failing connector is asked to send."""
+
+
+class ConnectorConfigInvalid(ConnectorError):
+    """Raised when a connector's configuration has problems; ``problems`` lists them all."""
+
+    def __init__(self, problems: list[str], *, connector_id: object = None) -> None:
+        super().__init__("invalid connector config: " + "; ".join(problems), connector_id=connector_id)
+        self.problems = problems
+
+
+class RateLimitError(PilotError):
+    """Raised when a rate-limit check cannot grant tokens."""
+
+
+class RateLimited(RateLimitError):
+    """Raised when a bucket has too few tokens; retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, *, bucket: str) -> None:
+        super().__init__(f"rate limited by the {bucket} bucket; retry in {retry_after:.3f}s")
+        self.retry_after = retry_after
+        self.bucket = bucket
+
+
+class RequestExceedsCapacity(RateLimitError, ValueError):
+    """Raised when more tokens are asked for than a bucket can ever hold."""
+
+
+class RateLimitBackendUnavailable(RateLimitError):
+    """Raised when Redis cannot be reached; callers fail closed and send nothing."""
+
+
+class ResendError(PilotError):
+    """Raised for an unsuccessful exchange with Resend.
+
+    ``status_code`` is None when no answer arrived. ``error_name`` and ``message`` are Resend's.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_name: str | None = None,
+        retry_after: float | None = None,
+        rate_limit: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.error_name = error_name
+        self.retry_after = retry_after
+        self.rate_limit: dict[str, str] = dict(rate_limit or {})
+
+    def __str__(self) -> str:
+        if self.status_code is None:
+            return self.message
+        return f"{self.status_code} {self.error_name or 'error'}: {self.message}"
+
+
+class ResendTransportError(ResendError):
+    """Raised on a timeout or connection error: the outcome of the request is unknown."""
+
+
+class ResendServerError(ResendError):
+    """Raised on a 5xx answer: transient, retry with the same idempotency key."""
+
+
+class ResendRateLimited(ResendError):
+    """Raised on 429 ``rate_limit_exceeded``: wait ``retry_after`` seconds."""
+
+
+class ResendQuotaExceeded(ResendError):
+    """Raised on 429 ``daily_quota_exceeded`` or ``monthly_quota_exceeded``."""
+
+
+class ResendIdempotencyInFlight(ResendError):
+    """Raised on 409 ``concurrent_idempotent_requests``: retry later with the same key."""
+
+
+class ResendIdempotencyMismatch(ResendError):
+    """Raised on 409 ``invalid_idempotent_request``: the payload changed under one key."""
+
+
+class ResendAuthError(ResendError):
+    """Raised on 401/403 key errors: the API key is missing, invalid, restricted or suspended."""
+
+
+class ResendRejected(ResendError):
+    """Raised on any other 4xx: Resend refused the request and retrying will not help."""
+
+
+class WebhookVerificationError(PilotError):
+    """Raised when a webhook request fails signature or format checks; ``reason`` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

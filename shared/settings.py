@@ -1,0 +1,153 @@
+"""The one settings object. It is the only reader of the environment.
+
+Variable names are the field names in upper case (``DATABASE_URL``, ``PILOT_ENCRYPTION_KEYS``...).
+Lists of secrets are space-separated. Errors name the variable, never its value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+#: Local defaults match the services on loopback that `make demo` and the tests use.
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/pilot"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_RESEND_BASE_URL = "https://api.resend.com"
+#: Resend's documented default request rate per team (the `ratelimit-limit` header overrides it).
+DEFAULT_RESEND_REQUESTS_PER_SECOND = 2.0
+#: Webhook bodies above this size are refused with 413 (Resend payloads are a few kB).
+DEFAULT_WEBHOOK_MAX_BODY_BYTES = 256 * 1024
+#: AES-256-GCM keys are 32 bytes.
+ENCRYPTION_KEY_BYTES = 32
+
+SecretList = Annotated[list[SecretStr], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Configuration of every process (worker, receiver, sandbox, CLI)."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    celery_broker_url: str | None = None
+    #: Prefix of every Redis key this project writes (rate buckets, cooldowns).
+    pilot_redis_prefix: str = "pilot:"
+
+    resend_api_key: SecretStr | None = None
+    resend_base_url: str = DEFAULT_RESEND_BASE_URL
+    resend_webhook_secret: SecretList = Field(default_factory=list)
+    resend_requests_per_second: float = Field(default=DEFAULT_RESEND_REQUESTS_PER_SECOND, gt=0)
+
+    pilot_encryption_keys: SecretList = Field(default_factory=list)
+
+    pilot_log_format: Literal["human", "json"] = "human"
+    pilot_log_level: str = "INFO"
+    pilot_webhook_max_body_bytes: int = Field(default=DEFAULT_WEBHOOK_MAX_BODY_BYTES, gt=0)
+
+    @field_validator("resend_webhook_secret", "pilot_encryption_keys", mode="before")
+    @classmethod
+    def _split_spaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.split()
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg3_driver(cls, value: str) -> str:
+        for prefix in ("postgresql://", "postgres://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value.removeprefix(prefix)
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url", "celery_broker_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("resend_webhook_secret")
+    @classmethod
+    def _webhook_secrets_decode(cls, secrets: list[SecretStr]) -> list[SecretStr]:
+        for index, secret in enumerate(secrets, start=1):
+            size = _decoded_size(secret.get_secret_value().removeprefix("whsec_"))
+            if size is None or not 24 <= size <= 64:
+                raise ValueError(f"secret #{index} must be base64 (optionally whsec_-prefixed) of 24-64 bytes")
+        return secrets
+
+    @field_validator("pilot_encryption_keys")
+    @classmethod
+    def _encryption_keys_decode(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(keys, start=1):
+            if _decoded_size(key.get_secret_value(), urlsafe=True) != ENCRYPTION_KEY_BYTES:
+                raise ValueError(f"key #{index} must be url-safe base64 of 32 bytes (pilot keys generate)")
+        return keys
+
+    @model_validator(mode="after")
+    def _broker_defaults_to_redis(self) -> Settings:
+        if self.celery_broker_url is None:
+            object.__setattr__(self, "celery_broker_url", self.redis_url)
+        return self
+
+    def __repr_args__(self) -> Any:
+        # Connection strings may carry passwords: show them masked.
+        for name, value in super().__repr_args__():
+            yield name, mask_url_password(value) if name in _URL_FIELDS and value else value
+
+    @property
+    def broker_url(self) -> str:
+        """The Celery broker URL (``CELERY_BROKER_URL``, else ``REDIS_URL``)."""
+        return self.celery_broker_url or self.redis_url
+
+
+_URL_FIELDS = {"database_url", "redis_url", "celery_broker_url"}
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _decoded_size(text: str, *, urlsafe: bool = False) -> int | None:
+    """Length of strictly decoded base64 ``text`` (padding optional), or None if it is not base64."""
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if urlsafe:
+            return len(base64.urlsafe_b64decode(padded.encode("ascii")))
+        return len(base64.b64decode(padded.encode("ascii"), validate=True))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (plus ``overrides``), or raise :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad variable, naming it and the problem, never the value."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        variable = ".".join(str(part) for part in error["loc"][:1]).upper() or "settings"
+        lines.append(f"{variable}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use."""
+    return load_settings()
