@@ -83,7 +83,9 @@ class Settings(BaseSettings):
         for index, secret in enumerate(secrets, start=1):
             size = _decoded_size(secret.get_secret_value().removeprefix("whsec_"))
             if size is None or not 24 <= size <= 64:
-                raise ValueError(f"secret #{index} must be base64 (optionally whsec_-prefixed) of 24-64 bytes")
+                raise ValueError(
+                    f"secret #{index} must be base64 (optionally whsec_-prefixed) of 24-64 bytes"
+                )
         return secrets
 
     @field_validator("pilot_encryption_keys")
@@ -91,7 +93,9 @@ class Settings(BaseSettings):
     def _encryption_keys_decode(cls, keys: list[SecretStr]) -> list[SecretStr]:
         for index, key in enumerate(keys, start=1):
             if _decoded_size(key.get_secret_value(), urlsafe=True) != ENCRYPTION_KEY_BYTES:
-                raise ValueError(f"key #{index} must be url-safe base64 of 32 bytes (pilot keys generate)")
+                raise ValueError(
+                    f"key #{index} must be url-safe base64 of 32 bytes (pilot keys generate)"
+                )
         return keys
 
     @model_validator(mode="after")

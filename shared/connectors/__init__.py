@@ -1,0 +1,1 @@
+"""Connector types: base classes, the Resend connector and the registry."""

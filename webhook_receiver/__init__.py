@@ -1,0 +1,1 @@
+"""Flask app receiving Resend's Svix-signed webhooks."""
