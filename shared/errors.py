@@ -77,9 +77,7 @@ class ConnectorConfigInvalid(ConnectorError):
     """Raised when a connector's configuration has problems; ``problems`` lists them all."""
 
     def __init__(self, problems: list[str], *, connector_id: object = None) -> None:
-        super().__init__(
-            "invalid connector config: " + "; ".join(problems), connector_id=connector_id
-        )
+        super().__init__("invalid connector config: " + "; ".join(problems), connector_id=connector_id)
         self.problems = problems
 
 

@@ -41,9 +41,7 @@ def redis_problem(url: str) -> str | None:
 
 def main() -> int:
     """Exit 0 when both services answer; else print what failed and how to start it."""
-    postgres_url = os.environ.get(
-        "PILOT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    postgres_url = os.environ.get("PILOT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("PILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     problems = [p for p in (postgres_problem(postgres_url), redis_problem(redis_url)) if p]
     for problem in problems:

@@ -93,9 +93,7 @@ class Settings(BaseSettings):
     def _encryption_keys_decode(cls, keys: list[SecretStr]) -> list[SecretStr]:
         for index, key in enumerate(keys, start=1):
             if _decoded_size(key.get_secret_value(), urlsafe=True) != ENCRYPTION_KEY_BYTES:
-                raise ValueError(
-                    f"key #{index} must be url-safe base64 of 32 bytes (pilot keys generate)"
-                )
+                raise ValueError(f"key #{index} must be url-safe base64 of 32 bytes (pilot keys generate)")
         return keys
 
     @model_validator(mode="after")
