@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from shared.crypto import KeyRing
 
 #: Admin connection used to create and drop per-run databases.
 ADMIN_DATABASE_URL = os.environ.get(
@@ -32,3 +39,106 @@ def real_redis(redis_prefix: str) -> Iterator[redis.Redis]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+# One migrated template database per test run. Tests either share one migrated database through
+# a rolled-back transaction (`db_session`), or get their own copy of the template
+# (`fresh_database_url`) when the behaviour depends on real commits (races, processes).
+
+
+def _admin_execute(*statements: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def database_url_for(name: str) -> str:
+    """The SQLAlchemy URL of database ``name`` on the test server."""
+    base = ADMIN_DATABASE_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+def create_database(name: str, *, template: str | None = None) -> str:
+    """Create database ``name`` (optionally from ``template``) and return its URL."""
+    suffix = f" TEMPLATE {template}" if template else ""
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"{suffix}')
+    return database_url_for(name)
+
+
+def drop_database(name: str) -> None:
+    """Drop database ``name``, closing its connections."""
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def template_database() -> Iterator[str]:
+    """Name of a database migrated to head, never connected to (so it can be copied)."""
+    from shared import migrations
+
+    name = f"pilot_test_tpl_{uuid.uuid4().hex[:10]}"
+    url = create_database(name)
+    migrations.upgrade(url)
+    yield name
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def shared_database_url(template_database: str) -> Iterator[str]:
+    """A migrated database shared by tests that roll back their transaction."""
+    name = f"pilot_test_{uuid.uuid4().hex[:10]}"
+    yield create_database(name, template=template_database)
+    drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def shared_engine(shared_database_url: str) -> Iterator[Engine]:
+    from shared.db import make_engine
+    from shared.settings import load_settings
+
+    engine = make_engine(load_settings(database_url=shared_database_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(shared_engine: Engine) -> Iterator[Session]:
+    """A session whose every commit is rolled back at the end of the test."""
+    from sqlalchemy.orm import Session
+
+    with shared_engine.connect() as connection:
+        outer = connection.begin()
+        session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        yield session
+        session.close()
+        outer.rollback()
+
+
+@pytest.fixture
+def fresh_database_url(template_database: str) -> Iterator[str]:
+    """A database of this test's own, migrated to head, dropped afterwards."""
+    name = f"pilot_test_{uuid.uuid4().hex[:10]}"
+    yield create_database(name, template=template_database)
+    drop_database(name)
+
+
+@pytest.fixture
+def session_factory(fresh_database_url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on this test's own database (commits are real)."""
+    from shared.db import make_engine, make_sessionmaker
+    from shared.settings import load_settings
+
+    engine = make_engine(load_settings(database_url=fresh_database_url))
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def keyring() -> KeyRing:
+    """A key ring with one fresh key."""
+    from shared.crypto import KeyRing, generate_key
+    from shared.settings import load_settings
+
+    return KeyRing.from_settings(load_settings(pilot_encryption_keys=generate_key()))

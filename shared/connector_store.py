@@ -1,0 +1,303 @@
+"""Organizations and connectors in PostgreSQL. Every change writes its audit row.
+
+Functions take a session and add to its transaction; the caller commits (``shared.db.transaction``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared import audit
+from shared.connector_config import ConnectorConfig
+from shared.crypto import KeyRing
+from shared.errors import ConnectorNotFound, OrganizationNotFound, PayloadInvalid
+from shared.models import Connector, ConnectorUsage, Organization
+from shared.settings import describe_validation_error
+
+#: last_error is shown to operators; keep it short.
+MAX_ERROR_LENGTH = 500
+
+
+def create_organization(session: Session, name: str, *, actor: str) -> Organization:
+    """Create an organization."""
+    if not name.strip():
+        raise PayloadInvalid("organization name must not be empty")
+    organization = Organization(id=uuid.uuid4(), name=name.strip())
+    session.add(organization)
+    audit.record(
+        session,
+        action="organization.create",
+        actor=actor,
+        organization_id=organization.id,
+        target=f"organization:{organization.id}",
+        details={"name": organization.name},
+    )
+    return organization
+
+
+def get_organization(session: Session, organization_id: uuid.UUID | str) -> Organization:
+    """The organization, or :class:`OrganizationNotFound`."""
+    organization = session.get(Organization, _as_uuid(organization_id, OrganizationNotFound))
+    if organization is None:
+        raise OrganizationNotFound(f"organization {organization_id} does not exist")
+    return organization
+
+
+def validate_connector_config(config: dict[str, Any]) -> ConnectorConfig:
+    """Parse a connector config, or raise :class:`PayloadInvalid` naming every bad field."""
+    try:
+        return ConnectorConfig.model_validate(config)
+    except ValidationError as exc:
+        raise PayloadInvalid(
+            describe_validation_error(exc).replace("invalid configuration", "invalid connector config")
+        ) from None
+
+
+def create_connector(
+    session: Session,
+    *,
+    organization_id: uuid.UUID | str,
+    name: str,
+    config: dict[str, Any],
+    actor: str,
+    api_key: SecretStr | None = None,
+    keyring: KeyRing | None = None,
+    type: str = "resend",
+) -> Connector:
+    """Create a connector, encrypting ``api_key`` with ``keyring`` when one is given."""
+    organization = get_organization(session, organization_id)
+    parsed = validate_connector_config(config)
+    connector = Connector(
+        id=uuid.uuid4(),
+        organization_id=organization.id,
+        type=type,
+        name=name,
+        config=parsed.model_dump(exclude_none=True),
+        status="active",
+    )
+    session.add(connector)
+    if api_key is not None:
+        _seal_key(connector, api_key, _require(keyring))
+    audit.record(
+        session,
+        action="connector.create",
+        actor=actor,
+        organization_id=organization.id,
+        connector_id=connector.id,
+        target=f"connector:{connector.id}",
+        details={"name": name, "type": type, "config": connector.config, "key_set": api_key is not None},
+    )
+    session.flush()
+    return connector
+
+
+def get_connector(session: Session, connector_id: uuid.UUID | str, *, for_update: bool = False) -> Connector:
+    """The connector, or :class:`ConnectorNotFound`."""
+    query = select(Connector).where(Connector.id == _as_uuid(connector_id, ConnectorNotFound))
+    if for_update:
+        query = query.with_for_update()
+    connector = session.scalars(query).one_or_none()
+    if connector is None:
+        raise ConnectorNotFound(f"connector {connector_id} does not exist")
+    return connector
+
+
+def list_connectors(session: Session, organization_id: uuid.UUID | None = None) -> list[Connector]:
+    """Connectors, optionally of one organization, oldest first."""
+    query = select(Connector).order_by(Connector.created_at, Connector.id)
+    if organization_id is not None:
+        query = query.where(Connector.organization_id == organization_id)
+    return list(session.scalars(query))
+
+
+def update_limits(
+    session: Session, connector_id: uuid.UUID | str, *, per_hour: int, per_day: int, actor: str
+) -> Connector:
+    """Set the hour and day budgets of a connector."""
+    connector = get_connector(session, connector_id, for_update=True)
+    before = dict(connector.config)
+    parsed = validate_connector_config(
+        {**before, "rate_limit_per_hour": per_hour, "rate_limit_per_day": per_day}
+    )
+    connector.config = parsed.model_dump(exclude_none=True)
+    _audit(
+        session,
+        connector,
+        "connector.limits_set",
+        actor,
+        details={"before": _limits(before), "after": _limits(connector.config)},
+    )
+    return connector
+
+
+def update_config(
+    session: Session, connector_id: uuid.UUID | str, changes: dict[str, Any], *, actor: str
+) -> Connector:
+    """Merge ``changes`` into a connector's config."""
+    connector = get_connector(session, connector_id, for_update=True)
+    connector.config = validate_connector_config({**connector.config, **changes}).model_dump(
+        exclude_none=True
+    )
+    _audit(session, connector, "connector.update", actor, details={"changed": sorted(changes)})
+    return connector
+
+
+def set_api_key(
+    session: Session, connector_id: uuid.UUID | str, api_key: SecretStr, *, keyring: KeyRing, actor: str
+) -> Connector:
+    """Encrypt and store a new API key for the connector."""
+    connector = get_connector(session, connector_id, for_update=True)
+    _seal_key(connector, api_key, keyring)
+    _audit(
+        session,
+        connector,
+        "connector.key_set",
+        actor,
+        details={"key_version": connector.credentials_key_version},
+    )
+    return connector
+
+
+def get_api_key(connector: Connector, keyring: KeyRing | None) -> SecretStr | None:
+    """The connector's decrypted API key, or None when it has none stored."""
+    if connector.credentials_ciphertext is None or connector.credentials_key_version is None:
+        return None
+    plain = _require(keyring).decrypt(
+        connector.credentials_ciphertext, connector.credentials_key_version, connector_id=connector.id
+    )
+    return SecretStr(plain)
+
+
+def pause(
+    session: Session, connector_id: uuid.UUID | str, *, actor: str, reason: str | None = None
+) -> Connector:
+    """Pause a connector: it sends nothing until resumed."""
+    return set_status(
+        session,
+        get_connector(session, connector_id, for_update=True),
+        "paused",
+        actor=actor,
+        reason=reason,
+        action="connector.pause",
+    )
+
+
+def resume(
+    session: Session, connector_id: uuid.UUID | str, *, actor: str, reason: str | None = None
+) -> Connector:
+    """Resume a paused connector."""
+    connector = get_connector(session, connector_id, for_update=True)
+    connector.last_error = None
+    return set_status(session, connector, "active", actor=actor, reason=reason, action="connector.resume")
+
+
+def set_status(
+    session: Session,
+    connector: Connector,
+    status: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    action: str = "connector.status_change",
+) -> Connector:
+    """Change a connector's status, auditing the change (a no-op change writes nothing)."""
+    previous = connector.status
+    if previous == status:
+        return connector
+    connector.status = status
+    _audit(session, connector, action, actor, reason=reason, details={"from": previous, "to": status})
+    return connector
+
+
+def set_last_error(connector: Connector, error: str | None) -> None:
+    """Remember the latest error (already scrubbed by whoever raised it), truncated."""
+    connector.last_error = None if error is None else error[:MAX_ERROR_LENGTH]
+
+
+def delete_connector(session: Session, connector_id: uuid.UUID | str, *, actor: str) -> None:
+    """Delete a connector (its messages and usage go with it; the audit log stays)."""
+    connector = get_connector(session, connector_id, for_update=True)
+    _audit(session, connector, "connector.delete", actor, details={"name": connector.name})
+    session.delete(connector)
+
+
+def record_usage(
+    session: Session, connector_id: uuid.UUID, *, emails: int, requests: int, at: datetime | None = None
+) -> None:
+    """Add ``emails`` and ``requests`` to the connector's usage in the hour of ``at`` (now)."""
+    hour = (at or datetime.now(UTC)).replace(minute=0, second=0, microsecond=0)
+    statement = insert(ConnectorUsage).values(
+        connector_id=connector_id, hour=hour, emails_sent=emails, requests=requests
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[ConnectorUsage.connector_id, ConnectorUsage.hour],
+        set_={
+            "emails_sent": ConnectorUsage.emails_sent + statement.excluded.emails_sent,
+            "requests": ConnectorUsage.requests + statement.excluded.requests,
+        },
+    )
+    session.execute(statement)
+
+
+def usage_since(session: Session, connector_id: uuid.UUID, since: datetime) -> int:
+    """Emails the connector sent from the hour of ``since`` on (from ``connector_usage``)."""
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    total = session.scalar(
+        select(func.coalesce(func.sum(ConnectorUsage.emails_sent), 0)).where(
+            ConnectorUsage.connector_id == connector_id, ConnectorUsage.hour >= hour
+        )
+    )
+    return int(total or 0)
+
+
+def _seal_key(connector: Connector, api_key: SecretStr, keyring: KeyRing) -> None:
+    sealed = keyring.encrypt(api_key.get_secret_value(), connector_id=connector.id)
+    connector.credentials_ciphertext = sealed.ciphertext
+    connector.credentials_key_version = sealed.key_version
+
+
+def _audit(
+    session: Session,
+    connector: Connector,
+    action: str,
+    actor: str,
+    *,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        session,
+        action=action,
+        actor=actor,
+        organization_id=connector.organization_id,
+        connector_id=connector.id,
+        target=f"connector:{connector.id}",
+        reason=reason,
+        details=details,
+    )
+
+
+def _limits(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: config.get(k) for k in ("rate_limit_per_hour", "rate_limit_per_day")}
+
+
+def _require(keyring: KeyRing | None) -> KeyRing:
+    if keyring is None:
+        raise PayloadInvalid("storing or reading a connector API key needs PILOT_ENCRYPTION_KEYS")
+    return keyring
+
+
+def _as_uuid(value: uuid.UUID | str, error: type[Exception]) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise error(f"{value!r} is not a valid id") from None

@@ -1,0 +1,279 @@
+"""The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
+
+Tables: organizations, connectors, tasks, email_messages (the send ledger), email_metrics,
+suppression_list, webhook_events, connector_usage, audit_logs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Constraint names are deterministic so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+CONNECTOR_STATUSES = ("active", "paused", "error", "rate_limited")
+MESSAGE_STATUSES = (
+    "queued",
+    "deferred",
+    "sending",
+    "sent",
+    "delivery_delayed",
+    "delivered",
+    "bounced",
+    "complained",
+    "failed",
+    "suppressed",
+)
+SUPPRESSION_REASONS = (
+    "hard_bounce",
+    "spam_complaint",
+    "provider_suppressed",
+    "soft_bounce",
+    "manual",
+    "unsubscribed",
+)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _uuid_pk() -> Mapped[uuid.UUID]:
+    return mapped_column(UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()"))
+
+
+def _created_at() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _updated_at() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the project's naming convention and JSONB for dicts."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSONB, uuid.UUID: UUID(as_uuid=True)}
+
+
+class Organization(Base):
+    """A customer account; suppression lists are scoped to it."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Connector(Base):
+    """An email provider account of an organization, with its encrypted API key and limits."""
+
+    __tablename__ = "connectors"
+    __table_args__ = (
+        CheckConstraint(_in("status", CONNECTOR_STATUSES), name="status"),
+        UniqueConstraint("organization_id", "name"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    type: Mapped[str] = mapped_column(Text, server_default="resend")
+    name: Mapped[str] = mapped_column(Text)
+    credentials_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
+    credentials_key_version: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text, server_default="active")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+    organization: Mapped[Organization] = relationship(lazy="raise")
+
+    def __repr__(self) -> str:
+        # The ciphertext stays out of reprs along with everything else secret.
+        return f"<Connector {self.id} {self.type} {self.name!r} {self.status}>"
+
+
+class Task(Base):
+    """A unit of upstream work (a campaign, a send request) and its aggregated delivery metrics."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text, server_default="")
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    execution_result: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class EmailMessage(Base):
+    """The send ledger: one row per recipient, keyed by its deterministic idempotency key."""
+
+    __tablename__ = "email_messages"
+    __table_args__ = (
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    connector_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
+    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    recipient: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text, server_default="")
+    #: The rendered Resend request body, sent byte-identically on every retry.
+    request: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    status: Mapped[str] = mapped_column(Text, server_default="queued")
+    resend_email_id: Mapped[str | None] = mapped_column(Text, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class EmailMetric(Base):
+    """One delivery event of one message (from a webhook), the source of a task's metrics."""
+
+    __tablename__ = "email_metrics"
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
+    )
+    task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    connector_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("connectors.id", ondelete="SET NULL"), index=True
+    )
+    #: The webhook event this row came from; unique so a replayed event adds no second row.
+    webhook_event_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_events.id", ondelete="SET NULL"), unique=True
+    )
+    event: Mapped[str] = mapped_column(Text, index=True)
+    recipient: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
+    #: The event's own time (payload ``created_at``): ordering never depends on arrival.
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = _created_at()
+
+
+class Suppression(Base):
+    """An address an organization must not send to. Addresses are stored lower-cased."""
+
+    __tablename__ = "suppression_list"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "email"),
+        CheckConstraint("email = lower(email)", name="email_normalized"),
+        CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created_at()
+
+
+class WebhookEvent(Base):
+    """A verified webhook delivery, stored raw before it is acknowledged."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index(
+            "ix_webhook_events_unprocessed",
+            "received_at",
+            postgresql_where=text("processed_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    svix_id: Mapped[str] = mapped_column(Text, unique=True)
+    type: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ConnectorUsage(Base):
+    """Emails and requests a connector used in one hour, for history and reports."""
+
+    __tablename__ = "connector_usage"
+
+    connector_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    emails_sent: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    requests: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class AuditLog(Base):
+    """An append-only record of a connector action: when, who, what, on what, result, why.
+
+    No foreign keys: the record outlives what it describes. A trigger refuses UPDATE and DELETE.
+    """
+
+    __tablename__ = "audit_logs"
+    __table_args__ = (CheckConstraint("result IN ('success', 'failure', 'denied')", name="result"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    connector_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
+    actor: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(Text, index=True)
+    target: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _created_at()
