@@ -1,0 +1,26 @@
+"""Celery task names: the public contract with upstream apps, the receiver and beat."""
+
+from __future__ import annotations
+
+SEND_EMAIL = "pilot.send_email"
+SEND_BATCH = "pilot.send_batch"
+PROCESS_WEBHOOK_EVENT = "pilot.process_webhook_event"
+CHECK_CONNECTOR_STATUS = "pilot.check_connector_status"
+RELEASE_DEFERRED = "pilot.release_deferred"
+SWEEP = "pilot.sweep"
+RECONCILE = "pilot.reconcile"
+
+#: Queues: sends, webhook events and periodic maintenance never wait behind each other.
+SENDS_QUEUE = "pilot.sends"
+EVENTS_QUEUE = "pilot.events"
+MAINTENANCE_QUEUE = "pilot.maintenance"
+
+TASK_QUEUES = {
+    SEND_EMAIL: SENDS_QUEUE,
+    SEND_BATCH: SENDS_QUEUE,
+    PROCESS_WEBHOOK_EVENT: EVENTS_QUEUE,
+    CHECK_CONNECTOR_STATUS: MAINTENANCE_QUEUE,
+    RELEASE_DEFERRED: MAINTENANCE_QUEUE,
+    SWEEP: MAINTENANCE_QUEUE,
+    RECONCILE: MAINTENANCE_QUEUE,
+}

@@ -1,0 +1,68 @@
+"""The Celery app, built from settings by :func:`make_celery`.
+
+``celery -A worker.celery_app worker`` imports this module, which builds ``app`` from the
+environment. Building the app connects to nothing; the worker connects when it starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from shared import task_names
+from shared.settings import Settings, get_settings
+
+#: Longest a send task may run; the broker's visibility timeout stays far above it.
+SEND_TIME_LIMIT_S = 120
+#: Redis redelivers an unacked task after this long; never shorter than any countdown we use.
+VISIBILITY_TIMEOUT_S = 3600
+
+#: Modules whose import registers tasks on the app.
+TASK_MODULES = ["worker.tasks", "worker.event_tasks"]
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "check-connector-status": {"task": task_names.CHECK_CONNECTOR_STATUS, "schedule": 300.0},
+    "release-deferred": {"task": task_names.RELEASE_DEFERRED, "schedule": 30.0},
+    "sweep": {"task": task_names.SWEEP, "schedule": 60.0},
+    "reconcile": {"task": task_names.RECONCILE, "schedule": 300.0},
+}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings implied by reliability.md section 2 (at-least-once, no lost work)."""
+    queues = sorted(set(task_names.TASK_QUEUES.values()))
+    return {
+        "broker_url": settings.broker_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_time_limit": SEND_TIME_LIMIT_S,
+        "task_soft_time_limit": SEND_TIME_LIMIT_S - 10,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": 30.0,
+        "task_queues": [Queue(name) for name in queues],
+        "task_default_queue": task_names.MAINTENANCE_QUEUE,
+        "task_routes": {name: {"queue": queue} for name, queue in task_names.TASK_QUEUES.items()},
+        "beat_schedule": BEAT_SCHEDULE,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured from ``settings``, with our task modules registered."""
+    celery = Celery("marketing_pilot", set_as_current=False)
+    celery.conf.update(celery_config(settings))
+    celery.conf.include = TASK_MODULES
+    return celery
+
+
+app = make_celery(get_settings())
