@@ -1,0 +1,276 @@
+"""Distributed token buckets in Redis: one budget shared by every worker, one round trip per check.
+
+Per connector an hour bucket (capacity ``per_hour``, refilled continuously at ``per_hour/3600`` tokens
+a second) and a day bucket (``per_day``, ``per_day/86400``) are taken together for n emails; per
+Resend API key a request-rate bucket (default 2 requests/s) and a cooldown after a 429. All of it runs
+in ``token_bucket.lua``, atomically, on Redis ``TIME``. A denial takes nothing and says how long to
+wait. This is the only module that knows ``redis.*`` exceptions: they become
+:class:`~shared.errors.RateLimitBackendUnavailable`, and callers fail closed.
+
+A bucket stores its *deficit* (tokens taken and not yet refilled), so a raised limit gives its extra
+tokens at once and a lowered one leaves ``limit - used`` (never less than nothing: the bucket is
+clamped to empty).
+
+Example::
+
+    limiter = RateLimiter.from_settings(settings)
+    decision = limiter.acquire_emails(connector_id, 3, ConnectorLimits(per_hour=1000, per_day=5000))
+    if not decision.granted:
+        defer(seconds=decision.wait_seconds)  # blocked_by says "hour" or "day"
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
+from uuid import UUID
+
+import redis
+
+from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, RequestExceedsCapacity
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+#: Resend's default request rate per team; ``ratelimit-limit`` adjusts it at run time.
+DEFAULT_REQUESTS_PER_SECOND = 2.0
+#: A learnt request rate is forgotten after a day without news, so idle API keys cost no memory.
+REQUEST_RATE_TTL_MS = DAY_MS
+#: Fail closed quickly when Redis does not answer.
+DEFAULT_SOCKET_TIMEOUT_S = 2.0
+#: Characters of the API key's sha256 hex digest used in key names (80 bits: no collisions in practice).
+API_KEY_HASH_CHARS = 20
+
+Period = Literal["hour", "day"]
+
+
+@dataclass(frozen=True)
+class ConnectorLimits:
+    """A connector's email budget: at most ``per_hour`` an hour and ``per_day`` a day."""
+
+    per_hour: int
+    per_day: int
+
+    def __post_init__(self) -> None:
+        for name in ("per_hour", "per_day"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise PayloadInvalid(f"ConnectorLimits.{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to a take: granted, or how long until it would be and which bucket blocked.
+
+    ``blocked_by`` is ``"hour"``, ``"day"``, ``"requests"`` or ``"cooldown"`` on denial, else None.
+    """
+
+    granted: bool
+    wait_seconds: float
+    blocked_by: str | None
+
+
+@dataclass(frozen=True)
+class UsageStats:
+    """A bucket seen as a budget: tokens ``used`` of ``limit``, and seconds until it is full again."""
+
+    used: int
+    limit: int
+    remaining: int
+    resets_in: float
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    name: str
+    key: str
+    capacity: int
+    period_ms: int
+
+
+GRANTED = Decision(granted=True, wait_seconds=0.0, blocked_by=None)
+
+
+class RateLimiter:
+    """Token buckets for connectors and Resend API keys, shared by every process using ``redis``.
+
+    ``clock_ms`` is for tests only: it replaces Redis ``TIME`` with an injected clock (ms).
+    """
+
+    def __init__(
+        self,
+        redis: redis.Redis,
+        *,
+        key_prefix: str = "pilot:",
+        requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._prefix = key_prefix
+        self._default_request_rate = request_bucket_shape(requests_per_second)
+        self._clock_ms = clock_ms
+        self._script = redis.register_script(_script_source())
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        """A limiter with its own client for ``REDIS_URL`` (no connection is opened until first use)."""
+        client = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=DEFAULT_SOCKET_TIMEOUT_S,
+            socket_connect_timeout=DEFAULT_SOCKET_TIMEOUT_S,
+        )
+        return cls(
+            client,
+            key_prefix=settings.pilot_redis_prefix,
+            requests_per_second=settings.resend_requests_per_second,
+        )
+
+    # Connector email budget -------------------------------------------------------------------
+
+    def acquire_emails(self, connector_id: str | UUID, n: int, limits: ConnectorLimits) -> Decision:
+        """Take ``n`` tokens from the connector's hour and day buckets: both, or neither on denial.
+
+        Raises :class:`RequestExceedsCapacity` if ``n`` exceeds either limit (it could never succeed).
+        """
+        buckets = self._connector_buckets(connector_id, limits)
+        return self._decide("take", n, buckets, extra_keys=())[0]
+
+    def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
+        """Whether ``acquire_emails`` would grant ``n`` now; debits nothing."""
+        buckets = self._connector_buckets(connector_id, limits)
+        return self._decide("peek", n, buckets, extra_keys=())[0].granted
+
+    def get_usage_stats(
+        self, connector_id: str | UUID, period: Period, limits: ConnectorLimits
+    ) -> UsageStats:
+        """Usage of the connector's ``"hour"`` or ``"day"`` bucket; debits nothing."""
+        if period not in ("hour", "day"):
+            raise PayloadInvalid(f"period must be 'hour' or 'day', got {period!r}")
+        bucket = next(b for b in self._connector_buckets(connector_id, limits) if b.name == period)
+        deficit = self._decide("peek", 1, [bucket], extra_keys=())[1][0]
+        return usage_from_deficit(deficit, bucket.capacity, bucket.period_ms)
+
+    # Resend API key request rate --------------------------------------------------------------
+
+    def acquire_request(self, api_key: str, *, n: int = 1) -> Decision:
+        """Take ``n`` request tokens for ``api_key``; denied while its cooldown lasts."""
+        capacity, period_ms = self._default_request_rate
+        bucket = _Bucket("requests", self._request_key(api_key), capacity, period_ms)
+        extra = (self._cooldown_key(api_key), self._request_rate_key(api_key))
+        return self._decide("take", n, [bucket], extra_keys=extra)[0]
+
+    def set_request_rate(self, api_key: str, per_second: float) -> None:
+        """Set the request rate for ``api_key`` for every worker (from Resend's ``ratelimit-limit``)."""
+        capacity, period_ms = request_bucket_shape(per_second)
+        key = self._request_rate_key(api_key)
+        with _backend():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(key, mapping={"capacity": capacity, "period_ms": period_ms})
+            pipe.pexpire(key, REQUEST_RATE_TTL_MS)
+            pipe.execute()
+
+    def start_cooldown(self, api_key: str, seconds: float) -> None:
+        """Deny every request for ``api_key`` for ``seconds`` (after a 429); never shortens one."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise PayloadInvalid(f"cooldown seconds must be a positive number, got {seconds!r}")
+        ms = math.ceil(seconds * 1000)
+        key = self._cooldown_key(api_key)
+        with _backend():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.set(key, 1, px=ms, nx=True)
+            pipe.pexpire(key, ms, gt=True)  # extends a shorter cooldown another worker started
+            pipe.execute()
+
+    # Internals ------------------------------------------------------------------------------------
+
+    def _decide(
+        self, mode: str, n: int, buckets: Sequence[_Bucket], *, extra_keys: Sequence[str]
+    ) -> tuple[Decision, list[int]]:
+        """Run the script; the decision and each bucket's deficit after it."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise PayloadInvalid(f"token count n must be a positive integer, got {n!r}")
+        now = "" if self._clock_ms is None else str(int(self._clock_ms()))
+        args: list[str | int] = [mode, n, now]
+        for bucket in buckets:
+            args += [bucket.capacity, bucket.period_ms]
+        with _backend():
+            status, a, b, *deficits = self._script(keys=[*(x.key for x in buckets), *extra_keys], args=args)
+        if status == -1:
+            name = buckets[b - 1].name
+            raise RequestExceedsCapacity(f"{n} tokens requested but the {name} bucket holds at most {a}")
+        if status == 1:
+            return GRANTED, deficits
+        blocked_by = "cooldown" if b == len(buckets) + 1 else buckets[b - 1].name
+        return Decision(granted=False, wait_seconds=a / 1000, blocked_by=blocked_by), deficits
+
+    def _connector_buckets(self, connector_id: str | UUID, limits: ConnectorLimits) -> list[_Bucket]:
+        cid = str(connector_id)
+        if not cid:
+            raise PayloadInvalid("connector_id must not be empty")
+        base = f"{self._prefix}bucket:{cid}"
+        return [
+            _Bucket("hour", f"{base}:hour", limits.per_hour, HOUR_MS),
+            _Bucket("day", f"{base}:day", limits.per_day, DAY_MS),
+        ]
+
+    def _request_key(self, api_key: str) -> str:
+        return f"{self._prefix}requests:{api_key_hash(api_key)}"
+
+    def _request_rate_key(self, api_key: str) -> str:
+        return f"{self._prefix}requests:{api_key_hash(api_key)}:rate"
+
+    def _cooldown_key(self, api_key: str) -> str:
+        return f"{self._prefix}cooldown:{api_key_hash(api_key)}"
+
+
+def api_key_hash(api_key: str) -> str:
+    """A stable, irreversible name for ``api_key`` in Redis keys: the key itself never appears."""
+    if not api_key:
+        raise PayloadInvalid("api_key must not be empty")
+    return hashlib.sha256(api_key.encode()).hexdigest()[:API_KEY_HASH_CHARS]
+
+
+def request_bucket_shape(per_second: float) -> tuple[int, int]:
+    """(capacity, period_ms) of a bucket refilling ``per_second`` tokens a second.
+
+    The capacity (the burst) is the whole number of requests per second, at least 1: 2.0 → (2, 1000),
+    0.5 → (1, 2000), 2.5 → (2, 800).
+    """
+    if isinstance(per_second, bool) or not math.isfinite(per_second) or per_second <= 0:
+        raise PayloadInvalid(f"request rate must be a positive number per second, got {per_second!r}")
+    capacity = max(1, math.floor(per_second))
+    return capacity, max(1, round(capacity * 1000 / per_second))
+
+
+def usage_from_deficit(deficit: int, capacity: int, period_ms: int) -> UsageStats:
+    """A bucket's usage from its deficit (tokens missing, in token*ms units of its period)."""
+    remaining = (capacity * period_ms - deficit) // period_ms
+    # The bucket refills capacity tokens per period_ms, i.e. capacity deficit units per ms.
+    resets_in_ms = -(-deficit // capacity)
+    return UsageStats(
+        used=capacity - remaining, limit=capacity, remaining=remaining, resets_in=resets_in_ms / 1000
+    )
+
+
+@contextmanager
+def _backend() -> Iterator[None]:
+    """Translate Redis failures into the domain error: callers fail closed."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise RateLimitBackendUnavailable(
+            f"rate-limit backend (Redis) unavailable: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+@functools.cache
+def _script_source() -> str:
+    return resources.files("shared").joinpath("token_bucket.lua").read_text(encoding="utf-8")
