@@ -1,0 +1,513 @@
+"""Token buckets: refill arithmetic on an injected clock, atomic takes, clamping, expiry, cooldowns.
+
+Tests taking the ``client`` fixture run twice: on fakeredis (with Lua) and on the real Redis on
+loopback, which fails (never skips) when it is down.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import fakeredis
+import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, RequestExceedsCapacity
+from shared.rate_limit import (
+    DAY_MS,
+    HOUR_MS,
+    ConnectorLimits,
+    Decision,
+    RateLimiter,
+    UsageStats,
+    api_key_hash,
+    request_bucket_shape,
+    usage_from_deficit,
+)
+from shared.settings import load_settings
+from tests.conftest import REDIS_URL
+
+CONNECTOR = "5b0e6c1e-8d5f-4a4e-9a51-0c4f3f6b9d11"
+API_KEY = "re_test_0123456789abcdefghijklmnop"
+#: 3600/hour and 86400/day both refill exactly one token per second.
+ONE_PER_SECOND = ConnectorLimits(per_hour=3600, per_day=86400)
+
+
+class FakeClock:
+    """Milliseconds that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now_ms = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, seconds: float) -> None:
+        self.now_ms += round(seconds * 1000)
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """fakeredis with Lua, then the real Redis on loopback (cleaned by ``real_redis``)."""
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        yield request.getfixturevalue("real_redis")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def limiter(client: redis.Redis, redis_prefix: str, clock: FakeClock) -> RateLimiter:
+    return RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
+
+
+def denied(wait_seconds: float, blocked_by: str) -> Decision:
+    return Decision(granted=False, wait_seconds=wait_seconds, blocked_by=blocked_by)
+
+
+GRANTED = Decision(granted=True, wait_seconds=0.0, blocked_by=None)
+
+
+# Taking and refilling -------------------------------------------------------------------------------
+
+
+def test_acquire_emails_grants_up_to_the_hour_capacity(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=10, per_day=100)
+
+    assert limiter.acquire_emails(CONNECTOR, 10, limits) == GRANTED
+    assert limiter.acquire_emails(CONNECTOR, 1, limits).granted is False
+
+
+@pytest.mark.parametrize(
+    ("taken", "advance_s", "remaining"),
+    [
+        (3600, 0.999, 0),  # a token is not there until its whole second has passed
+        (3600, 1.0, 1),
+        (3600, 2.5, 2),
+        (10, 2.5, 3592),  # 3590 left + 2.5 refilled, whole tokens only
+        (3600, 3600.0, 3600),  # a full period refills the bucket completely
+        (3600, 10 * 3600.0, 3600),  # and never beyond capacity
+    ],
+)
+def test_hour_bucket_refills_per_hour_over_3600_tokens_a_second(
+    limiter: RateLimiter, clock: FakeClock, taken: int, advance_s: float, remaining: int
+) -> None:
+    limiter.acquire_emails(CONNECTOR, taken, ONE_PER_SECOND)
+    clock.advance(advance_s)
+
+    assert limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND).remaining == remaining
+
+
+def test_day_bucket_refills_per_day_over_86400_tokens_a_second(
+    limiter: RateLimiter, clock: FakeClock
+) -> None:
+    limits = ConnectorLimits(per_hour=1000, per_day=300)  # one day token every 288 s
+    limiter.acquire_emails(CONNECTOR, 300, limits)
+    clock.advance(287.999)
+    assert limiter.acquire_emails(CONNECTOR, 1, limits) == denied(0.001, "day")
+
+    clock.advance(0.001)
+    assert limiter.acquire_emails(CONNECTOR, 1, limits) == GRANTED
+
+
+def test_refill_counts_exactly_across_many_small_steps(limiter: RateLimiter, clock: FakeClock) -> None:
+    # 7/hour refills one token every 514285.714... ms: fractional refill must neither be lost nor
+    # rounded up, however often the bucket is read.
+    limits = ConnectorLimits(per_hour=7, per_day=1000)
+    limiter.acquire_emails(CONNECTOR, 7, limits)
+    for _ in range(514):
+        clock.advance(1.0)
+        assert limiter.acquire_emails(CONNECTOR, 1, limits).granted is False
+    clock.advance(0.285)
+    assert limiter.acquire_emails(CONNECTOR, 1, limits) == denied(0.001, "hour")
+    clock.advance(0.001)
+    assert limiter.acquire_emails(CONNECTOR, 1, limits) == GRANTED
+
+
+def test_acquire_emails_takes_from_hour_and_day_together(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=1000, per_day=5000)
+    limiter.acquire_emails(CONNECTOR, 40, limits)
+
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).used == 40
+    assert limiter.get_usage_stats(CONNECTOR, "day", limits).used == 40
+
+
+def test_connectors_have_separate_buckets(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=5, per_day=5)
+    limiter.acquire_emails(CONNECTOR, 5, limits)
+
+    assert limiter.acquire_emails("another-connector", 5, limits) == GRANTED
+
+
+# Denials --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limits", "taken", "n", "expected"),
+    [
+        (ConnectorLimits(per_hour=3600, per_day=86400), 3600, 1, denied(1.0, "hour")),
+        (ConnectorLimits(per_hour=3600, per_day=86400), 3598, 5, denied(3.0, "hour")),
+        (ConnectorLimits(per_hour=1000, per_day=300), 300, 1, denied(288.0, "day")),
+        # Both short: the wait is until n tokens are in every bucket, blamed on the slower one.
+        (ConnectorLimits(per_hour=360, per_day=360), 360, 2, denied(480.0, "day")),
+    ],
+)
+def test_denial_returns_wait_until_n_tokens_in_every_bucket(
+    limiter: RateLimiter, limits: ConnectorLimits, taken: int, n: int, expected: Decision
+) -> None:
+    limiter.acquire_emails(CONNECTOR, taken, limits)
+
+    assert limiter.acquire_emails(CONNECTOR, n, limits) == expected
+
+
+def test_denial_by_day_debits_nothing_from_hour(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=1000, per_day=300)
+    limiter.acquire_emails(CONNECTOR, 300, limits)
+
+    for _ in range(50):
+        limiter.acquire_emails(CONNECTOR, 1, limits)
+
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).remaining == 700
+
+
+def test_denial_by_hour_debits_nothing_from_day(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=10, per_day=1000)
+    limiter.acquire_emails(CONNECTOR, 8, limits)
+
+    assert limiter.acquire_emails(CONNECTOR, 3, limits).blocked_by == "hour"
+    assert limiter.get_usage_stats(CONNECTOR, "day", limits).used == 8
+    assert limiter.acquire_emails(CONNECTOR, 2, limits) == GRANTED
+
+
+@pytest.mark.parametrize(
+    ("n", "bucket"),
+    [(11, "hour"), (1001, "hour")],
+)
+def test_request_over_hour_capacity_is_an_error(limiter: RateLimiter, n: int, bucket: str) -> None:
+    with pytest.raises(RequestExceedsCapacity, match=f"the {bucket} bucket holds at most 10"):
+        limiter.acquire_emails(CONNECTOR, n, ConnectorLimits(per_hour=10, per_day=5000))
+
+
+def test_request_over_day_capacity_is_an_error_and_debits_nothing(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=1000, per_day=300)
+    with pytest.raises(RequestExceedsCapacity, match="day bucket holds at most 300"):
+        limiter.acquire_emails(CONNECTOR, 301, limits)
+
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).used == 0
+
+
+# Limits changed at run time -------------------------------------------------------------------------
+
+
+def test_lowered_limit_keeps_what_was_used(limiter: RateLimiter) -> None:
+    limiter.acquire_emails(CONNECTOR, 100, ConnectorLimits(per_hour=1000, per_day=5000))
+
+    stats = limiter.get_usage_stats(CONNECTOR, "hour", ConnectorLimits(per_hour=500, per_day=5000))
+
+    assert stats == UsageStats(used=100, limit=500, remaining=400, resets_in=720.0)
+
+
+def test_lowered_limit_below_use_clamps_bucket_to_empty(limiter: RateLimiter) -> None:
+    limiter.acquire_emails(CONNECTOR, 900, ConnectorLimits(per_hour=1000, per_day=5000))
+    lowered = ConnectorLimits(per_hour=500, per_day=5000)
+
+    assert limiter.get_usage_stats(CONNECTOR, "hour", lowered) == UsageStats(
+        used=500, limit=500, remaining=0, resets_in=3600.0
+    )
+    # Empty, not overdrawn: one token comes back after 1/500 hour, at the new rate.
+    assert limiter.acquire_emails(CONNECTOR, 1, lowered) == denied(7.2, "hour")
+
+
+def test_raised_limit_takes_effect_at_once(limiter: RateLimiter) -> None:
+    limiter.acquire_emails(CONNECTOR, 1000, ConnectorLimits(per_hour=1000, per_day=5000))
+
+    assert limiter.acquire_emails(CONNECTOR, 1000, ConnectorLimits(per_hour=2000, per_day=5000)) == GRANTED
+
+
+# Reading without debiting ---------------------------------------------------------------------------
+
+
+def test_usage_stats_of_an_untouched_bucket_show_it_full(limiter: RateLimiter) -> None:
+    stats = limiter.get_usage_stats(CONNECTOR, "day", ONE_PER_SECOND)
+
+    assert stats == UsageStats(used=0, limit=86400, remaining=86400, resets_in=0.0)
+
+
+def test_usage_stats_count_partly_refilled_tokens_as_used(limiter: RateLimiter, clock: FakeClock) -> None:
+    limiter.acquire_emails(CONNECTOR, 10, ONE_PER_SECOND)
+    clock.advance(2.5)
+
+    stats = limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND)
+
+    assert stats == UsageStats(used=8, limit=3600, remaining=3592, resets_in=7.5)
+
+
+@pytest.mark.parametrize(("taken", "n", "expected"), [(0, 10, True), (9, 1, True), (9, 2, False)])
+def test_can_execute_answers_without_debiting(
+    limiter: RateLimiter, taken: int, n: int, expected: bool
+) -> None:
+    limits = ConnectorLimits(per_hour=10, per_day=100)
+    if taken:
+        limiter.acquire_emails(CONNECTOR, taken, limits)
+
+    assert limiter.can_execute(CONNECTOR, limits, n) is expected
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).used == taken
+
+
+def test_reads_create_no_keys(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+    limiter.can_execute(CONNECTOR, ONE_PER_SECOND)
+    limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND)
+
+    assert list(client.scan_iter(match=f"{redis_prefix}*")) == []
+
+
+# Expiry ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("period", ["hour", "day"])
+def test_bucket_key_expires_when_the_bucket_would_be_full(
+    limiter: RateLimiter, client: redis.Redis, redis_prefix: str, period: str
+) -> None:
+    limiter.acquire_emails(CONNECTOR, 3, ONE_PER_SECOND)  # three seconds to refill either bucket
+
+    assert 0 < client.pttl(f"{redis_prefix}bucket:{CONNECTOR}:{period}") <= 3000
+
+
+def test_full_bucket_leaves_no_key_behind(client: redis.Redis, redis_prefix: str) -> None:
+    # 3.6M/hour and 86.4M/day refill a token a millisecond: the keys live for 1 ms.
+    limiter = RateLimiter(client, key_prefix=redis_prefix)
+    limiter.acquire_emails(CONNECTOR, 1, ConnectorLimits(per_hour=HOUR_MS, per_day=DAY_MS))
+    time.sleep(0.05)
+
+    assert list(client.scan_iter(match=f"{redis_prefix}*")) == []
+
+
+def test_limiter_uses_redis_time_without_injected_clock(client: redis.Redis, redis_prefix: str) -> None:
+    limiter = RateLimiter(client, key_prefix=redis_prefix)
+    limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
+
+    stamp = int(client.hget(f"{redis_prefix}bucket:{CONNECTOR}:hour", "t") or 0)
+    seconds, micros = client.time()
+    assert abs(seconds * 1000 + micros // 1000 - stamp) < 60_000
+
+
+def test_clock_going_back_refills_nothing_twice(limiter: RateLimiter, clock: FakeClock) -> None:
+    limiter.acquire_emails(CONNECTOR, 3599, ONE_PER_SECOND)
+    clock.advance(-30)
+    assert limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND) == GRANTED
+    assert limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND).remaining == 0
+
+    clock.advance(31)  # one second after the first take, not 31 after the second
+    assert limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND).remaining == 1
+
+
+# Resend request rate and cooldown -------------------------------------------------------------------
+
+
+def test_request_bucket_defaults_to_two_requests_a_second(limiter: RateLimiter, clock: FakeClock) -> None:
+    assert [limiter.acquire_request(API_KEY).granted for _ in range(3)] == [True, True, False]
+    assert limiter.acquire_request(API_KEY) == denied(0.5, "requests")
+
+    clock.advance(0.5)
+    assert limiter.acquire_request(API_KEY) == GRANTED
+
+
+def test_request_rate_set_by_one_worker_applies_to_all(
+    client: redis.Redis, redis_prefix: str, clock: FakeClock
+) -> None:
+    worker_a = RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
+    worker_b = RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
+
+    worker_a.set_request_rate(API_KEY, 10)
+
+    assert [worker_b.acquire_request(API_KEY).granted for _ in range(11)] == [True] * 10 + [False]
+
+
+def test_lowered_request_rate_clamps_the_bucket(limiter: RateLimiter) -> None:
+    limiter.set_request_rate(API_KEY, 10)
+    limiter.acquire_request(API_KEY, n=3)
+
+    limiter.set_request_rate(API_KEY, 1)
+
+    assert limiter.acquire_request(API_KEY) == denied(1.0, "requests")
+
+
+def test_request_over_request_capacity_is_an_error(limiter: RateLimiter) -> None:
+    with pytest.raises(RequestExceedsCapacity, match="requests bucket holds at most 2"):
+        limiter.acquire_request(API_KEY, n=3)
+
+
+def test_cooldown_denies_every_worker(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+    other_worker = RateLimiter(client, key_prefix=redis_prefix)
+    limiter.start_cooldown(API_KEY, 30)
+
+    decision = other_worker.acquire_request(API_KEY)
+
+    assert (decision.granted, decision.blocked_by) == (False, "cooldown")
+    assert 29 < decision.wait_seconds <= 30
+
+
+def test_cooldown_denial_debits_nothing(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+    limiter.start_cooldown(API_KEY, 30)
+    limiter.acquire_request(API_KEY)
+    client.delete(f"{redis_prefix}cooldown:{api_key_hash(API_KEY)}")  # as if it had run out
+
+    assert [limiter.acquire_request(API_KEY).granted for _ in range(2)] == [True, True]
+
+
+def test_shorter_cooldown_never_shortens_a_longer_one(limiter: RateLimiter) -> None:
+    limiter.start_cooldown(API_KEY, 60)
+    limiter.start_cooldown(API_KEY, 1)
+
+    assert limiter.acquire_request(API_KEY).wait_seconds > 50
+
+
+def test_longer_cooldown_extends_a_shorter_one(limiter: RateLimiter) -> None:
+    limiter.start_cooldown(API_KEY, 1)
+    limiter.start_cooldown(API_KEY, 60)
+
+    assert limiter.acquire_request(API_KEY).wait_seconds > 50
+
+
+def test_cooldown_is_per_api_key(limiter: RateLimiter) -> None:
+    limiter.start_cooldown(API_KEY, 30)
+
+    assert limiter.acquire_request("re_another_key").granted is True
+
+
+def test_api_key_never_appears_in_redis(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+    limiter.acquire_request(API_KEY)
+    limiter.set_request_rate(API_KEY, 5)
+    limiter.start_cooldown(API_KEY, 5)
+
+    keys = [key.decode() for key in client.scan_iter(match=f"{redis_prefix}*")]
+    assert len(keys) == 3
+    assert all(API_KEY not in key and api_key_hash(API_KEY) in key for key in keys)
+
+
+# Floating point and arbitrary sequences -------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    per_hour=st.integers(min_value=1, max_value=5000),
+    steps=st.lists(st.tuples(st.integers(0, 20_000), st.integers(1, 50)), min_size=1, max_size=60),
+)
+def test_grants_never_exceed_capacity_plus_refill(per_hour: int, steps: list[tuple[int, int]]) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(fakeredis.FakeRedis(server=fakeredis.FakeServer()), clock_ms=clock)
+    limits = ConnectorLimits(per_hour=per_hour, per_day=10**8)
+    granted = elapsed_ms = 0
+    for advance_ms, n in steps:
+        clock.now_ms += advance_ms
+        elapsed_ms += advance_ms
+        if n <= per_hour and limiter.acquire_emails(CONNECTOR, n, limits).granted:
+            granted += n
+
+    assert granted <= per_hour + elapsed_ms * per_hour // HOUR_MS
+
+
+# Validation and pure helpers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("per_hour", "per_day"), [(0, 10), (10, 0), (-1, 10), (True, 10), (1.5, 10)])
+def test_connector_limits_must_be_positive_integers(per_hour: int, per_day: int) -> None:
+    with pytest.raises(PayloadInvalid, match=r"ConnectorLimits\.per_"):
+        ConnectorLimits(per_hour=per_hour, per_day=per_day)
+
+
+@pytest.mark.parametrize("n", [0, -1, True, 1.0])
+def test_token_count_must_be_a_positive_integer(n: int) -> None:
+    limiter = RateLimiter(fakeredis.FakeRedis())
+    with pytest.raises(PayloadInvalid, match="token count n"):
+        limiter.acquire_emails(CONNECTOR, n, ONE_PER_SECOND)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda limiter: limiter.get_usage_stats(CONNECTOR, "week", ONE_PER_SECOND),
+        lambda limiter: limiter.set_request_rate(API_KEY, 0),
+        lambda limiter: limiter.set_request_rate(API_KEY, float("nan")),
+        lambda limiter: limiter.start_cooldown(API_KEY, 0),
+        lambda limiter: limiter.start_cooldown(API_KEY, float("inf")),
+        lambda limiter: limiter.acquire_request(""),
+        lambda limiter: limiter.acquire_emails("", 1, ONE_PER_SECOND),
+    ],
+)
+def test_bad_arguments_raise_payload_invalid(call: Callable[[RateLimiter], object]) -> None:
+    limiter = RateLimiter(fakeredis.FakeRedis())
+    with pytest.raises(PayloadInvalid):
+        call(limiter)
+
+
+@pytest.mark.parametrize(
+    ("per_second", "shape"),
+    [(2.0, (2, 1000)), (10, (10, 1000)), (0.5, (1, 2000)), (2.5, (2, 800)), (0.001, (1, 1_000_000))],
+)
+def test_request_bucket_shape_keeps_the_rate(per_second: float, shape: tuple[int, int]) -> None:
+    assert request_bucket_shape(per_second) == shape
+
+
+def test_usage_from_deficit_rounds_remaining_down_and_reset_up() -> None:
+    # 2.5 tokens missing from a 3600/hour bucket: 2.5 s to refill, 3597 whole tokens available.
+    assert usage_from_deficit(2 * HOUR_MS + HOUR_MS // 2, 3600, HOUR_MS) == UsageStats(
+        used=3, limit=3600, remaining=3597, resets_in=2.5
+    )
+
+
+def test_api_key_hash_is_stable_and_hides_the_key() -> None:
+    assert api_key_hash(API_KEY) == api_key_hash(API_KEY)
+    assert api_key_hash(API_KEY) != api_key_hash(API_KEY + "x")
+    assert API_KEY not in api_key_hash(API_KEY)
+
+
+# Redis unreachable ----------------------------------------------------------------------------------
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda limiter: limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND),
+        lambda limiter: limiter.can_execute(CONNECTOR, ONE_PER_SECOND),
+        lambda limiter: limiter.get_usage_stats(CONNECTOR, "day", ONE_PER_SECOND),
+        lambda limiter: limiter.acquire_request(API_KEY),
+        lambda limiter: limiter.set_request_rate(API_KEY, 5),
+        lambda limiter: limiter.start_cooldown(API_KEY, 5),
+    ],
+)
+def test_unreachable_redis_raises_backend_unavailable(call: Callable[[RateLimiter], object]) -> None:
+    settings = load_settings(redis_url=f"redis://127.0.0.1:{closed_port()}/0")
+    limiter = RateLimiter.from_settings(settings)
+
+    with pytest.raises(RateLimitBackendUnavailable, match="Redis") as caught:
+        call(limiter)
+
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+    assert API_KEY not in str(caught.value)
+
+
+def test_from_settings_uses_redis_url_prefix_and_request_rate(
+    real_redis: redis.Redis, redis_prefix: str
+) -> None:
+    settings = load_settings(
+        redis_url=REDIS_URL, pilot_redis_prefix=redis_prefix, resend_requests_per_second=5
+    )
+    limiter = RateLimiter.from_settings(settings)
+
+    assert [limiter.acquire_request(API_KEY).granted for _ in range(6)] == [True] * 5 + [False]
+    assert len(list(real_redis.scan_iter(match=f"{redis_prefix}requests:*"))) == 1
