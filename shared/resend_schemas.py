@@ -1,0 +1,252 @@
+"""Pydantic models for Resend's send requests and responses.
+
+Field names and limits follow the official spec (``resend-openapi.yaml``, schemas ``SendEmailRequest``,
+``Attachment``, ``Tag``, ``CreateBatchEmailsResponse``) and the documented limits that the spec leaves
+out (``resend-api.md`` §2-3): at most 50 ``to`` addresses, 75 tags, tag names and values of
+``[A-Za-z0-9_-]{1,256}``, 40 MB of attachments per email, no attachments in a batch.
+
+Bad input raises :class:`shared.errors.PayloadInvalid` through :func:`parse_send_request`, with one
+line per problem naming the field and never echoing the value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import parseaddr
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from shared.errors import PayloadInvalid
+
+#: Resend accepts at most 50 addresses in ``to`` (spec ``maxItems``).
+MAX_TO_ADDRESSES = 50
+#: Resend accepts at most 75 tags per email (docs, dashboard/emails/tags).
+MAX_TAGS = 75
+#: Tag names and values: ASCII letters, digits, ``_`` and ``-``, 1-256 characters.
+TAG_PATTERN = r"^[A-Za-z0-9_-]{1,256}$"
+#: Total attachment size per email, measured on the base64 text Resend receives.
+MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024
+#: Items per ``POST /emails/batch`` call.
+MAX_BATCH_SIZE = 100
+#: Problems listed in one PayloadInvalid message (a 100-item batch could otherwise list hundreds).
+MAX_REPORTED_ERRORS = 10
+
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+# RFC 9110 token: the characters allowed in a header field name.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
+def _check_address(value: str) -> str:
+    """``a@b.c`` or ``Name <a@b.c>``; no line breaks (they would inject headers)."""
+    if _LINE_BREAK.search(value):
+        raise ValueError("must not contain line breaks")
+    _, address = parseaddr(value)
+    if not _ADDRESS.match(address):
+        raise ValueError('must be an address like "a@example.com" or "Name <a@example.com>"')
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    """Resend accepts a string or a list; we always hold (and send) a list."""
+    return [value] if isinstance(value, str) else value
+
+
+def _empty_to_none(value: Any) -> Any:
+    """An empty list or mapping means "not given", so it is left out of the wire body."""
+    return None if isinstance(value, list | tuple | dict) and not value else value
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+AddressList = Annotated[list[Address], BeforeValidator(_one_or_many)]
+OptionalAddressList = Annotated[
+    list[Address] | None, BeforeValidator(_one_or_many), BeforeValidator(_empty_to_none)
+]
+
+
+class _WireModel(BaseModel):
+    """Frozen, strict about unknown fields, and built from wire names or Python names."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+
+class Tag(_WireModel):
+    """A ``{name, value}`` tag; Resend returns it in every webhook event for the email."""
+
+    name: str = Field(pattern=TAG_PATTERN)
+    value: str = Field(pattern=TAG_PATTERN)
+
+
+class Attachment(_WireModel):
+    """A file attached to one email: base64 ``content`` or a ``path`` URL Resend fetches."""
+
+    content: str | None = None
+    filename: str | None = None
+    path: str | None = None
+    content_type: str | None = None
+    content_id: str | None = None
+
+    @model_validator(mode="after")
+    def _content_or_path(self) -> Attachment:
+        # Resend answers 422 invalid_attachment otherwise; refuse it before the call.
+        if self.content is None and self.path is None:
+            raise ValueError("needs content (base64) or path (URL)")
+        return self
+
+
+class SendEmailRequest(_WireModel):
+    """The body of ``POST /emails`` (and one item of ``POST /emails/batch``)."""
+
+    from_: Address = Field(alias="from")
+    to: AddressList = Field(min_length=1, max_length=MAX_TO_ADDRESSES)
+    subject: str = Field(min_length=1)
+    html: str | None = None
+    text: str | None = None
+    cc: OptionalAddressList = None
+    bcc: OptionalAddressList = None
+    reply_to: OptionalAddressList = None
+    headers: Annotated[dict[str, str] | None, BeforeValidator(_empty_to_none)] = None
+    attachments: Annotated[list[Attachment] | None, BeforeValidator(_empty_to_none)] = None
+    tags: Annotated[
+        Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None, BeforeValidator(_empty_to_none)
+    ] = None
+    scheduled_at: str | None = None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_one_line(cls, value: str) -> str:
+        if _LINE_BREAK.search(value):
+            raise ValueError("must not contain line breaks")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for name, header_value in (value or {}).items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError("header names must be RFC 9110 tokens (letters, digits, -, _ ...)")
+            if _LINE_BREAK.search(header_value):
+                raise ValueError(f"header {name} must not contain line breaks")
+        return value
+
+    @field_validator("scheduled_at", mode="before")
+    @classmethod
+    def _scheduled_at_text(cls, value: Any) -> Any:
+        # Resend takes ISO 8601 or natural language ("in 1 min"); a datetime must carry its zone.
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise ValueError("must be timezone-aware")
+            return value.isoformat()
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("attachments")
+    @classmethod
+    def _attachments_size(cls, value: list[Attachment] | None) -> list[Attachment] | None:
+        total = sum(len(attachment.content or "") for attachment in value or [])
+        if total > MAX_ATTACHMENT_BYTES:
+            raise ValueError(f"total size {total} exceeds Resend's 40 MB per email")
+        return value
+
+    @model_validator(mode="after")
+    def _has_body(self) -> SendEmailRequest:
+        if self.html is None and self.text is None:
+            raise ValueError("html or text is required")
+        return self
+
+    def to_wire(self) -> dict[str, Any]:
+        """The exact JSON body: wire names, unset fields left out, keys in field order."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+#: The names a stored wire body may use (``from``, never ``from_``).
+WIRE_FIELDS = frozenset(field.alias or name for name, field in SendEmailRequest.model_fields.items())
+
+
+def parse_send_request(data: SendEmailRequest | Mapping[str, Any], *, where: str = "") -> SendEmailRequest:
+    """Validate ``data`` (a model or a wire-form mapping) or raise :class:`PayloadInvalid`.
+
+    ``where`` prefixes every field name in the message (e.g. ``"requests[3]."``).
+    """
+    if isinstance(data, SendEmailRequest):
+        return data
+    if not isinstance(data, Mapping):
+        raise PayloadInvalid(f"{where or 'request'}: must be a mapping of Resend fields")
+    unknown = sorted(key for key in data if key not in WIRE_FIELDS)
+    if unknown:
+        raise PayloadInvalid(f"invalid email request: {where}{unknown[0]}: unknown field (use wire names)")
+    try:
+        return SendEmailRequest.model_validate(data)
+    except ValidationError as exc:
+        raise PayloadInvalid(describe_errors(exc, where=where)) from None
+
+
+def describe_errors(exc: ValidationError, *, where: str = "") -> str:
+    """One clause per problem, naming the field by its wire name; input values are never shown."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    clauses = []
+    for error in errors[:MAX_REPORTED_ERRORS]:
+        field = ".".join(str(part) for part in error["loc"]) or "request"
+        clauses.append(f"{where}{field}: {error['msg'].removeprefix('Value error, ')}")
+    if len(errors) > MAX_REPORTED_ERRORS:
+        clauses.append(f"and {len(errors) - MAX_REPORTED_ERRORS} more")
+    return "invalid email request: " + "; ".join(clauses)
+
+
+class SendEmailResponse(BaseModel):
+    """``POST /emails`` 200 body."""
+
+    id: str = Field(min_length=1)
+
+
+class BatchCreated(BaseModel):
+    """One created email in a batch answer."""
+
+    id: str = Field(min_length=1)
+
+
+class BatchItemError(BaseModel):
+    """One refused item of a permissive batch: ``index`` into the request array."""
+
+    index: int = Field(ge=0)
+    message: str = ""
+
+
+class BatchResponse(BaseModel):
+    """``POST /emails/batch`` 200 body; ``errors`` only appears in permissive mode."""
+
+    data: list[BatchCreated] = Field(default_factory=list)
+    errors: list[BatchItemError] = Field(default_factory=list)
+
+    @field_validator("errors", mode="before")
+    @classmethod
+    def _null_errors(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+
+class ErrorBody(BaseModel):
+    """Resend's error body ``{statusCode, name, message}``; every field tolerated missing."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    message: str | None = None
+    status_code: int | None = Field(default=None, alias="statusCode")
+
+    @field_validator("name", "message", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
