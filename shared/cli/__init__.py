@@ -3,21 +3,41 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
+from shared.cli.connectors import connector
+from shared.cli.context import CliContext
 from shared.cli.db import db
 from shared.cli.keys import keys
+from shared.cli.orgs import org
 from shared.errors import PilotError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+class PilotGroup(click.Group):
+    """A group that turns domain and connection errors into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PilotError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OperationalError as exc:
+            raise click.ClickException(f"database unavailable: {exc.orig}") from None
+
+
+@click.group(cls=PilotGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Marketing Pilot connectors: send email through Resend with shared budgets."""
+    cli_context = ctx.ensure_object(CliContext)
+    ctx.call_on_close(cli_context.close)
 
 
-cli.add_command(db)
-cli.add_command(keys)
+for command in (db, keys, org, connector):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,0 +1,159 @@
+"""``pilot connector``: add, inspect and manage connectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from pydantic import SecretStr
+from rich.table import Table
+
+from shared import connector_store as store
+from shared.cli.context import CliContext, pass_cli
+from shared.models import Connector
+
+ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
+
+
+@click.group()
+def connector() -> None:
+    """Email connectors."""
+
+
+@connector.command("add")
+@click.option("--org", "organization_id", required=True, help="Organization id.")
+@click.option("--name", required=True)
+@click.option("--from", "default_from", help="Default sender, e.g. 'Acme <news@acme.com>'.")
+@click.option("--per-hour", type=int, help="Emails per hour.")
+@click.option("--per-day", type=int, help="Emails per day.")
+@click.option(
+    "--api-key", envvar="PILOT_CONNECTOR_API_KEY", help="Resend API key (or PILOT_CONNECTOR_API_KEY)."
+)
+@ACTOR
+@pass_cli
+def add(ctx: CliContext, organization_id: str, name: str, default_from: str | None, per_hour: int | None,
+        per_day: int | None, api_key: str | None, actor: str) -> None:  # fmt: skip
+    """Add a Resend connector and print its id."""
+    config: dict[str, Any] = {"default_from": default_from}
+    config |= {"rate_limit_per_hour": per_hour} if per_hour is not None else {}
+    config |= {"rate_limit_per_day": per_day} if per_day is not None else {}
+    secret = SecretStr(api_key) if api_key else None
+    with ctx.transaction() as session:
+        created = store.create_connector(
+            session,
+            organization_id=organization_id,
+            name=name,
+            config={k: v for k, v in config.items() if v is not None},
+            api_key=secret,
+            keyring=ctx.keyring if secret else None,
+            actor=actor,
+        )
+    click.echo(str(created.id))
+
+
+@connector.command("list")
+@click.option("--org", "organization_id", help="Only this organization's connectors.")
+@pass_cli
+def list_(ctx: CliContext, organization_id: str | None) -> None:
+    """List connectors."""
+    with ctx.session_factory() as session:
+        org = store.get_organization(session, organization_id).id if organization_id else None
+        rows = store.list_connectors(session, org)
+    table = Table("id", "name", "type", "status", "per hour", "per day", "key", "last error")
+    for row in rows:
+        table.add_row(*_summary(row))
+    ctx.console.print(table)
+
+
+@connector.command("show")
+@click.argument("connector_id")
+@pass_cli
+def show(ctx: CliContext, connector_id: str) -> None:
+    """Show one connector."""
+    with ctx.session_factory() as session:
+        row = store.get_connector(session, connector_id)
+    table = Table("field", "value", show_header=False)
+    for field, value in _details(row).items():
+        table.add_row(field, value)
+    ctx.console.print(table)
+
+
+@connector.command("set-key")
+@click.argument("connector_id")
+@click.option("--api-key", envvar="PILOT_CONNECTOR_API_KEY", prompt=True, hide_input=True)
+@ACTOR
+@pass_cli
+def set_key(ctx: CliContext, connector_id: str, api_key: str, actor: str) -> None:
+    """Store a new API key (encrypted) for a connector."""
+    with ctx.transaction() as session:
+        store.set_api_key(session, connector_id, SecretStr(api_key), keyring=ctx.keyring, actor=actor)
+    click.echo("Key stored.")
+
+
+@connector.command("set-limits")
+@click.argument("connector_id")
+@click.option("--per-hour", type=int, required=True)
+@click.option("--per-day", type=int, required=True)
+@ACTOR
+@pass_cli
+def set_limits(ctx: CliContext, connector_id: str, per_hour: int, per_day: int, actor: str) -> None:
+    """Set a connector's hour and day budgets."""
+    with ctx.transaction() as session:
+        store.update_limits(session, connector_id, per_hour=per_hour, per_day=per_day, actor=actor)
+    click.echo(f"Limits set: {per_hour}/hour, {per_day}/day.")
+
+
+@connector.command("pause")
+@click.argument("connector_id")
+@click.option("--reason")
+@ACTOR
+@pass_cli
+def pause(ctx: CliContext, connector_id: str, reason: str | None, actor: str) -> None:
+    """Pause a connector: it sends nothing until resumed."""
+    with ctx.transaction() as session:
+        store.pause(session, connector_id, actor=actor, reason=reason)
+    click.echo("Paused.")
+
+
+@connector.command("resume")
+@click.argument("connector_id")
+@click.option("--reason")
+@ACTOR
+@pass_cli
+def resume(ctx: CliContext, connector_id: str, reason: str | None, actor: str) -> None:
+    """Resume a paused connector."""
+    with ctx.transaction() as session:
+        store.resume(session, connector_id, actor=actor, reason=reason)
+    click.echo("Resumed.")
+
+
+def _summary(row: Connector) -> list[str]:
+    config = row.config
+    return [
+        str(row.id),
+        row.name,
+        row.type,
+        row.status,
+        str(config.get("rate_limit_per_hour", "")),
+        str(config.get("rate_limit_per_day", "")),
+        "set" if row.credentials_ciphertext else "fallback",
+        row.last_error or "",
+    ]
+
+
+def _details(row: Connector) -> dict[str, str]:
+    return {
+        "id": str(row.id),
+        "organization": str(row.organization_id),
+        "name": row.name,
+        "type": row.type,
+        "status": row.status,
+        "default from": str(row.config.get("default_from", "")),
+        "per hour": str(row.config.get("rate_limit_per_hour", "")),
+        "per day": str(row.config.get("rate_limit_per_day", "")),
+        "api key": f"set (key version {row.credentials_key_version})"
+        if row.credentials_ciphertext
+        else "RESEND_API_KEY fallback",
+        "last checked": str(row.last_checked_at or "never"),
+        "last error": row.last_error or "",
+    }
