@@ -29,6 +29,13 @@ ATTEMPT_DELAYS = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 USER_AGENT = "Svix-Webhooks/1.0 (sandbox; https://www.svix.com/http-sender)"
 
 
+def retry_delay(failed_attempts: int, time_scale: float) -> float | None:
+    """Seconds from the ``failed_attempts``-th failure to the next attempt, or None: give up."""
+    if failed_attempts >= len(ATTEMPT_DELAYS):
+        return None
+    return ATTEMPT_DELAYS[failed_attempts] * time_scale
+
+
 @dataclass(order=True)
 class Delivery:
     """One event waiting to be posted; ordered by due time (monotonic clock)."""
@@ -158,10 +165,11 @@ class WebhookDispatcher:
                 self._push(copy)
             return
         self._stats.add("webhook_attempts_failed")
-        if delivery.attempts >= len(ATTEMPT_DELAYS):
+        delay = retry_delay(delivery.attempts, config.webhook_time_scale)
+        if delay is None:
             self._stats.add("webhooks_failed")
             return
-        delivery.due = self._clock() + ATTEMPT_DELAYS[delivery.attempts] * config.webhook_time_scale
+        delivery.due = self._clock() + delay
         self._push(delivery)
 
     def _post(self, url: str, secret: str, timeout: float, delivery: Delivery) -> bool:

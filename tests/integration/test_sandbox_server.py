@@ -1,0 +1,157 @@
+"""The real sandbox server (gunicorn subprocess) over real HTTP, sending real signed webhooks."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+import standardwebhooks
+
+from shared.webhook_signature import verify
+from tests.sandbox_process import SandboxHandle, running_sandbox
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+AUTH = {"Authorization": "Bearer re_integration"}
+EMAIL = {
+    "from": "Acme <onboarding@resend.dev>",
+    "to": "complained+it@resend.dev",
+    "subject": "Integration",
+    "tags": [{"name": "task_id", "value": "t-42"}],
+}
+
+
+@dataclass
+class WebhookSink:
+    """A local HTTP server that records webhook requests and answers ``statuses`` in turn, then 200."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.received) < count:
+            time.sleep(0.02)
+        with self.lock:
+            return list(self.received)
+
+
+@pytest.fixture(scope="module")
+def module_sink() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with sink.lock:
+                sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = sink.statuses.pop(0) if sink.statuses else 200
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    sink.url = f"http://127.0.0.1:{server.server_address[1]}/api/webhooks/resend"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield sink
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(module_sink: WebhookSink) -> Iterator[SandboxHandle]:
+    with running_sandbox(
+        rate_limit_per_second=0, webhook_url=module_sink.url, webhook_secret=SECRET, webhook_time_scale=0.001
+    ) as handle:
+        yield handle
+
+
+@pytest.fixture
+def sink(module_sink: WebhookSink) -> WebhookSink:
+    with module_sink.lock:
+        module_sink.received.clear()
+        module_sink.statuses.clear()
+    return module_sink
+
+
+@pytest.fixture
+def sandbox(server: SandboxHandle, sink: WebhookSink) -> SandboxHandle:
+    """The module's server, reset, with faults and rate limiting off."""
+    server.configure(drop_rate=0.0, rate_limit_per_second=0.0)
+    server.reset()
+    return server
+
+
+def test_sent_email_produces_signed_webhooks_both_verifiers_accept(
+    sandbox: SandboxHandle, sink: WebhookSink
+) -> None:
+    email_id = httpx.post(f"{sandbox.url}/emails", json=EMAIL, headers=AUTH).json()["id"]
+    received = sink.wait_for(3)
+    assert len(received) == 3
+    for headers, body in received:
+        assert verify(body, headers, [SECRET]) == headers["svix-id"]
+        unbranded = {k.replace("svix-", "webhook-"): v for k, v in headers.items() if k.startswith("svix-")}
+        standardwebhooks.Webhook(SECRET).verify(body, unbranded, json_parse=False)
+    events = sorted((json.loads(body) for _, body in received), key=lambda e: e["created_at"])
+    assert [e["type"] for e in events] == ["email.sent", "email.delivered", "email.complained"]
+    assert {e["data"]["email_id"] for e in events} == {email_id}
+    assert events[0]["data"]["tags"] == {"task_id": "t-42"}
+
+
+def test_failed_webhook_is_retried_with_same_svix_id(sandbox: SandboxHandle, sink: WebhookSink) -> None:
+    sink.statuses.extend([500, 500])
+    httpx.post(f"{sandbox.url}/emails", json={**EMAIL, "to": "suppressed@resend.dev"}, headers=AUTH)
+    received = sink.wait_for(3)
+    assert len(received) == 3
+    assert len({headers["svix-id"] for headers, _ in received}) == 1
+
+
+def test_dropped_connection_after_accept_then_retry_replays_the_id(sandbox: SandboxHandle) -> None:
+    sandbox.configure(drop_rate=1.0)
+    headers = {**AUTH, "Idempotency-Key": "drop-it"}
+    with pytest.raises(httpx.TransportError):
+        httpx.post(f"{sandbox.url}/emails", json=EMAIL, headers=headers)
+    [recorded] = sandbox.emails()
+    sandbox.configure(drop_rate=0.0)
+    assert httpx.post(f"{sandbox.url}/emails", json=EMAIL, headers=headers).json()["id"] == recorded["id"]
+    assert [e["accept_count"] for e in sandbox.emails()] == [1]
+
+
+def test_batch_over_http_returns_ids(sandbox: SandboxHandle) -> None:
+    items = [{**EMAIL, "to": f"delivered+{i}@resend.dev"} for i in range(100)]
+    response = httpx.post(f"{sandbox.url}/emails/batch", json=items, headers=AUTH)
+    assert len(response.json()["data"]) == 100
+    assert sandbox.stats()["counts"]["accepted"] == 100
+
+
+def test_rate_limit_over_http_sends_resend_headers(sandbox: SandboxHandle) -> None:
+    # 0.01/s is one request per 100 s window: the second request is refused however slow the machine.
+    sandbox.configure(rate_limit_per_second=0.01)
+    first = httpx.post(f"{sandbox.url}/emails", json=EMAIL, headers=AUTH)
+    second = httpx.post(f"{sandbox.url}/emails", json=EMAIL, headers=AUTH)
+    assert first.status_code == 200
+    assert first.headers["ratelimit-limit"] == "1"
+    assert second.status_code == 429
+    assert second.json()["name"] == "rate_limit_exceeded"
+    assert int(second.headers["retry-after"]) >= 1
+    assert sum(sandbox.stats()["requests_per_second"].values()) == 2
+
+
+def test_reset_over_http_empties_the_sandbox(sandbox: SandboxHandle) -> None:
+    httpx.post(f"{sandbox.url}/emails", json=EMAIL, headers=AUTH)
+    sandbox.reset()
+    assert sandbox.emails() == []

@@ -1,0 +1,119 @@
+"""Start the real sandbox server (gunicorn, `python -m sandbox`) as a subprocess for tests and benchmarks.
+
+    with running_sandbox(rate_limit_per_second=0, webhook_url=url, webhook_secret=secret) as sandbox:
+        httpx.post(f"{sandbox.url}/emails", ...)
+        sandbox.emails()
+
+Switches are :class:`sandbox.config.SandboxConfig` field names. The process is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class SandboxHandle:
+    """A running sandbox: its base URL and process id, with helpers for the `/_sandbox` endpoints."""
+
+    url: str
+    pid: int
+
+    def emails(self) -> list[dict[str, Any]]:
+        """Every accepted email (`GET /_sandbox/emails`)."""
+        data: list[dict[str, Any]] = httpx.get(f"{self.url}/_sandbox/emails", timeout=30).json()["data"]
+        return data
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and the per-second request histogram (`GET /_sandbox/stats`)."""
+        stats: dict[str, Any] = httpx.get(f"{self.url}/_sandbox/stats", timeout=30).json()
+        return stats
+
+    def configure(self, **switches: Any) -> dict[str, Any]:
+        """Change fault switches at run time (`POST /_sandbox/config`)."""
+        response = httpx.post(f"{self.url}/_sandbox/config", json=switches, timeout=30)
+        response.raise_for_status()
+        config: dict[str, Any] = response.json()
+        return config
+
+    def reset(self) -> None:
+        """Forget every email, key and counter (`POST /_sandbox/reset`)."""
+        httpx.post(f"{self.url}/_sandbox/reset", timeout=30).raise_for_status()
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def sandbox_argv(port: int, switches: dict[str, Any]) -> list[str]:
+    """The `python -m sandbox` command line for ``switches``."""
+    argv = [sys.executable, "-m", "sandbox", "--port", str(port)]
+    for name, value in switches.items():
+        if name == "api_keys":
+            for key in value:
+                argv += ["--api-key", key]
+        elif isinstance(value, bool):
+            argv += [f"--{name.replace('_', '-')}"] if value else []
+        elif value is not None:
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+    return argv
+
+
+@contextlib.contextmanager
+def running_sandbox(*, startup_timeout: float = 30.0, **switches: Any) -> Iterator[SandboxHandle]:
+    """Run a sandbox on a free port until the block ends; fails if it does not answer in time."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            sandbox_argv(port, switches), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            handle = SandboxHandle(f"http://127.0.0.1:{port}", process.pid)
+            _wait_until_up(handle, process, startup_timeout, log)
+            yield handle
+        finally:
+            _stop(process)
+
+
+def _wait_until_up(handle: SandboxHandle, process: subprocess.Popen[bytes], timeout: float, log: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{handle.url}/_sandbox/stats", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    log.seek(0)
+    output = log.read().decode(errors="replace")[-4000:]
+    raise RuntimeError(f"sandbox did not start (exit code {process.poll()}):\n{output}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the gunicorn arbiter by pid (it stops its worker); SIGKILL if it lingers."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()

@@ -1,0 +1,98 @@
+"""Send-body validation as Resend does it (resend-api.md §2-4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sandbox.api_errors import ApiError
+from sandbox.validation import check_idempotency_key, validate_batch, validate_email
+
+VALID = {"from": "Acme <onboarding@resend.dev>", "to": "a@example.com", "subject": "Hi"}
+
+
+def test_validate_email_turns_recipient_strings_into_lists() -> None:
+    email = validate_email({**VALID, "cc": "c@example.com", "reply_to": "r@example.com"})
+    assert email["to"] == ["a@example.com"]
+    assert email["cc"] == ["c@example.com"]
+    assert email["reply_to"] == ["r@example.com"]
+
+
+def test_validate_email_accepts_named_addresses_and_template_without_subject() -> None:
+    email = validate_email({"from": "a@b.co", "to": ["Bob <bob@example.com>"], "template": {"id": "t"}})
+    assert email["to"] == ["Bob <bob@example.com>"]
+
+
+def test_validate_email_accepts_50_recipients_and_75_tags() -> None:
+    tags = [{"name": f"n{i}", "value": "v"} for i in range(75)]
+    email = validate_email({**VALID, "to": [f"u{i}@example.com" for i in range(50)], "tags": tags})
+    assert len(email["tags"]) == 75
+
+
+INVALID: dict[str, tuple[Any, int, str]] = {
+    "not-an-object": (["x"], 422, "validation_error"),
+    "missing-from": ({"to": "a@example.com", "subject": "s"}, 422, "missing_required_field"),
+    "missing-to": ({"from": "a@b.co", "subject": "s"}, 422, "missing_required_field"),
+    "empty-to": ({**VALID, "to": []}, 422, "missing_required_field"),
+    "missing-subject": ({"from": "a@b.co", "to": "a@example.com"}, 422, "missing_required_field"),
+    "bad-from": ({**VALID, "from": "nobody"}, 422, "validation_error"),
+    "from-not-string": ({**VALID, "from": 7}, 422, "validation_error"),
+    "bad-to": ({**VALID, "to": "not an address"}, 422, "validation_error"),
+    "to-not-list": ({**VALID, "to": {"a": 1}}, 422, "validation_error"),
+    "bad-cc": ({**VALID, "cc": ["x"]}, 422, "validation_error"),
+    "51-recipients": ({**VALID, "to": [f"u{i}@example.com" for i in range(51)]}, 422, "validation_error"),
+    "76-tags": (
+        {**VALID, "tags": [{"name": f"n{i}", "value": "v"} for i in range(76)]},
+        422,
+        "validation_error",
+    ),
+    "tag-bad-char": ({**VALID, "tags": [{"name": "a b", "value": "v"}]}, 422, "validation_error"),
+    "tag-dot": ({**VALID, "tags": [{"name": "a", "value": "v.1"}]}, 422, "validation_error"),
+    "tag-too-long": ({**VALID, "tags": [{"name": "a", "value": "v" * 257}]}, 422, "validation_error"),
+    "tag-missing-value": ({**VALID, "tags": [{"name": "a"}]}, 422, "validation_error"),
+    "tags-not-list": ({**VALID, "tags": {"a": "b"}}, 422, "validation_error"),
+    "headers-not-object": ({**VALID, "headers": ["X: y"]}, 422, "validation_error"),
+    "header-value-not-string": ({**VALID, "headers": {"X-N": 1}}, 422, "validation_error"),
+    "attachment-empty": ({**VALID, "attachments": [{"filename": "a.txt"}]}, 422, "invalid_attachment"),
+    "attachments-not-list": ({**VALID, "attachments": "x"}, 422, "validation_error"),
+}
+
+
+@pytest.mark.parametrize(("payload", "status", "name"), INVALID.values(), ids=INVALID.keys())
+def test_validate_email_refuses_invalid_payload(payload: Any, status: int, name: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        validate_email(payload)
+    assert (caught.value.status, caught.value.name) == (status, name)
+
+
+def test_tag_of_256_chars_is_accepted() -> None:
+    assert (
+        validate_email({**VALID, "tags": [{"name": "a", "value": "v" * 256}]})["tags"][0]["value"]
+        == "v" * 256
+    )
+
+
+def test_attachments_are_allowed_outside_batch_only() -> None:
+    payload = {**VALID, "attachments": [{"content": "aGk=", "filename": "a.txt"}]}
+    validate_email(payload)
+    with pytest.raises(ApiError, match="ttachments"):
+        validate_email(payload, in_batch=True)
+
+
+@pytest.mark.parametrize("payload", [{}, [], [VALID] * 101, "x"])
+def test_validate_batch_refuses_non_arrays_and_bad_sizes(payload: Any) -> None:
+    with pytest.raises(ApiError):
+        validate_batch(payload)
+
+
+@pytest.mark.parametrize("key", [None, "k", "k" * 256])
+def test_idempotency_key_of_1_to_256_chars_or_none_passes(key: str | None) -> None:
+    check_idempotency_key(key)
+
+
+@pytest.mark.parametrize("key", ["", "k" * 257])
+def test_idempotency_key_outside_bounds_is_invalid_idempotency_key(key: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        check_idempotency_key(key)
+    assert (caught.value.status, caught.value.name) == (400, "invalid_idempotency_key")
