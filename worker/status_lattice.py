@@ -1,0 +1,56 @@
+"""The message status lattice (design.md), as a pure function of a message's events.
+
+``queued < deferred < sending < sent < delivery_delayed < delivered``; ``bounced``, ``complained``,
+``failed`` and ``suppressed`` dominate any positive status; ``opened``/``clicked`` (and ``scheduled``)
+are counters only and never move the status. Among dominant events the latest by the event's own
+``created_at`` wins, never the arrival order, so any arrival order of one set of events gives one status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+#: Positive statuses, lowest first. A message only ever moves up this list.
+POSITIVE_ORDER = ("queued", "deferred", "sending", "sent", "delivery_delayed", "delivered")
+#: Dominant statuses; on equal ``created_at`` the one listed later wins (a complaint is the strongest).
+DOMINANT_ORDER = ("failed", "suppressed", "bounced", "complained")
+
+#: The status each event implies; events not listed leave the status alone.
+EVENT_STATUS = {
+    "sent": "sent",
+    "delivery_delayed": "delivery_delayed",
+    "delivered": "delivered",
+    "bounced": "bounced",
+    "complained": "complained",
+    "failed": "failed",
+    "suppressed": "suppressed",
+}
+
+_POSITIVE_RANK = {status: rank for rank, status in enumerate(POSITIVE_ORDER)}
+_DOMINANT_RANK = {status: rank for rank, status in enumerate(DOMINANT_ORDER)}
+
+
+def status_from_events(events: Iterable[tuple[str, datetime]], base: str | None = None) -> str | None:
+    """The status of a message given all its ``(event, occurred_at)`` pairs and its send-side status.
+
+    ``base`` is the ledger's status before events are considered (``sent`` after a send). A positive
+    base is kept if no event ranks higher; a dominant base yields to any event-derived status (the
+    provider's word on what happened beats the sender's guess). Returns ``base`` when no event
+    implies a status.
+    """
+    statuses = [(EVENT_STATUS[event], at) for event, at in events if event in EVENT_STATUS]
+    dominant = [(at, _DOMINANT_RANK[status], status) for status, at in statuses if status in _DOMINANT_RANK]
+    if dominant:
+        return max(dominant)[2]
+    positive = [status for status, _ in statuses]
+    if base in _POSITIVE_RANK:
+        positive.append(base)
+    if not positive:
+        return base
+    return max(positive, key=_POSITIVE_RANK.__getitem__)
+
+
+def is_positive(status: str) -> bool:
+    """Whether ``status`` is on the positive chain (not bounced, complained, failed or suppressed)."""
+    return status in _POSITIVE_RANK
