@@ -13,6 +13,7 @@ from shared.cli.context import CliContext
 from shared.cli.db import db
 from shared.cli.keys import keys
 from shared.cli.orgs import org
+from shared.cli.suppressions import suppression
 from shared.errors import PilotError
 
 
@@ -36,7 +37,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(cli_context.close)
 
 
-for command in (db, keys, org, connector):
+for command in (db, keys, org, connector, suppression):
     cli.add_command(command)
 
 

@@ -92,3 +92,64 @@ def test_bad_limits_name_the_field(run) -> None:  # type: ignore[no-untyped-def]
 
     assert result.exit_code == 1
     assert "rate_limit_per_day must not be below" in result.output
+
+
+def test_suppression_add_list_export_remove(run) -> None:  # type: ignore[no-untyped-def]
+    org = org_id(run)
+
+    assert run("suppression", "add", "--org", org, "Bob@Example.COM", "--reason", "manual").exit_code == 0
+    assert "bob@example.com" in run("suppression", "list", "--org", org).output
+    assert (
+        run("suppression", "export", "--org", org).output.splitlines()[1].startswith("bob@example.com,manual")
+    )
+    assert run("suppression", "remove", "--org", org, "BOB@example.com").exit_code == 0
+    assert "0 address(es)" in run("suppression", "list", "--org", org).output
+
+
+def test_suppression_import_csv_all_rows(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    org = org_id(run)
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text("email,reason,expires_at\na@x.io,manual,\nB@x.io,hard_bounce,2099-01-01T00:00:00\n")
+
+    result = run("suppression", "import", "--org", org, str(csv_file))
+
+    assert result.exit_code == 0, result.output
+    assert "Imported 2" in result.output
+    assert "b@x.io" in run("suppression", "list", "--org", org).output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("address\nx@y.z\n", "header must include an 'email' column"),
+        ("email\nok@x.io\nnot-an-address\n", "CSV line 3: email 'not-an-address'"),
+        ("email,reason\nok@x.io,because\n", "CSV line 2: reason 'because'"),
+        ("email,reason,expires_at\nok@x.io,manual,tomorrow\n", "expires_at 'tomorrow'"),
+        ("email\nok@x.io,extra\n", "more fields than the header"),
+    ],
+)
+def test_malformed_csv_imports_nothing_and_names_the_line(run, tmp_path, content: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    org = org_id(run)
+    csv_file = tmp_path / "bad.csv"
+    csv_file.write_text(content)
+
+    result = run("suppression", "import", "--org", org, str(csv_file))
+
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "0 address(es)" in run("suppression", "list", "--org", org).output
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a@b@c", "Name <a@b.c>"])
+def test_suppression_add_refuses_invalid_address(run, address: str) -> None:  # type: ignore[no-untyped-def]
+    result = run("suppression", "add", "--org", org_id(run), address)
+
+    assert result.exit_code == 1
+    assert "email" in result.output
+
+
+def test_suppression_remove_unknown_address(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("suppression", "remove", "--org", org_id(run), "nobody@x.io")
+
+    assert result.exit_code == 1
+    assert "not on the suppression list" in result.output

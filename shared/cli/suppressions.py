@@ -1,0 +1,94 @@
+"""``pilot suppression``: the organization's suppression list."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import click
+from rich.table import Table
+
+from shared import connector_store as store
+from shared import suppression_admin as admin
+from shared.cli.context import CliContext, pass_cli
+
+ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
+ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
+
+
+@click.group()
+def suppression() -> None:
+    """Addresses an organization never sends to."""
+
+
+@suppression.command("list")
+@ORG
+@click.option("--all", "include_expired", is_flag=True, help="Include expired entries.")
+@pass_cli
+def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
+    """List suppressed addresses."""
+    with ctx.session_factory() as session:
+        org = store.get_organization(session, organization_id)
+        rows = admin.list_entries(session, org.id, include_expired=include_expired)
+    table = Table("email", "reason", "source", "since", "expires")
+    for row in rows:
+        table.add_row(row.email, row.reason, row.source or "", f"{row.created_at:%Y-%m-%d %H:%M}",
+                      f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never")  # fmt: skip
+    ctx.console.print(table)
+    ctx.console.print(f"{len(rows)} address(es)")
+
+
+@suppression.command("add")
+@ORG
+@click.argument("email")
+@click.option("--reason", default="manual", show_default=True)
+@click.option("--expires-at", help="ISO 8601 time after which the entry lapses.")
+@ACTOR
+@pass_cli
+def add(
+    ctx: CliContext, organization_id: str, email: str, reason: str, expires_at: str | None, actor: str
+) -> None:
+    """Suppress an address."""
+    entry = admin.parse_entry(email, reason, expires_at)
+    with ctx.transaction() as session:
+        org = store.get_organization(session, organization_id)
+        admin.add_entry(session, org.id, entry, actor=actor)
+    click.echo(f"Suppressed {entry.email} ({entry.reason}).")
+
+
+@suppression.command("remove")
+@ORG
+@click.argument("email")
+@ACTOR
+@pass_cli
+def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> None:
+    """Remove an address from the list."""
+    with ctx.transaction() as session:
+        org = store.get_organization(session, organization_id)
+        admin.remove_entry(session, org.id, email, actor=actor)
+    click.echo(f"Removed {email.strip().lower()}.")
+
+
+@suppression.command("import")
+@ORG
+@click.argument("csv_file", type=click.File("r", encoding="utf-8"))
+@ACTOR
+@pass_cli
+def import_(ctx: CliContext, organization_id: str, csv_file: TextIO, actor: str) -> None:
+    """Import a CSV (columns: email, reason, expires_at); all rows or none."""
+    entries = admin.read_csv(csv_file)
+    with ctx.transaction() as session:
+        org = store.get_organization(session, organization_id)
+        count = admin.import_entries(session, org.id, entries, actor=actor)
+    click.echo(f"Imported {count} address(es).")
+
+
+@suppression.command("export")
+@ORG
+@click.option("--all", "include_expired", is_flag=True, help="Include expired entries.")
+@pass_cli
+def export(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
+    """Write the list as CSV to standard output."""
+    with ctx.session_factory() as session:
+        org = store.get_organization(session, organization_id)
+        admin.write_csv(admin.list_entries(session, org.id, include_expired=include_expired), sys.stdout)
