@@ -49,7 +49,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _LINE_BREAK = re.compile(r"[\r\n]")
 
 
-def _check_address(value: str) -> str:
+def check_address(value: str) -> str:
     """``a@b.c`` or ``Name <a@b.c>``; no line breaks (they would inject headers)."""
     if _LINE_BREAK.search(value):
         raise ValueError("must not contain line breaks")
@@ -69,7 +69,7 @@ def _empty_to_none(value: Any) -> Any:
     return None if isinstance(value, list | tuple | dict) and not value else value
 
 
-Address = Annotated[str, AfterValidator(_check_address)]
+Address = Annotated[str, AfterValidator(check_address)]
 AddressList = Annotated[list[Address], BeforeValidator(_one_or_many)]
 OptionalAddressList = Annotated[
     list[Address] | None, BeforeValidator(_one_or_many), BeforeValidator(_empty_to_none)
