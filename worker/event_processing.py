@@ -1,0 +1,238 @@
+"""Apply a stored webhook event: one metric row, the message status, suppression, task metrics.
+
+:func:`apply_event` runs inside the caller's transaction and is idempotent: the metric row is unique
+per webhook event (``INSERT … ON CONFLICT DO NOTHING``) and everything else is recomputed from all of
+``email_metrics``, so replays, concurrent workers and any arrival order end in one state. Rows are
+locked message first, then task, everywhere, so concurrent events serialize without deadlocking.
+
+:func:`process_event` is what the Celery task calls: one transaction per event, an event whose
+email is not in the ledger yet raises :class:`NotInLedgerYet` (retry) until it is old enough to be
+kept as an orphan with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import transaction
+from shared.errors import PilotError
+from shared.models import EmailMessage, EmailMetric, WebhookEvent
+from shared.resend_events import EventType, TrackingEvent, parse_event
+from worker import task_metrics
+from worker.bounce_policy import SoftBouncePolicy
+from worker.event_suppression import apply_suppression
+from worker.status_lattice import EVENT_STATUS, status_from_events
+
+log = logging.getLogger(__name__)
+
+#: Webhooks can outrun the commit of the send that produced them; after this long an event whose
+#: email is still unknown is kept as an orphan (its reason in ``webhook_events.error``).
+DEFAULT_ORPHAN_AFTER = timedelta(minutes=10)
+#: Ledger statuses of a send whose Resend id may not be committed yet.
+IN_FLIGHT = frozenset({"queued", "deferred", "sending"})
+#: Events that concern no sent email of ours: stored and acknowledged, no metric row.
+NOT_TRACKED = frozenset({EventType.UNKNOWN, EventType.RECEIVED, EventType.SCHEDULED})
+
+
+class NotInLedgerYet(PilotError):
+    """Raised when an event's email is not (yet) in the send ledger; retry later."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing did: ``applied``, ``ignored``, ``orphan`` or ``already_processed``."""
+
+    kind: str
+    message_id: uuid.UUID | None = None
+    status: str | None = None
+    suppression: str | None = None
+
+
+def process_event(
+    session_factory: sessionmaker[Session],
+    event_id: uuid.UUID,
+    *,
+    now: datetime | None = None,
+    orphan_after: timedelta = DEFAULT_ORPHAN_AFTER,
+    policy: SoftBouncePolicy | None = None,
+) -> Outcome:
+    """Process stored event ``event_id`` in one transaction.
+
+    Raises :class:`NotInLedgerYet` while the event is younger than ``orphan_after`` and its email is
+    unknown; after that the event is marked processed with ``error = "orphan: …"``. Any other error
+    is recorded on the event (``attempts``, ``error``) in its own transaction and re-raised.
+    """
+    now = now or datetime.now(UTC)
+    try:
+        with transaction(session_factory) as session:
+            event = _locked_event(session, event_id)
+            if event is None or event.processed_at is not None:
+                return Outcome("already_processed")
+            give_up = now - event.received_at >= orphan_after
+            try:
+                return apply_event(session, event, now=now, policy=policy, last_chance=give_up)
+            except NotInLedgerYet as exc:
+                if not give_up:
+                    raise
+                _finish(event, now, error=f"orphan: {exc}")
+                log.warning("webhook event %s kept as orphan: %s", event.svix_id, exc)
+                return Outcome("orphan")
+    except Exception as exc:
+        record_failure(session_factory, event_id, exc)
+        raise
+
+
+def apply_event(
+    session: Session,
+    event: WebhookEvent,
+    *,
+    now: datetime | None = None,
+    policy: SoftBouncePolicy | None = None,
+    last_chance: bool = False,
+) -> Outcome:
+    """Apply ``event`` (a stored, verified webhook) within ``session``'s transaction.
+
+    ``last_chance`` lets a message found only by its tags be adopted even while its send still looks
+    in flight (the ledger never got the Resend id). Raises :class:`NotInLedgerYet`.
+    """
+    now = now or datetime.now(UTC)
+    parsed = parse_event(event.payload)
+    if parsed.type in NOT_TRACKED:
+        _finish(event, now)
+        return Outcome("ignored")
+    message = find_message(session, parsed, adopt_in_flight=last_chance)
+    _insert_metric(session, event, parsed, message)
+    status = _refresh_status(session, message)
+    suppression = apply_suppression(session, message, parsed, policy=policy or SoftBouncePolicy())
+    if message.task_id is not None:
+        task_metrics.refresh_task_metrics(session, message.task_id)
+    _finish(event, now)
+    return Outcome("applied", message_id=message.id, status=status, suppression=suppression)
+
+
+def find_message(session: Session, event: TrackingEvent, *, adopt_in_flight: bool = False) -> EmailMessage:
+    """The ledger row of ``event``'s email, locked: by Resend id first, then by our tags.
+
+    Raises :class:`NotInLedgerYet` when neither finds it, or when only the tags do and the send is
+    still in flight (applying then would race the worker's own commit of ``sent``).
+    """
+    if event.email_id is not None:
+        message = _locked_message(session, EmailMessage.resend_email_id == event.email_id)
+        if message is not None:
+            return message
+    message = _by_tags(session, event)
+    if message is None:
+        raise NotInLedgerYet(f"no ledger row for email {event.email_id} (tags: {dict(event.tags)})")
+    if message.resend_email_id not in (None, event.email_id):
+        raise NotInLedgerYet(f"tagged message {message.id} belongs to another email")
+    if message.status in IN_FLIGHT and message.resend_email_id is None and not adopt_in_flight:
+        raise NotInLedgerYet(f"message {message.id} is still {message.status}")
+    if message.resend_email_id is None:
+        message.resend_email_id = event.email_id
+    return message
+
+
+def _by_tags(session: Session, event: TrackingEvent) -> EmailMessage | None:
+    if event.tagged_message_id is not None:
+        message = _locked_message(session, EmailMessage.id == event.tagged_message_id)
+        if message is not None and event.tagged_task_id in (None, message.task_id):
+            return message
+        return None
+    if event.tagged_task_id is None or event.recipient is None:
+        return None
+    # One recipient per email: within a task, the recipient names the message if it names one only.
+    candidates = session.scalars(
+        select(EmailMessage.id)
+        .where(EmailMessage.task_id == event.tagged_task_id)
+        .where(func.lower(EmailMessage.recipient) == event.recipient.lower())
+        .limit(2)
+    ).all()
+    if len(candidates) != 1:
+        return None
+    return _locked_message(session, EmailMessage.id == candidates[0])
+
+
+def _locked_message(session: Session, condition: Any) -> EmailMessage | None:
+    return session.scalars(
+        select(EmailMessage).where(condition).limit(1).with_for_update(key_share=True)
+    ).first()
+
+
+def _locked_event(session: Session, event_id: uuid.UUID) -> WebhookEvent | None:
+    return session.scalars(select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()).first()
+
+
+def _insert_metric(
+    session: Session, event: WebhookEvent, parsed: TrackingEvent, message: EmailMessage
+) -> None:
+    values = {
+        "message_id": message.id,
+        "task_id": message.task_id,
+        "connector_id": message.connector_id,
+        "webhook_event_id": event.id,
+        "event": parsed.type.value,
+        "recipient": parsed.recipient or message.recipient,
+        "subject": parsed.subject or message.subject,
+        "status": EVENT_STATUS.get(parsed.type.value),
+        "metadata_": metric_metadata(event, parsed),
+        # The event's own time orders the lattice; arrival time only when Resend gave none.
+        "occurred_at": parsed.created_at or event.received_at,
+    }
+    statement = insert(EmailMetric).values(values)
+    session.execute(statement.on_conflict_do_nothing(index_elements=["webhook_event_id"]))
+
+
+def metric_metadata(event: WebhookEvent, parsed: TrackingEvent) -> dict[str, Any]:
+    """What an ``email_metrics`` row keeps of the event beside its columns (no ``None`` values)."""
+    values = {
+        "svix_id": event.svix_id,
+        "resend_type": parsed.raw_type,
+        "resend_email_id": parsed.email_id,
+        "tags": dict(parsed.tags) or None,
+        "bounce_type": parsed.bounce_type.value if parsed.bounce_type else None,
+        "bounce_subtype": parsed.bounce_subtype,
+        "bounce_message": parsed.bounce_message,
+        "click_link": parsed.click_link,
+        "failed_reason": parsed.failed_reason,
+        "suppressed_reason": parsed.suppressed_reason,
+    }
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _refresh_status(session: Session, message: EmailMessage) -> str:
+    """Recompute the message status from all its metric rows (order-independent by construction)."""
+    events = session.execute(
+        select(EmailMetric.event, EmailMetric.occurred_at).where(EmailMetric.message_id == message.id)
+    ).all()
+    status = status_from_events(((row.event, row.occurred_at) for row in events), base=message.status)
+    if status is not None and status != message.status:
+        message.status = status
+    return message.status
+
+
+def _finish(event: WebhookEvent, now: datetime, *, error: str | None = None) -> None:
+    event.processed_at = now
+    event.attempts += 1
+    event.error = error
+
+
+def record_failure(session_factory: sessionmaker[Session], event_id: uuid.UUID, exc: BaseException) -> None:
+    """Count a failed attempt on the event and keep its reason (the class, and our own messages)."""
+    reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, PilotError) else type(exc).__name__
+    try:
+        with transaction(session_factory) as session:
+            session.execute(
+                update(WebhookEvent)
+                .where(WebhookEvent.id == event_id, WebhookEvent.processed_at.is_(None))
+                .values(attempts=WebhookEvent.attempts + 1, error=reason[:500])
+            )
+    except Exception:  # the database may be what failed; the original error matters more
+        log.warning("could not record the failure of webhook event %s", event_id, exc_info=True)

@@ -1,0 +1,95 @@
+"""Celery entry points for webhook events: thin adapters over :mod:`worker.event_processing`.
+
+``pilot.process_webhook_event(event_id)`` is enqueued by the receiver after it stored the event.
+:func:`process_pending_events` is the safety net the sweep calls: events stored while the broker was
+down (or whose task was lost) are enqueued again from PostgreSQL, the source of truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import task_names
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.models import WebhookEvent
+from shared.settings import get_settings
+from worker import event_processing
+from worker.celery_app import app
+
+log = logging.getLogger(__name__)
+
+#: Retry delays double from this, capped: countdowns stay short (design.md: no long waits on the broker).
+RETRY_BASE_S = 2.0
+RETRY_MAX_S = 60.0
+#: The sweep leaves events this young to the task already enqueued for them.
+PENDING_GRACE = timedelta(seconds=60)
+#: Events that failed this often are left for a human (their ``error`` says why).
+PENDING_MAX_ATTEMPTS = 25
+PENDING_BATCH = 500
+
+
+def retry_countdown(retries: int, *, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before retry number ``retries + 1``: doubling from 2 s up to 60 s, with 0-25 % jitter."""
+    delay = min(RETRY_MAX_S, RETRY_BASE_S * 2.0 ** min(retries, 32))
+    return delay * (1 + rng() / 4)
+
+
+@functools.cache
+def _session_factory() -> sessionmaker[Session]:
+    # Built on first use in the worker child, never at import (prefork forks after import).
+    return make_sessionmaker(make_engine(get_settings()))
+
+
+@app.task(name=task_names.PROCESS_WEBHOOK_EVENT, bind=True, max_retries=None, acks_late=True)
+def process_webhook_event(self: Any, event_id: str) -> str:
+    """Apply stored webhook event ``event_id``; retry while its email is not in the ledger yet."""
+    try:
+        outcome = event_processing.process_event(_session_factory(), uuid.UUID(event_id))
+    except (event_processing.NotInLedgerYet, OperationalError) as exc:
+        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
+    return outcome.kind
+
+
+def process_pending_events(
+    session_factory: sessionmaker[Session],
+    enqueue: Callable[[str], object],
+    *,
+    now: datetime | None = None,
+    grace: timedelta = PENDING_GRACE,
+    limit: int = PENDING_BATCH,
+) -> int:
+    """Enqueue stored events still unprocessed after ``grace``; returns how many were enqueued.
+
+    ``enqueue(event_id)`` sends ``pilot.process_webhook_event``; processing is idempotent, so an
+    event enqueued twice (its own retry plus the sweep) is harmless.
+    """
+    cutoff = (now or datetime.now(UTC)) - grace
+    with transaction(session_factory) as session:
+        ids = session.scalars(
+            select(WebhookEvent.id)
+            .where(WebhookEvent.processed_at.is_(None))
+            .where(WebhookEvent.received_at < cutoff)
+            .where(WebhookEvent.attempts < PENDING_MAX_ATTEMPTS)
+            .order_by(WebhookEvent.received_at)
+            .limit(limit)
+        ).all()
+    for event_id in ids:
+        enqueue(str(event_id))
+    if ids:
+        log.info("sweep re-enqueued %d unprocessed webhook events", len(ids))
+    return len(ids)
+
+
+def enqueue_event(event_id: str) -> None:
+    """Send ``pilot.process_webhook_event`` for ``event_id`` on the events queue."""
+    app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[event_id], queue=task_names.EVENTS_QUEUE)
