@@ -27,6 +27,9 @@ typecheck: install
 test: lint typecheck services
 	$(BIN)/pytest
 
+demo: services
+	$(BIN)/pilot demo
+
 bench: services
 	@for script in tests/benchmarks/bench_*.py; do \
 		echo "== $$script"; $(BIN)/python $$script || exit 1; \

@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from shared.cli.connectors import connector
 from shared.cli.context import CliContext
 from shared.cli.db import db
+from shared.cli.demo import demo, sandbox
 from shared.cli.keys import keys
 from shared.cli.orgs import org
 from shared.cli.suppressions import suppression
@@ -37,7 +38,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(cli_context.close)
 
 
-for command in (db, keys, org, connector, suppression):
+for command in (db, keys, org, connector, suppression, demo, sandbox):
     cli.add_command(command)
 
 

@@ -1,0 +1,82 @@
+"""The demo campaign: who receives it, and how it is enqueued (by task name, as upstream apps do)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from shared import task_names
+
+#: Resend's test addresses (resend-api.md section 8) and ordinary readers.
+ORDINARY_READERS = 244
+DELIVERED_TEST = 20
+BOUNCED_TEST = 15
+COMPLAINED_TEST = 10
+UNSUBSCRIBED = 10  # already on our suppression list before the campaign
+BATCH_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The campaign's recipients, and which of them are suppressed before it starts."""
+
+    recipients: list[str]
+    pre_suppressed: list[str]
+
+    @property
+    def bounced(self) -> list[str]:
+        return [r for r in self.recipients if r.startswith("bounced+")]
+
+    @property
+    def complained(self) -> list[str]:
+        return [r for r in self.recipients if r.startswith("complained+")]
+
+
+def demo_audience() -> Audience:
+    """About three hundred recipients mixing readers, test addresses and unsubscribed people."""
+    readers = [f"reader{n:03d}@example.com" for n in range(ORDINARY_READERS)]
+    delivered = [f"delivered+demo{n}@resend.dev" for n in range(DELIVERED_TEST)]
+    bounced = [f"bounced+demo{n}@resend.dev" for n in range(BOUNCED_TEST)]
+    complained = [f"complained+demo{n}@resend.dev" for n in range(COMPLAINED_TEST)]
+    # Mixed case on purpose: suppression matching ignores letter case.
+    unsubscribed = [f"Former.Reader{n}@Example.com" for n in range(UNSUBSCRIBED)]
+    recipients = [*readers, *delivered, *bounced, *complained, "suppressed@resend.dev", *unsubscribed]
+    return Audience(recipients=recipients, pre_suppressed=[u.lower() for u in unsubscribed])
+
+
+def email_for(recipient: str, index: int) -> dict[str, Any]:
+    """One campaign email (the ``emails`` item of ``pilot.send_batch``)."""
+    return {
+        "to": recipient,
+        "subject": "Spring collection: 20% off this week",
+        "html": f"<p>Hello reader #{index},</p><p>Our spring collection is here.</p>",
+        "text": f"Hello reader #{index}, our spring collection is here.",
+        "metadata": {"campaign": "spring-demo"},
+    }
+
+
+def enqueue_batches(
+    broker: Celery,
+    *,
+    connector_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    task_id: uuid.UUID,
+    recipients: list[str],
+) -> int:
+    """Publish ``pilot.send_batch`` tasks of up to :data:`BATCH_SIZE` emails; return how many tasks."""
+    batches = [recipients[i : i + BATCH_SIZE] for i in range(0, len(recipients), BATCH_SIZE)]
+    for offset, batch in zip(range(0, len(recipients), BATCH_SIZE), batches, strict=True):
+        broker.send_task(
+            task_names.SEND_BATCH,
+            kwargs={
+                "connector_id": str(connector_id),
+                "organization_id": str(organization_id),
+                "task_id": str(task_id),
+                "emails": [email_for(r, offset + i) for i, r in enumerate(batch)],
+            },
+            queue=task_names.SENDS_QUEUE,
+        )
+    return len(batches)

@@ -1,0 +1,163 @@
+"""The demo's report: every email accounted for, delivery figures, suppression list, budget use."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.models import EmailMessage, Suppression, Task, WebhookEvent
+from shared.rate_limit import ConnectorLimits, RateLimiter
+
+#: Statuses a message may still leave by itself (a webhook or a retry is on its way).
+IN_FLIGHT = ("queued", "sending")
+
+
+@dataclass
+class DemoReport:
+    """What the demo shows at the end (also written as JSON for the tests)."""
+
+    recipients: int
+    ledger: dict[str, int]
+    delivery: dict[str, Any]
+    suppression_list: dict[str, list[str]]
+    usage: dict[str, dict[str, int]]
+    webhook_events: dict[str, int]
+    follow_up: dict[str, int] = field(default_factory=dict)
+    sandbox: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accounted(self) -> int:
+        return sum(self.ledger.values())
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-friendly data."""
+        return {**asdict(self), "accounted": self.accounted}
+
+
+def ledger_counts(session: Session, task_id: uuid.UUID) -> dict[str, int]:
+    """Messages of the task by status."""
+    rows = session.execute(
+        select(EmailMessage.status, func.count())
+        .where(EmailMessage.task_id == task_id)
+        .group_by(EmailMessage.status)
+    )
+    return {status: int(count) for status, count in rows}
+
+
+def webhook_counts(session: Session) -> dict[str, int]:
+    """Stored webhook events: total, processed, waiting, orphaned."""
+    total, processed, orphaned = session.execute(
+        select(
+            func.count(),
+            func.count(WebhookEvent.processed_at),
+            func.count().filter(WebhookEvent.error.like("orphan%")),
+        )
+    ).one()
+    return {"stored": total, "processed": processed, "waiting": total - processed, "orphaned": orphaned}
+
+
+def suppression_by_reason(session: Session, organization_id: uuid.UUID) -> dict[str, list[str]]:
+    """The organization's suppressed addresses grouped by reason."""
+    grouped: dict[str, list[str]] = {}
+    rows = session.execute(
+        select(Suppression.reason, Suppression.email)
+        .where(Suppression.organization_id == organization_id)
+        .order_by(Suppression.reason, Suppression.email)
+    )
+    for reason, email in rows:
+        grouped.setdefault(reason, []).append(email)
+    return grouped
+
+
+def budget_usage(
+    limiter: RateLimiter, connector_id: uuid.UUID, limits: ConnectorLimits
+) -> dict[str, dict[str, int]]:
+    """Hour and day usage of the connector, read from its token buckets."""
+    usage = {}
+    for period in ("hour", "day"):
+        stats = limiter.get_usage_stats(connector_id, period, limits)
+        usage[period] = {"used": stats.used, "limit": stats.limit, "remaining": stats.remaining}
+    return usage
+
+
+def collect(
+    session: Session,
+    *,
+    task_id: uuid.UUID,
+    organization_id: uuid.UUID,
+    recipients: int,
+    usage: dict[str, dict[str, int]],
+) -> DemoReport:
+    """Read the report's figures from PostgreSQL."""
+    task = session.get(Task, task_id)
+    delivery = dict((task.execution_result if task else {}).get("delivery", {}))
+    return DemoReport(
+        recipients=recipients,
+        ledger=ledger_counts(session, task_id),
+        delivery=delivery,
+        suppression_list=suppression_by_reason(session, organization_id),
+        usage=usage,
+        webhook_events=webhook_counts(session),
+    )
+
+
+def render(report: DemoReport, console: Console) -> None:
+    """Print the report as tables."""
+    console.print(Panel(Group(_status_table(report), _delivery_table(report)), title="Campaign report"))
+    console.print(Panel(_suppression_table(report), title="Suppression list"))
+    console.print(Panel(_usage_table(report), title="Connector budget"))
+    verdict = "every email accounted for" if report.accounted == report.recipients else "MISSING EMAILS"
+    console.print(
+        f"[bold]{report.accounted} of {report.recipients} recipients have a result: {verdict}.[/bold]"
+    )
+
+
+def _status_table(report: DemoReport) -> Table:
+    table = Table("ledger status", "messages", title="Send ledger (one row per recipient)")
+    for status, count in sorted(report.ledger.items(), key=lambda item: -item[1]):
+        table.add_row(status, str(count))
+    return table
+
+
+def _delivery_table(report: DemoReport) -> Table:
+    table = Table("event", "messages", title="Delivery events (from webhooks)")
+    names = [
+        "sent",
+        "delivered",
+        "opened_unique",
+        "clicked_unique",
+        "bounced",
+        "complained",
+        "delayed",
+        "suppressed",
+        "failed",
+    ]
+    for name in names:
+        table.add_row(name.replace("_unique", ""), str(report.delivery.get(name, 0)))
+    table.add_row("deferred (budget)", str(report.ledger.get("deferred", 0)))
+    if report.follow_up:
+        table.add_row(
+            "follow-up skipped", f"{report.follow_up['suppressed']} of {report.follow_up['sent_to']}"
+        )
+    return table
+
+
+def _suppression_table(report: DemoReport) -> Table:
+    table = Table("reason", "addresses", "examples")
+    for reason, emails in report.suppression_list.items():
+        table.add_row(reason, str(len(emails)), ", ".join(emails[:3]) + (" ..." if len(emails) > 3 else ""))
+    return table
+
+
+def _usage_table(report: DemoReport) -> Table:
+    table = Table("window", "used", "limit", "remaining")
+    for period, stats in report.usage.items():
+        table.add_row(period, str(int(stats["used"])), str(int(stats["limit"])), str(int(stats["remaining"])))
+    return table

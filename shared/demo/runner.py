@@ -1,0 +1,366 @@
+"""Run the demo: database, processes, organization and connector, campaign, progress, report, stop.
+
+Every process the demo starts is stopped before it returns, whatever happens in between.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from celery import Celery
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import connector_store as store
+from shared import migrations, task_names
+from shared.crypto import KeyRing, generate_key
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.demo import campaign, processes, report
+from shared.models import Task
+from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
+from shared.settings import Settings, load_settings
+from shared.suppression import suppress
+
+#: The hour budget is below the campaign's size, so deferral shows in the report.
+DEMO_PER_HOUR = 250
+DEMO_PER_DAY = 2000
+#: How long to wait for sends and webhooks to settle.
+SETTLE_TIMEOUT_S = 90.0
+QUIET_PERIOD_S = 3.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """Where the demo runs; tests point it at their own database, Redis database and prefix."""
+
+    admin_database_url: str = os.environ.get(
+        "PILOT_DEMO_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    database_name: str = os.environ.get("PILOT_DEMO_DATABASE", "pilot_demo")
+    redis_url: str = os.environ.get("PILOT_DEMO_REDIS_URL", "redis://127.0.0.1:6379/15")
+    redis_prefix: str = "pilot-demo:"
+    work_dir: Path = Path(".demo")
+    json_report: Path | None = None
+
+
+@dataclass(frozen=True)
+class DemoEnvironment:
+    """Settings shared by the demo and every child it starts."""
+
+    settings: Settings
+    env: dict[str, str]
+    sandbox_url: str
+    receiver_url: str
+
+
+def run_demo(options: DemoOptions, console: Console) -> report.DemoReport:
+    """Run the whole demo and return its report (also printed, and written as JSON if asked)."""
+    _check_services(options)
+    environment = _prepare(options, console)
+    children: list[processes.Child] = []
+    try:
+        children += _start_processes(environment, options, console)
+        result = _run_campaign(environment, console, children)
+    finally:
+        console.print("Stopping the processes the demo started ...")
+        processes.stop(children)
+    report.render(result, console)
+    if options.json_report:
+        options.json_report.write_text(json.dumps(result.to_json(), indent=2, default=str))
+    return result
+
+
+def _check_services(options: DemoOptions) -> None:
+    problems = [
+        p for p in (postgres_problem(options.admin_database_url), redis_problem(options.redis_url)) if p
+    ]
+    if problems:
+        raise DemoError("\n".join([*problems, HOW_TO_START]))
+
+
+class DemoError(RuntimeError):
+    """Raised when the demo cannot run; the message says what to do."""
+
+
+def _prepare(options: DemoOptions, console: Console) -> DemoEnvironment:
+    database_url = _recreate_database(options)
+    console.print(f"Database [bold]{options.database_name}[/bold] created; migrating ...")
+    migrations.upgrade(database_url)
+    _purge_redis(options)
+    sandbox_port, receiver_port = processes.free_port(), processes.free_port()
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": options.redis_url,
+        "CELERY_BROKER_URL": options.redis_url,
+        "PILOT_REDIS_PREFIX": options.redis_prefix,
+        "RESEND_BASE_URL": f"http://127.0.0.1:{sandbox_port}",
+        "RESEND_WEBHOOK_SECRET": secret,
+        "RESEND_REQUESTS_PER_SECOND": "10",
+        "PILOT_ENCRYPTION_KEYS": generate_key(),
+        "PILOT_LOG_FORMAT": "human",
+    }
+    env.pop("RESEND_API_KEY", None)
+    settings = load_settings(**{k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields})
+    return DemoEnvironment(
+        settings, env, f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{receiver_port}"
+    )
+
+
+def _recreate_database(options: DemoOptions) -> str:
+    with psycopg.connect(options.admin_database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{options.database_name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{options.database_name}"')
+    base = options.admin_database_url.rsplit("/", 1)[0]
+    return f"{base}/{options.database_name}"
+
+
+def _purge_redis(options: DemoOptions) -> None:
+    """Forget the previous run's queues and buckets (only our keys; the rest of the database stays)."""
+    client = redis.Redis.from_url(options.redis_url)
+    try:
+        queues = sorted(set(task_names.TASK_QUEUES.values()))
+        keys = [
+            *queues,
+            "unacked",
+            "unacked_index",
+            "unacked_mutex",
+            *client.scan_iter(f"{options.redis_prefix}*"),
+        ]
+        client.delete(*keys)
+    finally:
+        client.close()
+
+
+def _start_processes(
+    environment: DemoEnvironment, options: DemoOptions, console: Console
+) -> list[processes.Child]:
+    env, logs = environment.env, options.work_dir / "logs"
+    sandbox_port = environment.sandbox_url.rsplit(":", 1)[1]
+    receiver_port = environment.receiver_url.rsplit(":", 1)[1]
+    sandbox_switches = {
+        "--port": sandbox_port,
+        "--webhook-url": f"{environment.receiver_url}/api/webhooks/resend",
+        "--webhook-secret": env["RESEND_WEBHOOK_SECRET"],
+        "--rate-limit-per-second": "10",
+        "--open-rate": "0.45",
+        "--click-rate": "0.2",
+        "--soft-bounce-rate": "0.02",
+        "--webhook-time-scale": "0.001",
+        "--seed": "7",
+    }
+    sandbox_args = [part for pair in sandbox_switches.items() for part in pair]
+    worker_queues = ",".join(sorted(set(task_names.TASK_QUEUES.values())))
+    started = [
+        processes.start("sandbox", processes.python_module("sandbox", *sandbox_args), env=env, log_dir=logs),
+        processes.start(
+            "receiver",
+            processes.python_module(
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{receiver_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "webhook_receiver.wsgi:app",
+            ),
+            env=env,
+            log_dir=logs,
+        ),
+        processes.start(
+            "worker",
+            processes.python_module(
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--queues",
+                worker_queues,
+                "--concurrency",
+                "2",
+                "--hostname",
+                f"demo-{uuid.uuid4().hex[:6]}@%h",
+            ),
+            env=env,
+            log_dir=logs,
+        ),
+        processes.start(
+            "beat",
+            processes.python_module(
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(options.work_dir / "beat-schedule"),
+            ),
+            env=env,
+            log_dir=logs,
+        ),
+    ]
+    console.print(
+        "Started sandbox, receiver, worker and beat (logs in " + str(logs) + "); waiting for them ..."
+    )
+    processes.wait_for_http(f"{environment.sandbox_url}/_sandbox/stats", started[0])
+    processes.wait_for_http(f"{environment.receiver_url}/healthz", started[1])
+    return started
+
+
+@dataclass(frozen=True)
+class _Campaign:
+    organization_id: uuid.UUID
+    connector_id: uuid.UUID
+    task_id: uuid.UUID
+    limits: ConnectorLimits
+
+
+def _run_campaign(
+    environment: DemoEnvironment, console: Console, children: list[processes.Child]
+) -> report.DemoReport:
+    engine = make_engine(environment.settings, pool_size=2)
+    factory = make_sessionmaker(engine)
+    limiter = RateLimiter.from_settings(environment.settings)
+    broker = Celery("demo-producer", broker=environment.settings.broker_url, set_as_current=False)
+    audience = campaign.demo_audience()
+    try:
+        demo = _create_organization(factory, KeyRing.from_settings(environment.settings), audience)
+        batches = campaign.enqueue_batches(
+            broker,
+            connector_id=demo.connector_id,
+            organization_id=demo.organization_id,
+            task_id=demo.task_id,
+            recipients=audience.recipients,
+        )
+        console.print(f"Enqueued {len(audience.recipients)} emails in {batches} pilot.send_batch tasks.")
+        _show_progress(factory, demo.task_id, len(audience.recipients), console, children)
+        follow_up = _send_follow_up(factory, broker, demo, audience, console, children)
+        with factory() as session:
+            usage = report.budget_usage(limiter, demo.connector_id, demo.limits)
+            result = report.collect(
+                session,
+                task_id=demo.task_id,
+                organization_id=demo.organization_id,
+                recipients=len(audience.recipients),
+                usage=usage,
+            )
+        result.follow_up = follow_up
+        result.sandbox = httpx.get(f"{environment.sandbox_url}/_sandbox/stats", timeout=5).json()
+        return result
+    finally:
+        broker.close()
+        engine.dispose()
+
+
+def _create_organization(
+    factory: sessionmaker[Session], keyring: KeyRing, audience: campaign.Audience
+) -> _Campaign:
+    limits = ConnectorLimits(per_hour=DEMO_PER_HOUR, per_day=DEMO_PER_DAY)
+    with transaction(factory) as session:
+        org = store.create_organization(session, "Demo Shop", actor="demo")
+        connector = store.create_connector(
+            session,
+            organization_id=org.id,
+            name="resend-sandbox",
+            config={
+                "default_from": "Demo Shop <news@demo-shop.test>",
+                "rate_limit_per_hour": limits.per_hour,
+                "rate_limit_per_day": limits.per_day,
+            },
+            api_key=SecretStr("re_demo_" + uuid.uuid4().hex),
+            keyring=keyring,
+            actor="demo",
+        )
+        for address in audience.pre_suppressed:
+            suppress(session, org.id, address, "unsubscribed", source="demo")
+        task = Task(id=uuid.uuid4(), organization_id=org.id, name="Spring campaign", status="running")
+        session.add(task)
+    return _Campaign(org.id, connector.id, task.id, limits)
+
+
+def _show_progress(
+    factory: sessionmaker[Session],
+    task_id: uuid.UUID,
+    total: int,
+    console: Console,
+    children: list[processes.Child],
+) -> None:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        sends = progress.add_task("emails with a send result", total=total)
+        hooks = progress.add_task("webhook events processed", total=None)
+        for ledger, events in _settle(factory, task_id, children):
+            progress.update(sends, completed=total - sum(ledger.get(s, 0) for s in report.IN_FLIGHT))
+            progress.update(hooks, completed=events["processed"], total=max(events["stored"], 1))
+
+
+def _settle(
+    factory: sessionmaker[Session], task_id: uuid.UUID, children: list[processes.Child]
+) -> Iterator[tuple[dict[str, int], dict[str, int]]]:
+    """Poll until nothing is in flight and nothing changed for a quiet period (or time runs out)."""
+    deadline, last, quiet_since = time.monotonic() + SETTLE_TIMEOUT_S, None, time.monotonic()
+    while time.monotonic() < deadline:
+        _check_alive(children)
+        with factory() as session:
+            ledger, events = report.ledger_counts(session, task_id), report.webhook_counts(session)
+        yield ledger, events
+        snapshot = (sorted(ledger.items()), events["stored"], events["processed"])
+        if snapshot != last:
+            last, quiet_since = snapshot, time.monotonic()
+        in_flight = sum(ledger.get(s, 0) for s in report.IN_FLIGHT) + events["waiting"]
+        if sum(ledger.values()) and not in_flight and time.monotonic() - quiet_since >= QUIET_PERIOD_S:
+            return
+        time.sleep(0.5)
+
+
+def _check_alive(children: list[processes.Child]) -> None:
+    for child in children:
+        if not child.alive():
+            raise DemoError(f"{child.name} stopped unexpectedly:\n{child.log_tail()}")
+
+
+def _send_follow_up(
+    factory: sessionmaker[Session],
+    broker: Celery,
+    demo: _Campaign,
+    audience: campaign.Audience,
+    console: Console,
+    children: list[processes.Child],
+) -> dict[str, int]:
+    """Send again to every bounced and complained address: all must be skipped as suppressed."""
+    targets = [*audience.bounced, *audience.complained]
+    with transaction(factory) as session:
+        follow_up = Task(
+            id=uuid.uuid4(), organization_id=demo.organization_id, name="Follow-up", status="running"
+        )
+        session.add(follow_up)
+    campaign.enqueue_batches(
+        broker,
+        connector_id=demo.connector_id,
+        organization_id=demo.organization_id,
+        task_id=follow_up.id,
+        recipients=targets,
+    )
+    console.print(f"Follow-up to the {len(targets)} bounced and complained addresses enqueued ...")
+    latest: dict[str, int] = {}
+    for ledger, _events in _settle(factory, follow_up.id, children):
+        latest = ledger
+    return {"sent_to": len(targets), "suppressed": latest.get("suppressed", 0)}
