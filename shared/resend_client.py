@@ -164,7 +164,7 @@ class ResendClient:
         key = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         if not key:
             raise ConfigError("the Resend API key is empty (connector credentials or RESEND_API_KEY)")
-        if not _HEADER_SAFE.match(key):
+        if not _HEADER_SAFE.fullmatch(key):
             # h11 would put the whole header value in its error message: refuse it here instead.
             raise ConfigError("the Resend API key contains characters not allowed in an HTTP header")
         self._http = http
@@ -310,6 +310,6 @@ def _wire_body(request: SendEmailRequest | Mapping[str, Any], *, where: str) -> 
 def _idempotency(key: str) -> dict[str, str]:
     if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
         raise PayloadInvalid(f"idempotency_key: must be 1-{MAX_IDEMPOTENCY_KEY_LENGTH} characters")
-    if not _HEADER_SAFE.match(key):
+    if not _HEADER_SAFE.fullmatch(key):
         raise PayloadInvalid("idempotency_key: must be printable ASCII without spaces")
     return {"Idempotency-Key": key}

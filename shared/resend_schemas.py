@@ -54,7 +54,7 @@ def check_address(value: str) -> str:
     if _LINE_BREAK.search(value):
         raise ValueError("must not contain line breaks")
     _, address = parseaddr(value)
-    if not _ADDRESS.match(address):
+    if not _ADDRESS.fullmatch(address):
         raise ValueError('must be an address like "a@example.com" or "Name <a@example.com>"')
     return value
 
@@ -135,7 +135,7 @@ class SendEmailRequest(_WireModel):
     @classmethod
     def _header_fields(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         for name, header_value in (value or {}).items():
-            if not _HEADER_NAME.match(name):
+            if not _HEADER_NAME.fullmatch(name):
                 raise ValueError("header names must be RFC 9110 tokens (letters, digits, -, _ ...)")
             if _LINE_BREAK.search(header_value):
                 raise ValueError(f"header {name} must not contain line breaks")

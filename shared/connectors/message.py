@@ -95,13 +95,13 @@ def _metadata(value: Any) -> dict[str, Any]:
 def _tags(task_id: str | None, given: list[Any], metadata: dict[str, Any]) -> tuple[list[Any], list[str]]:
     """Tags to send (task id first, then the caller's, then metadata that fits) and metadata left out."""
     tags = list(given)
-    if task_id is not None and _TAG.match(task_id):
+    if task_id is not None and _TAG.fullmatch(task_id):
         tags.insert(0, {"name": TASK_ID_TAG, "value": task_id})
     taken = {tag.get("name") if isinstance(tag, Mapping) else getattr(tag, "name", None) for tag in tags}
     untagged = []
     for name, value in metadata.items():
         text = _tag_value(value)
-        if text is None or not _TAG.match(name) or name in taken or len(tags) >= MAX_TAGS:
+        if text is None or not _TAG.fullmatch(name) or name in taken or len(tags) >= MAX_TAGS:
             untagged.append(name)
             continue
         tags.append({"name": name, "value": text})
@@ -115,5 +115,5 @@ def _tag_value(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str | int | uuid.UUID):
         text = str(value)
-        return text if _TAG.match(text) else None
+        return text if _TAG.fullmatch(text) else None
     return None

@@ -244,7 +244,7 @@ def derive_idempotency_key(connector_id: uuid.UUID, task_id: str | None, body: A
     """
     digest = hashlib.sha256(encode_body(body)).hexdigest()
     task = task_id or "direct"
-    if not _SAFE_TASK_ID.match(task):
+    if not _SAFE_TASK_ID.fullmatch(task):
         task = hashlib.sha256(task.encode()).hexdigest()[:32]
     return f"{connector_id}/{task}/{digest[:40]}"
 

@@ -136,7 +136,7 @@ def test_send_email_refuses_python_field_names_in_a_mapping(client: ResendClient
         client.send_email(body, idempotency_key="k")
 
 
-@pytest.mark.parametrize("key", ["", "x" * 257, "has space", "naïve", "line\nbreak"])
+@pytest.mark.parametrize("key", ["", "x" * 257, "has space", "naïve", "line\nbreak", "trailing\n"])
 def test_send_email_refuses_a_bad_idempotency_key(resend: FakeResend, client: ResendClient, key: str) -> None:
     with pytest.raises(PayloadInvalid, match="idempotency_key"):
         client.send_email(email(), idempotency_key=key)
@@ -147,7 +147,7 @@ def test_send_email_accepts_a_256_character_idempotency_key(client: ResendClient
     assert client.send_email(email(), idempotency_key="k" * 256).email_id
 
 
-@pytest.mark.parametrize("key", ["", "re_has\nnewline", "re_has space"])
+@pytest.mark.parametrize("key", ["", "re_has\nnewline", "re_has space", "re_trailing_newline\n"])
 def test_client_refuses_an_unusable_api_key_without_echoing_it(key: str) -> None:
     with pytest.raises(ConfigError) as caught:
         ResendClient(http=httpx.Client(), api_key=key)
