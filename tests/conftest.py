@@ -142,3 +142,31 @@ def keyring() -> KeyRing:
     from shared.settings import load_settings
 
     return KeyRing.from_settings(load_settings(pilot_encryption_keys=generate_key()))
+
+
+# --- Redis databases for Celery ---------------------------------------------------------------
+# Celery's queue names are fixed, so tests that publish or consume tasks each take a whole Redis
+# database (1-13; 14-15 are left to the demo), reserved with a lock key in database 0.
+
+TEST_REDIS_DATABASES = range(1, 14)
+
+
+@pytest.fixture
+def isolated_redis_url() -> Iterator[str]:
+    """A Redis URL on a database no other test uses meanwhile; emptied before and after."""
+    locks = redis.Redis.from_url(REDIS_URL)
+    token = uuid.uuid4().hex
+    for number in TEST_REDIS_DATABASES:
+        if locks.set(f"pilot-test-redis-db-lock:{number}", token, nx=True, ex=900):
+            break
+    else:
+        pytest.fail("no free Redis test database (1-13): is another test run holding them all?")
+    url = f"{REDIS_URL.rsplit('/', 1)[0]}/{number}"
+    database = redis.Redis.from_url(url)
+    database.flushdb()
+    yield url
+    database.flushdb()
+    database.close()
+    if locks.get(f"pilot-test-redis-db-lock:{number}") == token.encode():
+        locks.delete(f"pilot-test-redis-db-lock:{number}")
+    locks.close()

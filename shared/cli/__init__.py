@@ -13,6 +13,7 @@ from shared.cli.context import CliContext
 from shared.cli.db import db
 from shared.cli.demo import demo, sandbox
 from shared.cli.keys import keys
+from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
@@ -38,7 +39,7 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(cli_context.close)
 
 
-for command in (db, keys, org, connector, suppression, demo, sandbox):
+for command in (db, keys, org, connector, suppression, send, usage, status, events, demo, sandbox):
     cli.add_command(command)
 
 

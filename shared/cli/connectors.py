@@ -8,6 +8,7 @@ import click
 from pydantic import SecretStr
 from rich.table import Table
 
+from shared import audit
 from shared import connector_store as store
 from shared.cli.context import CliContext, pass_cli
 from shared.models import Connector
@@ -31,8 +32,16 @@ def connector() -> None:
 )
 @ACTOR
 @pass_cli
-def add(ctx: CliContext, organization_id: str, name: str, default_from: str | None, per_hour: int | None,
-        per_day: int | None, api_key: str | None, actor: str) -> None:  # fmt: skip
+def add(
+    ctx: CliContext,
+    organization_id: str,
+    name: str,
+    default_from: str | None,
+    per_hour: int | None,
+    per_day: int | None,
+    api_key: str | None,
+    actor: str,
+) -> None:
     """Add a Resend connector and print its id."""
     config: dict[str, Any] = {"default_from": default_from}
     config |= {"rate_limit_per_hour": per_hour} if per_hour is not None else {}
@@ -157,3 +166,32 @@ def _details(row: Connector) -> dict[str, str]:
         "last checked": str(row.last_checked_at or "never"),
         "last error": row.last_error or "",
     }
+
+
+@connector.command("test")
+@click.argument("connector_id")
+@ACTOR
+@pass_cli
+def test(ctx: CliContext, connector_id: str, actor: str) -> None:
+    """Check the connector's API key against Resend (GET /domains)."""
+    from shared.connectors.registry import create_connector
+
+    loaded = create_connector(
+        connector_id, session_factory=ctx.session_factory, settings=ctx.settings, include_inactive=True
+    )
+    result = loaded.test_connection()
+    with ctx.transaction() as session:
+        row = store.get_connector(session, connector_id)
+        audit.record(
+            session,
+            action="connector.test_connection",
+            actor=actor,
+            organization_id=row.organization_id,
+            connector_id=row.id,
+            target=f"connector:{row.id}",
+            result="success" if result.success else "failure",
+            reason=result.error,
+        )
+    if not result.success:
+        raise click.ClickException(f"connection test failed: {result.error}")
+    click.echo(f"OK: {result.metadata.get('key_access', 'key accepted')}")

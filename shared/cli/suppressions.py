@@ -32,8 +32,13 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
         rows = admin.list_entries(session, org.id, include_expired=include_expired)
     table = Table("email", "reason", "source", "since", "expires")
     for row in rows:
-        table.add_row(row.email, row.reason, row.source or "", f"{row.created_at:%Y-%m-%d %H:%M}",
-                      f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never")  # fmt: skip
+        table.add_row(
+            row.email,
+            row.reason,
+            row.source or "",
+            f"{row.created_at:%Y-%m-%d %H:%M}",
+            f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
+        )
     ctx.console.print(table)
     ctx.console.print(f"{len(rows)} address(es)")
 

@@ -1,0 +1,188 @@
+"""``pilot send``, ``usage``, ``status`` and ``events replay``: day-to-day operations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+from celery import Celery
+from rich.table import Table
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared import connector_store as store
+from shared import task_names
+from shared.cli.context import CliContext, pass_cli
+from shared.connector_config import ConnectorConfig
+from shared.errors import PayloadInvalid
+from shared.models import Connector, ConnectorUsage, EmailMessage, WebhookEvent
+from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.resend_schemas import parse_send_request
+
+
+def _producer(ctx: CliContext) -> Celery:
+    return Celery("pilot-cli", broker=ctx.settings.broker_url, set_as_current=False)
+
+
+@click.command()
+@click.option("--connector", "connector_id", required=True, help="Connector id.")
+@click.option("--to", "recipients", multiple=True, required=True, help="Recipient (repeatable).")
+@click.option("--subject", required=True)
+@click.option("--html", help="HTML body.")
+@click.option("--text", help="Plain-text body.")
+@click.option("--from", "from_", help="Sender; defaults to the connector's default_from.")
+@click.option("--idempotency-key", help="Your key: sending twice with it sends once.")
+@pass_cli
+def send(
+    ctx: CliContext,
+    connector_id: str,
+    recipients: tuple[str, ...],
+    subject: str,
+    html: str | None,
+    text: str | None,
+    from_: str | None,
+    idempotency_key: str | None,
+) -> None:
+    """Enqueue one email (pilot.send_email) and print the Celery task id."""
+    with ctx.session_factory() as session:
+        connector = store.get_connector(session, connector_id)
+    sender = from_ or connector.config.get("default_from")
+    if not sender:
+        raise PayloadInvalid("from: give --from or set the connector's default_from")
+    if html is None and text is None:
+        raise PayloadInvalid("give --html or --text")
+    email = {"from": sender, "to": list(recipients), "subject": subject, "html": html, "text": text}
+    parse_send_request(
+        {k: v for k, v in email.items() if v is not None}
+    )  # refuse bad input before enqueueing
+    kwargs: dict[str, Any] = {
+        "connector_id": str(connector.id),
+        "organization_id": str(connector.organization_id),
+    }
+    kwargs |= {k: v for k, v in email.items() if v is not None}
+    kwargs |= {"idempotency_key": idempotency_key} if idempotency_key else {}
+    producer = _producer(ctx)
+    try:
+        result = producer.send_task(task_names.SEND_EMAIL, kwargs=kwargs, queue=task_names.SENDS_QUEUE)
+    finally:
+        producer.close()
+    click.echo(result.id)
+
+
+@click.command()
+@click.argument("connector_id")
+@pass_cli
+def usage(ctx: CliContext, connector_id: str) -> None:
+    """A connector's hour and day budget (live buckets) and its sends over the last 24 hours."""
+    with ctx.session_factory() as session:
+        connector = store.get_connector(session, connector_id)
+        history = _hourly_usage(session, connector.id)
+    config = ConnectorConfig.model_validate(connector.config)
+    limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
+    limiter = RateLimiter.from_settings(ctx.settings)
+    table = Table("window", "used", "limit", "remaining", "full again in")
+    for period in ("hour", "day"):
+        stats = limiter.get_usage_stats(connector.id, period, limits)
+        table.add_row(
+            period, str(stats.used), str(stats.limit), str(stats.remaining), f"{stats.resets_in:.0f}s"
+        )
+    ctx.console.print(table)
+    hours = Table("hour (UTC)", "emails", "requests", title="Last 24 hours")
+    for row in history:
+        hours.add_row(f"{row.hour:%Y-%m-%d %H:00}", str(row.emails_sent), str(row.requests))
+    ctx.console.print(hours)
+
+
+def _hourly_usage(session: Session, connector_id: uuid.UUID) -> list[ConnectorUsage]:
+    since = datetime.now(UTC) - timedelta(hours=24)
+    query = select(ConnectorUsage).where(
+        ConnectorUsage.connector_id == connector_id, ConnectorUsage.hour >= since
+    )
+    return list(session.scalars(query.order_by(ConnectorUsage.hour)))
+
+
+@click.command()
+@pass_cli
+def status(ctx: CliContext) -> None:
+    """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
+    with ctx.session_factory() as session:
+        connectors = store.list_connectors(session)
+        ledger = session.execute(
+            select(EmailMessage.status, func.count()).group_by(EmailMessage.status)
+        ).all()
+        events = session.execute(
+            select(
+                func.count(),
+                func.count().filter(WebhookEvent.processed_at.is_(None)),
+                func.count().filter(WebhookEvent.error.like("orphan%")),
+            )
+        ).one()
+    ctx.console.print(_connectors_table(connectors))
+    messages = Table("status", "messages", title="Send ledger")
+    for name, count in sorted(ledger, key=lambda row: -int(row[1])):
+        messages.add_row(name, str(count))
+    ctx.console.print(messages)
+    ctx.console.print(f"Webhook events: {events[0]} stored, {events[1]} waiting, {events[2]} orphaned.")
+
+
+def _connectors_table(connectors: list[Connector]) -> Table:
+    table = Table("connector", "name", "status", "last checked", "last error", title="Connectors")
+    for row in connectors:
+        checked = f"{row.last_checked_at:%Y-%m-%d %H:%M}" if row.last_checked_at else "never"
+        table.add_row(str(row.id), row.name, row.status, checked, row.last_error or "")
+    return table
+
+
+@click.group()
+def events() -> None:
+    """Stored webhook events."""
+
+
+@events.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--orphans", is_flag=True, help="Every event kept as an orphan.")
+@click.option("--unprocessed", is_flag=True, help="Every event not processed yet.")
+@click.option("--since", type=click.DateTime(), help="Every event received since (UTC).")
+@pass_cli
+def replay(
+    ctx: CliContext, event_ids: tuple[str, ...], orphans: bool, unprocessed: bool, since: datetime | None
+) -> None:
+    """Process stored events again (idempotent: each adds at most one metric row)."""
+    conditions = _replay_conditions(event_ids, orphans, unprocessed, since)
+    with ctx.transaction() as session:
+        ids = list(session.scalars(select(WebhookEvent.id).where(*conditions)))
+        session.execute(
+            update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(processed_at=None, error=None)
+        )
+    producer = _producer(ctx)
+    try:
+        for event_id in ids:
+            producer.send_task(
+                task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)], queue=task_names.EVENTS_QUEUE
+            )
+    finally:
+        producer.close()
+    click.echo(f"Replaying {len(ids)} event(s).")
+
+
+def _replay_conditions(
+    event_ids: tuple[str, ...], orphans: bool, unprocessed: bool, since: datetime | None
+) -> list[Any]:
+    if not (event_ids or orphans or unprocessed or since):
+        raise PayloadInvalid("name event ids, or choose --orphans, --unprocessed or --since")
+    conditions: list[Any] = []
+    if event_ids:
+        try:
+            parsed = [uuid.UUID(value) for value in event_ids]
+        except ValueError:
+            raise PayloadInvalid("event ids must be UUIDs (the id column of webhook_events)") from None
+        conditions.append(WebhookEvent.id.in_(parsed))
+    if orphans:
+        conditions.append(WebhookEvent.error.like("orphan%"))
+    if unprocessed:
+        conditions.append(WebhookEvent.processed_at.is_(None))
+    if since:
+        conditions.append(WebhookEvent.received_at >= since.replace(tzinfo=since.tzinfo or UTC))
+    return conditions

@@ -1,0 +1,152 @@
+"""`pilot send`, `usage`, `status`, `events replay` and `connector test` against real services."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from shared.cli import cli
+from shared.crypto import generate_key
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.models import WebhookEvent
+from shared.settings import get_settings, load_settings
+from tests.sandbox_process import running_sandbox
+
+
+@pytest.fixture
+def run(
+    fresh_database_url: str, isolated_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[object]:
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    monkeypatch.setenv("REDIS_URL", isolated_redis_url)
+    monkeypatch.setenv("PILOT_REDIS_PREFIX", f"pilot-test-{uuid.uuid4().hex[:8]}:")
+    monkeypatch.setenv("PILOT_ENCRYPTION_KEYS", generate_key())
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
+
+
+def new_connector(run, *extra: str) -> str:  # type: ignore[no-untyped-def]
+    org = run("org", "create", "Acme").output.strip()
+    result = run(
+        "connector", "add", "--org", org, "--name", "main", "--from", "Acme <news@acme.test>", *extra
+    )
+    assert result.exit_code == 0, result.output
+    return str(result.output.strip())
+
+
+def queued_messages(redis_url: str, queue: str) -> list[dict[str, object]]:
+    client = redis.Redis.from_url(redis_url)
+    return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+
+
+def test_send_enqueues_one_send_email_task(run, isolated_redis_url: str) -> None:  # type: ignore[no-untyped-def]
+    connector = new_connector(run)
+
+    result = run(
+        "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi", "--text", "Hello"
+    )
+
+    assert result.exit_code == 0, result.output
+    [message] = queued_messages(isolated_redis_url, "pilot.sends")
+    assert message["headers"]["task"] == "pilot.send_email"  # type: ignore[index]
+    assert message["headers"]["id"] == result.output.strip()  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--to", "not-an-address", "--subject", "Hi", "--text", "x"), "to"),
+        (("--to", "a@example.com", "--subject", "Hi"), "give --html or --text"),
+    ],
+)
+def test_send_refuses_bad_input_before_enqueueing(run, isolated_redis_url: str, args, message: str) -> None:  # type: ignore[no-untyped-def]
+    connector = new_connector(run)
+
+    result = run("send", "--connector", connector, *args)
+
+    assert result.exit_code == 1
+    assert message in result.output
+    assert queued_messages(isolated_redis_url, "pilot.sends") == []
+
+
+def test_usage_shows_hour_and_day_windows(run) -> None:  # type: ignore[no-untyped-def]
+    connector = new_connector(run, "--per-hour", "50", "--per-day", "500")
+
+    result = run("usage", connector)
+
+    assert result.exit_code == 0, result.output
+    assert "hour" in result.output and "50" in result.output and "500" in result.output
+
+
+def test_status_lists_connectors_and_events(run) -> None:  # type: ignore[no-untyped-def]
+    new_connector(run)
+
+    result = run("status")
+
+    assert result.exit_code == 0, result.output
+    assert "main" in result.output and "Webhook events: 0 stored" in result.output
+
+
+def test_events_replay_resets_and_enqueues_orphans(
+    run, fresh_database_url: str, isolated_redis_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(load_settings(database_url=fresh_database_url))
+    with transaction(make_sessionmaker(engine)) as session:
+        session.add(
+            WebhookEvent(svix_id="msg_orphan", type="email.sent", payload={}, error="orphan: not in ledger")
+        )
+        session.add(WebhookEvent(svix_id="msg_fine", type="email.sent", payload={}))
+
+    result = run("events", "replay", "--orphans")
+
+    assert result.exit_code == 0, result.output
+    assert "Replaying 1 event(s)" in result.output
+    with make_sessionmaker(engine)() as session:
+        orphan = session.scalars(select(WebhookEvent).where(WebhookEvent.svix_id == "msg_orphan")).one()
+    assert orphan.error is None and orphan.processed_at is None
+    assert len(queued_messages(isolated_redis_url, "pilot.events")) == 1
+    engine.dispose()
+
+
+def test_events_replay_without_a_selection_is_refused(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("events", "replay")
+
+    assert result.exit_code == 1
+    assert "--orphans" in result.output
+
+
+def test_connector_test_passes_against_the_sandbox(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    with running_sandbox(rate_limit_per_second=0) as sandbox:
+        monkeypatch.setenv("RESEND_BASE_URL", sandbox.url)
+        get_settings.cache_clear()
+        connector = new_connector(run, "--api-key", "re_cli_test_key")
+
+        result = run("connector", "test", connector)
+
+    assert result.exit_code == 0, result.output
+    assert "OK: full_access" in result.output
+
+
+def test_connector_test_reports_a_rejected_key(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    with running_sandbox(rate_limit_per_second=0, api_keys=["re_only_this_one"]) as sandbox:
+        monkeypatch.setenv("RESEND_BASE_URL", sandbox.url)
+        get_settings.cache_clear()
+        connector = new_connector(run, "--api-key", "re_wrong_key")
+
+        result = run("connector", "test", connector)
+
+    assert result.exit_code == 1
+    assert "connection test failed" in result.output
+    assert "re_wrong_key" not in result.output
