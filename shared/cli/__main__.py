@@ -1,0 +1,5 @@
+"""``python -m shared.cli``: the ``pilot`` command without the console script."""
+
+from shared.cli import main
+
+main()
