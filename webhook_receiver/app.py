@@ -1,0 +1,116 @@
+"""The receiver's app factory: ``create_app(settings=None) -> Flask``.
+
+Start-up refuses a configuration it cannot verify with (no secret, or one that does not decode to
+24-64 bytes), naming ``RESEND_WEBHOOK_SECRET``. Building the app opens no connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy import Engine
+from werkzeug.exceptions import HTTPException
+
+from shared.db import make_engine
+from shared.errors import ConfigError, PayloadInvalid, WebhookVerificationError
+from shared.settings import Settings, get_settings
+from shared.webhook_signature import decode_secret
+from webhook_receiver.dispatch import CeleryDispatcher, Dispatcher
+from webhook_receiver.metrics import NullMetrics, ReceiverMetrics
+from webhook_receiver.receiver import WebhookReceiver
+from webhook_receiver.storage import StorageUnavailable
+from webhook_receiver.views import EXTENSION, blueprint
+
+log = logging.getLogger(__name__)
+
+#: Seconds Resend is asked to wait after a 503 (Svix retries on its own schedule anyway).
+RETRY_AFTER_S = 30
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    dispatcher: Dispatcher | None = None,
+    metrics: ReceiverMetrics | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    """The receiver app; ``engine``, ``dispatcher`` and ``metrics`` default to ones built from settings.
+
+    ``clock`` (unix seconds) is what signature timestamps are checked against; tests freeze it.
+    """
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.pilot_webhook_max_body_bytes
+    app.extensions[EXTENSION] = WebhookReceiver(
+        keys=webhook_keys(settings),
+        engine=engine or make_engine(settings),
+        dispatcher=dispatcher or CeleryDispatcher(broker_url=settings.broker_url),
+        clock=clock,
+    )
+    app.register_blueprint(blueprint)
+    _register_error_handlers(app)
+    _register_metrics(app, metrics or NullMetrics())
+    return app
+
+
+def webhook_keys(settings: Settings) -> list[bytes]:
+    """The HMAC keys of ``RESEND_WEBHOOK_SECRET``; raises :class:`ConfigError` naming it."""
+    secrets = [secret.get_secret_value() for secret in settings.resend_webhook_secret]
+    if not secrets:
+        raise ConfigError("RESEND_WEBHOOK_SECRET: not set; the receiver cannot verify webhooks")
+    keys = []
+    for index, secret in enumerate(secrets, start=1):
+        try:
+            keys.append(decode_secret(secret))
+        except ValueError as exc:
+            # decode_secret's message names the problem, never the value.
+            raise ConfigError(f"RESEND_WEBHOOK_SECRET: secret #{index}: {exc}") from None
+    return keys
+
+
+def _error(status: int, error: str, message: str) -> tuple[Response, int]:
+    return jsonify(error=error, message=message), status
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(WebhookVerificationError)
+    def unverified(exc: WebhookVerificationError) -> tuple[Response, int]:
+        # The reason is ours ("timestamp too old"...), never the secret, signature or body.
+        log.info("webhook refused: %s", exc.reason)
+        return _error(400, "invalid_signature", exc.reason)
+
+    @app.errorhandler(PayloadInvalid)
+    def invalid(exc: PayloadInvalid) -> tuple[Response, int]:
+        log.info("webhook refused: %s", exc)
+        return _error(400, "invalid_payload", str(exc))
+
+    @app.errorhandler(StorageUnavailable)
+    def unavailable(exc: StorageUnavailable) -> tuple[Response, int]:
+        log.error("webhook not stored, answering 503: %s", exc)
+        response, status = _error(503, "unavailable", "try again later")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response, status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+
+def _register_metrics(app: Flask, metrics: ReceiverMetrics) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.pilot_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.get("pilot_started")
+        if started is not None:
+            metrics.observe(
+                request.endpoint or "unknown", response.status_code, time.perf_counter() - started
+            )
+        return response

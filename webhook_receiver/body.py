@@ -1,0 +1,30 @@
+"""Read a request body whole, or refuse it: never truncated silently (reliability.md §5).
+
+Werkzeug caps a body with ``Content-Length`` (413 up front), but a chunked body without one is cut at
+the limit by a single ``read`` and the cut body is then "valid" input. Reading until EOF and counting
+turns that case into a 413 as well.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from werkzeug.exceptions import RequestEntityTooLarge
+
+#: Size of each read; Resend bodies are a few kB, so most requests take one read.
+CHUNK_BYTES = 64 * 1024
+
+
+def read_body(stream: IO[bytes], limit: int, *, chunk_bytes: int = CHUNK_BYTES) -> bytes:
+    """The full body from ``stream``; raises ``RequestEntityTooLarge`` (413) past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        # Ask for at most one byte beyond the limit: that byte alone proves the body is too large.
+        chunk = stream.read(min(chunk_bytes, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise RequestEntityTooLarge(f"webhook body larger than {limit} bytes")
+        chunks.append(chunk)

@@ -1,0 +1,100 @@
+"""The webhook pipeline without HTTP: verify → parse → store → enqueue (design.md "Webhook").
+
+Nothing is stored unless the signature verifies, and nothing is acknowledged unless it is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+
+from shared.errors import PayloadInvalid, WebhookVerificationError
+from shared.webhook_signature import verify
+from webhook_receiver.dispatch import Dispatcher
+from webhook_receiver.storage import store_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A verified event: ``stored`` (new) or a replay of one stored before."""
+
+    svix_id: str
+    event_id: uuid.UUID | None
+    event_type: str
+    enqueued: bool
+
+    @property
+    def outcome(self) -> str:
+        """``stored`` or ``duplicate``."""
+        return "stored" if self.event_id is not None else "duplicate"
+
+
+@dataclass(frozen=True)
+class WebhookReceiver:
+    """Holds the decoded secrets, the engine, the dispatcher and the clock; one per app."""
+
+    keys: Sequence[bytes]
+    engine: Engine
+    dispatcher: Dispatcher
+    clock: Callable[[], float] = time.time
+    tolerance: int = 300
+
+    def receive(self, body: bytes, headers: Mapping[str, str]) -> Receipt:
+        """Verify, store and enqueue one delivery.
+
+        Raises ``WebhookVerificationError`` or ``PayloadInvalid`` (400) and
+        ``StorageUnavailable`` (503). A broker failure is logged only: the event is stored.
+        """
+        svix_id = self._verified_id(body, headers)
+        payload = parse_payload(body)
+        raw_type = payload.get("type")
+        event_type = raw_type if isinstance(raw_type, str) else ""
+        event_id = store_event(self.engine, svix_id=svix_id, event_type=event_type, payload=payload)
+        enqueued = event_id is not None and self._enqueue(event_id, svix_id)
+        return Receipt(svix_id, event_id, event_type, enqueued)
+
+    def _verified_id(self, body: bytes, headers: Mapping[str, str]) -> str:
+        try:
+            return verify(body, headers, self.keys, now=self.clock(), tolerance=self.tolerance)
+        except WebhookVerificationError:
+            raise
+        except Exception as exc:
+            # Defence in depth: no malformed request may become a 500 (reliability.md §1).
+            raise WebhookVerificationError(f"unverifiable request ({type(exc).__name__})") from None
+
+    def _enqueue(self, event_id: uuid.UUID, svix_id: str) -> bool:
+        try:
+            self.dispatcher.enqueue(str(event_id))
+        except Exception as exc:
+            # Stored is safe: the sweep enqueues unprocessed events, so this is not worth a 503.
+            log.warning(
+                "webhook %s stored, not enqueued (%s); the sweep will process it", svix_id, type(exc).__name__
+            )
+            return False
+        return True
+
+
+def parse_payload(body: bytes) -> dict[str, Any]:
+    """The JSON object of a verified body; raises ``PayloadInvalid`` for anything else."""
+    try:
+        payload = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and UnicodeDecodeError; RecursionError, absurd nesting.
+        raise PayloadInvalid("webhook body is not valid JSON") from None
+    if not isinstance(payload, dict):
+        raise PayloadInvalid("webhook body is not a JSON object")
+    return payload
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON, and PostgreSQL's jsonb refuses them.
+    raise ValueError(f"{name} is not JSON")

@@ -1,0 +1,51 @@
+"""Store a verified webhook before acknowledging it: ``webhook_events``, unique on ``svix_id``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DataError, SQLAlchemyError
+
+from shared.errors import PayloadInvalid, PilotError
+from shared.models import WebhookEvent
+
+
+class StorageUnavailable(PilotError):
+    """Raised when the database cannot store the event; the receiver answers 503 so Resend retries."""
+
+
+def store_event(
+    engine: Engine, *, svix_id: str, event_type: str, payload: dict[str, Any]
+) -> uuid.UUID | None:
+    """Insert the event and return its id, or ``None`` if ``svix_id`` was stored before (a replay).
+
+    ``ON CONFLICT DO NOTHING`` makes a thousand concurrent copies of one delivery store one row.
+    Raises :class:`StorageUnavailable`, or :class:`PayloadInvalid` for JSON PostgreSQL refuses
+    (``\\u0000`` or a lone surrogate in a string: retrying cannot help, so it is a 400).
+    """
+    statement = (
+        insert(WebhookEvent)
+        .values(svix_id=svix_id, type=event_type, payload=payload)
+        .on_conflict_do_nothing(index_elements=["svix_id"])
+        .returning(WebhookEvent.id)
+    )
+    try:
+        with engine.begin() as connection:
+            return connection.execute(statement).scalar_one_or_none()
+    except DataError:
+        raise PayloadInvalid("webhook payload cannot be stored as JSONB") from None
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+def database_ok(engine: Engine) -> bool:
+    """Whether the database answers ``SELECT 1``."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return False
+    return True

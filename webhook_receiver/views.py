@@ -1,0 +1,46 @@
+"""HTTP views: thin adapters over :class:`~webhook_receiver.receiver.WebhookReceiver`.
+
+Status codes: 200 stored or duplicate; 400 unverifiable or not a JSON object (missing signature
+headers included: one code for "not from Resend", as django-anymail does); 413 too large; 415 not
+JSON; 405 wrong method; 503 database down (Resend retries). Never 410: it disables the endpoint.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
+
+from webhook_receiver.body import read_body
+from webhook_receiver.receiver import WebhookReceiver
+from webhook_receiver.storage import database_ok
+
+EXTENSION = "pilot_webhooks"
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+def _receiver() -> WebhookReceiver:
+    receiver: WebhookReceiver = current_app.extensions[EXTENSION]
+    return receiver
+
+
+@blueprint.post("/api/webhooks/resend")
+def resend_webhook() -> tuple[Response, int]:
+    """Verify, store and enqueue one Resend delivery."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("webhook body must be application/json")
+    body = read_body(request.stream, current_app.config["MAX_CONTENT_LENGTH"])
+    receipt = _receiver().receive(body, dict(request.headers))
+    return jsonify(status=receipt.outcome, svix_id=receipt.svix_id), 200
+
+
+@blueprint.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """200 when the database and the broker answer, else 503 naming what does not."""
+    receiver = _receiver()
+    checks = {
+        "database": "ok" if database_ok(receiver.engine) else "unavailable",
+        "broker": "ok" if receiver.dispatcher.ping() else "unavailable",
+    }
+    healthy = all(value == "ok" for value in checks.values())
+    return jsonify(status="ok" if healthy else "unavailable", **checks), 200 if healthy else 503
