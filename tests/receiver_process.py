@@ -1,0 +1,110 @@
+"""Start the real webhook receiver under gunicorn as a subprocess, for tests and benchmarks.
+
+    with running_receiver(database_url=url, broker_url=broker, secret=SECRET_A) as receiver:
+        httpx.post(f"{receiver.url}/api/webhooks/resend", ...)
+
+The gunicorn arbiter is stopped by its pid (it stops its workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.sandbox_process import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ReceiverHandle:
+    """A running receiver: base URL and the gunicorn arbiter's pid."""
+
+    url: str
+    pid: int
+
+    @property
+    def webhook_url(self) -> str:
+        """Where Resend (or the sandbox) posts."""
+        return f"{self.url}/api/webhooks/resend"
+
+
+def gunicorn_argv(app: str, port: int, *, workers: int, threads: int) -> list[str]:
+    """The gunicorn command line serving ``app`` on loopback ``port``."""
+    return [
+        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning", app,
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_gunicorn(
+    app: str, *, env: dict[str, str], workers: int = 2, threads: int = 8, startup_timeout: float = 30.0
+) -> Iterator[ReceiverHandle]:
+    """Serve WSGI ``app`` (``module:name``) under gunicorn until the block ends."""
+    port = free_port()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            gunicorn_argv(app, port, workers=workers, threads=threads),
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            handle = ReceiverHandle(f"http://127.0.0.1:{port}", process.pid)
+            _wait_until_up(handle, process, startup_timeout, log)
+            yield handle
+        finally:
+            _stop(process)
+
+
+@contextlib.contextmanager
+def running_receiver(
+    *, database_url: str, broker_url: str, secret: str, workers: int = 2, threads: int = 8
+) -> Iterator[ReceiverHandle]:
+    """The receiver (``webhook_receiver.wsgi:app``) configured by environment, as in production."""
+    env = {
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "RESEND_WEBHOOK_SECRET": secret,
+        "PILOT_LOG_LEVEL": "WARNING",
+    }
+    with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, threads=threads) as handle:
+        yield handle
+
+
+def _wait_until_up(
+    handle: ReceiverHandle, process: subprocess.Popen[bytes], timeout: float, log: IO[bytes]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.HTTPError):
+            # Any answer means a worker is serving (/healthz may be 503 if a dependency is down).
+            httpx.get(f"{handle.url}/healthz", timeout=5)
+            return
+        time.sleep(0.05)
+    log.seek(0)
+    output = log.read().decode(errors="replace")[-4000:]
+    raise RuntimeError(f"gunicorn did not start (exit code {process.poll()}):\n{output}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
