@@ -15,7 +15,6 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import audit
 from shared import connector_store as store
 from shared.db import transaction
 from shared.errors import PilotError
@@ -78,21 +77,14 @@ class DatabaseRecorder:
             logger.warning("connector %s: error not recorded (%s)", connector_id, type(exc).__name__)
 
     def record_check(self, connector_id: uuid.UUID, *, error: str | None) -> None:
-        """Set ``last_checked_at`` and ``last_error`` (None when the check passed); audit the check."""
+        """Set ``last_checked_at`` and ``last_error`` (None when the check passed).
+
+        Not audited here: whoever asked for the check (CLI, beat) audits it under their own actor.
+        """
         try:
             with transaction(self._factory) as session:
                 connector = store.get_connector(session, connector_id, for_update=True)
                 connector.last_checked_at = datetime.now(UTC)
                 store.set_last_error(connector, error)
-                audit.record(
-                    session,
-                    action="connector.test_connection",
-                    actor=ACTOR,
-                    result="success" if error is None else "failure",
-                    organization_id=connector.organization_id,
-                    connector_id=connector.id,
-                    target=f"connector:{connector.id}",
-                    reason=error,
-                )
         except (SQLAlchemyError, PilotError) as exc:
             logger.warning("connector %s: check not recorded (%s)", connector_id, type(exc).__name__)
