@@ -24,14 +24,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from uuid import UUID
 
 import redis
+from redis.exceptions import NoScriptError
 
 from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, RequestExceedsCapacity
 
@@ -88,13 +88,9 @@ class UsageStats:
     resets_in: float
 
 
-@dataclass(frozen=True)
-class _Bucket:
-    name: str
-    key: str
-    capacity: int
-    period_ms: int
-
+#: Bucket names in the order their keys are passed to the script.
+_CONNECTOR_BUCKETS = ("hour", "day")
+_REQUEST_BUCKETS = ("requests",)
 
 GRANTED = Decision(granted=True, wait_seconds=0.0, blocked_by=None)
 
@@ -140,95 +136,120 @@ class RateLimiter:
 
         Raises :class:`RequestExceedsCapacity` if ``n`` exceeds either limit (it could never succeed).
         """
-        buckets = self._connector_buckets(connector_id, limits)
-        return self._decide("take", n, buckets, extra_keys=())[0]
+        hour, day = self._connector_keys(connector_id)
+        shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
+        return self._run("take", n, (hour, day), shape, _CONNECTOR_BUCKETS)[0]
 
     def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
         """Whether ``acquire_emails`` would grant ``n`` now; debits nothing."""
-        buckets = self._connector_buckets(connector_id, limits)
-        return self._decide("peek", n, buckets, extra_keys=())[0].granted
+        hour, day = self._connector_keys(connector_id)
+        shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
+        return self._run("peek", n, (hour, day), shape, _CONNECTOR_BUCKETS)[0].granted
 
     def get_usage_stats(
         self, connector_id: str | UUID, period: Period, limits: ConnectorLimits
     ) -> UsageStats:
         """Usage of the connector's ``"hour"`` or ``"day"`` bucket; debits nothing."""
-        if period not in ("hour", "day"):
+        hour, day = self._connector_keys(connector_id)
+        if period == "hour":
+            key, capacity, period_ms = hour, limits.per_hour, HOUR_MS
+        elif period == "day":
+            key, capacity, period_ms = day, limits.per_day, DAY_MS
+        else:
             raise PayloadInvalid(f"period must be 'hour' or 'day', got {period!r}")
-        bucket = next(b for b in self._connector_buckets(connector_id, limits) if b.name == period)
-        deficit = self._decide("peek", 1, [bucket], extra_keys=())[1][0]
-        return usage_from_deficit(deficit, bucket.capacity, bucket.period_ms)
+        deficit = self._run("peek", 1, (key,), (capacity, period_ms), (period,))[1][0]
+        return usage_from_deficit(deficit, capacity, period_ms)
 
     # Resend API key request rate --------------------------------------------------------------
 
     def acquire_request(self, api_key: str, *, n: int = 1) -> Decision:
-        """Take ``n`` request tokens for ``api_key``; denied while its cooldown lasts."""
-        capacity, period_ms = self._default_request_rate
-        bucket = _Bucket("requests", self._request_key(api_key), capacity, period_ms)
-        extra = (self._cooldown_key(api_key), self._request_rate_key(api_key))
-        return self._decide("take", n, [bucket], extra_keys=extra)[0]
+        """Take ``n`` request tokens for ``api_key``; denied while its cooldown lasts.
+
+        The rate is the one last set with :meth:`set_request_rate` by any worker, else the default.
+        """
+        digest = api_key_hash(api_key)
+        keys = (self._request_key(digest), self._cooldown_key(digest), self._request_rate_key(digest))
+        return self._run("take", n, keys, self._default_request_rate, _REQUEST_BUCKETS)[0]
 
     def set_request_rate(self, api_key: str, per_second: float) -> None:
         """Set the request rate for ``api_key`` for every worker (from Resend's ``ratelimit-limit``)."""
         capacity, period_ms = request_bucket_shape(per_second)
-        key = self._request_rate_key(api_key)
-        with _backend():
+        key = self._request_rate_key(api_key_hash(api_key))
+        try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hset(key, mapping={"capacity": capacity, "period_ms": period_ms})
             pipe.pexpire(key, REQUEST_RATE_TTL_MS)
             pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
 
     def start_cooldown(self, api_key: str, seconds: float) -> None:
         """Deny every request for ``api_key`` for ``seconds`` (after a 429); never shortens one."""
         if not math.isfinite(seconds) or seconds <= 0:
             raise PayloadInvalid(f"cooldown seconds must be a positive number, got {seconds!r}")
         ms = math.ceil(seconds * 1000)
-        key = self._cooldown_key(api_key)
-        with _backend():
+        key = self._cooldown_key(api_key_hash(api_key))
+        try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.set(key, 1, px=ms, nx=True)
             pipe.pexpire(key, ms, gt=True)  # extends a shorter cooldown another worker started
             pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
 
     # Internals ------------------------------------------------------------------------------------
 
-    def _decide(
-        self, mode: str, n: int, buckets: Sequence[_Bucket], *, extra_keys: Sequence[str]
+    def _run(
+        self,
+        mode: str,
+        n: int,
+        keys: tuple[str, ...],
+        shape: tuple[int, ...],
+        names: tuple[str, ...],
     ) -> tuple[Decision, list[int]]:
-        """Run the script; the decision and each bucket's deficit after it."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        """Run the script over the buckets named ``names`` (their keys first, then any extra keys).
+
+        Returns the decision and each bucket's deficit after it. This is the hot path: one EVALSHA,
+        and no more Python than needed around it.
+        """
+        if type(n) is not int or n < 1:
             raise PayloadInvalid(f"token count n must be a positive integer, got {n!r}")
         now = "" if self._clock_ms is None else str(int(self._clock_ms()))
-        args: list[str | int] = [mode, n, now]
-        for bucket in buckets:
-            args += [bucket.capacity, bucket.period_ms]
-        with _backend():
-            status, a, b, *deficits = self._script(keys=[*(x.key for x in buckets), *extra_keys], args=args)
-        if status == -1:
-            name = buckets[b - 1].name
-            raise RequestExceedsCapacity(f"{n} tokens requested but the {name} bucket holds at most {a}")
+        reply: list[int]
+        try:
+            try:
+                # redis-py types replies as "Awaitable | value" for its sync and async clients alike.
+                reply = self._redis.evalsha(  # type: ignore[assignment]
+                    self._script.sha, len(keys), *keys, mode, n, now, *shape
+                )
+            except NoScriptError:  # first use on this server, or after SCRIPT FLUSH / a restart
+                reply = self._script(keys=keys, args=(mode, n, now, *shape))
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        status = reply[0]
         if status == 1:
-            return GRANTED, deficits
-        blocked_by = "cooldown" if b == len(buckets) + 1 else buckets[b - 1].name
-        return Decision(granted=False, wait_seconds=a / 1000, blocked_by=blocked_by), deficits
+            return GRANTED, reply[3:]
+        if status == -1:
+            raise RequestExceedsCapacity(
+                f"{n} tokens requested but the {names[reply[2] - 1]} bucket holds at most {reply[1]}"
+            )
+        blocked_by = "cooldown" if reply[2] > len(names) else names[reply[2] - 1]
+        return Decision(granted=False, wait_seconds=reply[1] / 1000, blocked_by=blocked_by), reply[3:]
 
-    def _connector_buckets(self, connector_id: str | UUID, limits: ConnectorLimits) -> list[_Bucket]:
+    def _connector_keys(self, connector_id: str | UUID) -> tuple[str, str]:
         cid = str(connector_id)
         if not cid:
             raise PayloadInvalid("connector_id must not be empty")
-        base = f"{self._prefix}bucket:{cid}"
-        return [
-            _Bucket("hour", f"{base}:hour", limits.per_hour, HOUR_MS),
-            _Bucket("day", f"{base}:day", limits.per_day, DAY_MS),
-        ]
+        return f"{self._prefix}bucket:{cid}:hour", f"{self._prefix}bucket:{cid}:day"
 
-    def _request_key(self, api_key: str) -> str:
-        return f"{self._prefix}requests:{api_key_hash(api_key)}"
+    def _request_key(self, digest: str) -> str:
+        return f"{self._prefix}requests:{digest}"
 
-    def _request_rate_key(self, api_key: str) -> str:
-        return f"{self._prefix}requests:{api_key_hash(api_key)}:rate"
+    def _request_rate_key(self, digest: str) -> str:
+        return f"{self._prefix}requests:{digest}:rate"
 
-    def _cooldown_key(self, api_key: str) -> str:
-        return f"{self._prefix}cooldown:{api_key_hash(api_key)}"
+    def _cooldown_key(self, digest: str) -> str:
+        return f"{self._prefix}cooldown:{digest}"
 
 
 def api_key_hash(api_key: str) -> str:
@@ -260,17 +281,12 @@ def usage_from_deficit(deficit: int, capacity: int, period_ms: int) -> UsageStat
     )
 
 
-@contextmanager
-def _backend() -> Iterator[None]:
-    """Translate Redis failures into the domain error: callers fail closed."""
-    try:
-        yield
-    except redis.RedisError as exc:
-        raise RateLimitBackendUnavailable(
-            f"rate-limit backend (Redis) unavailable: {type(exc).__name__}: {exc}"
-        ) from exc
+def _unavailable(exc: redis.RedisError) -> RateLimitBackendUnavailable:
+    """The domain error for a Redis failure: callers fail closed and send nothing."""
+    return RateLimitBackendUnavailable(f"rate-limit backend (Redis) unavailable: {type(exc).__name__}: {exc}")
 
 
 @functools.cache
 def _script_source() -> str:
-    return resources.files("shared").joinpath("token_bucket.lua").read_text(encoding="utf-8")
+    # Beside this module, whether ``shared`` is installed as a package, editable or a namespace.
+    return Path(__file__).with_name("token_bucket.lua").read_text(encoding="utf-8")

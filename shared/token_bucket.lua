@@ -2,12 +2,14 @@
 --
 -- Loaded once by shared/rate_limit.py with register_script; one EVALSHA per check.
 --
--- KEYS[1..k]  bucket hashes, one per bucket (k = (#ARGV - 3) / 2). Fields:
+-- KEYS[1..k]  bucket states, one string per bucket (k = (#ARGV - 3) / 2): "d t p" with
 --               d  deficit: tokens missing from a full bucket, in token*ms units of the bucket's
---                  period (a deficit of one token in an hour bucket is 3600000)
+--                  period (one token missing from an hour bucket is d = 3600000)
 --               t  Redis time in ms when d was computed
---               p  the period d is scaled by (d is rescaled if the period changes)
---             A missing hash is a full bucket. Each hash expires when its bucket would be full.
+--               p  the period d is scaled by (d is rescaled if the bucket's period changes)
+--             A missing key is a full bucket; each key expires when its bucket would be full again.
+--             Strings rather than hashes: one MGET reads every bucket and one SET ... PX writes and
+--             expires one, 4 Redis calls per take instead of 7.
 -- KEYS[k+1]   optional cooldown key: while it exists nothing is granted; the wait is its PTTL.
 -- KEYS[k+2]   optional hash {capacity, period_ms} overriding ARGV's capacity/period for bucket 1
 --             (the request rate learnt from Resend's ratelimit-limit header, shared by all workers).
@@ -29,82 +31,73 @@
 -- capacity * period_ms, e.g. 10^8 tokens/day * 86400000 ms < 2^53), so no rounding can ever
 -- grant more tokens than a bucket holds.
 
-local mode = ARGV[1]
-local n = tonumber(ARGV[2])
-local k = (#ARGV - 3) / 2
+local floor, tonumber, match = math.floor, tonumber, string.match
+local mode, n, k = ARGV[1], tonumber(ARGV[2]), (#ARGV - 3) / 2
 
--- Ceiling of a / b for non-negative integers a, positive integer b, corrected for float division.
+-- Ceiling of a / b for integers a >= 0, b > 0 (float division corrected both ways).
 local function ceil_div(a, b)
-    local q = math.floor(a / b)
+    local q = floor(a / b)
     if q * b > a then q = q - 1 end
     if q * b < a then q = q + 1 end
     return q
 end
 
-local function now_ms()
-    if ARGV[3] ~= '' then
-        return tonumber(ARGV[3])
-    end
+local now
+if ARGV[3] == '' then
     -- Redis time, not the workers' clocks, which may differ.
     local time = redis.call('TIME')
-    return tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    now = tonumber(time[1]) * 1000 + floor(tonumber(time[2]) / 1000)
+else
+    now = tonumber(ARGV[3])
 end
 
-local now = now_ms()
-
-local capacity, period = {}, {}
-for i = 1, k do
-    capacity[i] = tonumber(ARGV[2 + 2 * i])
-    period[i] = tonumber(ARGV[3 + 2 * i])
-end
+local override
 if #KEYS >= k + 2 then
-    local override = redis.call('HMGET', KEYS[k + 2], 'capacity', 'period_ms')
-    if override[1] and override[2] then
-        capacity[1] = tonumber(override[1])
-        period[1] = tonumber(override[2])
-    end
+    override = redis.call('HMGET', KEYS[k + 2], 'capacity', 'period_ms')
 end
+local states = redis.call('MGET', unpack(KEYS, 1, k))
 
-for i = 1, k do
-    if n > capacity[i] then
-        return {-1, capacity[i], i}
-    end
-end
-
--- The deficit of bucket i now, and the time to store with it.
-local function refill(i)
-    local state = redis.call('HMGET', KEYS[i], 'd', 't', 'p')
-    local d = tonumber(state[1]) or 0
-    local t = tonumber(state[2]) or now
-    local p = tonumber(state[3]) or period[i]
-    if p ~= period[i] then
-        d = ceil_div(d * period[i], p)
-    end
-    local full = capacity[i] * period[i]
-    -- A limit lowered below the tokens taken leaves the bucket empty, not overdrawn.
-    if d > full then d = full end
-    local elapsed = now - t
-    -- Redis time went back (failover to a replica with another clock): refill nothing until it
-    -- catches up, rather than refill the same span twice.
-    if elapsed < 0 then elapsed = 0 end
-    -- A whole period refills any bucket; the cap keeps the product below 2^53.
-    if elapsed > period[i] then elapsed = period[i] end
-    d = d - elapsed * capacity[i]
-    if d < 0 then d = 0 end
-    return d, math.max(t, now)
-end
-
-local deficit, stamp = {}, {}
+-- Refill every bucket to now and find the longest wait; nothing is written yet.
 local wait, blocker = 0, 0
+local capacity, period, deficit, stamp = {}, {}, {}, {}
 for i = 1, k do
-    deficit[i], stamp[i] = refill(i)
-    local missing = deficit[i] + n * period[i] - capacity[i] * period[i]
+    local c, p = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+    if i == 1 and override and override[1] and override[2] then
+        c, p = tonumber(override[1]), tonumber(override[2])
+    end
+    if n > c then
+        return {-1, c, i}
+    end
+    local d, t = 0, now
+    if states[i] then
+        local sd, st, sp = match(states[i], '^(%d+) (%d+) (%d+)$')
+        d, t, sp = tonumber(sd), tonumber(st), tonumber(sp)
+        if sp ~= p then
+            d = ceil_div(d * p, sp)
+        end
+        -- A limit lowered below the tokens taken leaves the bucket empty, not overdrawn.
+        if d > c * p then d = c * p end
+        local elapsed = now - t
+        -- Redis time went back (failover to a replica with another clock): refill nothing until
+        -- it catches up rather than refill the same span twice. A whole period refills any
+        -- bucket, and the cap keeps elapsed * c below 2^53.
+        if elapsed < 0 then
+            elapsed = 0
+        elseif elapsed > p then
+            elapsed = p
+        end
+        d = d - elapsed * c
+        if d < 0 then d = 0 end
+        if t < now then t = now end
+    end
+    local missing = d + (n - c) * p
     if missing > 0 then
-        local bucket_wait = ceil_div(missing, capacity[i])
+        local bucket_wait = ceil_div(missing, c)
         if bucket_wait > wait then
             wait, blocker = bucket_wait, i
         end
     end
+    capacity[i], period[i], deficit[i], stamp[i] = c, p, d, t
 end
 if #KEYS >= k + 1 then
     local cooldown = redis.call('PTTL', KEYS[k + 1])
@@ -113,19 +106,14 @@ if #KEYS >= k + 1 then
     end
 end
 
-local result = {wait > 0 and 0 or 1, wait, blocker}
+-- Debit every bucket, or none.
 if wait == 0 and mode == 'take' then
     for i = 1, k do
-        deficit[i] = deficit[i] + n * period[i]
-        redis.call('HSET', KEYS[i],
-            'd', string.format('%d', deficit[i]),
-            't', string.format('%d', stamp[i]),
-            'p', string.format('%d', period[i]))
+        local d, p = deficit[i] + n * period[i], period[i]
+        deficit[i] = d
         -- Expire when full again: an idle bucket costs no memory, and a missing one is full.
-        redis.call('PEXPIRE', KEYS[i], ceil_div(deficit[i], capacity[i]) + stamp[i] - now)
+        local ttl = ceil_div(d, capacity[i]) + stamp[i] - now
+        redis.call('SET', KEYS[i], string.format('%d %d %d', d, stamp[i], p), 'PX', ttl)
     end
 end
-for i = 1, k do
-    result[3 + i] = deficit[i]
-end
-return result
+return {wait > 0 and 0 or 1, wait, blocker, unpack(deficit)}

@@ -294,7 +294,8 @@ def test_limiter_uses_redis_time_without_injected_clock(client: redis.Redis, red
     limiter = RateLimiter(client, key_prefix=redis_prefix)
     limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
 
-    stamp = int(client.hget(f"{redis_prefix}bucket:{CONNECTOR}:hour", "t") or 0)
+    state = client.get(f"{redis_prefix}bucket:{CONNECTOR}:hour") or b""
+    stamp = int(state.split()[1])  # "deficit time period"
     seconds, micros = client.time()
     assert abs(seconds * 1000 + micros // 1000 - stamp) < 60_000
 
@@ -511,3 +512,13 @@ def test_from_settings_uses_redis_url_prefix_and_request_rate(
 
     assert [limiter.acquire_request(API_KEY).granted for _ in range(6)] == [True] * 5 + [False]
     assert len(list(real_redis.scan_iter(match=f"{redis_prefix}requests:*"))) == 1
+
+
+def test_script_is_reloaded_after_a_script_flush(clock: FakeClock) -> None:
+    # Redis loses its scripts on restart; the limiter must not (fakeredis only: never flush a shared Redis).
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    limiter = RateLimiter(client, clock_ms=clock)
+    limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
+    client.script_flush()
+
+    assert limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND) == GRANTED
