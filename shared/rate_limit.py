@@ -141,7 +141,7 @@ class RateLimiter:
         return self._run("take", n, (hour, day), shape, _CONNECTOR_BUCKETS)[0]
 
     def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
-        """Whether ``acquire_emails`` would grant ``n`` now; debits nothing."""
+        """Whether ``acquire_emails`` would grant ``n`` now; debits nothing (and raises as it does)."""
         hour, day = self._connector_keys(connector_id)
         shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
         return self._run("peek", n, (hour, day), shape, _CONNECTOR_BUCKETS)[0].granted

@@ -341,6 +341,14 @@ def test_lowered_request_rate_clamps_the_bucket(limiter: RateLimiter) -> None:
     assert limiter.acquire_request(API_KEY) == denied(1.0, "requests")
 
 
+def test_request_rate_with_another_period_rescales_what_was_taken(limiter: RateLimiter) -> None:
+    limiter.acquire_request(API_KEY, n=2)  # the default bucket: 2 per 1000 ms, now empty
+
+    limiter.set_request_rate(API_KEY, 2.5)  # 2 per 800 ms
+
+    assert limiter.acquire_request(API_KEY) == denied(0.4, "requests")
+
+
 def test_request_over_request_capacity_is_an_error(limiter: RateLimiter) -> None:
     with pytest.raises(RequestExceedsCapacity, match="requests bucket holds at most 2"):
         limiter.acquire_request(API_KEY, n=3)
