@@ -33,6 +33,7 @@ ACTIONS = frozenset(
         "suppression.add",
         "suppression.remove",
         "suppression.import",
+        "send.payload_invalid",
     }
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_process_init
 from kombu.entity import Queue
 
 from shared import task_names
@@ -62,7 +63,19 @@ def make_celery(settings: Settings) -> Celery:
     celery = Celery("marketing_pilot", set_as_current=False)
     celery.conf.update(celery_config(settings))
     celery.conf.include = TASK_MODULES
+    worker_process_init.connect(_on_process_init, weak=False, dispatch_uid="pilot-process-init")
     return celery
+
+
+def _on_process_init(**_: Any) -> None:
+    """In each new pool child: drop collaborators inherited from the parent; build afresh on use.
+
+    Engines made by ``shared.db.make_engine`` already drop inherited connections after ``fork``;
+    this also forgets the parent's Redis and HTTP clients.
+    """
+    from worker.context import forget_inherited_contexts
+
+    forget_inherited_contexts()
 
 
 app = make_celery(get_settings())

@@ -1,0 +1,446 @@
+"""worker.sending on the real PostgreSQL, with fakeredis buckets and a fake Resend (MockTransport)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import fakeredis
+import httpx
+import pytest
+import redis
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import make_engine, make_sessionmaker
+from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
+from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
+from shared.settings import load_settings
+from tests.conftest import create_database, drop_database
+from tests.fake_resend import BASE_URL, FakeResend, error_body
+from tests.send_helpers import add_connector, add_suppressions, add_task, batch_payload, send_payload
+from worker import ledger, sending
+from worker.context import SendContext
+from worker.retry_policy import MAX_ATTEMPTS
+
+pytestmark = pytest.mark.integration
+
+API_KEY = "re_test_worker_key"
+
+
+@pytest.fixture
+def resend() -> FakeResend:
+    return FakeResend()
+
+
+@pytest.fixture
+def fake_redis() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis()
+
+
+@pytest.fixture
+def limiter(redis_prefix: str, fake_redis: fakeredis.FakeRedis) -> RateLimiter:
+    # Each bucket check happens one second after the last: the request bucket (2/s) never
+    # stands in the way of the behaviour under test, while hour and day budgets barely refill.
+    ticks = itertools.count(1)
+    return RateLimiter(fake_redis, key_prefix=redis_prefix, clock_ms=lambda: next(ticks) * 1000)
+
+
+@pytest.fixture(scope="module")
+def engine(template_database: str) -> Iterator[Engine]:
+    """One database for the module: every test works on its own organization and connector."""
+    name = f"pilot_test_send_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(load_settings(database_url=create_database(name, template=template_database)))
+    yield engine
+    engine.dispose()
+    drop_database(name)
+
+
+@pytest.fixture
+def ctx(engine: Engine, resend: FakeResend, limiter: RateLimiter) -> SendContext:
+    settings = load_settings(
+        database_url=str(engine.url.render_as_string(hide_password=False)),
+        resend_api_key=API_KEY,
+        resend_base_url=BASE_URL,
+    )
+    return SendContext(
+        settings=settings, engine=engine, limiter=limiter, http=resend.client(), rand=lambda: 0.5
+    )
+
+
+@pytest.fixture
+def factory(ctx: SendContext) -> sessionmaker[Session]:
+    return make_sessionmaker(ctx.engine)
+
+
+@pytest.fixture
+def ids(factory: sessionmaker[Session]) -> tuple[uuid.UUID, uuid.UUID]:
+    return add_connector(factory)
+
+
+@pytest.fixture
+def connector_id(ids: tuple[uuid.UUID, uuid.UUID]) -> uuid.UUID:
+    return ids[1]
+
+
+def rows(factory: sessionmaker[Session], connector_id: uuid.UUID) -> list[EmailMessage]:
+    with factory() as session:
+        query = select(EmailMessage).where(EmailMessage.connector_id == connector_id)
+        return list(session.scalars(query.order_by(EmailMessage.recipient)))
+
+
+def sends(resend: FakeResend) -> list[httpx.Request]:
+    return [r for r in resend.requests if r.method == "POST"]
+
+
+# --- send_email ---------------------------------------------------------------------------------
+
+
+def test_send_email_sends_and_records_the_resend_id(ctx, resend, factory, connector_id) -> None:
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    assert outcome.as_dict()["counts"] == {"sent": 1}
+    assert (row.status, row.resend_email_id, row.attempts) == ("sent", "email-0001", 1)
+    assert outcome.results[0].resend_id == "email-0001"
+
+
+def test_send_email_sends_the_stored_request_with_the_row_key(ctx, resend, factory, connector_id) -> None:
+    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    assert resend.last.headers["Idempotency-Key"] == row.idempotency_key
+    body = resend.last_json()
+    assert body == row.request
+    assert body["headers"] == {"X-Task-ID": "t1"}
+    assert {"name": "message_id", "value": str(row.id)} in body["tags"]
+
+
+def test_send_email_fans_a_to_list_out_to_one_email_per_recipient(ctx, resend, factory, connector_id) -> None:
+    to = ["a@example.test", "b@example.test", "c@example.test"]
+    outcome = sending.send_email(ctx, send_payload(connector_id, to), task_ref="t1")
+
+    [call] = sends(resend)  # one request for the whole list: the request rate is the scarce budget
+    assert call.url.path == "/emails/batch"
+    assert [item["to"] for item in json.loads(call.content)] == [[a] for a in to]
+    assert [r.status for r in rows(factory, connector_id)] == ["sent"] * 3
+    assert len({r.idempotency_key for r in rows(factory, connector_id)}) == 3
+    assert outcome.counts() == {"sent": 3}
+
+
+def test_send_email_delivered_twice_sends_once(ctx, resend, factory, connector_id) -> None:
+    payload = send_payload(connector_id, "ann@example.test")
+    first = sending.send_email(ctx, payload, task_ref="same-task-id")
+    second = sending.send_email(ctx, payload, task_ref="same-task-id")
+
+    assert len(sends(resend)) == 1
+    assert second.results == first.results
+
+
+def test_send_email_retry_after_a_server_error_is_byte_identical(ctx, resend, factory, connector_id) -> None:
+    resend.reply(500, error_body(500, "internal_server_error", "boom"))
+    payload = send_payload(connector_id, "ann@example.test")
+
+    first = sending.send_email(ctx, payload, task_ref="t1")
+    sending.send_email(ctx, payload, task_ref="t1")
+
+    assert first.retry_in is not None and first.results[0].status == "pending"
+    a, b = sends(resend)
+    assert a.content == b.content
+    assert a.headers["Idempotency-Key"] == b.headers["Idempotency-Key"]
+    assert rows(factory, connector_id)[0].status == "sent"
+
+
+def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_id) -> None:
+    for _ in range(MAX_ATTEMPTS):
+        resend.reply(503, error_body(503, "service_unavailable", "down"))
+    payload = send_payload(connector_id, "ann@example.test")
+
+    for _ in range(MAX_ATTEMPTS + 2):
+        outcome = sending.send_email(ctx, payload, task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    assert len(sends(resend)) == MAX_ATTEMPTS
+    assert row.status == "failed" and row.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+    assert outcome.retry_in is None
+
+
+def test_send_email_answers_a_suppressed_recipient_without_a_call_or_token(
+    ctx, resend, factory, ids, limiter
+) -> None:
+    organization_id, connector_id = ids
+    add_suppressions(factory, organization_id, ["ann@example.test"])
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "Ann <ANN@Example.test>"), task_ref="t1")
+
+    [result] = outcome.results
+    today = datetime.now(UTC).date().isoformat()
+    assert (result.status, result.reason) == ("suppressed", f"suppressed: hard_bounce since {today}")
+    assert sends(resend) == []
+    assert limiter.get_usage_stats(connector_id, "hour", ConnectorLimits(1000, 10000)).used == 0
+
+
+def test_send_email_rate_limited_waits_retry_after_without_using_an_attempt(
+    ctx, resend, factory, connector_id, limiter
+) -> None:
+    resend.reply(429, error_body(429, "rate_limit_exceeded", "slow down"), headers={"retry-after": "7"})
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    assert outcome.retry_in is not None and outcome.retry_in >= 7
+    assert (row.status, row.attempts) == ("queued", 0)
+    cooldown = limiter.acquire_request(API_KEY)
+    assert (cooldown.granted, cooldown.blocked_by) == (False, "cooldown")
+
+
+def test_send_email_long_retry_after_defers_the_row(ctx, resend, factory, connector_id) -> None:
+    resend.reply(429, error_body(429, "rate_limit_exceeded", "slow down"), headers={"retry-after": "600"})
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    assert outcome.retry_in is None
+    assert (row.status, row.attempts) == ("deferred", 0)
+    assert row.next_attempt_at is not None
+
+
+def test_send_email_quota_exceeded_defers_without_failing(ctx, resend, factory, connector_id) -> None:
+    resend.reply(429, error_body(429, "daily_quota_exceeded", "quota"), headers={"retry-after": "5000"})
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    assert outcome.counts() == {"deferred": 1}
+    assert rows(factory, connector_id)[0].attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "name", "message"),
+    [
+        (422, "validation_error", "Invalid `to` field"),
+        (409, "invalid_idempotent_request", "payload changed"),
+        (403, "validation_error", "You can only send testing emails to your own address"),
+    ],
+)
+def test_send_email_permanent_refusal_fails_with_resends_message(
+    ctx, resend, factory, connector_id, status, name, message
+) -> None:
+    resend.reply(status, error_body(status, name, message))
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    [result] = outcome.results
+    assert result.status == "failed" and message in (result.reason or "")
+    assert outcome.retry_in is None
+
+
+def test_send_email_rejected_key_fails_and_marks_the_connector_error(
+    ctx, resend, factory, connector_id
+) -> None:
+    resend.reply(401, error_body(401, "invalid_api_key", "API key is invalid"))
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    assert outcome.counts() == {"failed": 1}
+    with factory() as session:
+        connector = session.get_one(Connector, connector_id)
+        audits = session.scalars(select(AuditLog.action).where(AuditLog.connector_id == connector_id)).all()
+    assert connector.status == "error" and "API key is invalid" in (connector.last_error or "")
+    assert "connector.status_change" in audits
+
+
+def test_send_email_to_a_paused_connector_defers_without_a_call(ctx, resend, factory) -> None:
+    _, connector_id = add_connector(factory, status="paused")
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    assert outcome.counts() == {"deferred": 1}
+    assert sends(resend) == []
+
+
+def test_send_email_over_the_hour_budget_defers_without_using_attempts(ctx, resend, factory) -> None:
+    _, connector_id = add_connector(factory, per_hour=2, per_day=10)
+
+    for n in range(3):
+        sending.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
+
+    assert [(r.status, r.attempts) for r in rows(factory, connector_id)] == [
+        ("sent", 1),
+        ("sent", 1),
+        ("deferred", 0),
+    ]
+
+
+def test_send_email_with_redis_down_sends_nothing_and_defers(ctx, resend, factory, connector_id) -> None:
+    ctx.limiter = RateLimiter(redis.Redis(port=1, socket_connect_timeout=0.2), key_prefix="down:")
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    assert outcome.counts() == {"deferred": 1}
+    assert sends(resend) == []
+
+
+def test_send_email_learns_the_request_rate_from_ratelimit_limit(
+    ctx, resend, connector_id, fake_redis, redis_prefix
+) -> None:
+    resend.reply(200, {"id": "e1"}, headers={"ratelimit-limit": "10"})
+
+    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    rate = fake_redis.hgetall(f"{redis_prefix}requests:{api_key_hash(API_KEY)}:rate")
+    assert rate == {b"capacity": b"10", b"period_ms": b"1000"}
+
+
+def test_send_email_skips_a_row_another_worker_is_sending(ctx, resend, factory, connector_id) -> None:
+    payload = send_payload(connector_id, "ann@example.test")
+    with factory() as session:
+        connector = session.get_one(Connector, connector_id)
+        [message] = sending.render(sending.parse_send_email(payload), connector, task_ref="t1")
+    with ctx.engine.connect() as other:
+        other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ledger.lock_key(message.id)})
+
+        outcome = sending.send_email(ctx, payload, task_ref="t1")
+
+        other.execute(text("SELECT pg_advisory_unlock_all()"))
+    assert outcome.results[0].status == "pending"
+    assert sends(resend) == []
+
+
+def test_send_email_resumes_existing_rows_by_message_ids(
+    ctx, resend, factory, connector_id, fake_redis
+) -> None:
+    resend.reply(429, error_body(429, "rate_limit_exceeded", "slow"), headers={"retry-after": "600"})
+    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    [row] = rows(factory, connector_id)
+    fake_redis.flushall()  # the cooldown is over
+    with factory.begin() as session:
+        session.get_one(EmailMessage, row.id).next_attempt_at = datetime.now(UTC)
+
+    outcome = sending.send_email(
+        ctx, {"connector_id": str(connector_id), "message_ids": [str(row.id)]}, task_ref="sweep-1"
+    )
+
+    assert outcome.counts() == {"sent": 1}
+    assert sends(resend)[0].content == sends(resend)[1].content
+
+
+def test_send_email_updates_task_counts_and_connector_usage(ctx, resend, factory, ids) -> None:
+    organization_id, connector_id = ids
+    task_id = add_task(factory, organization_id)
+    add_suppressions(factory, organization_id, ["b@example.test"])
+
+    sending.send_email(
+        ctx,
+        send_payload(connector_id, ["a@example.test", "b@example.test"], task_id=str(task_id)),
+        task_ref="x",
+    )
+
+    with factory() as session:
+        task = session.get_one(Task, task_id)
+        usage = session.scalars(
+            select(ConnectorUsage.emails_sent).where(ConnectorUsage.connector_id == connector_id)
+        ).all()
+    assert task.execution_result["sends"] == {"sent": 1, "suppressed": 1, "total": 2}
+    assert usage == [1]
+
+
+# --- invalid payloads -----------------------------------------------------------------------------
+
+
+def test_invalid_payload_is_recorded_as_failed_rows_with_the_reason(
+    ctx, resend, factory, connector_id
+) -> None:
+    payload = {**send_payload(connector_id, "ann@example.test"), "subjet": "typo"}
+
+    outcome = sending.send_email(ctx, payload, task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    assert row.status == "failed" and "subjet: unknown field" in (row.last_error or "")
+    assert outcome.retry_in is None and outcome.counts() == {"failed": 1}
+    assert sends(resend) == []
+
+
+def test_invalid_payload_without_a_known_connector_is_audited(ctx, resend, factory) -> None:
+    outcome = sending.send_email(ctx, send_payload(uuid.uuid4(), "ann@example.test"), task_ref="t9")
+
+    with factory() as session:
+        [entry] = session.scalars(select(AuditLog).where(AuditLog.target == "celery-task:t9")).all()
+    assert entry.target == "celery-task:t9" and "connector_id: no connector" in (entry.reason or "")
+    assert outcome.counts() == {"failed": 1}
+
+
+def test_payload_without_a_sender_fails_when_the_connector_has_no_default(ctx, resend, factory) -> None:
+    _, connector_id = add_connector(factory, default_from=None)
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    assert "from: required" in (outcome.results[0].reason or "")
+
+
+# --- send_batch -----------------------------------------------------------------------------------
+
+
+def test_send_batch_chunks_at_100_with_distinct_keys(ctx, resend, factory, connector_id) -> None:
+    recipients = [f"r{n:03d}@example.test" for n in range(250)]
+
+    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+
+    calls = sends(resend)
+    assert [len(json.loads(c.content)) for c in calls] == [100, 100, 50]
+    assert {c.url.path for c in calls} == {"/emails/batch"}
+    assert len({c.headers["Idempotency-Key"] for c in calls}) == 3
+    assert outcome.counts() == {"sent": 250}
+
+
+def test_send_batch_maps_per_index_errors_to_their_recipients(ctx, resend, factory, connector_id) -> None:
+    resend.reply(
+        200,
+        {"data": [{"id": "e0"}, {"id": "e2"}], "errors": [{"index": 1, "message": "Invalid `to` field"}]},
+    )
+    recipients = ["a@example.test", "b@example.test", "c@example.test"]
+
+    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+
+    by_recipient = {r.recipient: (r.status, r.resend_id, r.reason) for r in outcome.results}
+    assert by_recipient == {
+        "a@example.test": ("sent", "e0", None),
+        "b@example.test": ("failed", None, "refused by Resend: Invalid `to` field"),
+        "c@example.test": ("sent", "e2", None),
+    }
+
+
+def test_send_batch_leaves_suppressed_recipients_out_of_the_call(ctx, resend, factory, ids) -> None:
+    organization_id, connector_id = ids
+    recipients = [f"r{n:03d}@example.test" for n in range(100)]
+    add_suppressions(factory, organization_id, [r.upper() for r in recipients[:37]])
+
+    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+
+    [call] = sends(resend)
+    assert len(json.loads(call.content)) == 63
+    assert outcome.counts() == {"sent": 63, "suppressed": 37}
+
+
+def test_send_batch_retry_of_a_failed_chunk_uses_the_same_key(ctx, resend, factory, connector_id) -> None:
+    resend.fail(httpx.ReadTimeout("slow"))
+    payload = batch_payload(connector_id, ["a@example.test", "b@example.test"])
+
+    sending.send_batch(ctx, payload, task_ref="b1")
+    sending.send_batch(ctx, payload, task_ref="b1")
+
+    first, second = sends(resend)
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert first.content == second.content
+
+
+def test_send_batch_sends_what_the_budget_allows_and_defers_the_rest(ctx, resend, factory) -> None:
+    _, connector_id = add_connector(factory, per_hour=5, per_day=50)
+
+    outcome = sending.send_batch(
+        ctx, batch_payload(connector_id, [f"r{n}@example.test" for n in range(8)]), task_ref="b1"
+    )
+
+    assert outcome.counts() == {"deferred": 3, "sent": 5}

@@ -1,0 +1,87 @@
+"""The collaborators a worker process sends with, built once per process and passed down.
+
+Nothing here connects at import. :func:`process_context` builds the context lazily in each process
+(Celery prefork children after ``fork``; the main process under the threads pool), keyed by pid so a
+context inherited through ``fork`` is never used by the child.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+from pydantic import SecretStr
+from sqlalchemy import Engine
+
+from shared.crypto import KeyRing
+from shared.db import make_engine
+from shared.rate_limit import RateLimiter
+from shared.resend_client import ResendClient, make_http_client
+from shared.settings import Settings
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SendContext:
+    """Everything :mod:`worker.sending` needs: database, buckets, HTTP, keys, clock, randomness."""
+
+    settings: Settings
+    engine: Engine
+    limiter: RateLimiter
+    http: httpx.Client
+    keyring: KeyRing | None = None
+    clock: Callable[[], datetime] = _utc_now
+    rand: Callable[[], float] = random.random
+    #: Request rates already pushed to Redis, by API-key hash (saves a write per send).
+    known_rates: dict[str, float] = field(default_factory=dict)
+
+    def resend_client(self, api_key: SecretStr) -> ResendClient:
+        """A client for one API key over the shared HTTP pool."""
+        return ResendClient(http=self.http, api_key=api_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SendContext:
+        """A context for this process from ``settings`` (connections open on first use)."""
+        keyring = KeyRing.from_settings(settings) if settings.pilot_encryption_keys else None
+        return cls(
+            settings=settings,
+            engine=make_engine(settings),
+            limiter=RateLimiter.from_settings(settings),
+            http=make_http_client(settings),
+            keyring=keyring,
+        )
+
+    def close(self) -> None:
+        """Release pooled connections (database and HTTP)."""
+        self.engine.dispose()
+        self.http.close()
+
+
+_contexts: dict[int, SendContext] = {}
+_lock = threading.Lock()
+
+
+def process_context(settings_factory: Callable[[], Settings]) -> SendContext:
+    """This process's context, built on first use."""
+    pid = os.getpid()
+    with _lock:
+        context = _contexts.get(pid)
+        if context is None:
+            context = _contexts[pid] = SendContext.from_settings(settings_factory())
+        return context
+
+
+def forget_inherited_contexts() -> None:
+    """Drop contexts built by a parent process (called in each new worker child)."""
+    pid = os.getpid()
+    with _lock:
+        for owner in [owner for owner in _contexts if owner != pid]:
+            del _contexts[owner]

@@ -1,0 +1,180 @@
+"""The send ledger (``email_messages``): write rows, claim them, record what happened.
+
+Functions take a session and add to its transaction; :mod:`worker.sending` decides when to commit.
+
+Claiming uses PostgreSQL *session* advisory locks, one per row, taken with ``pg_try_advisory_lock``
+on the connection that sends: a second delivery of the same work skips a row another worker is
+sending, and a worker killed mid-send releases its locks with its connection, so the redelivered
+task may take over at once. The row's own status and ``attempts`` are committed before the HTTP
+call, so a crash loop still counts against :data:`worker.retry_policy.MAX_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, func, literal, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, insert
+from sqlalchemy.orm import Session
+
+from shared.models import EmailMessage, Task
+from worker.rendering import RenderedMessage
+
+#: Statuses a send may still act on; every other status is final for the sender.
+OPEN_STATUSES = frozenset({"queued", "deferred", "sending"})
+#: ``last_error`` is shown to operators; keep it short.
+MAX_ERROR_LENGTH = 500
+
+
+def now() -> datetime:
+    """The current time (UTC)."""
+    return datetime.now(UTC)
+
+
+def insert_messages(
+    session: Session,
+    messages: Sequence[RenderedMessage],
+    *,
+    organization_id: uuid.UUID,
+    connector_id: uuid.UUID,
+    task_id: uuid.UUID | None,
+    status: str = "queued",
+    last_error: str | None = None,
+) -> None:
+    """Write one row per message; a row whose key exists already is left as it is."""
+    if not messages:
+        return
+    rows = [
+        {
+            "id": message.id,
+            "organization_id": organization_id,
+            "connector_id": connector_id,
+            "task_id": task_id,
+            "idempotency_key": message.idempotency_key,
+            "recipient": message.recipient,
+            "subject": message.subject,
+            "request": message.request,
+            "status": status,
+            "last_error": truncate(last_error),
+        }
+        for message in messages
+    ]
+    statement = insert(EmailMessage).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    session.execute(statement)
+
+
+def load_messages(session: Session, ids: Sequence[uuid.UUID]) -> list[EmailMessage]:
+    """The rows with ``ids``, in the order of ``ids`` (missing ids are left out)."""
+    found = {row.id: row for row in session.scalars(select(EmailMessage).where(EmailMessage.id.in_(ids)))}
+    return [found[message_id] for message_id in ids if message_id in found]
+
+
+def try_lock(session: Session, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+    """Take the advisory lock of each row that no other session holds; the ids locked.
+
+    The locks belong to the session's connection and outlive its transactions: call
+    :func:`unlock_all` before the connection goes back to the pool.
+    """
+    by_key = {lock_key(message_id): message_id for message_id in ids}
+    if not by_key:
+        return set()
+    statement = text("SELECT k FROM unnest(:keys) AS k WHERE pg_try_advisory_lock(k)").bindparams(
+        bindparam("keys", type_=ARRAY(BIGINT))
+    )
+    return {by_key[key] for key in session.scalars(statement, {"keys": list(by_key)})}
+
+
+def unlock_all(session: Session) -> None:
+    """Release every advisory lock of the session's connection."""
+    session.execute(text("SELECT pg_advisory_unlock_all()"))
+
+
+def lock_key(message_id: uuid.UUID) -> int:
+    """The 64-bit advisory lock number of a row (the first 8 bytes of its UUID)."""
+    return int.from_bytes(message_id.bytes[:8], "big", signed=True)
+
+
+def is_due(row: EmailMessage, moment: datetime) -> bool:
+    """Whether an open row may be sent now (a deferred row waits for ``next_attempt_at``)."""
+    if row.status not in OPEN_STATUSES:
+        return False
+    return row.status != "deferred" or row.next_attempt_at is None or row.next_attempt_at <= moment
+
+
+def mark_sending(rows: Iterable[EmailMessage]) -> None:
+    """An attempt starts: it counts, whatever happens next (a crash included)."""
+    for row in rows:
+        row.status = "sending"
+        row.attempts += 1
+        row.next_attempt_at = None
+
+
+def mark_sent(row: EmailMessage, email_id: str, at: datetime) -> None:
+    """Resend accepted the email and named it ``email_id``."""
+    row.status = "sent"
+    row.resend_email_id = email_id
+    row.sent_at = at
+    row.last_error = None
+    row.next_attempt_at = None
+
+
+def mark_final(row: EmailMessage, status: str, reason: str) -> None:
+    """``failed`` or ``suppressed``, with the reason."""
+    row.status = status
+    row.last_error = truncate(reason)
+    row.next_attempt_at = None
+
+
+def mark_waiting(row: EmailMessage, reason: str, *, until: datetime | None, refund: bool) -> None:
+    """Not sent: back to ``queued`` (a short wait) or ``deferred`` until ``until``.
+
+    ``refund`` gives the attempt back: waiting for a budget or a rate limit is not a failed attempt.
+    """
+    row.status = "queued" if until is None else "deferred"
+    row.next_attempt_at = until
+    row.last_error = truncate(reason)
+    if refund and row.attempts > 0:
+        row.attempts -= 1
+
+
+def mark_unknown(row: EmailMessage, reason: str) -> None:
+    """The attempt may or may not have reached Resend: stay ``sending``; a retry uses the same key."""
+    row.status = "sending"
+    row.last_error = truncate(reason)
+
+
+def defer_until(seconds: float, moment: datetime) -> datetime:
+    """``moment`` plus ``seconds``."""
+    return moment + timedelta(seconds=seconds)
+
+
+def refresh_task_counts(session: Session, task_id: uuid.UUID) -> None:
+    """Recount the task's ledger rows by status into ``execution_result["sends"]``.
+
+    The task row is locked first, so the count (a new snapshot) sees every commit before it and the
+    last writer always writes the full count. ``||`` keeps the other keys (``delivery`` belongs to
+    webhook processing).
+    """
+    session.flush()  # the count below must see this session's own changes
+    locked = session.scalar(select(Task.id).where(Task.id == task_id).with_for_update())
+    if locked is None:
+        return
+    counts: dict[str, Any] = {
+        status: count
+        for status, count in session.execute(
+            select(EmailMessage.status, func.count())
+            .where(EmailMessage.task_id == task_id)
+            .group_by(EmailMessage.status)
+        )
+    }
+    counts["total"] = sum(counts.values())
+    merged = Task.execution_result.op("||")(literal({"sends": counts}, JSONB))
+    session.execute(update(Task).where(Task.id == task_id).values(execution_result=merged))
+
+
+def truncate(reason: str | None) -> str | None:
+    """``reason`` cut to :data:`MAX_ERROR_LENGTH` characters."""
+    return None if reason is None else reason[:MAX_ERROR_LENGTH]

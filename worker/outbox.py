@@ -1,0 +1,76 @@
+"""Transactional outbox for upstream Python apps: ledger rows in your transaction, publish after commit.
+
+    with transaction(factory) as session:
+        campaign = ...                           # your own writes
+        enqueue_send(session, celery_app, connector_id=cid, to=["a@example.com"], subject="Hi", html="...")
+    # committed: rows exist, then pilot.send_email {connector_id, message_ids} is published
+
+If the transaction rolls back, the rows are gone and a publish (if any) finds nothing to send. If
+the publish is lost after the commit (broker down, process killed), the rows stay ``queued`` and
+``pilot.sweep`` publishes them within minutes. Apps that cannot import this project may still call
+``send_task("pilot.send_email", kwargs=...)`` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from shared import task_names
+from shared.errors import PayloadInvalid
+from worker.payloads import SendEmailPayload, parse_send_email
+from worker.sending import prepare
+
+logger = logging.getLogger(__name__)
+
+_PENDING = "pilot_outbox_pending"
+
+
+class TaskSender(Protocol):
+    """The part of a Celery app the outbox uses."""
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any: ...
+
+
+def enqueue_send(session: Session, celery_app: TaskSender, **payload: Any) -> list[uuid.UUID]:
+    """Write one ``queued`` ledger row per recipient in ``session``'s transaction; publish on commit.
+
+    ``payload`` is a ``pilot.send_email`` payload (validated the same way; :class:`PayloadInvalid`
+    is raised here, before anything is written). Returns the rows' ids (``message_id`` tags).
+    """
+    parsed = parse_send_email(payload)
+    if not isinstance(parsed, SendEmailPayload):
+        raise PayloadInvalid("message_ids: the outbox writes rows itself; give the email's content")
+    # A stable reference for the derived keys: the caller's task, else a new one per call.
+    reference = str(parsed.task_id or uuid.uuid4())
+    connector, ids = prepare(session, parsed, task_ref=reference)
+    _publish_after_commit(session, celery_app, {"connector_id": str(connector.id), "message_ids": ids})
+    return ids
+
+
+def _publish_after_commit(session: Session, celery_app: TaskSender, kwargs: dict[str, Any]) -> None:
+    pending: list[tuple[TaskSender, dict[str, Any]]] = session.info.setdefault(_PENDING, [])
+    if not pending and not event.contains(session, "after_commit", _after_commit):
+        event.listen(session, "after_commit", _after_commit)
+        event.listen(session, "after_rollback", _after_rollback)
+    pending.append((celery_app, kwargs))
+
+
+def _after_commit(session: Session) -> None:
+    for celery_app, kwargs in session.info.pop(_PENDING, []):
+        message = {**kwargs, "message_ids": [str(i) for i in kwargs["message_ids"]]}
+        try:
+            celery_app.send_task(task_names.SEND_EMAIL, kwargs=message)
+        except Exception:  # the rows are committed: the sweep publishes them later
+            logger.exception("outbox publish failed; pilot.sweep will pick the rows up")
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)
+
+
+__all__ = ["TaskSender", "enqueue_send"]

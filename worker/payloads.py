@@ -1,0 +1,167 @@
+"""Task payloads (the kwargs of ``pilot.send_email`` and ``pilot.send_batch``), validated by pydantic.
+
+Unknown keys are refused, naming the key: a typo such as ``subjet`` must not send an email without a
+subject. Invalid input raises :class:`~shared.errors.PayloadInvalid` whose message names every bad
+field and never echoes a value.
+
+``pilot.send_email``::
+
+    {connector_id, organization_id?, task_id?, to: str | [str], subject, html? | body?, text?,
+     from?, reply_to?, cc?, bcc?, headers?, tags?, metadata?, idempotency_key?}
+
+or, to (re)send ledger rows that already exist (outbox, release of deferred rows, sweep)::
+
+    {connector_id, message_ids: [uuid, ...], organization_id?, task_id?}
+
+``pilot.send_batch``: ``{connector_id, organization_id?, task_id?, emails: [<email fields>, ...]}``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from shared.errors import PayloadInvalid
+from shared.resend_schemas import (
+    MAX_TO_ADDRESSES,
+    TAG_PATTERN,
+    Address,
+    AddressList,
+    OptionalAddressList,
+    Tag,
+)
+
+#: Tag and header names the worker sets itself; a caller may not set them.
+RESERVED_TAGS = frozenset({"task_id", "message_id"})
+RESERVED_HEADERS = frozenset({"x-task-id"})
+#: Caller keys leave room for the ``/<recipient hash>`` suffix within Resend's 256 characters.
+MAX_CALLER_KEY_LENGTH = 200
+#: Emails in one ``pilot.send_batch`` task (chunked into calls of 100 by the worker).
+MAX_BATCH_EMAILS = 1000
+#: Ledger rows one resume task may name.
+MAX_MESSAGE_IDS = 1000
+_CALLER_KEY = re.compile(r"^[\x21-\x7e]+$")
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _tags_from_mapping(value: Any) -> Any:
+    """``{"campaign": "spring"}`` is accepted as shorthand for ``[{"name": ..., "value": ...}]``."""
+    if isinstance(value, Mapping):
+        return [{"name": name, "value": tag_value} for name, tag_value in value.items()]
+    return value
+
+
+TagList = Annotated[list[Tag], BeforeValidator(_tags_from_mapping)]
+MetadataValue = Annotated[str, Field(pattern=TAG_PATTERN)]
+
+
+class EmailFields(BaseModel):
+    """One email as an upstream app describes it; ``to`` may name several recipients (fan-out)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    to: Annotated[AddressList, Field(min_length=1, max_length=MAX_TO_ADDRESSES)]
+    subject: str = Field(min_length=1)
+    html: str | None = None
+    #: The seed's name for ``html``.
+    body: str | None = None
+    text: str | None = None
+    from_: Address | None = Field(default=None, alias="from")
+    reply_to: OptionalAddressList = None
+    cc: OptionalAddressList = None
+    bcc: OptionalAddressList = None
+    headers: dict[str, str] | None = None
+    tags: TagList | None = None
+    #: Extra tags by name; Resend returns them in every webhook event of the email.
+    metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmailFields:
+        if self.html is not None and self.body is not None:
+            raise ValueError("give html or body (its older name), not both")
+        if self.html is None and self.body is None and self.text is None:
+            raise ValueError("html, body or text is required")
+        if self.idempotency_key is not None and not _CALLER_KEY.match(self.idempotency_key):
+            raise ValueError("idempotency_key must be printable ASCII without spaces")
+        reserved = {tag.name for tag in self.tags or []} | set(self.metadata or {})
+        if reserved & RESERVED_TAGS:
+            raise ValueError(f"tags {sorted(reserved & RESERVED_TAGS)} are set by the worker")
+        if {name.lower() for name in self.headers or {}} & RESERVED_HEADERS:
+            raise ValueError("header X-Task-ID is set by the worker")
+        return self
+
+    @property
+    def html_body(self) -> str | None:
+        """The HTML part, whichever name it came under."""
+        return self.html if self.html is not None else self.body
+
+    def all_tags(self) -> list[Tag]:
+        """The caller's tags followed by its metadata as tags."""
+        extra = [Tag(name=name, value=value) for name, value in (self.metadata or {}).items()]
+        return [*(self.tags or []), *extra]
+
+
+class _Routing(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connector_id: uuid.UUID
+    organization_id: uuid.UUID | None = None
+    task_id: uuid.UUID | None = None
+
+
+class SendEmailPayload(_Routing, EmailFields):
+    """``pilot.send_email`` with the email's content."""
+
+
+class ResumePayload(_Routing):
+    """``pilot.send_email`` naming ledger rows already written (by the outbox or by beat)."""
+
+    message_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MESSAGE_IDS)
+
+
+class SendBatchPayload(_Routing):
+    """``pilot.send_batch``: many emails for one connector."""
+
+    emails: list[EmailFields] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)
+
+
+def parse_send_email(kwargs: Mapping[str, Any]) -> SendEmailPayload | ResumePayload:
+    """Validate ``pilot.send_email`` kwargs, or raise :class:`PayloadInvalid` naming each bad field."""
+    model: type[SendEmailPayload | ResumePayload] = (
+        ResumePayload if "message_ids" in kwargs else SendEmailPayload
+    )
+    return _parse(model, kwargs, "send_email")
+
+
+def parse_send_batch(kwargs: Mapping[str, Any]) -> SendBatchPayload:
+    """Validate ``pilot.send_batch`` kwargs, or raise :class:`PayloadInvalid`."""
+    return _parse(SendBatchPayload, kwargs, "send_batch")
+
+
+def _parse(model: type[_M], kwargs: Mapping[str, Any], name: str) -> _M:
+    if not isinstance(kwargs, Mapping):
+        raise PayloadInvalid(f"invalid {name} payload: kwargs must be a mapping")
+    try:
+        return model.model_validate(dict(kwargs))
+    except ValidationError as exc:
+        raise PayloadInvalid(f"invalid {name} payload: {describe(exc)}") from None
+
+
+def describe(exc: ValidationError, *, limit: int = 10) -> str:
+    """One clause per problem, naming the field; values are never shown."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    clauses = []
+    for error in errors[:limit]:
+        field = ".".join(str(part) for part in error["loc"]) or "payload"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        clauses.append(f"{field}: {message}")
+    if len(errors) > limit:
+        clauses.append(f"and {len(errors) - limit} more")
+    return "; ".join(clauses)

@@ -1,0 +1,175 @@
+"""Render an upstream email into ledger rows: one Resend request body per recipient, with its key.
+
+The body is rendered once and stored in ``email_messages.request``; every retry sends that stored
+body, so Resend sees the same payload under the same ``Idempotency-Key`` (reliability.md section 3).
+
+Keys (at most 256 characters, printable ASCII, deterministic):
+
+* caller-supplied ``idempotency_key``: ``<key>/<recipient hash>``;
+* else ``pilot/<connector>/<task ref>/<recipient hash>/<content hash>``, where the task ref is the
+  ``tasks`` row id if given, else the Celery task id (stable across redelivery and retries).
+
+A row's id is a UUIDv5 of its key, so the ``message_id`` tag is known before the row is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import dataclass
+from email.utils import parseaddr
+from typing import Any
+
+from shared.errors import PayloadInvalid
+from shared.resend_client import encode_body
+from shared.resend_schemas import parse_send_request
+from worker.payloads import EmailFields
+
+#: Namespace of ledger row ids derived from idempotency keys.
+MESSAGE_ID_NAMESPACE = uuid.UUID("0b6c3c1e-6f43-4c67-9a3e-2f5a6d1c8e20")
+TASK_ID_HEADER = "X-Task-ID"
+_TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+#: Characters of a task reference kept in keys and tags (a UUID is 36).
+MAX_TASK_REF = 80
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """One ledger row to be: its id, key, recipient (bare address) and the exact request body."""
+
+    id: uuid.UUID
+    idempotency_key: str
+    recipient: str
+    subject: str
+    request: dict[str, Any]
+
+
+def render_email(
+    email: EmailFields,
+    *,
+    connector_id: uuid.UUID,
+    task_ref: str,
+    default_from: str | None,
+    task_id: uuid.UUID | None = None,
+) -> list[RenderedMessage]:
+    """One rendered message per distinct recipient of ``email.to`` (fan-out), in order.
+
+    ``task_ref`` names the request in keys and the ``X-Task-ID`` header (the ``tasks`` row id, else
+    the Celery task id); the ``task_id`` tag is set only for a ``tasks`` row (``task_id``).
+
+    Raises :class:`PayloadInvalid` if the result is not a valid Resend request (e.g. no sender).
+    """
+    sender = email.from_ or default_from
+    if not sender:
+        raise PayloadInvalid("from: required (the payload has none and the connector has no default_from)")
+    ref = task_reference(task_ref)
+    seen: set[str] = set()
+    messages = []
+    for to in email.to:
+        address = bare_address(to)
+        if address.lower() in seen:
+            continue  # the same mailbox twice in one `to` gets one email
+        seen.add(address.lower())
+        messages.append(
+            _render_one(
+                email, to, address, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id
+            )
+        )
+    return messages
+
+
+def _render_one(
+    email: EmailFields,
+    to: str,
+    address: str,
+    *,
+    sender: str,
+    connector_id: uuid.UUID,
+    ref: str,
+    task_id: uuid.UUID | None,
+) -> RenderedMessage:
+    content = _content(email, to, sender)
+    key = message_key(
+        connector_id=connector_id,
+        task_ref=ref,
+        recipient=address,
+        content_hash=content_hash(content),
+        caller_key=email.idempotency_key,
+    )
+    message_id = message_id_for(key)
+    headers = {**(content.pop("headers", None) or {}), TASK_ID_HEADER: ref}
+    tags = content.pop("tags", [])
+    if task_id is not None:
+        tags.append({"name": "task_id", "value": str(task_id)})
+    tags.append({"name": "message_id", "value": str(message_id)})
+    request = {**content, "headers": headers, "tags": tags}
+    parse_send_request(request)  # refuse before storing what Resend would refuse
+    return RenderedMessage(message_id, key, address, email.subject, request)
+
+
+def _content(email: EmailFields, to: str, sender: str) -> dict[str, Any]:
+    """The caller's content for one recipient, in wire form (no worker-set tags or headers)."""
+    body: dict[str, Any] = {"from": sender, "to": [to], "subject": email.subject}
+    optional = {
+        "html": email.html_body,
+        "text": email.text,
+        "cc": email.cc,
+        "bcc": email.bcc,
+        "reply_to": email.reply_to,
+        "headers": email.headers or None,
+    }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    tags = email.all_tags()
+    if tags:
+        body["tags"] = [tag.model_dump() for tag in tags]
+    return body
+
+
+def content_hash(content: dict[str, Any]) -> str:
+    """sha256 hex of the canonical JSON of ``content``."""
+    return hashlib.sha256(encode_body(content)).hexdigest()
+
+
+def recipient_hash(address: str) -> str:
+    """16 hex characters naming a mailbox (case-insensitive) without spelling it in the key."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:16]
+
+
+def message_key(
+    *,
+    connector_id: uuid.UUID,
+    task_ref: str,
+    recipient: str,
+    content_hash: str,
+    caller_key: str | None = None,
+) -> str:
+    """The deterministic idempotency key of one recipient's email (formats in the module doc)."""
+    if caller_key:
+        return f"{caller_key}/{recipient_hash(recipient)}"
+    ref = task_reference(task_ref)
+    return f"pilot/{connector_id}/{ref}/{recipient_hash(recipient)}/{content_hash[:32]}"
+
+
+def chunk_key(member_keys: list[str]) -> str:
+    """The key of one batch call: a digest of its members' keys, whatever their order."""
+    digest = hashlib.sha256("\n".join(sorted(member_keys)).encode()).hexdigest()
+    return f"pilot-batch/{digest}"
+
+
+def message_id_for(key: str) -> uuid.UUID:
+    """The ledger row id of the message with idempotency key ``key``."""
+    return uuid.uuid5(MESSAGE_ID_NAMESPACE, key)
+
+
+def task_reference(task_ref: str) -> str:
+    """``task_ref`` reduced to what Resend accepts as a tag value (letters, digits, ``_``, ``-``)."""
+    cleaned = _TAG_UNSAFE.sub("_", task_ref)[:MAX_TASK_REF]
+    if not cleaned:
+        raise PayloadInvalid("task reference: empty (no task_id and no Celery task id)")
+    return cleaned
+
+
+def bare_address(value: str) -> str:
+    """``a@b.c`` from ``Name <a@b.c>`` (or from ``a@b.c``)."""
+    return parseaddr(value)[1] or value.strip()

@@ -1,0 +1,439 @@
+"""The send pipeline: ledger rows → claim → suppression → tokens → Resend → record. No Celery here.
+
+:func:`send_email` and :func:`send_batch` take a task's kwargs and return a :class:`SendOutcome`;
+``outcome.retry_in`` asks the caller (the Celery task) to run the same kwargs again after that
+many seconds. Every wait longer than :data:`~worker.retry_policy.MAX_COUNTDOWN_S` is stored in the
+row instead (``deferred`` + ``next_attempt_at``) and released by beat.
+
+The rows of a task are cut into units of up to 100 at fixed boundaries (so a retry forms the same
+units, and a unit the same key): a unit of one row is ``POST /emails`` with the row's key, a larger
+one ``POST /emails/batch`` with a key derived from its members' keys. Steps for each unit:
+rows over the attempt cap fail; suppressed recipients are answered without a token or a call; the
+API-key request bucket, then the connector's hour and day buckets are asked; the attempt is
+committed (status ``sending``); Resend is called with the stored body and the deterministic key;
+the answer is recorded with the connector's usage and the task's counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import connector_store as store
+from shared.connector_config import ConnectorConfig
+from shared.errors import (
+    ConfigError,
+    CryptoError,
+    NotFound,
+    PayloadInvalid,
+    RateLimitBackendUnavailable,
+    ResendError,
+    ResendIdempotencyMismatch,
+)
+from shared.models import Connector, EmailMessage, Task
+from shared.rate_limit import ConnectorLimits, api_key_hash
+from shared.resend_client import BatchSendResult, SendResult
+from worker import ledger
+from worker.batching import chunks, flatten, unique_by_key
+from worker.context import SendContext
+from worker.invalid_payloads import record_invalid
+from worker.payloads import (
+    ResumePayload,
+    SendBatchPayload,
+    SendEmailPayload,
+    parse_send_batch,
+    parse_send_email,
+)
+from worker.rendering import RenderedMessage, chunk_key, render_email
+from worker.results import RecipientResult, SendOutcome
+from worker.retry_policy import (
+    PAUSED_CONNECTOR_WAIT_S,
+    ActionKind,
+    action_for,
+    attempts_exhausted,
+    compute_backoff,
+    is_short_wait,
+)
+from worker.suppression_check import suppressed_reasons
+
+logger = logging.getLogger(__name__)
+
+#: Statuses in which a connector may send (``rate_limited`` is decided by the buckets).
+SENDABLE_STATUSES = frozenset({"active", "rate_limited"})
+#: Actor of audit rows the worker writes.
+ACTOR = "worker"
+#: Wait when Redis (the buckets) cannot be reached: fail closed, the rows wait in PostgreSQL.
+BACKEND_DOWN_WAIT_S = 30.0
+
+
+def send_email(ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str) -> SendOutcome:
+    """Run ``pilot.send_email``: one ``POST /emails``, or ``/emails/batch`` for a ``to`` list."""
+    try:
+        payload = parse_send_email(kwargs)
+    except PayloadInvalid as exc:
+        return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
+    return _run(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def send_batch(ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str) -> SendOutcome:
+    """Run ``pilot.send_batch``: chunks of up to 100 recipients per ``POST /emails/batch``."""
+    try:
+        payload = parse_send_batch(kwargs)
+    except PayloadInvalid as exc:
+        return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
+    return _run(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def _run(
+    ctx: SendContext,
+    kwargs: Mapping[str, Any],
+    payload: SendEmailPayload | ResumePayload | SendBatchPayload,
+    *,
+    task_ref: str,
+) -> SendOutcome:
+    with ledger_session(ctx) as session:
+        try:
+            connector, ids = prepare(session, payload, task_ref=task_ref)
+        except PayloadInvalid as exc:
+            session.rollback()
+            return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
+        session.commit()
+        return _Sender(ctx, session, connector).run(ids)
+
+
+@contextmanager
+def ledger_session(ctx: SendContext) -> Iterator[Session]:
+    """A session on one connection held for the whole send, so its advisory locks span commits."""
+    with ctx.engine.connect() as connection:
+        session = Session(bind=connection, expire_on_commit=False, autoflush=False)
+        try:
+            yield session
+        finally:
+            try:
+                session.rollback()
+                ledger.unlock_all(session)
+                session.commit()
+            finally:
+                session.close()
+
+
+def prepare(
+    session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
+) -> tuple[Connector, list[uuid.UUID]]:
+    """Check the routing fields and write the ledger rows; the connector and the row ids in order.
+
+    Raises :class:`PayloadInvalid` for an unknown connector, organization mismatch or unknown task.
+    """
+    connector = _connector(session, payload)
+    if isinstance(payload, ResumePayload):
+        rows = ledger.load_messages(session, payload.message_ids)
+        return connector, [row.id for row in rows if row.connector_id == connector.id]
+    messages = render(payload, connector, task_ref=task_ref)
+    ledger.insert_messages(
+        session,
+        messages,
+        organization_id=connector.organization_id,
+        connector_id=connector.id,
+        task_id=payload.task_id,
+    )
+    if payload.task_id is not None:
+        ledger.refresh_task_counts(session, payload.task_id)
+    return connector, [message.id for message in messages]
+
+
+def render(
+    payload: SendEmailPayload | SendBatchPayload, connector: Connector, *, task_ref: str
+) -> list[RenderedMessage]:
+    """Every recipient's rendered message, fanned out, without repeated keys."""
+    default_from = ConnectorConfig.model_validate(connector.config).default_from
+    emails = payload.emails if isinstance(payload, SendBatchPayload) else [payload]
+    ref = str(payload.task_id) if payload.task_id is not None else task_ref
+    rendered = [
+        render_email(
+            email, connector_id=connector.id, task_ref=ref, default_from=default_from, task_id=payload.task_id
+        )
+        for email in emails
+    ]
+    return unique_by_key(flatten(rendered), "idempotency_key")
+
+
+def _connector(session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload) -> Connector:
+    try:
+        connector = store.get_connector(session, payload.connector_id)
+    except NotFound:
+        raise PayloadInvalid(f"connector_id: no connector {payload.connector_id}") from None
+    if payload.organization_id is not None and payload.organization_id != connector.organization_id:
+        raise PayloadInvalid("organization_id: the connector belongs to another organization")
+    if payload.task_id is not None:
+        owner = session.scalar(select(Task.organization_id).where(Task.id == payload.task_id))
+        if owner is None:
+            raise PayloadInvalid(f"task_id: no task {payload.task_id}")
+        if owner != connector.organization_id:
+            raise PayloadInvalid("task_id: the task belongs to another organization")
+    return connector
+
+
+class _Sender:
+    """Sends the open rows of one task through one connector (one session, one connection)."""
+
+    def __init__(self, ctx: SendContext, session: Session, connector: Connector) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.connector = connector
+        self.retry_in: float | None = None
+        self.tasks: set[uuid.UUID] = set()
+
+    def run(self, ids: Sequence[uuid.UUID]) -> SendOutcome:
+        locked = ledger.try_lock(self.session, ids)
+        self.session.expire_all()  # read the rows after taking the locks, not before
+        rows = ledger.load_messages(self.session, ids)
+        moment = self.ctx.clock()
+        due = {row.id for row in rows if row.id in locked and ledger.is_due(row, moment)}
+        if due:
+            self._send_due(rows, due)
+        self.session.commit()
+        results = [self._result(row, locked) for row in rows]
+        return SendOutcome(results=results, retry_in=self.retry_in)
+
+    def _send_due(self, rows: list[EmailMessage], due: set[uuid.UUID]) -> None:
+        api_key, blocked = self._credentials()
+        if blocked or api_key is None:
+            until = ledger.defer_until(PAUSED_CONNECTOR_WAIT_S, self.ctx.clock())
+            for row in rows:
+                if row.id in due:
+                    ledger.mark_waiting(row, blocked or "no API key", until=until, refund=False)
+            self._finish([row for row in rows if row.id in due], emails=0, requests=0)
+            return
+        limits = _limits(self.connector)
+        for unit in chunks(rows):
+            members = [row for row in unit if row.id in due]
+            if members:
+                _Unit(self, members, api_key, limits).send()
+
+    def _credentials(self) -> tuple[SecretStr | None, str | None]:
+        """The API key, or why the connector cannot send now."""
+        if self.connector.status not in SENDABLE_STATUSES:
+            return None, f"connector is {self.connector.status}"
+        try:
+            key = store.get_api_key(self.connector, self.ctx.keyring)
+        except (CryptoError, ConfigError, PayloadInvalid) as exc:
+            return None, f"connector key unreadable: {exc}"
+        key = key or self.ctx.settings.resend_api_key
+        if key is None:
+            return None, "no API key (connector credentials or RESEND_API_KEY)"
+        return key, None
+
+    def wait(
+        self, rows: Sequence[EmailMessage], seconds: float, reason: str, *, refund: bool, defer: bool = False
+    ) -> None:
+        """Not now: a short wait is a task retry, a long one (or ``defer``) a deferral in the rows."""
+        moment = self.ctx.clock()
+        short = is_short_wait(seconds) and not defer
+        until = None if short else ledger.defer_until(seconds, moment)
+        for row in rows:
+            ledger.mark_waiting(row, reason, until=until, refund=refund)
+        if short and rows:
+            self.retry_soon(seconds)
+
+    def retry_soon(self, seconds: float) -> None:
+        """Ask for the task's retry after at least ``seconds`` (the longest need wins: never sooner)."""
+        self.retry_in = seconds if self.retry_in is None else max(self.retry_in, seconds)
+
+    def _finish(self, rows: Sequence[EmailMessage], *, emails: int, requests: int) -> None:
+        if emails or requests:
+            store.record_usage(self.session, self.connector.id, emails=emails, requests=requests)
+        for task_id in sorted({row.task_id for row in rows if row.task_id is not None}):
+            ledger.refresh_task_counts(self.session, task_id)
+        self.session.commit()
+
+    def _result(self, row: EmailMessage, locked: set[uuid.UUID]) -> RecipientResult:
+        result = RecipientResult.of(row)
+        if row.id not in locked and result.status == "pending":
+            return RecipientResult(
+                row.recipient, "pending", "being sent by another worker", None, str(row.id)
+            )
+        return result
+
+
+class _Unit:
+    """One Resend call's worth of rows: one email, or one chunk of a batch."""
+
+    def __init__(
+        self, sender: _Sender, rows: list[EmailMessage], api_key: SecretStr, limits: ConnectorLimits
+    ) -> None:
+        self.s = sender
+        self.rows = rows
+        self.api_key = api_key
+        self.limits = limits
+
+    def send(self) -> None:
+        rows = self._open_rows()
+        rows = self._take_tokens(rows) if rows else []
+        if not rows:
+            self.s._finish(self.rows, emails=0, requests=0)
+            return
+        ledger.mark_sending(rows)
+        self.s.session.commit()  # the attempt counts even if this process dies during the call
+        try:
+            answer = self._call(rows)
+        except ResendError as exc:
+            self._on_error(rows, exc)
+            sent = 0
+        except PayloadInvalid as exc:  # a stored body Resend's model refuses: never retried
+            for row in rows:
+                ledger.mark_final(row, "failed", str(exc))
+            sent = 0
+        else:
+            sent = self._on_success(rows, answer)
+        self.s._finish(self.rows, emails=sent, requests=1)
+
+    def _open_rows(self) -> list[EmailMessage]:
+        """Fail rows out of attempts; answer suppressed recipients; the rows that may still go."""
+        session, connector = self.s.session, self.s.connector
+        reasons = suppressed_reasons(session, connector.organization_id, [row.recipient for row in self.rows])
+        open_rows = []
+        for row in self.rows:
+            if attempts_exhausted(row.attempts):
+                ledger.mark_final(row, "failed", f"gave up after {row.attempts} attempts: {row.last_error}")
+            elif row.recipient.lower() in reasons:
+                ledger.mark_final(row, "suppressed", reasons[row.recipient.lower()])
+            else:
+                open_rows.append(row)
+        return open_rows
+
+    def _take_tokens(self, rows: list[EmailMessage]) -> list[EmailMessage]:
+        """One request token, then one email token per row; rows without tokens wait."""
+        limiter = self.s.ctx.limiter
+        key = self.api_key.get_secret_value()
+        try:
+            decision = limiter.acquire_request(key)
+            if not decision.granted:
+                self.s.wait(
+                    rows,
+                    decision.wait_seconds,
+                    f"waiting for the API key's {decision.blocked_by}",
+                    refund=False,
+                )
+                return []
+            n = min(len(rows), self.limits.per_hour, self.limits.per_day)
+            decision = limiter.acquire_emails(self.s.connector.id, n, self.limits)
+            if not decision.granted:
+                n = self._take_what_is_left(n)
+            if n == 0:
+                reason = f"connector {decision.blocked_by} budget spent"
+                self.s.wait(rows, decision.wait_seconds, reason, refund=False)
+                return []
+        except RateLimitBackendUnavailable as exc:
+            # The broker is most likely the same Redis: park the rows in PostgreSQL, not in a retry.
+            self.s.wait(rows, BACKEND_DOWN_WAIT_S, str(exc), refund=False, defer=True)
+            return []
+        if n < len(rows):
+            self.s.wait(rows[n:], self._refill_wait(), "connector budget spent", refund=False)
+        return rows[:n]
+
+    def _take_what_is_left(self, wanted: int) -> int:
+        """Take as many email tokens as both buckets still hold (a batch sends what it may)."""
+        limiter, cid = self.s.ctx.limiter, self.s.connector.id
+        left = min(limiter.get_usage_stats(cid, period, self.limits).remaining for period in ("hour", "day"))
+        n = min(wanted - 1, left)
+        if n > 0 and limiter.acquire_emails(cid, n, self.limits).granted:
+            return n
+        return 0
+
+    def _refill_wait(self) -> float:
+        """Until the hour bucket holds one more token (the rest are tried again then)."""
+        return 3600.0 / self.limits.per_hour
+
+    def _call(self, rows: list[EmailMessage]) -> SendResult | BatchSendResult:
+        client = self.s.ctx.resend_client(self.api_key)
+        if len(rows) == 1:
+            return client.send_email(rows[0].request, idempotency_key=rows[0].idempotency_key)
+        key = chunk_key([row.idempotency_key for row in rows])
+        return client.send_batch([row.request for row in rows], idempotency_key=key)
+
+    def _on_success(self, rows: list[EmailMessage], answer: SendResult | BatchSendResult) -> int:
+        moment = self.s.ctx.clock()
+        self._learn_rate(answer.rate_limit.limit)
+        if isinstance(answer, SendResult):
+            ledger.mark_sent(rows[0], answer.email_id, moment)
+            return 1
+        sent = 0
+        for item in answer.items:
+            row = rows[item.index]
+            if item.email_id is not None:
+                ledger.mark_sent(row, item.email_id, moment)
+                sent += 1
+            else:
+                ledger.mark_final(row, "failed", f"refused by Resend: {item.error}")
+        return sent
+
+    def _on_error(self, rows: list[EmailMessage], exc: ResendError) -> None:
+        limit = exc.rate_limit.get("ratelimit-limit")
+        self._learn_rate(int(limit) if limit and limit.isdigit() else None)
+        action = action_for(exc, attempts=max(row.attempts for row in rows), rand=self.s.ctx.rand)
+        reason = str(exc)
+        if action.kind is ActionKind.RETRY:
+            self._retry_or_give_up(rows, reason)
+        elif action.kind in (ActionKind.WAIT, ActionKind.DEFER):
+            self._cool_down(action.delay)
+            self.s.wait(rows, action.delay, reason, refund=True)
+        else:
+            if isinstance(exc, ResendIdempotencyMismatch):
+                logger.error("idempotency key reused with another payload (a bug): %s", reason)
+            for row in rows:
+                ledger.mark_final(row, "failed", reason)
+            if action.kind is ActionKind.FAIL_AUTH:
+                self._disable_connector(reason)
+
+    def _retry_or_give_up(self, rows: list[EmailMessage], reason: str) -> None:
+        """Outcome unknown: same key later, or fail once the attempts are spent."""
+        for row in rows:
+            if attempts_exhausted(row.attempts):
+                ledger.mark_final(row, "failed", f"gave up after {row.attempts} attempts: {reason}")
+            else:
+                ledger.mark_unknown(row, reason)
+                self.s.retry_soon(compute_backoff(row.attempts, rand=self.s.ctx.rand))
+
+    def _cool_down(self, seconds: float) -> None:
+        """Every worker waits for this key (Resend's 429 is per team, not per process)."""
+        if seconds <= 0:
+            return
+        try:
+            self.s.ctx.limiter.start_cooldown(self.api_key.get_secret_value(), seconds)
+        except RateLimitBackendUnavailable:
+            logger.warning("could not record a Resend cooldown: Redis unavailable")
+
+    def _disable_connector(self, reason: str) -> None:
+        connector = store.get_connector(self.s.session, self.s.connector.id, for_update=True)
+        store.set_last_error(connector, reason)
+        store.set_status(self.s.session, connector, "error", actor=ACTOR, reason=reason)
+        self.s.connector = connector
+
+    def _learn_rate(self, limit: int | None) -> None:
+        """Follow Resend's ``ratelimit-limit`` (requests per 1-second window) for every worker."""
+        if not limit or limit <= 0:
+            return
+        key = self.api_key.get_secret_value()
+        known, name = self.s.ctx.known_rates, api_key_hash(key)
+        if known.get(name) == limit:
+            return
+        try:
+            self.s.ctx.limiter.set_request_rate(key, float(limit))
+            known[name] = float(limit)
+        except RateLimitBackendUnavailable:
+            logger.warning("could not record Resend's request rate: Redis unavailable")
+
+
+def _limits(connector: Connector) -> ConnectorLimits:
+    try:
+        config = ConnectorConfig.model_validate(connector.config)
+    except ValidationError:
+        config = ConnectorConfig()
+    return ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)

@@ -1,0 +1,104 @@
+"""``pilot.check_connector_status``: test each connector's API key and record what Resend said.
+
+Checked: connectors that are ``active``, ``rate_limited`` or ``error`` (``error`` is the state a
+rejected key puts a connector in: "paused until a status check passes"). A connector an operator
+paused (``paused``) is left alone. Each check records ``last_checked_at`` and ``last_error``; a
+rejected key moves the connector to ``error``, a passing check moves ``error`` back to ``active``,
+and every status change writes an audit row (``shared.connector_store.set_status``).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import connector_store as store
+from shared.crypto import KeyRing
+from shared.db import transaction
+from shared.errors import ConfigError, CryptoError, PayloadInvalid, ResendAuthError, ResendError
+from shared.models import Connector
+from shared.resend_client import ResendClient
+
+logger = logging.getLogger(__name__)
+
+CHECKED_STATUSES = ("active", "rate_limited", "error")
+ACTOR = "status-check"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What one check found: ``ok``, the error if any, and the status after it."""
+
+    connector_id: uuid.UUID
+    ok: bool
+    error: str | None
+    status: str
+
+
+def check_connectors(
+    factory: sessionmaker[Session],
+    client_for: Callable[[SecretStr], ResendClient],
+    *,
+    keyring: KeyRing | None,
+    fallback_key: SecretStr | None,
+    now: datetime,
+) -> list[CheckOutcome]:
+    """Check every connector in :data:`CHECKED_STATUSES`; no transaction is open during a call."""
+    with factory() as session:
+        connectors = list(session.scalars(select(Connector).where(Connector.status.in_(CHECKED_STATUSES))))
+    outcomes = []
+    for connector in connectors:
+        key, problem = _key(connector, keyring, fallback_key)
+        error, rejected = (problem, True) if key is None else _test(client_for(key))
+        outcomes.append(record_check(factory, connector.id, error=error, rejected=rejected, now=now))
+    return outcomes
+
+
+def _key(
+    connector: Connector, keyring: KeyRing | None, fallback: SecretStr | None
+) -> tuple[SecretStr | None, str | None]:
+    try:
+        key = store.get_api_key(connector, keyring) or fallback
+    except (CryptoError, ConfigError, PayloadInvalid) as exc:
+        return None, f"API key unreadable: {exc}"
+    return (key, None) if key is not None else (None, "no API key (connector credentials or RESEND_API_KEY)")
+
+
+def _test(client: ResendClient) -> tuple[str | None, bool]:
+    """(error, whether the key itself was rejected)."""
+    try:
+        client.check_key()
+    except ResendAuthError as exc:
+        return str(exc), True
+    except ResendError as exc:
+        return str(exc), False  # Resend or the network failed, not the key
+    return None, False
+
+
+def record_check(
+    factory: sessionmaker[Session],
+    connector_id: uuid.UUID,
+    *,
+    error: str | None,
+    rejected: bool,
+    now: datetime,
+) -> CheckOutcome:
+    """Store one check's result and move the status it implies."""
+    with transaction(factory) as session:
+        connector = store.get_connector(session, connector_id, for_update=True)
+        connector.last_checked_at = now
+        store.set_last_error(connector, error)
+        if rejected:
+            store.set_status(session, connector, "error", actor=ACTOR, reason=error)
+        elif error is None and connector.status == "error":
+            store.set_status(session, connector, "active", actor=ACTOR, reason="status check passed")
+        if error:
+            logger.warning("connector %s check failed: %s", connector_id, error)
+        return CheckOutcome(connector_id, error is None, error, connector.status)

@@ -1,0 +1,107 @@
+"""The Celery tasks: thin adapters that build nothing themselves and call plain functions.
+
+Send tasks retry by re-publishing the same kwargs (``self.retry``: same task id, so the same
+derived keys), only for waits of a minute or less; :mod:`worker.sending` stores longer waits in
+PostgreSQL. ``max_retries=None`` because the ledger's own attempt counter caps real attempts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import OperationalError
+
+from shared import task_names
+from shared.db import make_sessionmaker
+from shared.settings import get_settings
+from worker import maintenance, sending, status_checks
+from worker.context import SendContext, process_context
+from worker.results import SendOutcome
+
+#: Database unreachable: retry through the broker with backoff (the rows, if any, wait in PostgreSQL).
+_RETRY_ON = (OperationalError,)
+_SEND_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "max_retries": None,
+    "autoretry_for": _RETRY_ON,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
+#: Countdown after a soft time limit: the rows stay open and the same task resumes them.
+SOFT_LIMIT_RETRY_S = 5.0
+
+
+def context() -> SendContext:
+    """This process's send context (built on first use, after fork)."""
+    return process_context(get_settings)
+
+
+@shared_task(name=task_names.SEND_EMAIL, **_SEND_OPTIONS)
+def send_email(self: Task, **kwargs: Any) -> dict[str, Any]:
+    """Send one email (one Resend email per recipient of ``to``)."""
+    return _run(self, sending.send_email, kwargs)
+
+
+@shared_task(name=task_names.SEND_BATCH, **_SEND_OPTIONS)
+def send_batch(self: Task, **kwargs: Any) -> dict[str, Any]:
+    """Send many emails in ``POST /emails/batch`` calls of up to 100."""
+    return _run(self, sending.send_batch, kwargs)
+
+
+def _run(task: Task, send: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        outcome: SendOutcome = send(context(), kwargs, task_ref=task.request.id or "eager")
+    except SoftTimeLimitExceeded:
+        raise task.retry(countdown=SOFT_LIMIT_RETRY_S, max_retries=None) from None
+    if outcome.retry_in is not None:
+        raise task.retry(countdown=outcome.retry_in, max_retries=None)
+    return outcome.as_dict()
+
+
+def _publish(task: Task) -> maintenance.Publish:
+    def publish(name: str, kwargs: dict[str, Any]) -> None:
+        task.app.send_task(name, kwargs=kwargs)
+
+    return publish
+
+
+@shared_task(bind=True, name=task_names.RELEASE_DEFERRED)
+def release_deferred(self: Task) -> int:
+    """Re-enqueue deferred rows whose time has come."""
+    ctx = context()
+    return maintenance.release_deferred(make_sessionmaker(ctx.engine), _publish(self), now=ctx.clock())
+
+
+@shared_task(bind=True, name=task_names.SWEEP)
+def sweep(self: Task) -> int:
+    """Re-enqueue rows stuck in ``queued``."""
+    ctx = context()
+    return maintenance.sweep(make_sessionmaker(ctx.engine), _publish(self), now=ctx.clock())
+
+
+@shared_task(bind=True, name=task_names.RECONCILE)
+def reconcile(self: Task) -> dict[str, int]:
+    """Resolve rows whose outcome has been unknown for too long."""
+    ctx = context()
+    resent, given_up = maintenance.reconcile(make_sessionmaker(ctx.engine), _publish(self), now=ctx.clock())
+    return {"resent": resent, "needs_attention": given_up}
+
+
+@shared_task(name=task_names.CHECK_CONNECTOR_STATUS)
+def check_connector_status() -> list[dict[str, Any]]:
+    """Test every connector's key; record status, last check and last error."""
+    ctx = context()
+    outcomes = status_checks.check_connectors(
+        make_sessionmaker(ctx.engine),
+        ctx.resend_client,
+        keyring=ctx.keyring,
+        fallback_key=ctx.settings.resend_api_key,
+        now=ctx.clock(),
+    )
+    return [
+        {"connector_id": str(o.connector_id), "ok": o.ok, "error": o.error, "status": o.status}
+        for o in outcomes
+    ]
