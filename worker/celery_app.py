@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from shared import task_names
 from shared.settings import Settings, get_settings
@@ -49,7 +49,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_soft_shutdown_timeout": 30.0,
-        "task_queues": [Queue(name) for name in queues],
+        # Each queue gets its own direct exchange and routing key. A bare Queue(name) would be bound
+        # to the default exchange under the default routing key, so every queue would receive
+        # every message: sends would also land in the maintenance queue, and the other way round.
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in queues],
         "task_default_queue": task_names.MAINTENANCE_QUEUE,
         "task_routes": {name: {"queue": queue} for name, queue in task_names.TASK_QUEUES.items()},
         "beat_schedule": BEAT_SCHEDULE,
