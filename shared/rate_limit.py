@@ -46,6 +46,8 @@ DEFAULT_REQUESTS_PER_SECOND = 2.0
 REQUEST_RATE_TTL_MS = DAY_MS
 #: Fail closed quickly when Redis does not answer.
 DEFAULT_SOCKET_TIMEOUT_S = 2.0
+#: The largest limit the script's exact integer arithmetic allows: capacity * period_ms < 2^53.
+MAX_LIMIT = 100_000_000
 #: Characters of the API key's sha256 hex digest used in key names (80 bits: no collisions in practice).
 API_KEY_HASH_CHARS = 20
 
@@ -62,8 +64,10 @@ class ConnectorLimits:
     def __post_init__(self) -> None:
         for name in ("per_hour", "per_day"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise PayloadInvalid(f"ConnectorLimits.{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_LIMIT:
+                raise PayloadInvalid(
+                    f"ConnectorLimits.{name} must be an integer from 1 to {MAX_LIMIT}, got {value!r}"
+                )
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,7 @@ def request_bucket_shape(per_second: float) -> tuple[int, int]:
     The capacity (the burst) is the whole number of requests per second, at least 1: 2.0 → (2, 1000),
     0.5 → (1, 2000), 2.5 → (2, 800).
     """
-    if isinstance(per_second, bool) or not math.isfinite(per_second) or per_second <= 0:
+    if isinstance(per_second, bool) or not math.isfinite(per_second) or not 0 < per_second <= MAX_LIMIT:
         raise PayloadInvalid(f"request rate must be a positive number per second, got {per_second!r}")
     capacity = max(1, math.floor(per_second))
     return capacity, max(1, round(capacity * 1000 / per_second))

@@ -20,6 +20,7 @@ from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, RequestEx
 from shared.rate_limit import (
     DAY_MS,
     HOUR_MS,
+    MAX_LIMIT,
     ConnectorLimits,
     Decision,
     RateLimiter,
@@ -130,6 +131,18 @@ def test_refill_counts_exactly_across_many_small_steps(limiter: RateLimiter, clo
     assert limiter.acquire_emails(CONNECTOR, 1, limits) == denied(0.001, "hour")
     clock.advance(0.001)
     assert limiter.acquire_emails(CONNECTOR, 1, limits) == GRANTED
+
+
+def test_limits_at_the_maximum_stay_exact(limiter: RateLimiter, clock: FakeClock) -> None:
+    # 10^8/day * 86400000 ms is just below 2^53: the largest deficit the script stores exactly.
+    limits = ConnectorLimits(per_hour=MAX_LIMIT, per_day=MAX_LIMIT)
+    assert limiter.acquire_emails(CONNECTOR, MAX_LIMIT, limits) == GRANTED
+    assert limiter.acquire_emails(CONNECTOR, 2, limits) == denied(0.002, "day")  # 1.157 tokens/ms
+
+    clock.advance(0.001)
+
+    assert limiter.get_usage_stats(CONNECTOR, "day", limits).remaining == 1
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).remaining == 27  # 27.7 tokens/ms
 
 
 def test_acquire_emails_takes_from_hour_and_day_together(limiter: RateLimiter) -> None:
@@ -427,8 +440,10 @@ def test_grants_never_exceed_capacity_plus_refill(per_hour: int, steps: list[tup
 # Validation and pure helpers ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("per_hour", "per_day"), [(0, 10), (10, 0), (-1, 10), (True, 10), (1.5, 10)])
-def test_connector_limits_must_be_positive_integers(per_hour: int, per_day: int) -> None:
+@pytest.mark.parametrize(
+    ("per_hour", "per_day"), [(0, 10), (10, 0), (-1, 10), (True, 10), (1.5, 10), (10, 10**8 + 1)]
+)
+def test_connector_limits_must_be_integers_from_1_to_the_exact_maximum(per_hour: int, per_day: int) -> None:
     with pytest.raises(PayloadInvalid, match=r"ConnectorLimits\.per_"):
         ConnectorLimits(per_hour=per_hour, per_day=per_day)
 
