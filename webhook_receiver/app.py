@@ -11,23 +11,24 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, Response, g, jsonify, request
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from werkzeug.exceptions import HTTPException
 
-from shared.db import make_engine
 from shared.errors import ConfigError, PayloadInvalid, WebhookVerificationError
 from shared.settings import Settings, get_settings
 from shared.webhook_signature import decode_secret
-from webhook_receiver.dispatch import CeleryDispatcher, Dispatcher
+from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher, Dispatcher
 from webhook_receiver.metrics import NullMetrics, ReceiverMetrics
 from webhook_receiver.receiver import WebhookReceiver
-from webhook_receiver.storage import StorageUnavailable
+from webhook_receiver.storage import StorageUnavailable, autocommit
 from webhook_receiver.views import EXTENSION, blueprint
 
 log = logging.getLogger(__name__)
 
 #: Seconds Resend is asked to wait after a 503 (Svix retries on its own schedule anyway).
 RETRY_AFTER_S = 30
+#: Connections per worker process: one per gthread thread is enough (one statement per request).
+POOL_SIZE = 8
 
 
 def create_app(
@@ -47,14 +48,22 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.pilot_webhook_max_body_bytes
     app.extensions[EXTENSION] = WebhookReceiver(
         keys=webhook_keys(settings),
-        engine=engine or make_engine(settings),
-        dispatcher=dispatcher or CeleryDispatcher(broker_url=settings.broker_url),
+        engine=autocommit(engine or receiver_engine(settings)),
+        dispatcher=dispatcher or BatchingDispatcher(CeleryPublisher(broker_url=settings.broker_url)),
         clock=clock,
     )
     app.register_blueprint(blueprint)
     _register_error_handlers(app)
     _register_metrics(app, metrics or NullMetrics())
     return app
+
+
+def receiver_engine(settings: Settings) -> Engine:
+    """A pooled engine without pre-ping: a stale connection costs one 503 (Resend retries), while a
+    ping would cost a round trip on every request. The app is built in each gunicorn worker."""
+    return create_engine(
+        settings.database_url, pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_recycle=1800
+    )
 
 
 def webhook_keys(settings: Settings) -> list[bytes]:

@@ -1,20 +1,36 @@
-"""Store a verified webhook before acknowledging it: ``webhook_events``, unique on ``svix_id``."""
+"""Store a verified webhook before acknowledging it: ``webhook_events``, unique on ``svix_id``.
+
+One statement, one round trip: the INSERT runs in autocommit (a single statement is atomic, so a
+BEGIN/COMMIT pair would only add two round trips), and it is built once with bound parameters.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Engine, bindparam, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from shared.errors import PayloadInvalid, PilotError
 from shared.models import WebhookEvent
 
+_INSERT = (
+    insert(WebhookEvent)
+    .values(svix_id=bindparam("svix_id"), type=bindparam("type"), payload=bindparam("payload", type_=JSONB))
+    .on_conflict_do_nothing(index_elements=["svix_id"])
+    .returning(WebhookEvent.id)
+)
+
 
 class StorageUnavailable(PilotError):
     """Raised when the database cannot store the event; the receiver answers 503 so Resend retries."""
+
+
+def autocommit(engine: Engine) -> Engine:
+    """``engine`` in autocommit mode, for single-statement writes."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def store_event(
@@ -23,18 +39,15 @@ def store_event(
     """Insert the event and return its id, or ``None`` if ``svix_id`` was stored before (a replay).
 
     ``ON CONFLICT DO NOTHING`` makes a thousand concurrent copies of one delivery store one row.
-    Raises :class:`StorageUnavailable`, or :class:`PayloadInvalid` for JSON PostgreSQL refuses
+    ``engine`` must be in autocommit (:func:`autocommit`): the row is committed when this returns. Raises
+    :class:`StorageUnavailable`, or :class:`PayloadInvalid` for JSON PostgreSQL refuses
     (``\\u0000`` or a lone surrogate in a string: retrying cannot help, so it is a 400).
     """
-    statement = (
-        insert(WebhookEvent)
-        .values(svix_id=svix_id, type=event_type, payload=payload)
-        .on_conflict_do_nothing(index_elements=["svix_id"])
-        .returning(WebhookEvent.id)
-    )
+    params = {"svix_id": svix_id, "type": event_type, "payload": payload}
     try:
-        with engine.begin() as connection:
-            return connection.execute(statement).scalar_one_or_none()
+        with engine.connect() as connection:
+            event_id: uuid.UUID | None = connection.execute(_INSERT, params).scalar_one_or_none()
+            return event_id
     except DataError:
         raise PayloadInvalid("webhook payload cannot be stored as JSONB") from None
     except SQLAlchemyError as exc:

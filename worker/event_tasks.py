@@ -51,13 +51,37 @@ def _session_factory() -> sessionmaker[Session]:
 
 
 @app.task(name=task_names.PROCESS_WEBHOOK_EVENT, bind=True, max_retries=None, acks_late=True)
-def process_webhook_event(self: Any, event_id: str) -> str:
-    """Apply stored webhook event ``event_id``; retry while its email is not in the ledger yet."""
-    try:
-        outcome = event_processing.process_event(_session_factory(), uuid.UUID(event_id))
-    except (event_processing.NotInLedgerYet, OperationalError) as exc:
-        raise self.retry(exc=exc, countdown=retry_countdown(self.request.retries)) from exc
-    return outcome.kind
+def process_webhook_event(self: Any, event_ids: str | list[str]) -> dict[str, int]:
+    """Apply stored webhook event(s): one id, or a list (the receiver batches its publishes).
+
+    Events whose email is not in the ledger yet, or that met a database outage, are retried alone;
+    any other failure is recorded on the event and left to the sweep. Returns outcome counts.
+    """
+    ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
+    outcomes, retry = process_batch(_session_factory(), ids)
+    if retry:
+        raise self.retry(args=[retry], countdown=retry_countdown(self.request.retries))
+    return outcomes
+
+
+def process_batch(
+    session_factory: sessionmaker[Session], event_ids: list[str]
+) -> tuple[dict[str, int], list[str]]:
+    """Process each event in its own transaction; returns outcome counts and the ids to retry."""
+    outcomes: dict[str, int] = {}
+    retry: list[str] = []
+    for event_id in event_ids:
+        try:
+            kind = event_processing.process_event(session_factory, uuid.UUID(event_id)).kind
+        except (event_processing.NotInLedgerYet, OperationalError):
+            retry.append(event_id)
+            kind = "retry"
+        except Exception:
+            # Recorded on the event by process_event; the sweep tries again later.
+            log.exception("webhook event %s failed", event_id)
+            kind = "error"
+        outcomes[kind] = outcomes.get(kind, 0) + 1
+    return outcomes, retry
 
 
 def process_pending_events(

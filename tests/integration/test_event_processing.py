@@ -16,7 +16,7 @@ from shared.db import transaction
 from shared.models import EmailMessage, EmailMetric, Suppression, Task, WebhookEvent
 from tests.webhook_factories import T0, Ledger, make_ledger, make_message, resend_payload, store_event
 from worker.event_processing import NotInLedgerYet, Outcome, process_event
-from worker.event_tasks import process_pending_events
+from worker.event_tasks import process_batch, process_pending_events
 
 Factory = sessionmaker[Session]
 
@@ -329,3 +329,13 @@ def test_process_pending_events_enqueues_old_unprocessed_events_only(session_fac
     enqueued: list[str] = []
     assert process_pending_events(session_factory, enqueued.append, now=T0 + timedelta(minutes=5)) == 1
     assert enqueued == [str(old)]
+
+
+def test_process_batch_applies_each_event_and_returns_the_ones_to_retry(session_factory: Factory) -> None:
+    sent = ledger(session_factory)
+    with transaction(session_factory) as session:
+        known = str(store_event(session, resend_payload("delivered", sent.resend_email_id)))
+        unknown = str(store_event(session, resend_payload("delivered", "not-yet")))
+    outcomes, retry = process_batch(session_factory, [known, unknown, "not-a-uuid"])
+    assert outcomes == {"applied": 1, "retry": 1, "error": 1}
+    assert retry == [unknown]

@@ -29,7 +29,7 @@ from tests.conftest import REDIS_URL, create_database, drop_database
 from tests.webhook_factories import VECTOR_SECRET, resend_body
 from tests.webhook_requests import NOW, PATH, SECRET_A, SECRET_B, SECRET_OTHER, SignedRequest, signed
 from webhook_receiver import create_app
-from webhook_receiver.dispatch import CeleryDispatcher
+from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher
 
 #: What the receiver is configured with: A with its prefix, B without (both forms must work).
 CONFIGURED = f"{SECRET_A} {SECRET_B.removeprefix('whsec_')}"
@@ -377,35 +377,67 @@ def test_webhook_database_down_is_503_with_retry_after(database_url: str) -> Non
     assert response.headers["Retry-After"] == "30"
 
 
-def test_webhook_broker_down_still_stores_and_answers_200(database_url: str, engine: Engine) -> None:
-    dispatcher = CeleryDispatcher(broker_url=f"redis://127.0.0.1:{closed_port()}/0")
+@pytest.mark.parametrize("batching", [False, True], ids=["direct", "batching"])
+def test_webhook_broker_down_still_stores_and_answers_200(
+    database_url: str, engine: Engine, batching: bool
+) -> None:
+    publisher = CeleryPublisher(broker_url=f"redis://127.0.0.1:{closed_port()}/0")
+    dispatcher = BatchingDispatcher(publisher) if batching else publisher
     app = create_app(settings_for(database_url), engine=engine, dispatcher=dispatcher, clock=lambda: NOW)
     request = signed(BODY)
     response = post(app.test_client(), request)
     assert response.status_code == 200
     assert stored(engine, request.headers["svix-id"]) == 1
+    if isinstance(dispatcher, BatchingDispatcher):
+        dispatcher.flush()  # logs the failure, raises nothing
+
+
+def queued_arguments(real_redis: Any, redis_prefix: str) -> list[Any]:
+    """The task name and first argument of every message on the (prefixed) events queue."""
+    out = []
+    for message in real_redis.lrange(f"{redis_prefix}pilot.events", 0, -1):
+        envelope = json.loads(message)
+        assert envelope["headers"]["task"] == "pilot.process_webhook_event"
+        out.append(json.loads(base64.b64decode(envelope["body"]))[0][0])
+    return out
+
+
+def event_id_of(engine: Engine, svix_id: str) -> str:
+    with engine.connect() as connection:
+        return str(connection.scalar(select(WebhookEvent.id).where(WebhookEvent.svix_id == svix_id)))
 
 
 def test_webhook_enqueues_the_task_by_name_on_the_events_queue(
     database_url: str, engine: Engine, real_redis: Any, redis_prefix: str
 ) -> None:
-    dispatcher = CeleryDispatcher(broker_url=REDIS_URL, transport_options={"global_keyprefix": redis_prefix})
-    app = create_app(settings_for(database_url), engine=engine, dispatcher=dispatcher, clock=lambda: NOW)
+    publisher = CeleryPublisher(broker_url=REDIS_URL, transport_options={"global_keyprefix": redis_prefix})
+    app = create_app(settings_for(database_url), engine=engine, dispatcher=publisher, clock=lambda: NOW)
     request = signed(BODY)
     post(app.test_client(), request)
-    [message] = real_redis.lrange(f"{redis_prefix}pilot.events", 0, -1)
-    envelope = json.loads(message)
-    with engine.connect() as connection:
-        event_id = connection.scalar(
-            select(WebhookEvent.id).where(WebhookEvent.svix_id == request.headers["svix-id"])
-        )
-    assert envelope["headers"]["task"] == "pilot.process_webhook_event"
-    assert json.loads(base64.b64decode(envelope["body"]))[0] == [str(event_id)]
+    assert queued_arguments(real_redis, redis_prefix) == [event_id_of(engine, request.headers["svix-id"])]
+
+
+def test_batching_dispatcher_sends_many_ids_per_task_message(
+    database_url: str, engine: Engine, real_redis: Any, redis_prefix: str
+) -> None:
+    publisher = CeleryPublisher(broker_url=REDIS_URL, transport_options={"global_keyprefix": redis_prefix})
+    dispatcher = BatchingDispatcher(publisher, max_batch=3, linger=60)
+    app = create_app(settings_for(database_url), engine=engine, dispatcher=dispatcher, clock=lambda: NOW)
+    requests = [signed(BODY) for _ in range(5)]
+    for request in requests:
+        post(app.test_client(), request)
+    dispatcher.flush()
+    ids = [event_id_of(engine, request.headers["svix-id"]) for request in requests]
+    batches = queued_arguments(real_redis, redis_prefix)
+    assert sorted(i for batch in batches for i in ([batch] if isinstance(batch, str) else batch)) == sorted(
+        ids
+    )
+    assert all(isinstance(batch, str) or len(batch) <= 3 for batch in batches)
 
 
 def test_healthz_ok_when_database_and_broker_answer(database_url: str, engine: Engine) -> None:
     app = create_app(
-        settings_for(database_url), engine=engine, dispatcher=CeleryDispatcher(broker_url=REDIS_URL)
+        settings_for(database_url), engine=engine, dispatcher=CeleryPublisher(broker_url=REDIS_URL)
     )
     response = app.test_client().get("/healthz")
     assert (response.status_code, response.json) == (200, {"status": "ok", "database": "ok", "broker": "ok"})
@@ -413,7 +445,7 @@ def test_healthz_ok_when_database_and_broker_answer(database_url: str, engine: E
 
 def test_healthz_names_what_is_down(database_url: str) -> None:
     settings = settings_for(f"postgresql://postgres@127.0.0.1:{closed_port()}/nothing")
-    dispatcher = CeleryDispatcher(broker_url=f"redis://127.0.0.1:{closed_port()}/0")
+    dispatcher = CeleryPublisher(broker_url=f"redis://127.0.0.1:{closed_port()}/0")
     response = create_app(settings, dispatcher=dispatcher).test_client().get("/healthz")
     assert response.status_code == 503
     assert response.json == {"status": "unavailable", "database": "unavailable", "broker": "unavailable"}
