@@ -43,7 +43,9 @@ def demo_audience() -> Audience:
     complained = [f"complained+demo{n}@resend.dev" for n in range(COMPLAINED_TEST)]
     # Mixed case on purpose: suppression matching ignores letter case.
     unsubscribed = [f"Former.Reader{n}@Example.com" for n in range(UNSUBSCRIBED)]
-    recipients = [*readers, *delivered, *bounced, *complained, "suppressed@resend.dev", *unsubscribed]
+    # Test addresses first: they fit in the hourly budget, so their bounces and complaints show;
+    # the last readers are the ones the budget defers.
+    recipients = [*delivered, *bounced, *complained, "suppressed@resend.dev", *unsubscribed, *readers]
     return Audience(recipients=recipients, pre_suppressed=[u.lower() for u in unsubscribed])
 
 
