@@ -7,16 +7,17 @@ context inherited through ``fork`` is never used by the child.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from shared.crypto import KeyRing
 from shared.db import make_engine
@@ -42,6 +43,26 @@ class SendContext:
     rand: Callable[[], float] = random.random
     #: Request rates already pushed to Redis, by API-key hash (saves a write per send).
     known_rates: dict[str, float] = field(default_factory=dict)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
+
+    @contextlib.contextmanager
+    def held_connection(self) -> Iterator[Connection]:
+        """This thread's database connection, kept open between sends.
+
+        Keeping it saves the pool's pre-ping and reset round trips on every send. Any error closes
+        it (a later send opens a new one), so a broken connection is never reused.
+        """
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self._local.connection = self.engine.connect()
+        try:
+            yield connection
+        except BaseException:
+            self._local.connection = None
+            with contextlib.suppress(Exception):
+                connection.invalidate()
+                connection.close()
+            raise
 
     def resend_client(self, api_key: SecretStr) -> ResendClient:
         """A client for one API key over the shared HTTP pool."""
@@ -59,8 +80,16 @@ class SendContext:
             keyring=keyring,
         )
 
+    def release(self) -> None:
+        """Give this thread's held database connection back to the pool."""
+        connection: Connection | None = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            connection.close()
+
     def close(self) -> None:
-        """Release pooled connections (database and HTTP)."""
+        """Release every connection (database and HTTP)."""
+        self.release()
         self.engine.dispose()
         self.http.close()
 

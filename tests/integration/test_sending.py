@@ -60,15 +60,16 @@ def engine(template_database: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def ctx(engine: Engine, resend: FakeResend, limiter: RateLimiter) -> SendContext:
+def ctx(engine: Engine, resend: FakeResend, limiter: RateLimiter) -> Iterator[SendContext]:
     settings = load_settings(
         database_url=str(engine.url.render_as_string(hide_password=False)),
         resend_api_key=API_KEY,
         resend_base_url=BASE_URL,
     )
-    return SendContext(
-        settings=settings, engine=engine, limiter=limiter, http=resend.client(), rand=lambda: 0.5
-    )
+    http = resend.client()
+    ctx = SendContext(settings=settings, engine=engine, limiter=limiter, http=http, rand=lambda: 0.5)
+    yield ctx
+    ctx.release()
 
 
 @pytest.fixture

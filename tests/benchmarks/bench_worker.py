@@ -1,0 +1,178 @@
+"""End-to-end emails per second through the real worker and the sandbox (limits set high).
+
+For each pool (prefork and threads, 2 processes/threads... see POOLS), three measurements, each on a
+freshly started worker that finds all its tasks already queued (so neither start-up nor publishing
+is timed; the rate comes from execution times recorded inside the worker):
+
+* no-op tasks (``tests/benchmarks/noop_tasks.py``): the ceiling of one task per email;
+* ``pilot.send_email``, one task per email;
+* ``pilot.send_batch``, 100 emails per task.
+
+Prints medians of ``RUNS`` runs, the ratios the issue targets (send_email >= 0.6x no-op, send_batch
+>= 10x send_email) and the worker's memory (RSS of the main process plus its children, after the
+run). The machine is shared: figures are noisy.
+
+    .venv/bin/python tests/benchmarks/bench_worker.py
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import redis
+from sqlalchemy import func, select
+
+from shared import migrations, task_names
+from shared.db import make_engine, make_sessionmaker
+from shared.models import EmailMessage
+from shared.settings import load_settings
+from tests.benchmarks.noop_tasks import NOOP_TASK
+from tests.conftest import create_database, drop_database
+from tests.sandbox_process import running_sandbox
+from tests.send_helpers import add_connector, batch_payload, send_payload
+from tests.worker_process import children_of, isolated_redis_db, running_worker, worker_env
+from worker.celery_app import make_celery
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+NOOP_TASKS = 2000
+SEND_EMAILS = 1000
+BATCH_TASKS = 40  # x 100 emails
+#: (pool, concurrency): prefork children are processes; threads share the main process.
+POOLS = (("prefork", 2), ("threads", 4))
+TIMEOUT_S = 300.0
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its children, in MB."""
+    total = 0
+    for process in [pid, *children_of(pid)]:
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def wait_for(done: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Bench:
+    """Database, sandbox and a Redis database, shared by every measurement."""
+
+    def __init__(self, database_url: str, sandbox_url: str, db: int) -> None:
+        self.env = worker_env(
+            database_url=database_url, redis_db=db, resend_base_url=sandbox_url, requests_per_second=1e6
+        )
+        self.settings = load_settings(database_url=database_url, redis_url=self.env["REDIS_URL"])
+        self.factory = make_sessionmaker(make_engine(self.settings))
+        self.app = make_celery(self.settings)
+        self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
+
+    def measure(self, pool: str, concurrency: int, kind: str) -> tuple[float, float]:
+        """(emails per second, worker RSS in MB) for one measurement on a fresh worker."""
+        publish, rate = getattr(self, f"_{kind}")()
+        publish()
+        with running_worker(
+            self.env, pool=pool, concurrency=concurrency, include=["tests.benchmarks.noop_tasks"]
+        ) as worker:
+            value = rate()
+            return value, rss_mb(worker.pid)
+
+    def _noop(self) -> tuple[Callable[[], None], Callable[[], float]]:
+        run = uuid.uuid4().hex[:8]
+
+        def publish() -> None:
+            for _ in range(NOOP_TASKS):
+                self.app.send_task(NOOP_TASK, kwargs={"run": run}, queue=task_names.SENDS_QUEUE)
+
+        def rate() -> float:
+            wait_for(lambda: int(self.redis.get(f"bench:{run}:count") or 0) >= NOOP_TASKS, "no-op tasks")
+            first, last = (float(self.redis.get(f"bench:{run}:{k}") or 0) for k in ("first", "last"))
+            return NOOP_TASKS / (last - first)
+
+        return publish, rate
+
+    def _send_email(self) -> tuple[Callable[[], None], Callable[[], float]]:
+        _, connector_id = add_connector(self.factory, per_hour=10_000_000, per_day=100_000_000)
+
+        def publish() -> None:
+            for i in range(SEND_EMAILS):
+                self.app.send_task(
+                    task_names.SEND_EMAIL, kwargs=send_payload(connector_id, f"u{i}@example.test")
+                )
+
+        return publish, lambda: self._sent_rate(connector_id, SEND_EMAILS)
+
+    def _send_batch(self) -> tuple[Callable[[], None], Callable[[], float]]:
+        _, connector_id = add_connector(self.factory, per_hour=10_000_000, per_day=100_000_000)
+
+        def publish() -> None:
+            for b in range(BATCH_TASKS):
+                to = [f"b{b}-{i}@example.test" for i in range(100)]
+                self.app.send_task(task_names.SEND_BATCH, kwargs=batch_payload(connector_id, to))
+
+        return publish, lambda: self._sent_rate(connector_id, BATCH_TASKS * 100)
+
+    def _sent_rate(self, connector_id: uuid.UUID, expected: int) -> float:
+        query = select(func.count(), func.min(EmailMessage.created_at), func.max(EmailMessage.sent_at)).where(
+            EmailMessage.connector_id == connector_id, EmailMessage.status == "sent"
+        )
+
+        def done() -> bool:
+            with self.factory() as session:
+                return session.execute(query).one()[0] >= expected
+
+        wait_for(done, "sends")
+        with self.factory() as session:
+            count, first, last = session.execute(query).one()
+        return float(count) / (last - first).total_seconds()
+
+
+def report(pool: str, concurrency: int, figures: dict[str, list[float]], memory: list[float]) -> None:
+    """One line of medians and ratios, one line of every run."""
+    m = {kind: statistics.median(values) for kind, values in figures.items()}
+    print(
+        f"{pool:8s} c={concurrency}: no-op {m['noop']:7.0f} tasks/s | "
+        f"send_email {m['send_email']:6.0f} emails/s ({m['send_email'] / m['noop']:.2f}x no-op) | "
+        f"send_batch {m['send_batch']:7.0f} emails/s ({m['send_batch'] / m['send_email']:.1f}x send_email)"
+        f" | worker RSS {statistics.median(memory):.0f} MB (max {max(memory):.0f})"
+    )
+    runs = "; ".join(f"{kind} {[round(v) for v in values]}" for kind, values in figures.items())
+    print(f"{'':10s} runs: {runs}")
+
+
+def main() -> None:
+    name = f"pilot_bench_{uuid.uuid4().hex[:8]}"
+    url = create_database(name)
+    try:
+        migrations.upgrade(url)
+        with running_sandbox(rate_limit_per_second=0) as sandbox, isolated_redis_db() as db:
+            bench = Bench(url, sandbox.url, db)
+            print(f"machine shared with other work; medians of {RUNS} runs")
+            for pool, concurrency in POOLS:
+                figures: dict[str, list[float]] = {"noop": [], "send_email": [], "send_batch": []}
+                memory: list[float] = []
+                for _ in range(RUNS):
+                    for kind in figures:
+                        value, rss = bench.measure(pool, concurrency, kind)
+                        figures[kind].append(value)
+                        memory.append(rss)
+                        sandbox.reset()
+                report(pool, concurrency, figures, memory)
+    finally:
+        drop_database(name)
+
+
+if __name__ == "__main__":
+    main()
