@@ -16,7 +16,15 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600
 #: Keys with this prefix are "sending access" keys: only the send endpoints accept them.
 SENDING_ONLY_PREFIX = "re_sendonly_"
 
-_SHARES = ("open_rate", "click_rate", "soft_bounce_rate", "fail_rate", "error_rate", "drop_rate")
+_SHARES = (
+    "open_rate",
+    "click_rate",
+    "soft_bounce_rate",
+    "fail_rate",
+    "error_rate",
+    "drop_rate",
+    "stall_rate",
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,10 @@ class SandboxConfig:
     error_rate: float = 0.0
     #: Share of sends accepted (emails recorded, webhooks scheduled) whose connection is then dropped.
     drop_rate: float = 0.0
+    #: Share of sends that hang for ``stall_seconds`` before they are accepted (a slow server: the
+    #: idempotency key is in flight meanwhile, so a client that gave up and retries gets a 409).
+    stall_rate: float = 0.0
+    stall_seconds: float = 30.0
 
     seed: int | None = None
 
@@ -68,7 +80,13 @@ class SandboxConfig:
                 raise ValueError(f"{name} must be between 0 and 1")
         if not 0.0 <= self.duplicate_webhooks <= 1.0:
             raise ValueError("duplicate_webhooks must be between 0 and 1")
-        for name in ("rate_limit_per_second", "latency", "webhook_time_scale", "webhook_event_spacing"):
+        for name in (
+            "rate_limit_per_second",
+            "latency",
+            "stall_seconds",
+            "webhook_time_scale",
+            "webhook_event_spacing",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.daily_quota < 0:

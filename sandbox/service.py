@@ -138,7 +138,7 @@ class Sandbox:
     ) -> SendResult:
         config = self._config
         if idempotency_key is None:
-            _pause(config.latency)
+            self._delay(config)
             return SendResult(200, accept(), drop=self.rng.random() < config.drop_rate)
         scope = (key, endpoint, idempotency_key)
         claim = self.idempotency.claim(scope, _fingerprint(payload))
@@ -159,13 +159,20 @@ class Sandbox:
             return SendResult(*claim)
         try:
             # Latency sits inside the claimed section so concurrent retries see the key in flight.
-            _pause(config.latency)
+            self._delay(config)
             body = accept()
         except BaseException:
             self.idempotency.release(scope)
             raise
         self.idempotency.complete(scope, 200, body)
         return SendResult(200, body, drop=self.rng.random() < config.drop_rate)
+
+    def _delay(self, config: SandboxConfig) -> None:
+        """The configured latency, and now and then a stall (``stall_rate``, ``stall_seconds``)."""
+        _pause(config.latency)
+        if config.stall_rate and self.rng.random() < config.stall_rate:
+            self.stats.add("stalled")
+            _pause(config.stall_seconds)
 
     def _accept_one(self, key: str, email: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
         return {"id": self._accept([email], key, idempotency_key)[0].id}
