@@ -18,6 +18,7 @@ from shared.errors import ConfigError, PayloadInvalid, WebhookVerificationError
 from shared.settings import Settings, get_settings
 from shared.webhook_signature import decode_secret
 from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher, Dispatcher
+from webhook_receiver.group_writer import GroupWriter
 from webhook_receiver.metrics import NullMetrics, ReceiverMetrics
 from webhook_receiver.receiver import WebhookReceiver
 from webhook_receiver.storage import StorageUnavailable, autocommit
@@ -46,9 +47,11 @@ def create_app(
     settings = settings or get_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.pilot_webhook_max_body_bytes
+    engine = autocommit(engine or receiver_engine(settings))
     app.extensions[EXTENSION] = WebhookReceiver(
         keys=webhook_keys(settings),
-        engine=autocommit(engine or receiver_engine(settings)),
+        engine=engine,
+        writer=GroupWriter(engine),
         dispatcher=dispatcher or BatchingDispatcher(CeleryPublisher(broker_url=settings.broker_url)),
         clock=clock,
     )

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 BROKER_TIMEOUT_S = 2.0
 #: Event ids per task message, and how long the first id of a batch waits for company.
 MAX_BATCH = 100
-LINGER_S = 0.01
+LINGER_S = 0.05
 
 
 class Dispatcher(Protocol):
@@ -100,7 +100,9 @@ class BatchingDispatcher:
         with self._cond:
             self._start_in_this_process()
             self._pending.append(event_id)
-            self._cond.notify()
+            # Wake the publisher only when it has something new to decide: a first id, or a full batch.
+            if len(self._pending) in (1, self._max_batch):
+                self._cond.notify()
 
     def ping(self) -> bool:
         """Whether the broker answers."""

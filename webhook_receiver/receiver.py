@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from shared.errors import PayloadInvalid, WebhookVerificationError
 from shared.webhook_signature import verify
 from webhook_receiver.dispatch import Dispatcher
-from webhook_receiver.storage import store_event
+from webhook_receiver.group_writer import GroupWriter
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,11 @@ class Receipt:
 
 @dataclass(frozen=True)
 class WebhookReceiver:
-    """Holds the decoded secrets, the engine, the dispatcher and the clock; one per app."""
+    """Holds the decoded secrets, the engine and its group writer, the dispatcher and the clock."""
 
     keys: Sequence[bytes]
     engine: Engine
+    writer: GroupWriter
     dispatcher: Dispatcher
     clock: Callable[[], float] = time.time
     tolerance: int = 300
@@ -58,7 +59,7 @@ class WebhookReceiver:
         payload = parse_payload(body)
         raw_type = payload.get("type")
         event_type = raw_type if isinstance(raw_type, str) else ""
-        event_id = store_event(self.engine, svix_id=svix_id, event_type=event_type, payload=payload)
+        event_id = self.writer.store(svix_id=svix_id, event_type=event_type, payload=payload)
         enqueued = event_id is not None and self._enqueue(event_id, svix_id)
         return Receipt(svix_id, event_id, event_type, enqueued)
 

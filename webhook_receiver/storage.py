@@ -24,6 +24,13 @@ _INSERT = (
 )
 
 
+_INSERT_MANY = (
+    insert(WebhookEvent)
+    .on_conflict_do_nothing(index_elements=["svix_id"])
+    .returning(WebhookEvent.svix_id, WebhookEvent.id)
+)
+
+
 class StorageUnavailable(PilotError):
     """Raised when the database cannot store the event; the receiver answers 503 so Resend retries."""
 
@@ -48,6 +55,23 @@ def store_event(
         with engine.connect() as connection:
             event_id: uuid.UUID | None = connection.execute(_INSERT, params).scalar_one_or_none()
             return event_id
+    except DataError:
+        raise PayloadInvalid("webhook payload cannot be stored as JSONB") from None
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+def store_events(engine: Engine, rows: list[tuple[str, str, dict[str, Any]]]) -> dict[str, uuid.UUID]:
+    """Insert ``(svix_id, type, payload)`` rows in one statement; returns the ids of the new ones.
+
+    Copies of one ``svix_id`` in ``rows`` are inserted once. Raises like :func:`store_event`.
+    """
+    unique = {svix_id: (event_type, payload) for svix_id, event_type, payload in reversed(rows)}
+    params = [{"svix_id": k, "type": t, "payload": p} for k, (t, p) in unique.items()]
+    try:
+        with engine.connect() as connection:
+            # SQLAlchemy's "insertmanyvalues" turns this into one multi-row INSERT … RETURNING.
+            return {svix_id: event_id for svix_id, event_id in connection.execute(_INSERT_MANY, params)}
     except DataError:
         raise PayloadInvalid("webhook payload cannot be stored as JSONB") from None
     except SQLAlchemyError as exc:

@@ -7,6 +7,10 @@ JSON; 405 wrong method; 503 database down (Resend retries). Never 410: it disabl
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import cast
+
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
@@ -30,8 +34,10 @@ def resend_webhook() -> tuple[Response, int]:
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("webhook body must be application/json")
     body = read_body(request.stream, current_app.config["MAX_CONTENT_LENGTH"])
-    receipt = _receiver().receive(body, dict(request.headers))
-    return jsonify(status=receipt.outcome, svix_id=receipt.svix_id), 200
+    receipt = _receiver().receive(body, cast("Mapping[str, str]", request.headers))
+    # Built by hand: jsonify (app JSON provider, sorting, pretty-print checks) costs more than this.
+    answer = f'{{"status":"{receipt.outcome}","svix_id":{json.dumps(receipt.svix_id)}}}'
+    return Response(answer, status=200, mimetype="application/json"), 200
 
 
 @blueprint.get("/healthz")
