@@ -7,8 +7,9 @@
             os.kill(worker.child_pids()[0], signal.SIGKILL)
 
 The worker runs in its own process group and is stopped by its pid (SIGTERM to the group, SIGKILL
-if it lingers). Each run gets a Redis database of its own (1-15, taken with a lock key in db 0 and
-flushed before and after), so the broker queues of concurrent runs never mix.
+if it lingers). Each run gets a Redis database of its own (1-13, taken with a lock key in db 0 and
+flushed before and after; the lock names are those of conftest's ``isolated_redis_url``), so the
+broker queues of concurrent runs never mix.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 REDIS_HOST_URL = os.environ.get("PILOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
 #: How long one run may keep a Redis database; a crashed run's lock expires after this.
 DB_LOCK_SECONDS = 1800
+#: The same lock names and databases as conftest's ``isolated_redis_url`` (db 15 is the demo's).
+DB_LOCK_PREFIX = "pilot-test-redis-db-lock:"
+TEST_REDIS_DATABASES = range(1, 14)
 ALL_QUEUES = (task_names.SENDS_QUEUE, task_names.MAINTENANCE_QUEUE)
 
 
@@ -72,24 +76,24 @@ def children_of(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def isolated_redis_db() -> Iterator[int]:
-    """A Redis database number (1-15) nobody else uses during the block; flushed before and after."""
+    """A Redis database number (1-13) nobody else uses during the block; flushed before and after."""
     admin = redis.Redis.from_url(f"{REDIS_HOST_URL}/0")
     token = uuid.uuid4().hex
     deadline = time.monotonic() + 60
     while True:
-        for db in range(1, 16):
-            if admin.set(f"pilot-test:redis-db-lock:{db}", token, nx=True, ex=DB_LOCK_SECONDS):
+        for db in TEST_REDIS_DATABASES:
+            if admin.set(f"{DB_LOCK_PREFIX}{db}", token, nx=True, ex=DB_LOCK_SECONDS):
                 try:
                     _flush(db)
                     yield db
                 finally:
                     _flush(db)
-                    if admin.get(f"pilot-test:redis-db-lock:{db}") == token.encode():
-                        admin.delete(f"pilot-test:redis-db-lock:{db}")
+                    if admin.get(f"{DB_LOCK_PREFIX}{db}") == token.encode():
+                        admin.delete(f"{DB_LOCK_PREFIX}{db}")
                     admin.close()
                 return
         if time.monotonic() > deadline:
-            raise RuntimeError("no free Redis database (1-15) for the worker test")
+            raise RuntimeError("no free Redis database (1-13) for the worker test")
         time.sleep(0.5)
 
 
