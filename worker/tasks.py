@@ -76,10 +76,19 @@ def release_deferred(self: Task) -> int:
 
 
 @shared_task(bind=True, name=task_names.SWEEP)
-def sweep(self: Task) -> int:
-    """Re-enqueue rows stuck in ``queued``."""
+def sweep(self: Task) -> dict[str, int]:
+    """Re-enqueue sends stuck in ``queued`` and webhook events stored but never processed."""
+    from worker.event_tasks import process_pending_events  # the webhook side's half of the sweep
+
     ctx = context()
-    return maintenance.sweep(make_sessionmaker(ctx.engine), _publish(self), now=ctx.clock())
+    factory = make_sessionmaker(ctx.engine)
+    sends = maintenance.sweep(factory, _publish(self), now=ctx.clock())
+
+    def enqueue_event(event_id: str) -> None:
+        self.app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)])
+
+    events = process_pending_events(factory, enqueue_event, now=ctx.clock())
+    return {"sends": sends, "webhook_events": events}
 
 
 @shared_task(bind=True, name=task_names.RECONCILE)
