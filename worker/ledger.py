@@ -66,9 +66,15 @@ def insert_messages(
     session.execute(statement)
 
 
-def load_messages(session: Session, ids: Sequence[uuid.UUID]) -> list[EmailMessage]:
-    """The rows with ``ids``, in the order of ``ids`` (missing ids are left out)."""
-    found = {row.id: row for row in session.scalars(select(EmailMessage).where(EmailMessage.id.in_(ids)))}
+def load_messages(session: Session, ids: Sequence[uuid.UUID], *, refresh: bool = False) -> list[EmailMessage]:
+    """The rows with ``ids``, in the order of ``ids`` (missing ids are left out).
+
+    ``refresh`` overwrites rows the session already holds with what the database says now.
+    """
+    query = select(EmailMessage).where(EmailMessage.id.in_(ids))
+    if refresh:
+        query = query.execution_options(populate_existing=True)
+    found = {row.id: row for row in session.scalars(query)}
     return [found[message_id] for message_id in ids if message_id in found]
 
 

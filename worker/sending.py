@@ -196,8 +196,7 @@ class _Sender:
 
     def run(self, ids: Sequence[uuid.UUID]) -> SendOutcome:
         locked = ledger.try_lock(self.session, ids)
-        self.session.expire_all()  # read the rows after taking the locks, not before
-        rows = ledger.load_messages(self.session, ids)
+        rows = ledger.load_messages(self.session, ids, refresh=True)  # read after taking the locks
         moment = self.ctx.clock()
         due = {row.id for row in rows if row.id in locked and ledger.is_due(row, moment)}
         if due:
