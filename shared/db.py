@@ -17,13 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.settings import Settings
 
 
-def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
-    """A pooled engine for ``settings.database_url`` that survives ``fork``."""
+def make_engine(settings: Settings, *, pool_size: int = 5, max_overflow: int | None = None) -> Engine:
+    """A pooled engine for ``settings.database_url`` that survives ``fork``.
+
+    ``max_overflow`` defaults to ``pool_size``; ``-1`` never makes a caller wait for a connection.
+    """
     engine = create_engine(
         settings.database_url,
         pool_pre_ping=True,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=1800,
     )
     _dispose_in_forked_children(engine)

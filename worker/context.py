@@ -74,7 +74,10 @@ class SendContext:
         keyring = KeyRing.from_settings(settings) if settings.pilot_encryption_keys else None
         return cls(
             settings=settings,
-            engine=make_engine(settings),
+            # Each thread keeps one connection between sends (held_connection): a bounded overflow
+            # made the 11th thread of a threads pool wait 30 s, then fail its task (and, for a
+            # task whose rows were not written yet, lose the send). The pool size is the thread count.
+            engine=make_engine(settings, max_overflow=-1),
             limiter=RateLimiter.from_settings(settings),
             http=make_http_client(settings),
             keyring=keyring,

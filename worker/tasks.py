@@ -12,6 +12,7 @@ from typing import Any
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared import task_names
 from shared.db import make_sessionmaker
@@ -20,8 +21,9 @@ from worker import maintenance, sending, status_checks
 from worker.context import SendContext, process_context
 from worker.results import SendOutcome
 
-#: Database unreachable: retry through the broker with backoff (the rows, if any, wait in PostgreSQL).
-_RETRY_ON = (OperationalError,)
+#: Database unreachable or no connection free: retry through the broker with backoff (the rows, if
+#: any, wait in PostgreSQL). Any other exception acks the task: a send not yet in the ledger is lost.
+_RETRY_ON = (OperationalError, PoolTimeout)
 _SEND_OPTIONS: dict[str, Any] = {
     "bind": True,
     "max_retries": None,
