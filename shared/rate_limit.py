@@ -11,6 +11,13 @@ A bucket stores its *deficit* (tokens taken and not yet refilled), so a raised l
 tokens at once and a lowered one leaves ``limit - used`` (never less than nothing: the bucket is
 clamped to empty).
 
+Redis may lose the buckets (a restart without persistence). A missing bucket would then grant a full
+budget again, so a limiter given a ``usage_source`` (the worker passes one reading the PostgreSQL
+ledger) treats a missing connector bucket as *unknown*: the script says so without granting, the
+limiter rebuilds both buckets from the usage of the last hour and day (``SET NX``: a bucket another
+worker rebuilt first is kept) and asks again. The hot path stays one EVALSHA; the rebuild costs one
+query and two round trips, once per connector after a loss (or after a day without sends).
+
 Example::
 
     limiter = RateLimiter.from_settings(settings)
@@ -52,6 +59,11 @@ MAX_LIMIT = 100_000_000
 API_KEY_HASH_CHARS = 20
 
 Period = Literal["hour", "day"]
+#: Emails a connector sent (or is sending) within the last hour and the last day, from durable records.
+UsageSource = Callable[[str], tuple[int, int]]
+#: With a usage source, connector buckets are kept this long even when full (a day bucket refills
+#: within a day), so only a loss or a day of idleness makes a rebuild necessary.
+REBUILT_BUCKET_KEEP_MS = DAY_MS + HOUR_MS
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,8 @@ class RateLimiter:
     """Token buckets for connectors and Resend API keys, shared by every process using ``redis``.
 
     ``clock_ms`` is for tests only: it replaces Redis ``TIME`` with an injected clock (ms).
+    ``usage_source(connector_id)`` → ``(emails in the last hour, in the last day)`` rebuilds connector
+    buckets Redis lost (see the module doc); without it a missing bucket is a full one.
     """
 
     def __init__(
@@ -112,15 +126,18 @@ class RateLimiter:
         key_prefix: str = "pilot:",
         requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND,
         clock_ms: Callable[[], int] | None = None,
+        usage_source: UsageSource | None = None,
     ) -> None:
         self._redis = redis
         self._prefix = key_prefix
         self._default_request_rate = request_bucket_shape(requests_per_second)
         self._clock_ms = clock_ms
+        self._usage_source = usage_source
+        self._connector_keep = "" if usage_source is None else str(REBUILT_BUCKET_KEEP_MS)
         self._script = redis.register_script(_script_source())
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimiter:
+    def from_settings(cls, settings: Settings, *, usage_source: UsageSource | None = None) -> RateLimiter:
         """A limiter with its own client for ``REDIS_URL`` (no connection is opened until first use)."""
         client = redis.Redis.from_url(
             settings.redis_url,
@@ -131,6 +148,7 @@ class RateLimiter:
             client,
             key_prefix=settings.pilot_redis_prefix,
             requests_per_second=settings.resend_requests_per_second,
+            usage_source=usage_source,
         )
 
     # Connector email budget -------------------------------------------------------------------
@@ -140,28 +158,25 @@ class RateLimiter:
 
         Raises :class:`RequestExceedsCapacity` if ``n`` exceeds either limit (it could never succeed).
         """
-        hour, day = self._connector_keys(connector_id)
         shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
-        return self._run("take", n, (hour, day), shape, _CONNECTOR_BUCKETS)[0]
+        return self._connector_run("take", n, connector_id, _CONNECTOR_BUCKETS, shape, limits)[0]
 
     def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
         """Whether ``acquire_emails`` would grant ``n`` now; debits nothing (and raises as it does)."""
-        hour, day = self._connector_keys(connector_id)
         shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
-        return self._run("peek", n, (hour, day), shape, _CONNECTOR_BUCKETS)[0].granted
+        return self._connector_run("peek", n, connector_id, _CONNECTOR_BUCKETS, shape, limits)[0].granted
 
     def get_usage_stats(
         self, connector_id: str | UUID, period: Period, limits: ConnectorLimits
     ) -> UsageStats:
         """Usage of the connector's ``"hour"`` or ``"day"`` bucket; debits nothing."""
-        hour, day = self._connector_keys(connector_id)
         if period == "hour":
-            key, capacity, period_ms = hour, limits.per_hour, HOUR_MS
+            capacity, period_ms = limits.per_hour, HOUR_MS
         elif period == "day":
-            key, capacity, period_ms = day, limits.per_day, DAY_MS
+            capacity, period_ms = limits.per_day, DAY_MS
         else:
             raise PayloadInvalid(f"period must be 'hour' or 'day', got {period!r}")
-        deficit = self._run("peek", 1, (key,), (capacity, period_ms), (period,))[1][0]
+        deficit = self._connector_run("peek", 1, connector_id, (period,), (capacity, period_ms), limits)[1][0]
         return usage_from_deficit(deficit, capacity, period_ms)
 
     # Resend API key request rate --------------------------------------------------------------
@@ -201,6 +216,46 @@ class RateLimiter:
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
 
+    # Rebuilding lost buckets ----------------------------------------------------------------------
+
+    def _connector_run(
+        self,
+        mode: str,
+        n: int,
+        connector_id: str | UUID,
+        names: tuple[str, ...],
+        shape: tuple[int, ...],
+        limits: ConnectorLimits,
+    ) -> tuple[Decision, list[int]]:
+        """Run the script over the connector buckets ``names``; rebuild them first if Redis lost them."""
+        keys = self._connector_keys(connector_id)
+        chosen = tuple(keys[_CONNECTOR_BUCKETS.index(name)] for name in names)
+        try:
+            return self._run(mode, n, chosen, shape, names, keep=self._connector_keep)
+        except _StateUnknown:
+            self._rebuild(str(connector_id), keys, limits)
+        try:
+            return self._run(mode, n, chosen, shape, names, keep=self._connector_keep)
+        except _StateUnknown:  # lost again meanwhile: fail closed, the caller waits and tries later
+            raise RateLimitBackendUnavailable("rate-limit buckets lost again while being rebuilt") from None
+
+    def _rebuild(self, connector_id: str, keys: tuple[str, str], limits: ConnectorLimits) -> None:
+        """Write the connector's buckets from its recorded usage, unless another worker did first."""
+        assert self._usage_source is not None  # only asked for when there is one
+        used = self._usage_source(connector_id)
+        try:
+            now = self._clock_ms() if self._clock_ms is not None else _redis_time_ms(self._redis)
+            pipe = self._redis.pipeline(transaction=True)
+            for key, spent, capacity, period_ms in zip(
+                keys, used, (limits.per_hour, limits.per_day), (HOUR_MS, DAY_MS), strict=True
+            ):
+                pipe.set(
+                    key, rebuilt_state(spent, capacity, period_ms, now), px=REBUILT_BUCKET_KEEP_MS, nx=True
+                )
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
     # Internals ------------------------------------------------------------------------------------
 
     def _run(
@@ -210,11 +265,14 @@ class RateLimiter:
         keys: tuple[str, ...],
         shape: tuple[int, ...],
         names: tuple[str, ...],
+        *,
+        keep: str = "",
     ) -> tuple[Decision, list[int]]:
         """Run the script over the buckets named ``names`` (their keys first, then any extra keys).
 
         Returns the decision and each bucket's deficit after it. This is the hot path: one EVALSHA,
-        and no more Python than needed around it.
+        and no more Python than needed around it. ``keep`` is the script's ARGV[4]; with it a missing
+        bucket raises :class:`_StateUnknown`.
         """
         if type(n) is not int or n < 1:
             raise PayloadInvalid(f"token count n must be a positive integer, got {n!r}")
@@ -224,15 +282,17 @@ class RateLimiter:
             try:
                 # redis-py types replies as "Awaitable | value" for its sync and async clients alike.
                 reply = self._redis.evalsha(  # type: ignore[assignment]
-                    self._script.sha, len(keys), *keys, mode, n, now, *shape
+                    self._script.sha, len(keys), *keys, mode, n, now, keep, *shape
                 )
             except NoScriptError:  # first use on this server, or after SCRIPT FLUSH / a restart
-                reply = self._script(keys=keys, args=(mode, n, now, *shape))
+                reply = self._script(keys=keys, args=(mode, n, now, keep, *shape))
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
         status = reply[0]
         if status == 1:
             return GRANTED, reply[3:]
+        if status == -2:
+            raise _StateUnknown()
         if status == -1:
             raise RequestExceedsCapacity(
                 f"{n} tokens requested but the {names[reply[2] - 1]} bucket holds at most {reply[1]}"
@@ -254,6 +314,25 @@ class RateLimiter:
 
     def _cooldown_key(self, digest: str) -> str:
         return f"{self._prefix}cooldown:{digest}"
+
+
+class _StateUnknown(Exception):
+    """The script found a connector bucket missing while a usage source can rebuild it."""
+
+
+def rebuilt_state(used: int, capacity: int, period_ms: int, now_ms: int) -> str:
+    """A bucket state (the script's ``"d t p"``) with ``used`` tokens spent at ``now_ms``.
+
+    The usage is counted as spent just now, so it refills over the next period: never more lenient
+    than the bucket Redis lost (whose tokens were spent earlier and had partly refilled).
+    """
+    deficit = min(max(used, 0), capacity) * period_ms
+    return f"{deficit} {now_ms} {period_ms}"
+
+
+def _redis_time_ms(client: redis.Redis) -> int:
+    seconds, micros = client.time()  # type: ignore[misc]
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def api_key_hash(api_key: str) -> str:

@@ -2,12 +2,13 @@
 --
 -- Loaded once by shared/rate_limit.py with register_script; one EVALSHA per check.
 --
--- KEYS[1..k]  bucket states, one string per bucket (k = (#ARGV - 3) / 2): "d t p" with
+-- KEYS[1..k]  bucket states, one string per bucket (k = (#ARGV - 4) / 2): "d t p" with
 --               d  deficit: tokens missing from a full bucket, in token*ms units of the bucket's
 --                  period (one token missing from an hour bucket is d = 3600000)
 --               t  Redis time in ms when d was computed
 --               p  the period d is scaled by (d is rescaled if the bucket's period changes)
---             A missing key is a full bucket; each key expires when its bucket would be full again.
+--             A missing key is a full bucket and each key expires when its bucket would be full
+--             again, unless ARGV[4] says otherwise (see there).
 --             Strings rather than hashes: one MGET reads every bucket and one SET ... PX writes and
 --             expires one: TIME, MGET and two SETs per hour+day take, instead of 7 calls with hashes.
 -- KEYS[k+1]   optional cooldown key: while it exists nothing is granted; the wait is its PTTL.
@@ -17,7 +18,11 @@
 -- ARGV[1]     "take" (debit every bucket or none) or "peek" (compute only, write nothing)
 -- ARGV[2]     n, the number of tokens (integer >= 1)
 -- ARGV[3]     now in ms, or "" to use Redis TIME (the override exists for tests only)
--- ARGV[4+2i], ARGV[5+2i]   capacity (integer tokens) and period_ms of bucket i+1: the bucket refills
+-- ARGV[4]     "" (a missing key is a full bucket), or keep_ms: a missing key is UNKNOWN (Redis lost
+--             its data, or the bucket was never written) and the script answers status -2 without
+--             writing anything; the caller rebuilds the state from its own records and asks again.
+--             Keys are then kept at least keep_ms, so an idle bucket is not rebuilt at every use.
+-- ARGV[5+2i], ARGV[6+2i]   capacity (integer tokens) and period_ms of bucket i+1: the bucket refills
 --             capacity tokens per period, continuously.
 --
 -- Returns {status, a, b, d_1, ..., d_k}:
@@ -25,6 +30,7 @@
 --   status 0  denied, nothing debited; a = wait in ms until n tokens are in every bucket and the
 --             cooldown is over, b = index of the bucket that blocked longest (k+1: the cooldown)
 --   status -1 n exceeds bucket b's capacity a: it can never be granted
+--   status -2 bucket b's state is missing and ARGV[4] asked to be told (nothing written)
 --   d_i       each bucket's deficit after refill (and after the debit when granted by "take")
 --
 -- Arithmetic is exact: every quantity is an integer below 2^53 (deficits are at most
@@ -32,7 +38,8 @@
 -- grant more tokens than a bucket holds.
 
 local floor, tonumber, match = math.floor, tonumber, string.match
-local mode, n, k = ARGV[1], tonumber(ARGV[2]), (#ARGV - 3) / 2
+local mode, n, k = ARGV[1], tonumber(ARGV[2]), (#ARGV - 4) / 2
+local keep = tonumber(ARGV[4])
 
 local now
 if ARGV[3] == '' then
@@ -57,13 +64,16 @@ for i = 1, k do
     if i == 1 and override then
         c, p = tonumber(override[1]), tonumber(override[2])
     else
-        c, p = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+        c, p = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
     end
     if n > c then
         return {-1, c, i}
     end
     local d, t = 0, now
     local state = states[i]
+    if keep and not state then
+        return {-2, 0, i}
+    end
     if state then
         local sd, st, sp = match(state, '^(%d+) (%d+) (%d+)$')
         d, t, sp = tonumber(sd), tonumber(st), tonumber(sp)
@@ -117,7 +127,9 @@ if result[1] == 1 and mode == 'take' then
         -- missing one is full.
         local full_in = floor(d / c)
         if full_in * c < d then full_in = full_in + 1 end
-        redis.call('SET', KEYS[i], string.format('%d %d %d', d, t, p), 'PX', full_in + t - now)
+        local ttl = full_in + t - now
+        if keep and keep > ttl then ttl = keep end
+        redis.call('SET', KEYS[i], string.format('%d %d %d', d, t, p), 'PX', ttl)
     end
 end
 return result

@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +19,14 @@ from datetime import UTC, datetime
 import httpx
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
 
 from shared.crypto import KeyRing
 from shared.db import make_engine
 from shared.rate_limit import RateLimiter
 from shared.resend_client import ResendClient, make_http_client
 from shared.settings import Settings
+from worker.ledger import recent_usage
 
 
 def _utc_now() -> datetime:
@@ -72,13 +75,15 @@ class SendContext:
     def from_settings(cls, settings: Settings) -> SendContext:
         """A context for this process from ``settings`` (connections open on first use)."""
         keyring = KeyRing.from_settings(settings) if settings.pilot_encryption_keys else None
+        engine = make_engine(settings, max_overflow=-1)
         return cls(
             settings=settings,
             # Each thread keeps one connection between sends (held_connection): a bounded overflow
             # made the 11th thread of a threads pool wait 30 s, then fail its task (and, for a
             # task whose rows were not written yet, lose the send). The pool size is the thread count.
-            engine=make_engine(settings, max_overflow=-1),
-            limiter=RateLimiter.from_settings(settings),
+            engine=engine,
+            # Buckets Redis lost are rebuilt from the ledger, never granted afresh (fail closed).
+            limiter=RateLimiter.from_settings(settings, usage_source=ledger_usage_source(engine)),
             http=make_http_client(settings),
             keyring=keyring,
         )
@@ -95,6 +100,16 @@ class SendContext:
         self.release()
         self.engine.dispose()
         self.http.close()
+
+
+def ledger_usage_source(engine: Engine) -> Callable[[str], tuple[int, int]]:
+    """The limiter's usage source: a connector's emails in the last hour and day, from the ledger."""
+
+    def usage(connector_id: str) -> tuple[int, int]:
+        with Session(engine) as session:
+            return recent_usage(session, uuid.UUID(connector_id), _utc_now())
+
+    return usage
 
 
 _contexts: dict[int, SendContext] = {}

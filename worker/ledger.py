@@ -152,6 +152,26 @@ def mark_unknown(row: EmailMessage, reason: str) -> None:
     row.last_error = truncate(reason)
 
 
+def recent_usage(session: Session, connector_id: uuid.UUID, moment: datetime) -> tuple[int, int]:
+    """Emails of the connector that took a token within the hour and the day before ``moment``.
+
+    Sent rows count at ``sent_at`` (whatever their status became since); rows still ``sending``
+    (outcome unknown) at their last update. What rate-limit buckets lost by Redis are rebuilt from.
+    """
+    hour_ago, day_ago = moment - timedelta(hours=1), moment - timedelta(days=1)
+    at = func.coalesce(EmailMessage.sent_at, EmailMessage.updated_at)
+    hour, day = session.execute(
+        select(
+            func.count().filter(at >= hour_ago),
+            func.count().filter(at >= day_ago),
+        ).where(
+            EmailMessage.connector_id == connector_id,
+            (EmailMessage.sent_at >= day_ago) | (EmailMessage.status == "sending"),
+        )
+    ).one()
+    return int(hour), int(day)
+
+
 def defer_until(seconds: float, moment: datetime) -> datetime:
     """``moment`` plus ``seconds``."""
     return moment + timedelta(seconds=seconds)

@@ -1,0 +1,150 @@
+"""Buckets Redis lost are rebuilt from recorded usage, never granted afresh.
+
+Without a usage source a missing bucket is a full one (the limiter's original contract, tested in
+``test_rate_limit.py``). With one — the worker reads the PostgreSQL ledger — a missing connector
+bucket is unknown: the limiter asks the source once, writes both buckets, and decides on them.
+Each test runs on fakeredis (with Lua) and on the real Redis on loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import fakeredis
+import pytest
+import redis
+
+from shared.errors import RateLimitBackendUnavailable
+from shared.rate_limit import REBUILT_BUCKET_KEEP_MS, ConnectorLimits, RateLimiter, rebuilt_state
+
+CONNECTOR = "0f3c2b1a-6d5e-4f48-9a7b-1c2d3e4f5a6b"
+LIMITS = ConnectorLimits(per_hour=40, per_day=1000)
+NOW_MS = 1_700_000_000_000
+
+
+class Source:
+    """A usage source answering fixed figures and counting the questions."""
+
+    def __init__(self, hour: int, day: int) -> None:
+        self.usage = (hour, day)
+        self.calls = 0
+
+    def __call__(self, connector_id: str) -> tuple[int, int]:
+        assert connector_id == CONNECTOR
+        self.calls += 1
+        return self.usage
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        yield request.getfixturevalue("real_redis")
+
+
+@pytest.fixture
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
+
+
+def limiter(client: redis.Redis, prefix: str, source: Source | None) -> RateLimiter:
+    return RateLimiter(client, key_prefix=prefix, clock_ms=lambda: NOW_MS, usage_source=source)
+
+
+def take_all(limiter: RateLimiter) -> int:
+    """Take one email at a time until denied; how many were granted."""
+    granted = 0
+    while limiter.acquire_emails(CONNECTOR, 1, LIMITS).granted:
+        granted += 1
+    return granted
+
+
+def lose_everything(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+
+
+def test_rebuild_first_use_grants_only_what_the_recorded_usage_leaves(
+    client: redis.Redis, prefix: str
+) -> None:
+    source = Source(hour=30, day=30)
+    assert take_all(limiter(client, prefix, source)) == 10
+    assert source.calls == 1
+
+
+def test_rebuild_after_redis_lost_the_buckets_keeps_the_hour_limit(client: redis.Redis, prefix: str) -> None:
+    source = Source(hour=0, day=0)
+    first = limiter(client, prefix, source)
+    for _ in range(20):
+        assert first.acquire_emails(CONNECTOR, 1, LIMITS).granted
+    lose_everything(client, prefix)
+    source.usage = (20, 20)  # what the ledger recorded meanwhile
+    assert take_all(first) == 20
+    assert source.calls == 2
+
+
+def test_rebuild_asks_the_source_once_per_loss_not_per_take(client: redis.Redis, prefix: str) -> None:
+    source = Source(hour=0, day=0)
+    bucket = limiter(client, prefix, source)
+    for _ in range(5):
+        bucket.acquire_emails(CONNECTOR, 1, LIMITS)
+        bucket.can_execute(CONNECTOR, LIMITS)
+        bucket.get_usage_stats(CONNECTOR, "hour", LIMITS)
+    assert source.calls == 1
+
+
+def test_rebuild_day_usage_blocks_by_day(client: redis.Redis, prefix: str) -> None:
+    decision = limiter(client, prefix, Source(hour=0, day=1000)).acquire_emails(CONNECTOR, 1, LIMITS)
+    assert not decision.granted and decision.blocked_by == "day"
+
+
+def test_rebuild_usage_above_a_lowered_limit_leaves_an_empty_bucket(client: redis.Redis, prefix: str) -> None:
+    stats = limiter(client, prefix, Source(hour=500, day=500)).get_usage_stats(CONNECTOR, "hour", LIMITS)
+    assert (stats.used, stats.remaining) == (40, 0)
+
+
+def test_rebuild_keeps_a_bucket_another_worker_rebuilt_first(client: redis.Redis, prefix: str) -> None:
+    other = limiter(client, prefix, Source(hour=0, day=0))
+
+    class Racing(Source):
+        def __call__(self, connector_id: str) -> tuple[int, int]:
+            # While this worker reads the ledger, the other one rebuilds and takes 5.
+            assert other.acquire_emails(CONNECTOR, 5, LIMITS).granted
+            return super().__call__(connector_id)
+
+    late = limiter(client, prefix, Racing(hour=0, day=0))
+    assert late.get_usage_stats(CONNECTOR, "hour", LIMITS).used == 5
+
+
+def test_rebuild_buckets_are_kept_a_day_even_when_full(client: redis.Redis, prefix: str) -> None:
+    limiter(client, prefix, Source(hour=0, day=0)).acquire_emails(CONNECTOR, 1, LIMITS)
+    ttls = [client.pttl(key) for key in client.scan_iter(match=f"{prefix}bucket:*")]
+    assert len(ttls) == 2 and all(ttl > REBUILT_BUCKET_KEEP_MS - 60_000 for ttl in ttls)
+
+
+def test_rebuild_failing_source_grants_nothing(client: redis.Redis, prefix: str) -> None:
+    def broken(_: str) -> tuple[int, int]:
+        raise RateLimitBackendUnavailable("ledger unreachable")
+
+    with pytest.raises(RateLimitBackendUnavailable):
+        limiter(client, prefix, broken).acquire_emails(CONNECTOR, 1, LIMITS)  # type: ignore[arg-type]
+    assert not list(client.scan_iter(match=f"{prefix}*"))
+
+
+def test_without_a_source_a_missing_bucket_is_full(client: redis.Redis, prefix: str) -> None:
+    assert take_all(limiter(client, prefix, None)) == 40
+
+
+@pytest.mark.parametrize(
+    ("used", "capacity", "state"),
+    [
+        (0, 40, "0 7 3600000"),
+        (3, 40, "10800000 7 3600000"),
+        (99, 40, "144000000 7 3600000"),
+        (-1, 40, "0 7 3600000"),
+    ],
+)
+def test_rebuilt_state_counts_usage_as_spent_now(used: int, capacity: int, state: str) -> None:
+    assert rebuilt_state(used, capacity, 3_600_000, 7) == state
