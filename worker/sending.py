@@ -20,7 +20,7 @@ import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
@@ -314,9 +314,17 @@ class _Unit:
         return open_rows
 
     def _take_tokens(self, rows: list[EmailMessage]) -> list[EmailMessage]:
-        """One request token, then one email token per row; rows without tokens wait."""
+        """One request token, then one email token per row not yet paid for; rows without tokens wait.
+
+        A row still ``sending`` took its email token at an attempt whose outcome is unknown (a
+        timeout, a dropped connection, a worker killed mid-call). Its retry is the same email under
+        the same key, which Resend counts once: it takes no second token (and the budget that a lost
+        Redis is rebuilt from already counts it, so charging it again would park a sent email).
+        """
         limiter = self.s.ctx.limiter
         key = self.api_key.get_secret_value()
+        unpaid = [row for row in rows if row.status != "sending"]
+        n = 0
         try:
             decision = limiter.acquire_request(key)
             if not decision.granted:
@@ -327,21 +335,27 @@ class _Unit:
                     refund=False,
                 )
                 return []
-            n = min(len(rows), self.limits.per_hour, self.limits.per_day)
-            decision = limiter.acquire_emails(self.s.connector.id, n, self.limits)
-            if not decision.granted:
-                n = self._take_what_is_left(n)
-            if n == 0:
-                reason = f"connector {decision.blocked_by} budget spent"
-                self.s.wait(rows, decision.wait_seconds, reason, refund=False)
-                return []
+            if unpaid:
+                n = min(len(unpaid), self.limits.per_hour, self.limits.per_day)
+                decision = limiter.acquire_emails(self.s.connector.id, n, self.limits)
+                if not decision.granted:
+                    n = self._take_what_is_left(n)
+                if n == 0 and len(unpaid) == len(rows):
+                    reason = f"connector {decision.blocked_by} budget spent"
+                    self.s.wait(rows, decision.wait_seconds, reason, refund=False)
+                    return []
         except RateLimitBackendUnavailable as exc:
             # The broker is most likely the same Redis: park the rows in PostgreSQL, not in a retry.
             self.s.wait(rows, BACKEND_DOWN_WAIT_S, str(exc), refund=False, defer=True)
             return []
-        if n < len(rows):
-            self.s.wait(rows[n:], self._refill_wait(), "connector budget spent", refund=False)
-        return rows[:n]
+        left_out = unpaid[n:]
+        if left_out:
+            # Wait until the buckets hold tokens for every row left, not just one: a spent budget
+            # parks the rest in PostgreSQL instead of dripping them out through short retries.
+            wait = self._wait_for_tokens(len(left_out))
+            self.s.wait(left_out, wait, "connector budget spent", refund=False)
+        waiting = {row.id for row in left_out}
+        return [row for row in rows if row.id not in waiting]
 
     def _take_what_is_left(self, wanted: int) -> int:
         """Take as many email tokens as both buckets still hold (a batch sends what it may)."""
@@ -352,9 +366,16 @@ class _Unit:
             return n
         return 0
 
-    def _refill_wait(self) -> float:
-        """Until the hour bucket holds one more token (the rest are tried again then)."""
-        return 3600.0 / self.limits.per_hour
+    def _wait_for_tokens(self, count: int) -> float:
+        """Seconds until both the hour and the day bucket hold ``count`` more email tokens."""
+        limiter, cid = self.s.ctx.limiter, self.s.connector.id
+        waits = [0.0]
+        periods: tuple[tuple[Literal["hour", "day"], float], ...] = (("hour", 3600.0), ("day", 86400.0))
+        for period, seconds in periods:
+            stats = limiter.get_usage_stats(cid, period, self.limits)
+            missing = min(count, stats.limit) - stats.remaining
+            waits.append(max(0, missing) * seconds / stats.limit)
+        return max(waits)
 
     def _call(self, rows: list[EmailMessage]) -> SendResult | BatchSendResult:
         client = self.s.ctx.resend_client(self.api_key)

@@ -155,6 +155,20 @@ def test_send_email_retry_after_a_server_error_is_byte_identical(ctx, resend, fa
     assert rows(factory, connector_id)[0].status == "sent"
 
 
+def test_send_email_retry_of_an_unknown_outcome_takes_no_second_email_token(
+    ctx, resend, factory, limiter
+) -> None:
+    _, connector_id = add_connector(factory, per_hour=1, per_day=10)
+    resend.reply(500, error_body(500, "internal_server_error", "boom"))
+    payload = send_payload(connector_id, "ann@example.test")
+
+    sending.send_email(ctx, payload, task_ref="t1")  # takes the hour's only token; outcome unknown
+    retry = sending.send_email(ctx, payload, task_ref="t1")
+
+    assert retry.counts() == {"sent": 1} and len(sends(resend)) == 2
+    assert limiter.get_usage_stats(connector_id, "hour", ConnectorLimits(1, 10)).used == 1
+
+
 def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_id) -> None:
     for _ in range(MAX_ATTEMPTS):
         resend.reply(503, error_body(503, "service_unavailable", "down"))
@@ -445,3 +459,22 @@ def test_send_batch_sends_what_the_budget_allows_and_defers_the_rest(ctx, resend
     )
 
     assert outcome.counts() == {"deferred": 3, "sent": 5}
+
+
+def test_send_batch_defers_the_rest_until_tokens_for_all_of_them(ctx, resend, factory) -> None:
+    # 250/hour refills one token every 14.4 s: waiting for one token would be a short countdown, but the
+    # ten rows left need 144 s of refill, so they are parked in PostgreSQL, not retried through the broker.
+    _, connector_id = add_connector(factory, per_hour=250, per_day=2000)
+    started = ctx.clock()
+
+    outcome = sending.send_batch(
+        ctx, batch_payload(connector_id, [f"r{n}@example.test" for n in range(260)]), task_ref="b2"
+    )
+
+    assert outcome.counts() == {"deferred": 10, "sent": 250}
+    assert outcome.retry_in is None
+    deferred = [r for r in rows(factory, connector_id) if r.status == "deferred"]
+    assert all(
+        r.next_attempt_at is not None and (r.next_attempt_at - started).total_seconds() >= 143
+        for r in deferred
+    )
