@@ -120,14 +120,14 @@ def render(report: DemoReport, console: Console) -> None:
 
 
 def _status_table(report: DemoReport) -> Table:
-    table = Table("ledger status", "messages", title="Send ledger (one row per recipient)")
+    table = Table("ledger status", "messages", title="Send ledger", caption="one row per recipient")
     for status, count in sorted(report.ledger.items(), key=lambda item: -item[1]):
         table.add_row(status, str(count))
     return table
 
 
 def _delivery_table(report: DemoReport) -> Table:
-    table = Table("event", "messages", title="Delivery events (from webhooks)")
+    table = Table("event", "messages", title="Delivery (webhooks)", caption="distinct messages")
     names = [
         "sent",
         "delivered",
