@@ -3,68 +3,50 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from shared.cli import cli
-from shared.crypto import generate_key
+from tests.integration.conftest import Pilot
 
 
-@pytest.fixture
-def run(fresh_database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
-    monkeypatch.setenv("PILOT_ENCRYPTION_KEYS", generate_key())
-    from shared.settings import get_settings
-
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-
-
-def org_id(run) -> str:  # type: ignore[no-untyped-def]
-    result = run("org", "create", "Acme")
+def org_id(pilot: Pilot) -> str:
+    result = pilot("org", "create", "Acme")
     assert result.exit_code == 0, result.output
     return result.output.strip()
 
 
-def connector_id(run, org: str) -> str:  # type: ignore[no-untyped-def]
-    result = run("connector", "add", "--org", org, "--name", "main", "--per-hour", "50", "--per-day", "500",
+def connector_id(pilot: Pilot, org: str) -> str:
+    result = pilot("connector", "add", "--org", org, "--name", "main", "--per-hour", "50", "--per-day", "500",
                  "--api-key", "re_cli_key", "--from", "News <news@acme.test>")  # fmt: skip
     assert result.exit_code == 0, result.output
     return result.output.strip()
 
 
-def test_org_create_prints_the_new_id(run) -> None:  # type: ignore[no-untyped-def]
-    uuid.UUID(org_id(run))
+def test_org_create_prints_the_new_id(pilot: Pilot) -> None:
+    uuid.UUID(org_id(pilot))
 
 
-def test_connector_add_then_list_and_show(run) -> None:  # type: ignore[no-untyped-def]
-    cid = connector_id(run, org_id(run))
+def test_connector_add_then_list_and_show(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
 
-    listing = run("connector", "list")
-    shown = run("connector", "show", cid)
+    listing = pilot("connector", "list")
+    shown = pilot("connector", "show", cid)
 
     assert "main" in listing.output and "active" in listing.output
     assert "news@acme.test" in shown.output
     assert "re_cli_key" not in listing.output + shown.output
 
 
-def test_connector_set_limits_pause_resume_set_key(run) -> None:  # type: ignore[no-untyped-def]
-    cid = connector_id(run, org_id(run))
+def test_connector_set_limits_pause_resume_set_key(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
 
-    assert run("connector", "set-limits", cid, "--per-hour", "5", "--per-day", "10").exit_code == 0
-    assert run("connector", "pause", cid, "--reason", "test").exit_code == 0
-    assert "paused" in run("connector", "show", cid).output
-    assert run("connector", "resume", cid).exit_code == 0
-    assert run("connector", "set-key", cid, "--api-key", "re_other").exit_code == 0
-    assert "active" in run("connector", "show", cid).output
+    assert pilot("connector", "set-limits", cid, "--per-hour", "5", "--per-day", "10").exit_code == 0
+    assert pilot("connector", "pause", cid, "--reason", "test").exit_code == 0
+    assert "paused" in pilot("connector", "show", cid).output
+    assert pilot("connector", "resume", cid).exit_code == 0
+    assert pilot("connector", "set-key", cid, "--api-key", "re_other").exit_code == 0
+    assert "active" in pilot("connector", "show", cid).output
 
 
 @pytest.mark.parametrize(
@@ -77,45 +59,49 @@ def test_connector_set_limits_pause_resume_set_key(run) -> None:  # type: ignore
         (("org", "create", "  "), "must not be empty"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_non_zero_exit(run, args: tuple[str, ...], message: str) -> None:  # type: ignore[no-untyped-def]
-    result = run(*args)
+def test_bad_input_is_one_clear_line_and_non_zero_exit(
+    pilot: Pilot, args: tuple[str, ...], message: str
+) -> None:
+    result = pilot(*args)
 
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
 
 
-def test_bad_limits_name_the_field(run) -> None:  # type: ignore[no-untyped-def]
-    cid = connector_id(run, org_id(run))
+def test_bad_limits_name_the_field(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
 
-    result = run("connector", "set-limits", cid, "--per-hour", "10", "--per-day", "5")
+    result = pilot("connector", "set-limits", cid, "--per-hour", "10", "--per-day", "5")
 
     assert result.exit_code == 1
     assert "rate_limit_per_day must not be below" in result.output
 
 
-def test_suppression_add_list_export_remove(run) -> None:  # type: ignore[no-untyped-def]
-    org = org_id(run)
+def test_suppression_add_list_export_remove(pilot: Pilot) -> None:
+    org = org_id(pilot)
 
-    assert run("suppression", "add", "--org", org, "Bob@Example.COM", "--reason", "manual").exit_code == 0
-    assert "bob@example.com" in run("suppression", "list", "--org", org).output
+    assert pilot("suppression", "add", "--org", org, "Bob@Example.COM", "--reason", "manual").exit_code == 0
+    assert "bob@example.com" in pilot("suppression", "list", "--org", org).output
     assert (
-        run("suppression", "export", "--org", org).output.splitlines()[1].startswith("bob@example.com,manual")
+        pilot("suppression", "export", "--org", org)
+        .output.splitlines()[1]
+        .startswith("bob@example.com,manual")
     )
-    assert run("suppression", "remove", "--org", org, "BOB@example.com").exit_code == 0
-    assert "0 address(es)" in run("suppression", "list", "--org", org).output
+    assert pilot("suppression", "remove", "--org", org, "BOB@example.com").exit_code == 0
+    assert "0 address(es)" in pilot("suppression", "list", "--org", org).output
 
 
-def test_suppression_import_csv_all_rows(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    org = org_id(run)
+def test_suppression_import_csv_all_rows(pilot: Pilot, tmp_path: Path) -> None:
+    org = org_id(pilot)
     csv_file = tmp_path / "list.csv"
     csv_file.write_text("email,reason,expires_at\na@x.io,manual,\nB@x.io,hard_bounce,2099-01-01T00:00:00\n")
 
-    result = run("suppression", "import", "--org", org, str(csv_file))
+    result = pilot("suppression", "import", "--org", org, str(csv_file))
 
     assert result.exit_code == 0, result.output
     assert "Imported 2" in result.output
-    assert "b@x.io" in run("suppression", "list", "--org", org).output
+    assert "b@x.io" in pilot("suppression", "list", "--org", org).output
 
 
 @pytest.mark.parametrize(
@@ -128,28 +114,30 @@ def test_suppression_import_csv_all_rows(run, tmp_path) -> None:  # type: ignore
         ("email\nok@x.io,extra\n", "more fields than the header"),
     ],
 )
-def test_malformed_csv_imports_nothing_and_names_the_line(run, tmp_path, content: str, message: str) -> None:  # type: ignore[no-untyped-def]
-    org = org_id(run)
+def test_malformed_csv_imports_nothing_and_names_the_line(
+    pilot: Pilot, tmp_path: Path, content: str, message: str
+) -> None:
+    org = org_id(pilot)
     csv_file = tmp_path / "bad.csv"
     csv_file.write_text(content)
 
-    result = run("suppression", "import", "--org", org, str(csv_file))
+    result = pilot("suppression", "import", "--org", org, str(csv_file))
 
     assert result.exit_code == 1
     assert message in result.output
-    assert "0 address(es)" in run("suppression", "list", "--org", org).output
+    assert "0 address(es)" in pilot("suppression", "list", "--org", org).output
 
 
 @pytest.mark.parametrize("address", ["not-an-address", "a@b@c", "Name <a@b.c>"])
-def test_suppression_add_refuses_invalid_address(run, address: str) -> None:  # type: ignore[no-untyped-def]
-    result = run("suppression", "add", "--org", org_id(run), address)
+def test_suppression_add_refuses_invalid_address(pilot: Pilot, address: str) -> None:
+    result = pilot("suppression", "add", "--org", org_id(pilot), address)
 
     assert result.exit_code == 1
     assert "email" in result.output
 
 
-def test_suppression_remove_unknown_address(run) -> None:  # type: ignore[no-untyped-def]
-    result = run("suppression", "remove", "--org", org_id(run), "nobody@x.io")
+def test_suppression_remove_unknown_address(pilot: Pilot) -> None:
+    result = pilot("suppression", "remove", "--org", org_id(pilot), "nobody@x.io")
 
     assert result.exit_code == 1
     assert "not on the suppression list" in result.output

@@ -3,43 +3,21 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
 from sqlalchemy import select
 
-from shared.cli import cli
-from shared.crypto import generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import WebhookEvent
 from shared.settings import get_settings, load_settings
+from tests.integration.conftest import Pilot
 from tests.sandbox_process import running_sandbox
 
 
-@pytest.fixture
-def run(
-    fresh_database_url: str, isolated_redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[object]:
-    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
-    monkeypatch.setenv("REDIS_URL", isolated_redis_url)
-    monkeypatch.setenv("PILOT_REDIS_PREFIX", f"pilot-test-{uuid.uuid4().hex[:8]}:")
-    monkeypatch.setenv("PILOT_ENCRYPTION_KEYS", generate_key())
-    get_settings.cache_clear()
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-
-
-def new_connector(run, *extra: str) -> str:  # type: ignore[no-untyped-def]
-    org = run("org", "create", "Acme").output.strip()
-    result = run(
+def new_connector(pilot: Pilot, *extra: str) -> str:
+    org = pilot("org", "create", "Acme").output.strip()
+    result = pilot(
         "connector", "add", "--org", org, "--name", "main", "--from", "Acme <news@acme.test>", *extra
     )
     assert result.exit_code == 0, result.output
@@ -51,10 +29,10 @@ def queued_messages(redis_url: str, queue: str) -> list[dict[str, object]]:
     return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
 
 
-def test_send_enqueues_one_send_email_task(run, isolated_redis_url: str) -> None:  # type: ignore[no-untyped-def]
-    connector = new_connector(run)
+def test_send_enqueues_one_send_email_task(pilot: Pilot, isolated_redis_url: str) -> None:
+    connector = new_connector(pilot)
 
-    result = run(
+    result = pilot(
         "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi", "--text", "Hello"
     )
 
@@ -71,37 +49,39 @@ def test_send_enqueues_one_send_email_task(run, isolated_redis_url: str) -> None
         (("--to", "a@example.com", "--subject", "Hi"), "give --html or --text"),
     ],
 )
-def test_send_refuses_bad_input_before_enqueueing(run, isolated_redis_url: str, args, message: str) -> None:  # type: ignore[no-untyped-def]
-    connector = new_connector(run)
+def test_send_refuses_bad_input_before_enqueueing(
+    pilot: Pilot, isolated_redis_url: str, args, message: str
+) -> None:
+    connector = new_connector(pilot)
 
-    result = run("send", "--connector", connector, *args)
+    result = pilot("send", "--connector", connector, *args)
 
     assert result.exit_code == 1
     assert message in result.output
     assert queued_messages(isolated_redis_url, "pilot.sends") == []
 
 
-def test_usage_shows_hour_and_day_windows(run) -> None:  # type: ignore[no-untyped-def]
-    connector = new_connector(run, "--per-hour", "50", "--per-day", "500")
+def test_usage_shows_hour_and_day_windows(pilot: Pilot) -> None:
+    connector = new_connector(pilot, "--per-hour", "50", "--per-day", "500")
 
-    result = run("usage", connector)
+    result = pilot("usage", connector)
 
     assert result.exit_code == 0, result.output
     assert "hour" in result.output and "50" in result.output and "500" in result.output
 
 
-def test_status_lists_connectors_and_events(run) -> None:  # type: ignore[no-untyped-def]
-    new_connector(run)
+def test_status_lists_connectors_and_events(pilot: Pilot) -> None:
+    new_connector(pilot)
 
-    result = run("status")
+    result = pilot("status")
 
     assert result.exit_code == 0, result.output
     assert "main" in result.output and "Webhook events: 0 stored" in result.output
 
 
 def test_events_replay_resets_and_enqueues_orphans(
-    run, fresh_database_url: str, isolated_redis_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    pilot, fresh_database_url: str, isolated_redis_url: str
+) -> None:
     engine = make_engine(load_settings(database_url=fresh_database_url))
     with transaction(make_sessionmaker(engine)) as session:
         session.add(
@@ -109,7 +89,7 @@ def test_events_replay_resets_and_enqueues_orphans(
         )
         session.add(WebhookEvent(svix_id="msg_fine", type="email.sent", payload={}))
 
-    result = run("events", "replay", "--orphans")
+    result = pilot("events", "replay", "--orphans")
 
     assert result.exit_code == 0, result.output
     assert "Replaying 1 event(s)" in result.output
@@ -120,32 +100,32 @@ def test_events_replay_resets_and_enqueues_orphans(
     engine.dispose()
 
 
-def test_events_replay_without_a_selection_is_refused(run) -> None:  # type: ignore[no-untyped-def]
-    result = run("events", "replay")
+def test_events_replay_without_a_selection_is_refused(pilot: Pilot) -> None:
+    result = pilot("events", "replay")
 
     assert result.exit_code == 1
     assert "--orphans" in result.output
 
 
-def test_connector_test_passes_against_the_sandbox(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_connector_test_passes_against_the_sandbox(pilot: Pilot, monkeypatch: pytest.MonkeyPatch) -> None:
     with running_sandbox(rate_limit_per_second=0) as sandbox:
         monkeypatch.setenv("RESEND_BASE_URL", sandbox.url)
         get_settings.cache_clear()
-        connector = new_connector(run, "--api-key", "re_cli_test_key")
+        connector = new_connector(pilot, "--api-key", "re_cli_test_key")
 
-        result = run("connector", "test", connector)
+        result = pilot("connector", "test", connector)
 
     assert result.exit_code == 0, result.output
     assert "OK: full_access" in result.output
 
 
-def test_connector_test_reports_a_rejected_key(run, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_connector_test_reports_a_rejected_key(pilot: Pilot, monkeypatch: pytest.MonkeyPatch) -> None:
     with running_sandbox(rate_limit_per_second=0, api_keys=["re_only_this_one"]) as sandbox:
         monkeypatch.setenv("RESEND_BASE_URL", sandbox.url)
         get_settings.cache_clear()
-        connector = new_connector(run, "--api-key", "re_wrong_key")
+        connector = new_connector(pilot, "--api-key", "re_wrong_key")
 
-        result = run("connector", "test", connector)
+        result = pilot("connector", "test", connector)
 
     assert result.exit_code == 1
     assert "connection test failed" in result.output
