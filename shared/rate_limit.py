@@ -2,7 +2,8 @@
 
 Per connector an hour bucket (capacity ``per_hour``, refilled continuously at ``per_hour/3600`` tokens
 a second) and a day bucket (``per_day``, ``per_day/86400``) are taken together for n emails; per
-Resend API key a request-rate bucket (default 2 requests/s) and a cooldown after a 429. All of it runs
+Resend API key a request-rate bucket (default 2 requests/s, paced one at a
+time below the limit) and a cooldown after a 429. All of it runs
 in ``token_bucket.lua``, atomically, on Redis ``TIME``. A denial takes nothing and says how long to
 wait. This is the only module that knows ``redis.*`` exceptions: they become
 :class:`~shared.errors.RateLimitBackendUnavailable`, and callers fail closed.
@@ -49,6 +50,8 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 #: Resend's default request rate per team; ``ratelimit-limit`` adjusts it at run time.
 DEFAULT_REQUESTS_PER_SECOND = 2.0
+#: Share of the announced request rate actually used (see :func:`request_bucket_shape`).
+REQUEST_RATE_PACE = 0.8
 #: A learnt request rate is forgotten after a day without news, so idle API keys cost no memory.
 REQUEST_RATE_TTL_MS = DAY_MS
 #: Fail closed quickly when Redis does not answer.
@@ -343,15 +346,16 @@ def api_key_hash(api_key: str) -> str:
 
 
 def request_bucket_shape(per_second: float) -> tuple[int, int]:
-    """(capacity, period_ms) of a bucket refilling ``per_second`` tokens a second.
+    """(capacity, period_ms) of the request bucket for a limit of ``per_second`` requests a second.
 
-    The capacity (the burst) is the whole number of requests per second, at least 1: 2.0 → (2, 1000),
-    0.5 → (1, 2000), 2.5 → (2, 800).
+    One request at a time (capacity 1) every ``1 / (per_second * REQUEST_RATE_PACE)`` seconds. A
+    burst capacity c would let c + per_second - 1 requests into one second (2 at once, then one
+    more as the bucket refills: 3 against Resend's 2), and the pace leaves room for the jitter
+    between taking a token and the request reaching Resend: 2.0 → (1, 625), 0.5 → (1, 2500).
     """
     if isinstance(per_second, bool) or not math.isfinite(per_second) or not 0 < per_second <= MAX_LIMIT:
         raise PayloadInvalid(f"request rate must be a positive number per second, got {per_second!r}")
-    capacity = max(1, math.floor(per_second))
-    return capacity, max(1, round(capacity * 1000 / per_second))
+    return 1, max(1, math.ceil(1000 / (per_second * REQUEST_RATE_PACE)))
 
 
 def usage_from_deficit(deficit: int, capacity: int, period_ms: int) -> UsageStats:

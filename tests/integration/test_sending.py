@@ -306,7 +306,7 @@ def test_send_email_learns_the_request_rate_from_ratelimit_limit(
     sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     rate = fake_redis.hgetall(f"{redis_prefix}requests:{api_key_hash(API_KEY)}:rate")
-    assert rate == {b"capacity": b"10", b"period_ms": b"1000"}
+    assert rate == {b"capacity": b"1", b"period_ms": b"125"}  # 10/s, one at a time, paced at 80 %
 
 
 def test_send_email_skips_a_row_another_worker_is_sending(ctx, resend, factory, connector_id) -> None:

@@ -326,12 +326,25 @@ def test_clock_going_back_refills_nothing_twice(limiter: RateLimiter, clock: Fak
 # Resend request rate and cooldown -------------------------------------------------------------------
 
 
-def test_request_bucket_defaults_to_two_requests_a_second(limiter: RateLimiter, clock: FakeClock) -> None:
-    assert [limiter.acquire_request(API_KEY).granted for _ in range(3)] == [True, True, False]
-    assert limiter.acquire_request(API_KEY) == denied(0.5, "requests")
+def test_request_bucket_defaults_to_two_requests_a_second_one_at_a_time(
+    limiter: RateLimiter, clock: FakeClock
+) -> None:
+    assert [limiter.acquire_request(API_KEY).granted for _ in range(2)] == [True, False]
+    assert limiter.acquire_request(API_KEY) == denied(0.625, "requests")  # 2/s paced at 80 %
 
-    clock.advance(0.5)
+    clock.advance(0.625)
     assert limiter.acquire_request(API_KEY) == GRANTED
+
+
+def test_request_bucket_never_lets_more_than_the_limit_into_one_second(
+    limiter: RateLimiter, clock: FakeClock
+) -> None:
+    granted_at = []
+    for _ in range(400):  # 10 s in 25 ms steps, asking all the time
+        if limiter.acquire_request(API_KEY).granted:
+            granted_at.append(clock.now_ms)
+        clock.advance(0.025)
+    assert max(sum(1 for t in granted_at if start <= t < start + 1000) for start in granted_at) <= 2
 
 
 def test_request_rate_set_by_one_worker_applies_to_all(
@@ -341,30 +354,31 @@ def test_request_rate_set_by_one_worker_applies_to_all(
     worker_b = RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
 
     worker_a.set_request_rate(API_KEY, 10)
+    worker_b.acquire_request(API_KEY)
 
-    assert [worker_b.acquire_request(API_KEY).granted for _ in range(11)] == [True] * 10 + [False]
+    assert worker_b.acquire_request(API_KEY) == denied(0.125, "requests")  # 10/s, not the default 2/s
 
 
 def test_lowered_request_rate_clamps_the_bucket(limiter: RateLimiter) -> None:
     limiter.set_request_rate(API_KEY, 10)
-    limiter.acquire_request(API_KEY, n=3)
+    limiter.acquire_request(API_KEY)
 
     limiter.set_request_rate(API_KEY, 1)
 
-    assert limiter.acquire_request(API_KEY) == denied(1.0, "requests")
+    assert limiter.acquire_request(API_KEY) == denied(1.25, "requests")
 
 
 def test_request_rate_with_another_period_rescales_what_was_taken(limiter: RateLimiter) -> None:
-    limiter.acquire_request(API_KEY, n=2)  # the default bucket: 2 per 1000 ms, now empty
+    limiter.acquire_request(API_KEY)  # the default bucket: 1 per 625 ms, now empty
 
-    limiter.set_request_rate(API_KEY, 2.5)  # 2 per 800 ms
+    limiter.set_request_rate(API_KEY, 2.5)  # 1 per 500 ms
 
-    assert limiter.acquire_request(API_KEY) == denied(0.4, "requests")
+    assert limiter.acquire_request(API_KEY) == denied(0.5, "requests")
 
 
 def test_request_over_request_capacity_is_an_error(limiter: RateLimiter) -> None:
-    with pytest.raises(RequestExceedsCapacity, match="requests bucket holds at most 2"):
-        limiter.acquire_request(API_KEY, n=3)
+    with pytest.raises(RequestExceedsCapacity, match="requests bucket holds at most 1"):
+        limiter.acquire_request(API_KEY, n=2)
 
 
 def test_cooldown_denies_every_worker(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
@@ -382,7 +396,7 @@ def test_cooldown_denial_debits_nothing(limiter: RateLimiter, client: redis.Redi
     limiter.acquire_request(API_KEY)
     client.delete(f"{redis_prefix}cooldown:{api_key_hash(API_KEY)}")  # as if it had run out
 
-    assert [limiter.acquire_request(API_KEY).granted for _ in range(2)] == [True, True]
+    assert limiter.acquire_request(API_KEY) == GRANTED  # the bucket's one token was not taken
 
 
 def test_shorter_cooldown_never_shortens_a_longer_one(limiter: RateLimiter) -> None:
@@ -475,7 +489,7 @@ def test_bad_arguments_raise_payload_invalid(call: Callable[[RateLimiter], objec
 
 @pytest.mark.parametrize(
     ("per_second", "shape"),
-    [(2.0, (2, 1000)), (10, (10, 1000)), (0.5, (1, 2000)), (2.5, (2, 800)), (0.001, (1, 1_000_000))],
+    [(2.0, (1, 625)), (10, (1, 125)), (0.5, (1, 2500)), (2.5, (1, 500)), (0.001, (1, 1_250_000))],
 )
 def test_request_bucket_shape_keeps_the_rate(per_second: float, shape: tuple[int, int]) -> None:
     assert request_bucket_shape(per_second) == shape
@@ -533,7 +547,8 @@ def test_from_settings_uses_redis_url_prefix_and_request_rate(
     )
     limiter = RateLimiter.from_settings(settings)
 
-    assert [limiter.acquire_request(API_KEY).granted for _ in range(6)] == [True] * 5 + [False]
+    assert [limiter.acquire_request(API_KEY).granted for _ in range(2)] == [True, False]
+    assert limiter.acquire_request(API_KEY).wait_seconds <= 0.25  # 5/s paced at 80 %: 250 ms apart
     assert len(list(real_redis.scan_iter(match=f"{redis_prefix}requests:*"))) == 1
 
 
