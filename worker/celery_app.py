@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 from kombu.entity import Exchange, Queue
 
 from shared import task_names
+from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
 #: Longest a send task may run; the broker's visibility timeout stays far above it.
@@ -80,5 +81,13 @@ def _on_process_init(**_: Any) -> None:
 
     forget_inherited_contexts()
 
+
+def _setup_logging(**_: Any) -> None:
+    """Our format switch and secret redaction instead of Celery's own logging set-up."""
+    configure_logging(get_settings())
+
+
+# Connecting a receiver to setup_logging is how Celery is told not to configure logging itself.
+setup_logging.connect(_setup_logging, weak=False)
 
 app = make_celery(get_settings())
