@@ -66,7 +66,9 @@ def test_redis_restarted_empty_at_half_the_hourly_budget_keeps_the_limit_and_los
     allowed = PER_HOUR + int(PER_HOUR * elapsed_h)  # the continuous refill over the test's duration
     deliveries = Counter(to for email in emails for to in email["to"])
     timeline = [(round(e["created_at"] - restarted_at, 2), e["to"][0][:12]) for e in emails]
-    assert len(emails) <= allowed, f"{len(emails)} sends in the hour, limit {allowed}: {timeline}\n{log[-4000:]}"
+    assert len(emails) <= allowed, (
+        f"{len(emails)} sends in the hour, limit {allowed}: {timeline}\n{log[-4000:]}"
+    )
     assert all(deliveries[address] == 1 for address in first)
     assert all(deliveries[address] <= 1 for address in second)
     assert statuses["sent"] == len(emails) and set(statuses) <= {"sent", "deferred"}, statuses
