@@ -8,6 +8,7 @@ context inherited through ``fork`` is never used by the child.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import threading
@@ -15,18 +16,24 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+import psycopg
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from shared.crypto import KeyRing
 from shared.db import make_engine
-from shared.rate_limit import RateLimiter
+from shared.errors import RateLimitBackendUnavailable
+from shared.rate_limit import RateLimiter, api_key_hash
 from shared.resend_client import ResendClient, make_http_client
 from shared.settings import Settings
+from worker.connector_cache import ConnectorCache
 from worker.ledger import recent_usage
+
+logger = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
@@ -46,6 +53,8 @@ class SendContext:
     rand: Callable[[], float] = random.random
     #: Request rates already pushed to Redis, by API-key hash (saves a write per send).
     known_rates: dict[str, float] = field(default_factory=dict)
+    #: Connectors read recently (keys, limits), for the single-recipient fast path.
+    connectors: ConnectorCache = field(default_factory=ConnectorCache)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @contextlib.contextmanager
@@ -66,6 +75,39 @@ class SendContext:
                 connection.invalidate()
                 connection.close()
             raise
+
+    @contextlib.contextmanager
+    def held_autocommit(self) -> Iterator[psycopg.Connection[Any]]:
+        """This thread's autocommit psycopg connection (the fast path's), kept open between sends.
+
+        Outside the engine's pool, so its autocommit mode never leaks into an ORM session. Any error
+        closes it, which also releases every advisory lock it held.
+        """
+        connection: psycopg.Connection[Any] | None = getattr(self._local, "autocommit", None)
+        if connection is None or connection.closed:
+            url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            connection = self._local.autocommit = psycopg.connect(url, autocommit=True)
+        try:
+            yield connection
+        except BaseException:
+            self._local.autocommit = None
+            with contextlib.suppress(Exception):
+                connection.close()
+            raise
+
+    def learn_rate(self, api_key: SecretStr, limit: int | None) -> None:
+        """Follow Resend's ``ratelimit-limit`` (requests per 1-second window) for every worker."""
+        if not limit or limit <= 0:
+            return
+        key = api_key.get_secret_value()
+        name = api_key_hash(key)
+        if self.known_rates.get(name) == limit:
+            return
+        try:
+            self.limiter.set_request_rate(key, float(limit))
+            self.known_rates[name] = float(limit)
+        except RateLimitBackendUnavailable:
+            logger.warning("could not record Resend's request rate: Redis unavailable")
 
     def resend_client(self, api_key: SecretStr) -> ResendClient:
         """A client for one API key over the shared HTTP pool."""
@@ -89,11 +131,15 @@ class SendContext:
         )
 
     def release(self) -> None:
-        """Give this thread's held database connection back to the pool."""
+        """Give this thread's held database connection back to the pool (and close its autocommit one)."""
         connection: Connection | None = getattr(self._local, "connection", None)
         self._local.connection = None
         if connection is not None:
             connection.close()
+        raw: psycopg.Connection[Any] | None = getattr(self._local, "autocommit", None)
+        self._local.autocommit = None
+        if raw is not None:
+            raw.close()
 
     def close(self) -> None:
         """Release every connection (database and HTTP)."""

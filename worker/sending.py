@@ -16,21 +16,20 @@ the answer is recorded with the connector's usage and the task's counts.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
 from shared.connector_config import ConnectorConfig
 from shared.errors import (
-    ConfigError,
-    CryptoError,
     NotFound,
     PayloadInvalid,
     RateLimitBackendUnavailable,
@@ -38,11 +37,13 @@ from shared.errors import (
     ResendIdempotencyMismatch,
 )
 from shared.models import Connector, EmailMessage, Task
-from shared.rate_limit import ConnectorLimits, api_key_hash
+from shared.rate_limit import ConnectorLimits
 from shared.resend_client import BatchSendResult, SendResult
-from worker import ledger
+from worker import fast_send, ledger
 from worker.batching import chunks, flatten, unique_by_key
+from worker.connector_cache import credentials, limits_of
 from worker.context import SendContext
+from worker.fast_send import BACKEND_DOWN_WAIT_S
 from worker.invalid_payloads import record_invalid
 from worker.payloads import (
     ResumePayload,
@@ -65,20 +66,25 @@ from worker.suppression_check import suppressed_reasons
 
 logger = logging.getLogger(__name__)
 
-#: Statuses in which a connector may send (``rate_limited`` is decided by the buckets).
-SENDABLE_STATUSES = frozenset({"active", "rate_limited"})
 #: Actor of audit rows the worker writes.
 ACTOR = "worker"
-#: Wait when Redis (the buckets) cannot be reached: fail closed, the rows wait in PostgreSQL.
-BACKEND_DOWN_WAIT_S = 30.0
 
 
 def send_email(ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str) -> SendOutcome:
-    """Run ``pilot.send_email``: one ``POST /emails``, or ``/emails/batch`` for a ``to`` list."""
+    """Run ``pilot.send_email``: one ``POST /emails``, or ``/emails/batch`` for a ``to`` list.
+
+    A new email to one recipient takes :mod:`worker.fast_send`; anything else (or anything that
+    path declines before taking a token) runs the general path below.
+    """
     try:
         payload = parse_send_email(kwargs)
     except PayloadInvalid as exc:
         return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
+    if isinstance(payload, SendEmailPayload):
+        handoff = functools.partial(_handoff, ctx)
+        outcome = fast_send.send_one(ctx, payload, task_ref=task_ref, handoff=handoff)
+        if outcome is not None:
+            return outcome
     return _run(ctx, kwargs, payload, task_ref=task_ref)
 
 
@@ -126,6 +132,28 @@ def ledger_session(ctx: SendContext) -> Iterator[Session]:
             raise
         finally:
             session.close()
+
+
+def _handoff(
+    ctx: SendContext, connector_id: uuid.UUID, message_id: uuid.UUID, api_key: SecretStr, step: fast_send.Step
+) -> SendOutcome:
+    """Apply a fast-path step to its claimed row with the general path's rules, and commit.
+
+    The fast path still holds the row's lock (on its own connection) and releases it after this.
+    """
+    with ledger_session(ctx) as session:
+        connector = store.get_connector(session, connector_id)
+        rows = ledger.load_messages(session, [message_id])
+        sender = _Sender(ctx, session, connector)
+        unit = _Unit(sender, rows, api_key, limits_of(connector))
+        if isinstance(step, fast_send.Wait):
+            sender.wait(rows, step.seconds, step.reason, refund=False, defer=step.defer)
+            sender._finish(rows, emails=0, requests=0)
+        else:
+            unit.record_failure(rows, step.error)
+            sender._finish(rows, emails=0, requests=1)
+        session.commit()
+        return SendOutcome([RecipientResult.of(row) for row in rows], retry_in=sender.retry_in)
 
 
 def prepare(
@@ -215,7 +243,7 @@ class _Sender:
                     ledger.mark_waiting(row, blocked or "no API key", until=until, refund=False)
             self._finish([row for row in rows if row.id in due], emails=0, requests=0)
             return
-        limits = _limits(self.connector)
+        limits = limits_of(self.connector)
         for unit in chunks(rows):
             members = [row for row in unit if row.id in due]
             if members:
@@ -223,16 +251,7 @@ class _Sender:
 
     def _credentials(self) -> tuple[SecretStr | None, str | None]:
         """The API key, or why the connector cannot send now."""
-        if self.connector.status not in SENDABLE_STATUSES:
-            return None, f"connector is {self.connector.status}"
-        try:
-            key = store.get_api_key(self.connector, self.ctx.keyring)
-        except (CryptoError, ConfigError, PayloadInvalid) as exc:
-            return None, f"connector key unreadable: {exc}"
-        key = key or self.ctx.settings.resend_api_key
-        if key is None:
-            return None, "no API key (connector credentials or RESEND_API_KEY)"
-        return key, None
+        return credentials(self.connector, self.ctx.keyring, self.ctx.settings.resend_api_key)
 
     def wait(
         self, rows: Sequence[EmailMessage], seconds: float, reason: str, *, refund: bool, defer: bool = False
@@ -288,16 +307,20 @@ class _Unit:
         self.s.session.commit()  # the attempt counts even if this process dies during the call
         try:
             answer = self._call(rows)
-        except ResendError as exc:
-            self._on_error(rows, exc)
-            sent = 0
-        except PayloadInvalid as exc:  # a stored body Resend's model refuses: never retried
-            for row in rows:
-                ledger.mark_final(row, "failed", str(exc))
+        except (ResendError, PayloadInvalid) as exc:
+            self.record_failure(rows, exc)
             sent = 0
         else:
             sent = self._on_success(rows, answer)
         self.s._finish(self.rows, emails=sent, requests=1)
+
+    def record_failure(self, rows: list[EmailMessage], exc: ResendError | PayloadInvalid) -> None:
+        """An attempt that was refused or whose outcome is unknown."""
+        if isinstance(exc, ResendError):
+            self._on_error(rows, exc)
+            return
+        for row in rows:  # a stored body Resend's model refuses: never retried
+            ledger.mark_final(row, "failed", str(exc))
 
     def _open_rows(self) -> list[EmailMessage]:
         """Fail rows out of attempts; answer suppressed recipients; the rows that may still go."""
@@ -386,7 +409,7 @@ class _Unit:
 
     def _on_success(self, rows: list[EmailMessage], answer: SendResult | BatchSendResult) -> int:
         moment = self.s.ctx.clock()
-        self._learn_rate(answer.rate_limit.limit)
+        self.s.ctx.learn_rate(self.api_key, answer.rate_limit.limit)
         if isinstance(answer, SendResult):
             ledger.mark_sent(rows[0], answer.email_id, moment)
             return 1
@@ -402,7 +425,7 @@ class _Unit:
 
     def _on_error(self, rows: list[EmailMessage], exc: ResendError) -> None:
         limit = exc.rate_limit.get("ratelimit-limit")
-        self._learn_rate(int(limit) if limit and limit.isdigit() else None)
+        self.s.ctx.learn_rate(self.api_key, int(limit) if limit and limit.isdigit() else None)
         action = action_for(exc, attempts=max(row.attempts for row in rows), rand=self.s.ctx.rand)
         reason = str(exc)
         if action.kind is ActionKind.RETRY:
@@ -441,25 +464,4 @@ class _Unit:
         store.set_last_error(connector, reason)
         store.set_status(self.s.session, connector, "error", actor=ACTOR, reason=reason)
         self.s.connector = connector
-
-    def _learn_rate(self, limit: int | None) -> None:
-        """Follow Resend's ``ratelimit-limit`` (requests per 1-second window) for every worker."""
-        if not limit or limit <= 0:
-            return
-        key = self.api_key.get_secret_value()
-        known, name = self.s.ctx.known_rates, api_key_hash(key)
-        if known.get(name) == limit:
-            return
-        try:
-            self.s.ctx.limiter.set_request_rate(key, float(limit))
-            known[name] = float(limit)
-        except RateLimitBackendUnavailable:
-            logger.warning("could not record Resend's request rate: Redis unavailable")
-
-
-def _limits(connector: Connector) -> ConnectorLimits:
-    try:
-        config = ConnectorConfig.model_validate(connector.config)
-    except ValidationError:
-        config = ConnectorConfig()
-    return ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
+        self.s.ctx.connectors.forget(connector.id)

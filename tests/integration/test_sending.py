@@ -15,6 +15,7 @@ import redis
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import connector_store as store
 from shared.db import make_engine, make_sessionmaker
 from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
@@ -478,3 +479,48 @@ def test_send_batch_defers_the_rest_until_tokens_for_all_of_them(ctx, resend, fa
         r.next_attempt_at is not None and (r.next_attempt_at - started).total_seconds() >= 143
         for r in deferred
     )
+
+
+# --- the single-recipient fast path ---------------------------------------------------------------
+
+
+def advisory_locks(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        query = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return int(session.scalar(query) or 0)
+
+
+def test_send_email_leaves_no_advisory_lock_behind(ctx, resend, factory, connector_id) -> None:
+    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    resend.reply(503, error_body(503, "service_unavailable", "down"))
+    sending.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
+
+    assert advisory_locks(factory) == 0
+
+
+def test_send_email_to_a_connector_paused_since_its_last_send_defers(
+    ctx, resend, factory, connector_id
+) -> None:
+    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")  # cached now
+    with factory.begin() as session:
+        store.pause(session, connector_id, actor="test")
+
+    outcome = sending.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
+
+    assert outcome.counts() == {"deferred": 1}
+    assert len(sends(resend)) == 1
+
+
+def test_send_email_redelivered_after_sending_answers_from_the_row(
+    ctx, resend, factory, connector_id
+) -> None:
+    payload = send_payload(connector_id, "ann@example.test")
+    sending.send_email(ctx, payload, task_ref="t1")
+
+    again = sending.send_email(ctx, payload, task_ref="t1")
+
+    assert again.counts() == {"sent": 1} and again.results[0].resend_id == "email-0001"
+    assert len(sends(resend)) == 1
