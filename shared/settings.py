@@ -25,6 +25,8 @@ DEFAULT_RESEND_BASE_URL = "https://api.resend.com"
 DEFAULT_RESEND_REQUESTS_PER_SECOND = 2.0
 #: Webhook bodies above this size are refused with 413 (Resend payloads are a few kB).
 DEFAULT_WEBHOOK_MAX_BODY_BYTES = 256 * 1024
+#: The worker's Prometheus port (the receiver's metrics live on its own app).
+DEFAULT_WORKER_METRICS_PORT = 9808
 #: AES-256-GCM keys are 32 bytes.
 ENCRYPTION_KEY_BYTES = 32
 
@@ -52,6 +54,8 @@ class Settings(BaseSettings):
     pilot_log_format: Literal["human", "json"] = "human"
     pilot_log_level: str = "INFO"
     pilot_webhook_max_body_bytes: int = Field(default=DEFAULT_WEBHOOK_MAX_BODY_BYTES, gt=0)
+    #: Port of the worker's Prometheus ``/metrics`` (served by its main process); 0 turns it off.
+    pilot_worker_metrics_port: int = Field(default=DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535)
 
     @field_validator("resend_webhook_secret", "pilot_encryption_keys", mode="before")
     @classmethod

@@ -6,10 +6,20 @@ environment. Building the app connects to nothing; the worker connects when it s
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import (
+    celeryd_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 from kombu.entity import Exchange, Queue
 
 from shared import task_names
@@ -68,6 +78,7 @@ def make_celery(settings: Settings) -> Celery:
     celery.conf.update(celery_config(settings))
     celery.conf.include = TASK_MODULES
     worker_process_init.connect(_on_process_init, weak=False, dispatch_uid="pilot-process-init")
+    _connect_metrics(settings)
     return celery
 
 
@@ -89,5 +100,45 @@ def _setup_logging(**_: Any) -> None:
 
 # Connecting a receiver to setup_logging is how Celery is told not to configure logging itself.
 setup_logging.connect(_setup_logging, weak=False)
+
+
+def _connect_metrics(settings: Settings) -> None:
+    """Serve the worker's metrics from its main process; time tasks; forget exited children.
+
+    ``celeryd_init`` fires only in a ``celery worker`` main process, before the pool forks, so the
+    children inherit the metrics directory. The first app made in a process wins (dispatch uids).
+    """
+    from worker import metrics
+
+    exporter: list[metrics.Exporter] = []
+    started: dict[str, float] = {}
+
+    def on_init(**_: Any) -> None:
+        running = metrics.start_exporter(settings)
+        if running is not None:
+            exporter.append(running)
+
+    def on_shutdown(**_: Any) -> None:
+        while exporter:
+            exporter.pop().stop()
+
+    def on_child_exit(pid: int | None = None, **_: Any) -> None:
+        metrics.mark_process_dead(pid or os.getpid())
+
+    def on_prerun(task_id: str | None = None, **_: Any) -> None:
+        if task_id is not None:
+            started[task_id] = time.perf_counter()
+
+    def on_postrun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+        begun = started.pop(task_id, None) if task_id is not None else None
+        if begun is not None and task is not None:
+            metrics.observe_task(task.name, time.perf_counter() - begun)
+
+    celeryd_init.connect(on_init, weak=False, dispatch_uid="pilot-metrics-init")
+    worker_shutdown.connect(on_shutdown, weak=False, dispatch_uid="pilot-metrics-shutdown")
+    worker_process_shutdown.connect(on_child_exit, weak=False, dispatch_uid="pilot-metrics-child-exit")
+    task_prerun.connect(on_prerun, weak=False, dispatch_uid="pilot-metrics-prerun")
+    task_postrun.connect(on_postrun, weak=False, dispatch_uid="pilot-metrics-postrun")
+
 
 app = make_celery(get_settings())

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, ResendError
 from shared.models import Connector, EmailMessage
-from worker import fast_ledger
+from worker import fast_ledger, metrics
 from worker.connector_cache import SENDABLE_STATUSES, ConnectorView, view_of
 from worker.context import SendContext
 from worker.fast_ledger import ClaimedRow
@@ -38,10 +38,14 @@ BACKEND_DOWN_WAIT_S = 30.0
 
 @dataclass(frozen=True)
 class Wait:
-    """Not now: wait ``seconds`` (a deferral in the row if ``defer`` or if long), no attempt used."""
+    """Not now: wait ``seconds`` (a deferral in the row if ``defer`` or if long), no attempt used.
+
+    ``kind`` names the reason for the metrics (``hour``, ``day``, ``requests``, ``cooldown``...).
+    """
 
     seconds: float
     reason: str
+    kind: str
     defer: bool = False
 
 
@@ -137,6 +141,7 @@ def _send_claimed(
         )
     except (ResendError, PayloadInvalid) as exc:
         return handoff(view.id, row.id, view.api_key, Failed(exc))
+    metrics.count_response(200)
     ctx.learn_rate(view.api_key, answer.rate_limit.limit)
     fast_ledger.record_sent(conn, row, email_id=answer.email_id, at=ctx.clock(), connector_id=view.id)
     return SendOutcome([RecipientResult(row.recipient, "sent", None, answer.email_id, str(row.id))])
@@ -148,13 +153,16 @@ def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
     try:
         decision = ctx.limiter.acquire_request(view.api_key.get_secret_value())
         if not decision.granted:
-            return Wait(decision.wait_seconds, f"waiting for the API key's {decision.blocked_by}")
+            reason = f"waiting for the API key's {decision.blocked_by}"
+            return Wait(decision.wait_seconds, reason, decision.blocked_by or "requests")
         decision = ctx.limiter.acquire_emails(view.id, 1, view.limits)
         if not decision.granted:
-            return Wait(decision.wait_seconds, f"connector {decision.blocked_by} budget spent")
+            reason = f"connector {decision.blocked_by} budget spent"
+            return Wait(decision.wait_seconds, reason, decision.blocked_by or "budget")
+        metrics.sample_buckets(ctx.limiter, view.id, view.limits)
     except RateLimitBackendUnavailable as exc:
         # The broker is most likely the same Redis: park the row in PostgreSQL, not in a retry.
-        return Wait(BACKEND_DOWN_WAIT_S, str(exc), defer=True)
+        return Wait(BACKEND_DOWN_WAIT_S, str(exc), "redis_unavailable", defer=True)
     return None
 
 

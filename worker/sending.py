@@ -39,7 +39,7 @@ from shared.errors import (
 from shared.models import Connector, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits
 from shared.resend_client import BatchSendResult, SendResult
-from worker import fast_send, ledger
+from worker import fast_send, ledger, metrics
 from worker.batching import chunks, flatten, unique_by_key
 from worker.connector_cache import credentials, limits_of
 from worker.context import SendContext
@@ -147,7 +147,7 @@ def _handoff(
         sender = _Sender(ctx, session, connector)
         unit = _Unit(sender, rows, api_key, limits_of(connector))
         if isinstance(step, fast_send.Wait):
-            sender.wait(rows, step.seconds, step.reason, refund=False, defer=step.defer)
+            sender.wait(rows, step.seconds, step.reason, kind=step.kind, refund=False, defer=step.defer)
             sender._finish(rows, emails=0, requests=0)
         else:
             unit.record_failure(rows, step.error)
@@ -241,6 +241,7 @@ class _Sender:
             for row in rows:
                 if row.id in due:
                     ledger.mark_waiting(row, blocked or "no API key", until=until, refund=False)
+            metrics.count_deferrals("connector_blocked", len(due))
             self._finish([row for row in rows if row.id in due], emails=0, requests=0)
             return
         limits = limits_of(self.connector)
@@ -254,9 +255,20 @@ class _Sender:
         return credentials(self.connector, self.ctx.keyring, self.ctx.settings.resend_api_key)
 
     def wait(
-        self, rows: Sequence[EmailMessage], seconds: float, reason: str, *, refund: bool, defer: bool = False
+        self,
+        rows: Sequence[EmailMessage],
+        seconds: float,
+        reason: str,
+        *,
+        kind: str,
+        refund: bool,
+        defer: bool = False,
     ) -> None:
-        """Not now: a short wait is a task retry, a long one (or ``defer``) a deferral in the rows."""
+        """Not now: a short wait is a task retry, a long one (or ``defer``) a deferral in the rows.
+
+        ``kind`` names the reason for the metrics (``hour``, ``requests``, a Resend error name...).
+        """
+        metrics.count_deferrals(kind, len(rows))
         moment = self.ctx.clock()
         short = is_short_wait(seconds) and not defer
         until = None if short else ledger.defer_until(seconds, moment)
@@ -311,12 +323,14 @@ class _Unit:
             self.record_failure(rows, exc)
             sent = 0
         else:
+            metrics.count_response(200)
             sent = self._on_success(rows, answer)
         self.s._finish(self.rows, emails=sent, requests=1)
 
     def record_failure(self, rows: list[EmailMessage], exc: ResendError | PayloadInvalid) -> None:
         """An attempt that was refused or whose outcome is unknown."""
         if isinstance(exc, ResendError):
+            metrics.count_response(exc.status_code, exc.error_name)
             self._on_error(rows, exc)
             return
         for row in rows:  # a stored body Resend's model refuses: never retried
@@ -355,6 +369,7 @@ class _Unit:
                     rows,
                     decision.wait_seconds,
                     f"waiting for the API key's {decision.blocked_by}",
+                    kind=decision.blocked_by or "requests",
                     refund=False,
                 )
                 return []
@@ -365,18 +380,21 @@ class _Unit:
                     n = self._take_what_is_left(n)
                 if n == 0 and len(unpaid) == len(rows):
                     reason = f"connector {decision.blocked_by} budget spent"
-                    self.s.wait(rows, decision.wait_seconds, reason, refund=False)
+                    kind = decision.blocked_by or "budget"
+                    self.s.wait(rows, decision.wait_seconds, reason, kind=kind, refund=False)
                     return []
+                metrics.sample_buckets(limiter, self.s.connector.id, self.limits)
         except RateLimitBackendUnavailable as exc:
             # The broker is most likely the same Redis: park the rows in PostgreSQL, not in a retry.
-            self.s.wait(rows, BACKEND_DOWN_WAIT_S, str(exc), refund=False, defer=True)
+            down = BACKEND_DOWN_WAIT_S
+            self.s.wait(rows, down, str(exc), kind="redis_unavailable", refund=False, defer=True)
             return []
         left_out = unpaid[n:]
         if left_out:
             # Wait until the buckets hold tokens for every row left, not just one: a spent budget
             # parks the rest in PostgreSQL instead of dripping them out through short retries.
             wait = self._wait_for_tokens(len(left_out))
-            self.s.wait(left_out, wait, "connector budget spent", refund=False)
+            self.s.wait(left_out, wait, "connector budget spent", kind="budget", refund=False)
         waiting = {row.id for row in left_out}
         return [row for row in rows if row.id not in waiting]
 
@@ -432,7 +450,7 @@ class _Unit:
             self._retry_or_give_up(rows, reason)
         elif action.kind in (ActionKind.WAIT, ActionKind.DEFER):
             self._cool_down(action.delay)
-            self.s.wait(rows, action.delay, reason, refund=True)
+            self.s.wait(rows, action.delay, reason, kind=exc.error_name or "rate_limited", refund=True)
         else:
             if isinstance(exc, ResendIdempotencyMismatch):
                 logger.error("idempotency key reused with another payload (a bug): %s", reason)

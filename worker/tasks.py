@@ -17,7 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from shared import task_names
 from shared.db import make_sessionmaker
 from shared.settings import get_settings
-from worker import maintenance, sending, status_checks
+from worker import maintenance, metrics, sending, status_checks
 from worker.context import SendContext, process_context
 from worker.results import SendOutcome
 
@@ -58,6 +58,7 @@ def _run(task: Task, send: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         outcome: SendOutcome = send(context(), kwargs, task_ref=task.request.id or "eager")
     except SoftTimeLimitExceeded:
         raise task.retry(countdown=SOFT_LIMIT_RETRY_S, max_retries=None) from None
+    metrics.count_results(result.status for result in outcome.results)
     if outcome.retry_in is not None:
         raise task.retry(countdown=outcome.retry_in, max_retries=None)
     return outcome.as_dict()

@@ -1,0 +1,222 @@
+"""The worker's Prometheus metrics, correct under Celery's prefork pool.
+
+Metrics (prometheus-client)::
+
+    pilot_sends_total{result}                  recipients answered: sent|suppressed|deferred|failed|pending
+    pilot_resend_responses_total{status,error_name}    Resend's answers (status "none": none arrived)
+    pilot_deferrals_total{reason}              rows made to wait: hour|day|budget|requests|cooldown|
+                                               redis_unavailable|connector_blocked|<Resend error name>
+    pilot_bucket_tokens_remaining{connector_id,window} hour|day tokens left (sampled, most recent)
+    pilot_task_duration_seconds{task}          run time of each task, by task name
+
+Prefork runs tasks in child processes, so the values live in prometheus-client's *multiprocess*
+files (``PROMETHEUS_MULTIPROC_DIR``). :func:`start_exporter` runs in the worker's main process
+before the pool forks (``celeryd_init``): it makes a fresh directory for this worker (or empties the
+one configured), and serves ``/metrics`` on ``PILOT_WORKER_METRICS_PORT`` from a registry that sums
+every child's files. A child that exits is marked dead (``worker_process_shutdown``).
+
+The metric objects are made on first use, after the directory is known: prometheus-client picks
+its value storage when a metric is created. Updating one is a dictionary lookup and an mmap write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from shared.rate_limit import ConnectorLimits, RateLimiter
+    from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds between two samples of a connector's buckets in one process (each costs two Redis calls).
+BUCKET_SAMPLE_INTERVAL_S = 5.0
+#: Task durations from a few milliseconds (one email) to the send time limit.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """The metric objects (one set per process)."""
+
+    sends: Counter
+    resend_responses: Counter
+    deferrals: Counter
+    bucket_tokens: Gauge
+    task_duration: Histogram
+
+
+@functools.cache
+def instruments() -> Instruments:
+    """This process's metrics, made on first use (in the default registry)."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return Instruments(
+        sends=Counter("pilot_sends_total", "Recipients answered by send tasks, by result.", ["result"]),
+        resend_responses=Counter(
+            "pilot_resend_responses_total",
+            "Answers from Resend by HTTP status and error name.",
+            ["status", "error_name"],
+        ),
+        deferrals=Counter("pilot_deferrals_total", "Ledger rows made to wait, by reason.", ["reason"]),
+        bucket_tokens=Gauge(
+            "pilot_bucket_tokens_remaining",
+            "Email tokens left in a connector's bucket (sampled).",
+            ["connector_id", "window"],
+            multiprocess_mode="mostrecent",
+        ),
+        task_duration=Histogram(
+            "pilot_task_duration_seconds", "Run time of worker tasks.", ["task"], buckets=DURATION_BUCKETS
+        ),
+    )
+
+
+# Hot-path updates -------------------------------------------------------------------------------
+
+
+def count_results(statuses: Iterable[str]) -> None:
+    """One ``pilot_sends_total`` increment per recipient answered."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    sends = instruments().sends
+    for status, n in counts.items():
+        sends.labels(status).inc(n)
+
+
+def count_response(status: int | None, error_name: str | None = None) -> None:
+    """One answer from Resend (``status`` None: timeout or connection error)."""
+    label = "none" if status is None else str(status)
+    instruments().resend_responses.labels(label, error_name or "").inc()
+
+
+def count_deferrals(reason: str, rows: int = 1) -> None:
+    """``rows`` ledger rows made to wait for ``reason``."""
+    if rows:
+        instruments().deferrals.labels(reason).inc(rows)
+
+
+def observe_task(task: str, seconds: float) -> None:
+    """A task ran for ``seconds``."""
+    instruments().task_duration.labels(task).observe(seconds)
+
+
+_last_sample: dict[uuid.UUID, float] = {}
+_sample_lock = threading.Lock()
+
+
+def sample_buckets(
+    limiter: RateLimiter, connector_id: uuid.UUID, limits: ConnectorLimits, *, force: bool = False
+) -> None:
+    """Record the tokens left in the connector's hour and day buckets, at most every few seconds."""
+    now = time.monotonic()
+    with _sample_lock:
+        if not force and now - _last_sample.get(connector_id, -BUCKET_SAMPLE_INTERVAL_S) < (
+            BUCKET_SAMPLE_INTERVAL_S
+        ):
+            return
+        _last_sample[connector_id] = now
+    from shared.errors import RateLimitBackendUnavailable
+
+    gauge = instruments().bucket_tokens
+    try:
+        for window in ("hour", "day"):
+            stats = limiter.get_usage_stats(connector_id, window, limits)
+            gauge.labels(str(connector_id), window).set(stats.remaining)
+    except RateLimitBackendUnavailable:
+        pass  # a metric is not worth an error: the send path reports Redis being down
+
+
+# Exporter (worker main process) -------------------------------------------------------------------
+
+
+@dataclass
+class Exporter:
+    """The running ``/metrics`` server and the directory it reads."""
+
+    directory: str
+    owns_directory: bool
+    server: Any = None
+    thread: threading.Thread | None = None
+
+    def stop(self) -> None:
+        """Stop serving; remove the directory if this worker made it."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        if self.owns_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def prepare_directory() -> tuple[str, bool]:
+    """The multiprocess directory: the configured one emptied, else a fresh temporary one (made here).
+
+    Returns the path and whether this call created it. Sets ``PROMETHEUS_MULTIPROC_DIR``, which the
+    pool's children inherit.
+    """
+    configured = os.environ.get(MULTIPROC_ENV)
+    if configured:
+        os.makedirs(configured, exist_ok=True)
+        for name in os.listdir(configured):
+            if name.endswith(".db"):  # a previous run's values would be added to ours
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(configured, name))
+        directory, owned = configured, False
+    else:
+        directory, owned = tempfile.mkdtemp(prefix="pilot-worker-metrics-"), True
+        os.environ[MULTIPROC_ENV] = directory
+    _use_multiprocess_values()
+    return directory, owned
+
+
+def _use_multiprocess_values() -> None:
+    # prometheus-client chose its value storage when first imported; if that happened before the
+    # directory was set, choose again (metrics made from now on read ``values.ValueClass``; the
+    # main process makes none before this, and the pool's children make theirs after the fork).
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+
+
+def start_exporter(settings: Settings) -> Exporter | None:
+    """Serve ``/metrics`` summed over every pool process, on ``PILOT_WORKER_METRICS_PORT`` (0: off)."""
+    port = settings.pilot_worker_metrics_port
+    if not port:
+        return None
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    directory, owned = prepare_directory()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    try:
+        server, thread = start_http_server(port, registry=registry)
+    except OSError as exc:
+        # Metrics are not worth refusing to send email for (e.g. a second worker on one host).
+        logger.warning("worker metrics not served: port %s: %s (set PILOT_WORKER_METRICS_PORT)", port, exc)
+        return Exporter(directory, owned)
+    logger.info("worker metrics on :%s/metrics", port)
+    return Exporter(directory, owned, server, thread)
+
+
+def mark_process_dead(pid: int) -> None:
+    """Drop the live gauges of a pool child that exited (its counters stay in the sums)."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid)
