@@ -12,7 +12,7 @@ Prints medians of ``RUNS`` runs, the ratios the issue targets (send_email >= 0.6
 >= 10x send_email) and the worker's memory (RSS of the main process plus its children, after the
 run). The machine is shared: figures are noisy.
 
-    .venv/bin/python tests/benchmarks/bench_worker.py
+    .venv/bin/python tests/benchmarks/bench_worker.py [runs] [pool ...]   # e.g. 3 prefork
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from tests.worker_process import children_of, isolated_redis_db, running_worker,
 from worker.celery_app import make_celery
 
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+#: Pools to measure (all of POOLS unless named on the command line).
+CHOSEN_POOLS = set(sys.argv[2:])
 NOOP_TASKS = 2000
 SEND_EMAILS = 1000
 BATCH_TASKS = 40  # x 100 emails
@@ -161,6 +163,8 @@ def main() -> None:
             bench = Bench(url, sandbox.url, db)
             print(f"machine shared with other work; medians of {RUNS} runs")
             for pool, concurrency in POOLS:
+                if CHOSEN_POOLS and pool not in CHOSEN_POOLS:
+                    continue
                 figures: dict[str, list[float]] = {"noop": [], "send_email": [], "send_batch": []}
                 memory: list[float] = []
                 for _ in range(RUNS):
