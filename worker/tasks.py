@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
@@ -22,8 +23,10 @@ from worker.context import SendContext, process_context
 from worker.results import SendOutcome
 
 #: Database unreachable or no connection free: retry through the broker with backoff (the rows, if
-#: any, wait in PostgreSQL). Any other exception acks the task: a send not yet in the ledger is lost.
-_RETRY_ON = (OperationalError, PoolTimeout)
+#: any, wait in PostgreSQL). The single-recipient fast path talks psycopg directly, so its errors
+#: arrive unwrapped (``AdminShutdown`` on a restart is a ``psycopg.OperationalError``). Any other
+#: exception acks the task: a send not yet in the ledger is lost.
+_RETRY_ON = (OperationalError, PoolTimeout, psycopg.OperationalError)
 _SEND_OPTIONS: dict[str, Any] = {
     "bind": True,
     "max_retries": None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -46,5 +47,14 @@ def test_send_context_gives_every_thread_its_own_held_connection(fresh_database_
 
 
 @pytest.mark.parametrize("task", [tasks.send_email, tasks.send_batch])
-def test_send_tasks_retry_a_pool_timeout(task: object) -> None:
-    assert PoolTimeout in task.autoretry_for  # type: ignore[attr-defined]
+@pytest.mark.parametrize(
+    "error",
+    [
+        PoolTimeout("no connection free"),
+        psycopg.errors.AdminShutdown("restart"),
+        psycopg.OperationalError("down"),
+    ],
+)
+def test_send_tasks_retry_database_outages_and_pool_timeouts(task: object, error: Exception) -> None:
+    # psycopg errors come unwrapped from the single-recipient fast path (raw psycopg connection).
+    assert isinstance(error, task.autoretry_for)  # type: ignore[attr-defined]
