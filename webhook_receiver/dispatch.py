@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker before giving the events up to the sweep.
 BROKER_TIMEOUT_S = 2.0
-#: Event ids per task message, and how long the first id of a batch waits for company.
+#: Event ids per task message, and how long the first id of a batch waits for company (a longer
+#: wait means fewer publishes, at about 1 ms of CPU each; processing a quarter second later is free).
 MAX_BATCH = 100
-LINGER_S = 0.05
+LINGER_S = 0.25
 
 
 class Dispatcher(Protocol):

@@ -14,17 +14,18 @@ import threading
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine
 
 from shared.errors import PayloadInvalid
-from webhook_receiver.storage import StorageUnavailable, store_events
+from webhook_receiver.storage import EventStore, StorageUnavailable
 
 #: Rows per statement; more waiting rows go in the next statement.
 MAX_BATCH = 64
 #: A request gives up (503) if its row is not written within this many seconds.
 WRITE_TIMEOUT_S = 30.0
+#: The writer keeps its connection while busy and gives it back after this long idle.
+IDLE_RELEASE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class PendingRow:
 
     svix_id: str
     event_type: str
-    payload: dict[str, Any]
+    payload: str
     result: Future[uuid.UUID | None]
 
 
@@ -41,15 +42,17 @@ class GroupWriter:
     """Stores webhook events for many threads at once; :meth:`store` blocks until committed."""
 
     def __init__(self, engine: Engine, *, max_batch: int = MAX_BATCH) -> None:
-        self._engine = engine
+        self._store = EventStore(engine)
         self._max_batch = max_batch
         self._pending: list[PendingRow] = []
         self._cond = threading.Condition()
         self._owner_pid: int | None = None
 
-    def store(self, *, svix_id: str, event_type: str, payload: dict[str, Any]) -> uuid.UUID | None:
-        """The new row's id, or ``None`` for a ``svix_id`` stored before (same contract as
-        :func:`~webhook_receiver.storage.store_event`)."""
+    def store(self, *, svix_id: str, event_type: str, payload: str) -> uuid.UUID | None:
+        """The new row's id, or ``None`` for a ``svix_id`` stored before; ``payload`` is JSON text.
+
+        Raises :class:`StorageUnavailable` (503) or :class:`PayloadInvalid` (400).
+        """
         row = PendingRow(svix_id, event_type, payload, Future())
         with self._cond:
             self._start_in_this_process()
@@ -66,28 +69,37 @@ class GroupWriter:
             return
         self._owner_pid = os.getpid()
         self._pending = []
+        # A connection inherited through fork is the parent's: never use it, open our own.
+        self._store = EventStore(self._store.engine)
         threading.Thread(target=self._run, name="webhook-writer", daemon=True).start()
+
+    def close(self) -> None:
+        """Give the writer's connection back now (tests, before disposing the engine)."""
+        with self._cond:
+            self._store.close()
 
     def _run(self) -> None:
         while True:
             with self._cond:
+                if not self._pending and not self._cond.wait(IDLE_RELEASE_S):
+                    self._store.close()
                 while not self._pending:
                     self._cond.wait()
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-            write_batch(self._engine, batch)
+            write_batch(self._store, batch)
 
 
-def write_batch(engine: Engine, batch: list[PendingRow]) -> None:
+def write_batch(store: EventStore, batch: list[PendingRow]) -> None:
     """Store ``batch`` in one statement and resolve every row's future (never raises)."""
     try:
-        stored = store_events(engine, [(row.svix_id, row.event_type, row.payload) for row in batch])
+        stored = store.insert([(row.svix_id, row.event_type, row.payload) for row in batch])
     except PayloadInvalid as exc:
         if len(batch) == 1:
             batch[0].result.set_exception(exc)
         else:
             # One unstorable payload fails the statement: write the rows one by one to find it.
             for row in batch:
-                write_batch(engine, [row])
+                write_batch(store, [row])
         return
     except Exception as exc:
         for row in batch:

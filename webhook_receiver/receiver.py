@@ -56,10 +56,11 @@ class WebhookReceiver:
         ``StorageUnavailable`` (503). A broker failure is logged only: the event is stored.
         """
         svix_id = self._verified_id(body, headers)
-        payload = parse_payload(body)
+        text, payload = parse_payload(body)
         raw_type = payload.get("type")
         event_type = raw_type if isinstance(raw_type, str) else ""
-        event_id = self.writer.store(svix_id=svix_id, event_type=event_type, payload=payload)
+        # The body's own text is stored (PostgreSQL parses it as jsonb): nothing serialized twice.
+        event_id = self.writer.store(svix_id=svix_id, event_type=event_type, payload=text)
         enqueued = event_id is not None and self._enqueue(event_id, svix_id)
         return Receipt(svix_id, event_id, event_type, enqueued)
 
@@ -84,16 +85,21 @@ class WebhookReceiver:
         return True
 
 
-def parse_payload(body: bytes) -> dict[str, Any]:
-    """The JSON object of a verified body; raises ``PayloadInvalid`` for anything else."""
+def parse_payload(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The text and JSON object of a verified body; raises ``PayloadInvalid`` for anything else.
+
+    The body must be UTF-8 (RFC 8259 §8.1; ``json.loads`` of bytes would also take UTF-16 and -32,
+    which PostgreSQL could not be handed as text).
+    """
     try:
-        payload = json.loads(body, parse_constant=_reject_constant)
+        text = body.decode("utf-8")
+        payload = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         # ValueError covers JSONDecodeError and UnicodeDecodeError; RecursionError, absurd nesting.
         raise PayloadInvalid("webhook body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise PayloadInvalid("webhook body is not a JSON object")
-    return payload
+    return text, payload
 
 
 def _reject_constant(name: str) -> Any:

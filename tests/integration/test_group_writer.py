@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,10 +15,10 @@ from shared.errors import PayloadInvalid
 from shared.models import WebhookEvent
 from shared.settings import load_settings
 from webhook_receiver.group_writer import GroupWriter, PendingRow, write_batch
-from webhook_receiver.storage import autocommit, store_events
+from webhook_receiver.storage import EventStore, autocommit, store_events
 
-PAYLOAD = {"type": "email.sent", "data": {}}
-UNSTORABLE = {"type": "email.sent", "data": {"s": "a\x00b"}}
+PAYLOAD = json.dumps({"type": "email.sent", "data": {}})
+UNSTORABLE = json.dumps({"type": "email.sent", "data": {"s": "a\x00b"}})
 
 
 @pytest.fixture
@@ -32,8 +33,22 @@ def rows(engine: Engine) -> int:
         return connection.scalar(select(func.count()).select_from(WebhookEvent)) or 0
 
 
-def pending(svix_id: str, payload: dict[str, object] = PAYLOAD) -> PendingRow:
-    return PendingRow(svix_id, "email.sent", dict(payload), Future())
+@pytest.fixture
+def store(engine: Engine) -> Iterator[EventStore]:
+    store = EventStore(engine)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def writer(engine: Engine) -> Iterator[GroupWriter]:
+    writer = GroupWriter(engine)
+    yield writer
+    writer.close()
+
+
+def pending(svix_id: str, payload: str = PAYLOAD) -> PendingRow:
+    return PendingRow(svix_id, "email.sent", payload, Future())
 
 
 def test_store_events_inserts_copies_of_one_svix_id_once(engine: Engine) -> None:
@@ -47,24 +62,23 @@ def test_store_events_returns_nothing_for_stored_svix_ids(engine: Engine) -> Non
     assert store_events(engine, [("msg_a", "t", PAYLOAD)]) == {}
 
 
-def test_write_batch_gives_the_id_to_the_first_copy_only(engine: Engine) -> None:
+def test_write_batch_gives_the_id_to_the_first_copy_only(store: EventStore) -> None:
     batch = [pending("msg_a"), pending("msg_a"), pending("msg_b")]
-    write_batch(engine, batch)
+    write_batch(store, batch)
     results = [row.result.result() for row in batch]
     assert isinstance(results[0], uuid.UUID) and results[1] is None and isinstance(results[2], uuid.UUID)
 
 
-def test_write_batch_one_unstorable_payload_fails_alone(engine: Engine) -> None:
+def test_write_batch_one_unstorable_payload_fails_alone(engine: Engine, store: EventStore) -> None:
     batch = [pending("msg_a"), pending("msg_bad", UNSTORABLE), pending("msg_c")]
-    write_batch(engine, batch)
+    write_batch(store, batch)
     with pytest.raises(PayloadInvalid):
         batch[1].result.result()
     assert batch[0].result.result() is not None and batch[2].result.result() is not None
     assert rows(engine) == 2
 
 
-def test_group_writer_concurrent_copies_store_one_row(engine: Engine) -> None:
-    writer = GroupWriter(engine)
+def test_group_writer_concurrent_copies_store_one_row(engine: Engine, writer: GroupWriter) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(
             pool.map(lambda _: writer.store(svix_id="msg_x", event_type="t", payload=PAYLOAD), range(64))
@@ -73,11 +87,24 @@ def test_group_writer_concurrent_copies_store_one_row(engine: Engine) -> None:
     assert rows(engine) == 1
 
 
-def test_group_writer_concurrent_distinct_events_all_stored(engine: Engine) -> None:
-    writer = GroupWriter(engine)
+def test_group_writer_concurrent_distinct_events_all_stored(engine: Engine, writer: GroupWriter) -> None:
     with ThreadPoolExecutor(max_workers=16) as pool:
         results = list(
             pool.map(lambda i: writer.store(svix_id=f"msg_{i}", event_type="t", payload=PAYLOAD), range(200))
         )
     assert len(set(results)) == 200 and None not in results
     assert rows(engine) == 200
+
+
+def test_store_events_takes_the_payload_as_json_text(engine: Engine) -> None:
+    store_events(engine, [("msg_a", "email.sent", '{"type": "email.sent", "n": 1e400}')])
+    with engine.connect() as connection:
+        payload = connection.scalar(select(WebhookEvent.payload).where(WebhookEvent.svix_id == "msg_a"))
+    assert payload["type"] == "email.sent"
+
+
+@pytest.mark.parametrize("payload", ['{"s": "a\\u0000b"}', '{"s": "\\ud800"}', "not json"])
+def test_store_events_payload_postgresql_refuses_is_payload_invalid(engine: Engine, payload: str) -> None:
+    with pytest.raises(PayloadInvalid):
+        store_events(engine, [("msg_a", "t", payload)])
+    assert rows(engine) == 0
