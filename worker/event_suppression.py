@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from shared.models import EmailMessage, EmailMetric, Suppression
 from shared.resend_events import EventType, TrackingEvent
 from shared.suppression import suppress
+from worker import ledger
 from worker.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
 
 #: ``suppression_list.source`` of every entry written here.
@@ -31,6 +32,10 @@ def apply_suppression(
 ) -> str | None:
     """Suppress ``message``'s recipient if ``event`` calls for it; returns the reason, if any."""
     reason = "hard_bounce" if event.is_hard_bounce else _IMMEDIATE.get(event.type)
+    if reason is not None or event.is_soft_bounce:
+        # A send to this address may be between its suppression check and its HTTP call: wait for
+        # it, so no email is delivered after this suppression commits.
+        ledger.lock_recipient_for_suppression(session, message.organization_id, message.recipient)
     if reason is not None:
         suppress(
             session,

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from worker.ledger import lock_key
+from worker.ledger import RECIPIENT_LOCK_KEY, lock_key
 from worker.rendering import RenderedMessage
 
 _CLAIM = """
@@ -44,14 +44,22 @@ WITH ins AS (
 )
 SELECT f.id, f.recipient, f.status, f.attempts, f.next_attempt_at, f.last_error, f.resend_email_id,
        f.fresh, (SELECT status FROM connectors WHERE id = %(cid)s), s.reason, s.created_at,
-       CASE WHEN f.fresh AND s.reason IS NULL THEN pg_try_advisory_lock(%(lock)s) ELSE false END
+       CASE WHEN f.fresh AND s.reason IS NULL THEN
+           CASE WHEN pg_try_advisory_lock(RLOCK) THEN
+               CASE WHEN pg_try_advisory_lock(%(lock)s) THEN 2 ELSE 1 END
+           ELSE 0 END
+       ELSE 0 END
 FROM found f LEFT JOIN sup s ON true
-"""
+""".replace("RLOCK", RECIPIENT_LOCK_KEY.format(org="%(org)s", email="%(email)s"))
 
 _START = """
 UPDATE email_messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = NULL,
     updated_at = now()
 WHERE id = %(id)s AND status = %(status)s AND attempts = %(attempts)s
+    AND NOT EXISTS (
+        SELECT FROM suppression_list
+        WHERE organization_id = %(org)s AND email = %(email)s AND (expires_at IS NULL OR expires_at > now())
+    )
 RETURNING attempts
 """
 
@@ -65,10 +73,15 @@ WITH sent AS (
     ON CONFLICT (connector_id, hour) DO UPDATE SET
         emails_sent = connector_usage.emails_sent + 1, requests = connector_usage.requests + 1
 )
-SELECT pg_advisory_unlock(%(lock)s)
-"""
+SELECT pg_advisory_unlock(%(lock)s), pg_advisory_unlock(RLOCK)
+""".replace("RLOCK", RECIPIENT_LOCK_KEY.format(org="%(org)s", email="%(email)s"))
 
-_UNLOCK = "SELECT pg_advisory_unlock(%(lock)s)"
+_UNLOCK = "SELECT pg_advisory_unlock(%(lock)s), pg_advisory_unlock(RLOCK)".replace(
+    "RLOCK", RECIPIENT_LOCK_KEY.format(org="%(org)s", email="%(email)s")
+)
+_UNLOCK_RECIPIENT = "SELECT pg_advisory_unlock(RLOCK)".replace(
+    "RLOCK", RECIPIENT_LOCK_KEY.format(org="%(org)s", email="%(email)s")
+)
 
 
 @dataclass
@@ -86,7 +99,11 @@ class ClaimedRow:
     fresh: bool
     connector_status: str | None
     suppressed: tuple[str, datetime] | None
+    #: The row's lock and its recipient's (see ``ledger.RECIPIENT_LOCK_KEY``), both or neither.
     locked: bool
+    organization_id: uuid.UUID | None = None
+    #: The recipient as suppressions store it (trimmed, lower case).
+    email: str = ""
 
 
 def claim(
@@ -119,7 +136,9 @@ def claim(
     if row is None:
         return None
     message_id, recipient, status, attempts, next_at, last_error, email_id, fresh, cstatus = row[:9]
-    reason, since, locked = row[9:]
+    reason, since, locks = row[9:]
+    if locks == 1:  # the recipient's lock without the row's: give it back (the general path decides)
+        conn.execute(_UNLOCK_RECIPIENT, params)
     return ClaimedRow(
         message_id,
         recipient,
@@ -131,13 +150,22 @@ def claim(
         fresh,
         cstatus,
         suppressed=None if reason is None else (reason, since),
-        locked=locked,
+        locked=locks == 2,
+        organization_id=organization_id,
+        email=message.recipient.strip().lower(),
     )
 
 
 def start_attempt(conn: psycopg.Connection[Any], row: ClaimedRow) -> bool:
-    """Mark the row ``sending`` with one more attempt, if it is still as claimed (committed at once)."""
-    params = {"id": row.id, "status": row.status, "attempts": row.attempts}
+    """Mark the row ``sending`` with one more attempt, if it is still as claimed and its recipient was
+    not suppressed meanwhile (committed at once; this statement reads after the recipient's lock)."""
+    params = {
+        "id": row.id,
+        "status": row.status,
+        "attempts": row.attempts,
+        "org": row.organization_id,
+        "email": row.email,
+    }
     moved = conn.execute(_START, params).fetchone()
     if moved is None:
         return False
@@ -156,11 +184,13 @@ def record_sent(
         "cid": connector_id,
         "hour": at.replace(minute=0, second=0, microsecond=0),
         "lock": lock_key(row.id),
+        "org": row.organization_id,
+        "email": row.email,
     }
     conn.execute(_SENT, params)
     row.status, row.resend_email_id, row.last_error = "sent", email_id, None
 
 
-def unlock(conn: psycopg.Connection[Any], message_id: uuid.UUID) -> None:
-    """Release the row's advisory lock."""
-    conn.execute(_UNLOCK, {"lock": lock_key(message_id)})
+def unlock(conn: psycopg.Connection[Any], row: ClaimedRow) -> None:
+    """Release the row's advisory lock and its recipient's."""
+    conn.execute(_UNLOCK, {"lock": lock_key(row.id), "org": row.organization_id, "email": row.email})

@@ -87,7 +87,7 @@ def send_one(
             return _answer_unclaimed(row, ctx.clock())
         outcome = _send_claimed(ctx, conn, view, row, message, handoff)
         if outcome is None or row.status != "sent":
-            fast_ledger.unlock(conn, row.id)  # record_sent released it with the outcome
+            fast_ledger.unlock(conn, row)  # record_sent released it with the outcome
         return outcome
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, literal, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, UUID, insert
 from sqlalchemy.orm import Session
 
 from shared.models import EmailMessage, Task
@@ -91,6 +91,32 @@ def try_lock(session: Session, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         bindparam("keys", type_=ARRAY(BIGINT))
     )
     return {by_key[key] for key in session.scalars(statement, {"keys": list(by_key)})}
+
+
+#: A recipient's advisory lock key within its organization, in SQL over ``org`` (uuid) and ``email``.
+#: Senders hold it from their suppression check until the HTTP call is over; a suppression caused
+#: by a webhook waits for it, so it commits either before a send's check or after its delivery.
+RECIPIENT_LOCK_KEY = "hashtextextended(CAST({org} AS text) || '/' || lower(btrim({email})), 0)"
+
+_LOCK_RECIPIENTS = text(
+    "SELECT pg_advisory_lock(k) FROM (SELECT DISTINCT "
+    + RECIPIENT_LOCK_KEY.format(org="organization_id", email="recipient")
+    + " AS k FROM email_messages WHERE id = ANY(:ids) ORDER BY k) AS keys"
+).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
+_LOCK_RECIPIENT_FOR_SUPPRESSION = text(
+    "SELECT pg_advisory_xact_lock(" + RECIPIENT_LOCK_KEY.format(org=":org", email=":email") + ")"
+)
+
+
+def lock_recipients(session: Session, ids: Sequence[uuid.UUID]) -> None:
+    """Take (waiting, in key order) the recipient locks of rows ``ids``; released by :func:`unlock_all`."""
+    if ids:
+        session.execute(_LOCK_RECIPIENTS, {"ids": list(ids)})
+
+
+def lock_recipient_for_suppression(session: Session, organization_id: uuid.UUID, email: str) -> None:
+    """Wait until no send to ``email`` is in flight; the lock lasts until the transaction ends."""
+    session.execute(_LOCK_RECIPIENT_FOR_SUPPRESSION, {"org": organization_id, "email": email})
 
 
 def unlock_all(session: Session) -> None:

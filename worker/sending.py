@@ -223,6 +223,9 @@ class _Sender:
         self.tasks: set[uuid.UUID] = set()
 
     def run(self, ids: Sequence[uuid.UUID]) -> SendOutcome:
+        # Recipient locks first (waiting for a suppression being committed): the suppression check
+        # below then sees it, and a suppression arriving later waits for this send to be over.
+        ledger.lock_recipients(self.session, ids)
         locked = ledger.try_lock(self.session, ids)
         rows = ledger.load_messages(self.session, ids, refresh=True)  # read after taking the locks
         moment = self.ctx.clock()

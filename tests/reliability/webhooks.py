@@ -38,9 +38,16 @@ class SentEmail:
     recipient: str
 
 
-def seed_sent_emails(factory: sessionmaker[Session], n: int, *, per_task: int = 300) -> list[SentEmail]:
-    """``n`` sent ledger rows (one organization and connector, tasks of ``per_task`` emails)."""
-    organization_id, connector_id = add_connector(factory)
+def seed_sent_emails(
+    factory: sessionmaker[Session],
+    n: int,
+    *,
+    per_task: int = 300,
+    connector: tuple[uuid.UUID, uuid.UUID] | None = None,
+) -> list[SentEmail]:
+    """``n`` sent ledger rows (tasks of ``per_task`` emails) of ``connector`` (organization id,
+    connector id), else of a new organization and connector."""
+    organization_id, connector_id = connector or add_connector(factory)
     emails: list[SentEmail] = []
     for start in range(0, n, per_task):
         task_id = add_task(factory, organization_id)

@@ -1,0 +1,77 @@
+"""Sends and suppressions of one address serialize on the recipient's advisory lock: a suppression
+commits either before a send's suppression check (which then sees it) or after its delivery."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import transaction
+from shared.suppression import suppress
+from tests.send_helpers import add_connector
+from worker import fast_ledger, ledger
+from worker.rendering import RenderedMessage
+
+pytestmark = pytest.mark.integration
+
+ADDRESS = "Racer@Example.test"
+
+
+def message() -> RenderedMessage:
+    return RenderedMessage(uuid.uuid4(), f"lock/{uuid.uuid4()}", ADDRESS, "Hi", {"to": [ADDRESS]})
+
+
+def test_suppression_waits_for_the_send_holding_the_recipient_lock(
+    session_factory: sessionmaker[Session],
+) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    rendered = message()
+    with transaction(session_factory) as session:
+        ledger.insert_messages(
+            session, [rendered], organization_id=organization_id, connector_id=connector_id, task_id=None
+        )
+    committed_at: list[float] = []
+
+    def suppress_address() -> None:
+        with transaction(session_factory) as session:
+            ledger.lock_recipient_for_suppression(session, organization_id, ADDRESS.lower())
+            suppress(session, organization_id, ADDRESS, "hard_bounce", source="test")
+        committed_at.append(time.monotonic())
+
+    engine = session_factory.kw["bind"]
+    # The sender's own connection, held across transactions as the worker holds it.
+    with engine.connect() as connection, Session(bind=connection) as sender:
+        ledger.lock_recipients(sender, [rendered.id])
+        sender.commit()  # session-level: the lock outlives the transaction, as during the HTTP call
+        thread = threading.Thread(target=suppress_address)
+        thread.start()
+        time.sleep(0.5)
+        released_at = time.monotonic()
+        ledger.unlock_all(sender)
+        sender.commit()
+    thread.join(timeout=10)
+    assert committed_at and committed_at[0] >= released_at
+
+
+def test_fast_path_attempt_is_refused_once_the_recipient_is_suppressed(
+    fresh_database_url: str, session_factory: sessionmaker[Session]
+) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    url = fresh_database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = fast_ledger.claim(
+            conn, message(), organization_id=organization_id, connector_id=connector_id, now=datetime.now(UTC)
+        )
+        assert row is not None and row.locked
+        # A suppression that was committing while the claim read (it could not wait: the claim's
+        # statement had already taken its snapshot) must still stop the attempt.
+        with transaction(session_factory) as session:
+            suppress(session, organization_id, ADDRESS, "hard_bounce", source="test")
+        assert fast_ledger.start_attempt(conn, row) is False
+        fast_ledger.unlock(conn, row)
