@@ -35,5 +35,9 @@ bench: services
 		echo "== $$script"; $(BIN)/python $$script || exit 1; \
 	done
 
+# The reliability scenarios at the issue's full sizes (make test runs their short versions).
+reliability: services
+	PILOT_RELIABILITY=full $(BIN)/pytest tests/reliability -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
