@@ -40,11 +40,16 @@ class ReceiverHandle:
         return f"{self.url}/api/webhooks/resend"
 
 
+#: The receiver's gunicorn configuration (prometheus multiprocess mode), as in production.
+RECEIVER_CONFIG = "python:webhook_receiver.gunicorn_conf"
+
+
 def gunicorn_argv(app: str, port: int, *, workers: int, threads: int) -> list[str]:
-    """The gunicorn command line serving ``app`` on loopback ``port``."""
+    """The gunicorn command line serving ``app`` on loopback ``port`` (same settings for any app)."""
     return [
         sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning", app,
+        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
+        "--config", RECEIVER_CONFIG, app,
     ]  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 from flask import Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, create_engine
 from werkzeug.exceptions import HTTPException
 
@@ -19,10 +20,10 @@ from shared.settings import Settings, get_settings
 from shared.webhook_signature import decode_secret
 from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher, Dispatcher
 from webhook_receiver.group_writer import GroupWriter
-from webhook_receiver.metrics import NullMetrics, ReceiverMetrics
+from webhook_receiver.metrics import PrometheusMetrics, ReceiverMetrics, rejection_reason
 from webhook_receiver.receiver import WebhookReceiver
 from webhook_receiver.storage import StorageUnavailable, autocommit
-from webhook_receiver.views import EXTENSION, blueprint
+from webhook_receiver.views import EXTENSION, WEBHOOK_PATH, blueprint
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ def create_app(
     metrics: ReceiverMetrics | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Flask:
-    """The receiver app; ``engine``, ``dispatcher`` and ``metrics`` default to ones built from settings.
+    """The receiver app; ``engine``, ``dispatcher`` and ``metrics`` default to ones built from settings
+    (metrics: :class:`PrometheusMetrics`, served at ``/metrics``).
 
     ``clock`` (unix seconds) is what signature timestamps are checked against; tests freeze it.
     """
@@ -57,7 +59,7 @@ def create_app(
     )
     app.register_blueprint(blueprint)
     _register_error_handlers(app)
-    _register_metrics(app, metrics or NullMetrics())
+    _register_metrics(app, metrics or PrometheusMetrics())
     return app
 
 
@@ -84,6 +86,10 @@ def webhook_keys(settings: Settings) -> list[bytes]:
     return keys
 
 
+#: Rejection reasons of the HTTP errors a webhook request can meet before verification.
+HTTP_REJECTIONS = {405: "method", 413: "too_large", 415: "content_type", 400: "malformed"}
+
+
 def _error(status: int, error: str, message: str) -> tuple[Response, int]:
     return jsonify(error=error, message=message), status
 
@@ -93,11 +99,13 @@ def _register_error_handlers(app: Flask) -> None:
     def unverified(exc: WebhookVerificationError) -> tuple[Response, int]:
         # The reason is ours ("timestamp too old"...), never the secret, signature or body.
         log.info("webhook refused: %s", exc.reason)
+        g.pilot_outcome = rejection_reason(exc.reason)
         return _error(400, "invalid_signature", exc.reason)
 
     @app.errorhandler(PayloadInvalid)
     def invalid(exc: PayloadInvalid) -> tuple[Response, int]:
         log.info("webhook refused: %s", exc)
+        g.pilot_outcome = "malformed"
         return _error(400, "invalid_payload", str(exc))
 
     @app.errorhandler(StorageUnavailable)
@@ -110,10 +118,13 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
+        g.pilot_outcome = HTTP_REJECTIONS.get(status)
         return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 
 def _register_metrics(app: Flask, metrics: ReceiverMetrics) -> None:
+    """Time and count webhook requests (the view and error handlers leave ``g.pilot_outcome``)."""
+
     @app.before_request
     def start_timer() -> None:
         g.pilot_started = time.perf_counter()
@@ -121,8 +132,13 @@ def _register_metrics(app: Flask, metrics: ReceiverMetrics) -> None:
     @app.after_request
     def observe(response: Response) -> Response:
         started = g.get("pilot_started")
-        if started is not None:
-            metrics.observe(
-                request.endpoint or "unknown", response.status_code, time.perf_counter() - started
-            )
+        if started is not None and request.path == WEBHOOK_PATH:
+            metrics.observe(response.status_code, time.perf_counter() - started, g.get("pilot_outcome"))
         return response
+
+    if isinstance(metrics, PrometheusMetrics):
+        app.add_url_rule("/metrics", "metrics", lambda: _exposition(metrics))
+
+
+def _exposition(metrics: PrometheusMetrics) -> Response:
+    return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

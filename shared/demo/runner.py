@@ -177,6 +177,8 @@ def _start_processes(
                 "2",
                 "--threads",
                 "4",
+                "--config",
+                "python:webhook_receiver.gunicorn_conf",
                 "webhook_receiver.wsgi:app",
             ),
             env=env,
