@@ -5,16 +5,19 @@ per webhook event (``INSERT … ON CONFLICT DO NOTHING``) and everything else is
 ``email_metrics``, so replays, concurrent workers and any arrival order end in one state. Rows are
 locked message first, then task, everywhere, so concurrent events serialize without deadlocking.
 
-:func:`process_event` is what the Celery task calls: one transaction per event, an event whose
-email is not in the ledger yet raises :class:`NotInLedgerYet` (retry) until it is old enough to be
-kept as an orphan with its reason.
+:func:`process_event` processes one event in one transaction: an event whose email is not in the
+ledger yet raises :class:`NotInLedgerYet` (retry) until it is old enough to be kept as an orphan with
+its reason. :func:`process_events` is what the Celery task calls for the receiver's batches of ids:
+one transaction for all of them, each task's metrics recomputed once; any unexpected error rolls the
+batch back so the caller can fall back to :func:`process_event` per id.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ORPHAN_AFTER = timedelta(minutes=10)
 #: Ledger statuses of a send whose Resend id may not be committed yet.
 IN_FLIGHT = frozenset({"queued", "deferred", "sending"})
+#: Events that may suppress the recipient.
+SUPPRESSING = frozenset({EventType.BOUNCED, EventType.COMPLAINED, EventType.SUPPRESSED})
 #: Events that concern no sent email of ours: stored and acknowledged, no metric row.
 NOT_TRACKED = frozenset({EventType.UNKNOWN, EventType.RECEIVED, EventType.SCHEDULED})
 
@@ -54,6 +59,94 @@ class Outcome:
     message_id: uuid.UUID | None = None
     status: str | None = None
     suppression: str | None = None
+
+
+@dataclass
+class BatchOutcome:
+    """What :func:`process_events` did per event id, and the ids whose email is not in the ledger yet."""
+
+    outcomes: dict[uuid.UUID, Outcome] = field(default_factory=dict)
+    not_in_ledger: list[uuid.UUID] = field(default_factory=list)
+
+
+def process_events(
+    session_factory: sessionmaker[Session],
+    event_ids: Sequence[uuid.UUID],
+    *,
+    now: datetime | None = None,
+    orphan_after: timedelta = DEFAULT_ORPHAN_AFTER,
+    policy: SoftBouncePolicy | None = None,
+) -> BatchOutcome:
+    """Process stored events in one transaction, with the rules of :func:`process_event`.
+
+    Locks are taken in one order everywhere (events by id, then messages, then tasks by id), so
+    batches and single events serialize without deadlocking. An event whose email is not in the
+    ledger yet is left unprocessed and listed in ``not_in_ledger`` (nothing of it was written: the
+    lookup comes first). Any other error propagates and nothing is committed.
+    """
+    now = now or datetime.now(UTC)
+    policy = policy or SoftBouncePolicy()
+    result = BatchOutcome()
+    tasks: set[uuid.UUID] = set()
+    with transaction(session_factory) as session, session.no_autoflush:
+        events = _locked_events(session, event_ids)
+        for event_id in event_ids:
+            if event_id not in events:
+                result.outcomes[event_id] = Outcome("already_processed")
+        # Messages in one order too (by Resend id), so two batches never wait on each other in a cycle.
+        for event in sorted(events.values(), key=_email_order):
+            outcome = _apply_in_batch(
+                session, event, now=now, policy=policy, orphan_after=orphan_after, tasks=tasks
+            )
+            if outcome is None:
+                result.not_in_ledger.append(event.id)
+            else:
+                result.outcomes[event.id] = outcome
+        session.flush()
+        for task_id in sorted(tasks):
+            task_metrics.refresh_task_metrics(session, task_id)
+    return result
+
+
+def _apply_in_batch(
+    session: Session,
+    event: WebhookEvent,
+    *,
+    now: datetime,
+    policy: SoftBouncePolicy,
+    orphan_after: timedelta,
+    tasks: set[uuid.UUID],
+) -> Outcome | None:
+    """:func:`apply_event` with the orphan rule of :func:`process_event`; ``None``: not in the ledger yet."""
+    give_up = now - event.received_at >= orphan_after
+    try:
+        return apply_event(session, event, now=now, policy=policy, last_chance=give_up, tasks=tasks)
+    except NotInLedgerYet as exc:
+        if not give_up:
+            # Counted as process_event's record_failure would: the sweep stops after too many.
+            event.attempts += 1
+            event.error = f"{type(exc).__name__}: {exc}"[:500]
+            return None
+        _finish(event, now, error=f"orphan: {exc}")
+        log.warning("webhook event %s kept as orphan: %s", event.svix_id, exc)
+        return Outcome("orphan")
+
+
+def _locked_events(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WebhookEvent]:
+    """The unprocessed events among ``event_ids``, locked in id order."""
+    rows = session.scalars(
+        select(WebhookEvent)
+        .where(WebhookEvent.id.in_(event_ids), WebhookEvent.processed_at.is_(None))
+        .order_by(WebhookEvent.id)
+        .with_for_update()
+    ).all()
+    return {event.id: event for event in rows}
+
+
+def _email_order(event: WebhookEvent) -> str:
+    data = event.payload.get("data") if isinstance(event.payload, dict) else None
+    email_id = data.get("email_id") if isinstance(data, dict) else None
+    return email_id if isinstance(email_id, str) else ""
 
 
 def process_event(
@@ -97,11 +190,14 @@ def apply_event(
     now: datetime | None = None,
     policy: SoftBouncePolicy | None = None,
     last_chance: bool = False,
+    tasks: set[uuid.UUID] | None = None,
 ) -> Outcome:
     """Apply ``event`` (a stored, verified webhook) within ``session``'s transaction.
 
     ``last_chance`` lets a message found only by its tags be adopted even while its send still looks
-    in flight (the ledger never got the Resend id). Raises :class:`NotInLedgerYet`.
+    in flight (the ledger never got the Resend id). With ``tasks``, the message's task id is added
+    there for the caller to refresh once per batch, instead of refreshing its metrics here. Raises
+    :class:`NotInLedgerYet` before writing anything.
     """
     now = now or datetime.now(UTC)
     parsed = parse_event(event.payload)
@@ -111,8 +207,14 @@ def apply_event(
     message = find_message(session, parsed, adopt_in_flight=last_chance)
     _insert_metric(session, event, parsed, message)
     status = _refresh_status(session, message)
+    if parsed.type in SUPPRESSING:
+        # Suppression rules may query the ledger: let them see this batch's changes (batches run
+        # without autoflush; these events are rare, so the extra flush costs little).
+        session.flush()
     suppression = apply_suppression(session, message, parsed, policy=policy or SoftBouncePolicy())
-    if message.task_id is not None:
+    if message.task_id is not None and tasks is not None:
+        tasks.add(message.task_id)
+    elif message.task_id is not None:
         task_metrics.refresh_task_metrics(session, message.task_id)
     _finish(event, now)
     return Outcome("applied", message_id=message.id, status=status, suppression=suppression)

@@ -11,6 +11,7 @@ import functools
 import logging
 import random
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,6 +68,28 @@ def process_webhook_event(self: Any, event_ids: str | list[str]) -> dict[str, in
 def process_batch(
     session_factory: sessionmaker[Session], event_ids: list[str]
 ) -> tuple[dict[str, int], list[str]]:
+    """Process the events in one transaction; returns outcome counts and the ids to retry.
+
+    If that transaction fails (a database error, a deadlock, one event that cannot be applied), the
+    events are processed again one transaction each, so one bad event fails alone and is recorded.
+    """
+    ids = _parsed_ids(event_ids)
+    if ids is not None:
+        try:
+            batch = event_processing.process_events(session_factory, ids)
+        except Exception as exc:
+            log.warning("batch of %d webhook events failed (%s); one by one", len(ids), type(exc).__name__)
+        else:
+            retry = [str(event_id) for event_id in batch.not_in_ledger]
+            outcomes = Counter(outcome.kind for outcome in batch.outcomes.values())
+            outcomes.update({"retry": len(retry)} if retry else {})
+            return dict(outcomes), retry
+    return process_one_by_one(session_factory, event_ids)
+
+
+def process_one_by_one(
+    session_factory: sessionmaker[Session], event_ids: list[str]
+) -> tuple[dict[str, int], list[str]]:
     """Process each event in its own transaction; returns outcome counts and the ids to retry."""
     outcomes: dict[str, int] = {}
     retry: list[str] = []
@@ -82,6 +105,14 @@ def process_batch(
             kind = "error"
         outcomes[kind] = outcomes.get(kind, 0) + 1
     return outcomes, retry
+
+
+def _parsed_ids(event_ids: list[str]) -> list[uuid.UUID] | None:
+    """The ids as UUIDs, or ``None`` if any is not one (the one-by-one path reports it alone)."""
+    try:
+        return list(dict.fromkeys(uuid.UUID(event_id) for event_id in event_ids))
+    except ValueError:
+        return None
 
 
 def process_pending_events(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db import transaction
 from shared.models import EmailMessage, EmailMetric, Suppression, Task, WebhookEvent
 from tests.webhook_factories import T0, Ledger, make_ledger, make_message, resend_payload, store_event
-from worker.event_processing import NotInLedgerYet, Outcome, process_event
+from worker.event_processing import NotInLedgerYet, Outcome, process_event, process_events
 from worker.event_tasks import process_batch, process_pending_events
 
 Factory = sessionmaker[Session]
@@ -339,3 +339,86 @@ def test_process_batch_applies_each_event_and_returns_the_ones_to_retry(session_
     outcomes, retry = process_batch(session_factory, [known, unknown, "not-a-uuid"])
     assert outcomes == {"applied": 1, "retry": 1, "error": 1}
     assert retry == [unknown]
+
+
+def store_all(factory: Factory, payloads: list[dict[str, Any]]) -> list[uuid.UUID]:
+    with transaction(factory) as session:
+        return [store_event(session, payload) for payload in payloads]
+
+
+def test_process_events_applies_a_batch_and_counts_each_task_once(session_factory: Factory) -> None:
+    first = ledger(session_factory)
+    with transaction(session_factory) as session:
+        others = [
+            make_message(session, first.organization_id, first.connector_id, task_id=first.task_id)
+            for _ in range(9)
+        ]
+    event_ids = store_all(
+        session_factory,
+        [
+            resend_payload(kind, sent.resend_email_id)
+            for sent in [first, *others]
+            for kind in ("sent", "delivered")
+        ],
+    )
+    batch = process_events(session_factory, event_ids)
+    assert {outcome.kind for outcome in batch.outcomes.values()} == {"applied"} and not batch.not_in_ledger
+    assert delivery(session_factory, first.task_id)["delivery"]["delivered"] == 10
+    assert {message_status(session_factory, sent.message_id) for sent in [first, *others]} == {"delivered"}
+
+
+def test_process_events_leaves_unknown_emails_unprocessed_and_counts_the_attempt(
+    session_factory: Factory,
+) -> None:
+    sent = ledger(session_factory)
+    known, unknown = store_all(
+        session_factory,
+        [resend_payload("delivered", sent.resend_email_id), resend_payload("delivered", "not-yet")],
+    )
+    batch = process_events(session_factory, [known, unknown])
+    assert batch.not_in_ledger == [unknown] and batch.outcomes[known].kind == "applied"
+    with session_factory() as session:
+        event = session.get_one(WebhookEvent, unknown)
+    assert (event.processed_at, event.attempts) == (None, 1)
+    assert event.error is not None and event.error.startswith("NotInLedgerYet")
+
+
+def test_process_events_processed_ids_are_already_processed(session_factory: Factory) -> None:
+    sent = ledger(session_factory)
+    (event_id,) = store_all(session_factory, [resend_payload("delivered", sent.resend_email_id)])
+    process_events(session_factory, [event_id])
+    assert process_events(session_factory, [event_id]).outcomes[event_id].kind == "already_processed"
+    assert metric_count(session_factory) == 1
+
+
+def test_process_events_overlapping_batches_concurrently_apply_each_event_once(
+    session_factory: Factory,
+) -> None:
+    first = ledger(session_factory)
+    with transaction(session_factory) as session:
+        others = [
+            make_message(session, first.organization_id, first.connector_id, task_id=first.task_id)
+            for _ in range(19)
+        ]
+    event_ids = store_all(
+        session_factory, [resend_payload("delivered", sent.resend_email_id) for sent in [first, *others]]
+    )
+    batches = [event_ids, event_ids[::-1], event_ids[5:], event_ids[:15]]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda ids: process_batch(session_factory, [str(i) for i in ids]), batches))
+    assert sum(outcomes.get("applied", 0) for outcomes, _ in results) == 20
+    assert metric_count(session_factory) == 20
+    assert delivery(session_factory, first.task_id)["delivery"]["delivered"] == 20
+
+
+def test_process_events_one_batch_of_five_ends_as_one_by_one(session_factory: Factory) -> None:
+    sent = ledger(session_factory, recipient="bounced+batch@resend.dev")
+    payloads = [
+        resend_payload(kind, sent.resend_email_id, created_at=T0 + timedelta(seconds=10 * index), **extra)
+        for index, (kind, extra) in enumerate(FIVE)
+    ]
+    process_events(session_factory, store_all(session_factory, payloads[::-1]))
+    metrics = delivery(session_factory, sent.task_id)["delivery"]
+    assert message_status(session_factory, sent.message_id) == "bounced"
+    assert (metrics["delivered"], metrics["bounced_hard"], metrics["delayed"]) == (1, 1, 1)
+    assert suppressions(session_factory) == [("bounced+batch@resend.dev", "hard_bounce", False)]
