@@ -167,6 +167,9 @@ class EmailMessage(Base):
     status: Mapped[str] = mapped_column(Text, server_default="queued")
     resend_email_id: Mapped[str | None] = mapped_column(Text, index=True)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: The idempotency key the first attempt went out under (the row's own, or its batch's). Once
+    #: set, the row is only ever sent again in that same unit, so Resend can recognise the retry.
+    attempt_key: Mapped[str | None] = mapped_column(Text, index=True)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -54,7 +54,7 @@ FROM found f LEFT JOIN sup s ON true
 
 _START = """
 UPDATE email_messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = NULL,
-    updated_at = now()
+    attempt_key = COALESCE(attempt_key, idempotency_key), updated_at = now()
 WHERE id = %(id)s AND status = %(status)s AND attempts = %(attempts)s
     AND NOT EXISTS (
         SELECT FROM suppression_list

@@ -136,12 +136,29 @@ def is_due(row: EmailMessage, moment: datetime) -> bool:
     return row.status != "deferred" or row.next_attempt_at is None or row.next_attempt_at <= moment
 
 
-def mark_sending(rows: Iterable[EmailMessage]) -> None:
-    """An attempt starts: it counts, whatever happens next (a crash included)."""
+def mark_sending(rows: Iterable[EmailMessage], key: str) -> None:
+    """An attempt under idempotency ``key`` starts: it counts, whatever happens next (a crash too).
+
+    The first attempt's key stays on the row (``attempt_key``): every later attempt must be the
+    same unit under the same key.
+    """
     for row in rows:
         row.status = "sending"
         row.attempts += 1
         row.next_attempt_at = None
+        if row.attempt_key is None:
+            row.attempt_key = key
+
+
+def load_attempt(session: Session, key: str) -> list[EmailMessage]:
+    """The open rows that went out under attempt ``key`` (read afresh), in their unit's order."""
+    query = (
+        select(EmailMessage)
+        .where(EmailMessage.attempt_key == key, EmailMessage.status.in_(OPEN_STATUSES))
+        .order_by(EmailMessage.idempotency_key)
+        .execution_options(populate_existing=True)
+    )
+    return list(session.scalars(query))
 
 
 def mark_sent(row: EmailMessage, email_id: str, at: datetime) -> None:

@@ -156,6 +156,13 @@ def _handoff(
         return SendOutcome([RecipientResult.of(row) for row in rows], retry_in=sender.retry_in)
 
 
+def unit_key(rows: Sequence[EmailMessage]) -> str:
+    """The idempotency key of a unit: a single row's own, else its batch's (from its members' keys)."""
+    if len(rows) == 1:
+        return rows[0].idempotency_key
+    return chunk_key([row.idempotency_key for row in rows])
+
+
 def prepare(
     session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
 ) -> tuple[Connector, list[uuid.UUID]]:
@@ -248,10 +255,37 @@ class _Sender:
             self._finish([row for row in rows if row.id in due], emails=0, requests=0)
             return
         limits = limits_of(self.connector)
+        # A row that went out before may have reached Resend: it goes again only in the unit of its
+        # first attempt (same members, same key, same body), whichever task holds it now. Rows never
+        # sent are cut into units at fixed boundaries, so a retry of the task forms the same units.
+        attempts: dict[str, list[EmailMessage]] = {}
+        for row in rows:
+            if row.id in due and row.attempt_key is not None:
+                attempts.setdefault(row.attempt_key, []).append(row)
+        for key, members in attempts.items():
+            whole = self._whole_attempt(key, members)
+            if whole:
+                _Unit(self, whole, api_key, limits, exact=True).send()
         for unit in chunks(rows):
-            members = [row for row in unit if row.id in due]
+            members = [row for row in unit if row.id in due and row.attempt_key is None]
             if members:
                 _Unit(self, members, api_key, limits).send()
+
+    def _whole_attempt(self, key: str, members: list[EmailMessage]) -> list[EmailMessage] | None:
+        """Every open row of attempt ``key``, all locked by this sender; None while another has some.
+
+        A batch's rows may reach a later task split up (the sweep and the reconcile publish rows in
+        groups of their own): the members this task was not given are locked and added.
+        """
+        mine = {row.id for row in members}
+        everyone = ledger.load_attempt(self.session, key)
+        missing = [row.id for row in everyone if row.id not in mine]
+        if missing:
+            if ledger.try_lock(self.session, missing) != set(missing):
+                return None  # another sender holds some: it sends the unit, or a later task will
+            ledger.lock_recipients(self.session, missing)
+            everyone = ledger.load_attempt(self.session, key)  # read again under the locks
+        return everyone
 
     def _credentials(self) -> tuple[SecretStr | None, str | None]:
         """The API key, or why the connector cannot send now."""
@@ -305,12 +339,20 @@ class _Unit:
     """One Resend call's worth of rows: one email, or one chunk of a batch."""
 
     def __init__(
-        self, sender: _Sender, rows: list[EmailMessage], api_key: SecretStr, limits: ConnectorLimits
+        self,
+        sender: _Sender,
+        rows: list[EmailMessage],
+        api_key: SecretStr,
+        limits: ConnectorLimits,
+        *,
+        exact: bool = False,
     ) -> None:
         self.s = sender
         self.rows = rows
         self.api_key = api_key
         self.limits = limits
+        #: The unit of an earlier attempt: sent whole or not at all (never split or regrouped).
+        self.exact = exact
 
     def send(self) -> None:
         rows = self._open_rows()
@@ -318,7 +360,12 @@ class _Unit:
         if not rows:
             self.s._finish(self.rows, emails=0, requests=0)
             return
-        ledger.mark_sending(rows)
+        if len(rows) > 1:
+            rows = sorted(rows, key=lambda row: row.idempotency_key)  # one order, one key, one body
+        key = unit_key(rows)
+        if self.exact and key != rows[0].attempt_key:
+            logger.warning("attempt %s cannot be rebuilt whole; sending under %s", rows[0].attempt_key, key)
+        ledger.mark_sending(rows, key)
         self.s.session.commit()  # the attempt counts even if this process dies during the call
         try:
             answer = self._call(rows)
@@ -342,7 +389,13 @@ class _Unit:
     def _open_rows(self) -> list[EmailMessage]:
         """Fail rows out of attempts; answer suppressed recipients; the rows that may still go."""
         session, connector = self.s.session, self.s.connector
-        reasons = suppressed_reasons(session, connector.organization_id, [row.recipient for row in self.rows])
+        reasons: dict[str, str] = {}
+        # An earlier batch is re-sent whole even if a member was suppressed since: dropping it would
+        # change the batch's key and body, and Resend would send every other member a second time.
+        if not (self.exact and len(self.rows) > 1):
+            reasons = suppressed_reasons(
+                session, connector.organization_id, [row.recipient for row in self.rows]
+            )
         open_rows = []
         for row in self.rows:
             if attempts_exhausted(row.attempts):
@@ -380,8 +433,8 @@ class _Unit:
                 n = min(len(unpaid), self.limits.per_hour, self.limits.per_day)
                 decision = limiter.acquire_emails(self.s.connector.id, n, self.limits)
                 if not decision.granted:
-                    n = self._take_what_is_left(n)
-                if n == 0 and len(unpaid) == len(rows):
+                    n = 0 if self.exact else self._take_what_is_left(n)
+                if n == 0 and (len(unpaid) == len(rows) or self.exact):
                     reason = f"connector {decision.blocked_by} budget spent"
                     kind = decision.blocked_by or "budget"
                     self.s.wait(rows, decision.wait_seconds, reason, kind=kind, refund=False)
@@ -425,8 +478,7 @@ class _Unit:
         client = self.s.ctx.resend_client(self.api_key)
         if len(rows) == 1:
             return client.send_email(rows[0].request, idempotency_key=rows[0].idempotency_key)
-        key = chunk_key([row.idempotency_key for row in rows])
-        return client.send_batch([row.request for row in rows], idempotency_key=key)
+        return client.send_batch([row.request for row in rows], idempotency_key=unit_key(rows))
 
     def _on_success(self, rows: list[EmailMessage], answer: SendResult | BatchSendResult) -> int:
         moment = self.s.ctx.clock()

@@ -127,7 +127,8 @@ def test_send_email_fans_a_to_list_out_to_one_email_per_recipient(ctx, resend, f
 
     [call] = sends(resend)  # one request for the whole list: the request rate is the scarce budget
     assert call.url.path == "/emails/batch"
-    assert [item["to"] for item in json.loads(call.content)] == [[a] for a in to]
+    # in the unit's canonical order (by idempotency key), so a retry rebuilds the same body
+    assert sorted(item["to"] for item in json.loads(call.content)) == [[a] for a in to]
     assert [r.status for r in rows(factory, connector_id)] == ["sent"] * 3
     assert len({r.idempotency_key for r in rows(factory, connector_id)}) == 3
     assert outcome.counts() == {"sent": 3}
@@ -168,6 +169,48 @@ def test_send_email_retry_of_an_unknown_outcome_takes_no_second_email_token(
 
     assert retry.counts() == {"sent": 1} and len(sends(resend)) == 2
     assert limiter.get_usage_stats(connector_id, "hour", ConnectorLimits(1, 10)).used == 1
+
+
+def test_resume_resends_an_unknown_single_send_alone_under_its_own_key(
+    ctx, resend, factory, connector_id
+) -> None:
+    resend.reply(500, error_body(500, "internal_server_error", "boom"))
+    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")  # outcome unknown
+    sending.send_batch(
+        ctx, batch_payload(connector_id, ["bob@example.test", "cy@example.test"]), task_ref="t2"
+    )
+    [ann, *_] = rows(factory, connector_id)
+    with factory() as session:  # bob and cy back to queued: as if their task's message had been lost
+        session.execute(
+            text("UPDATE email_messages SET status = 'queued' WHERE recipient <> 'ann@example.test'")
+        )
+        session.commit()
+    ids = [str(row.id) for row in rows(factory, connector_id)]
+
+    sending.send_email(ctx, {"connector_id": str(connector_id), "message_ids": ids}, task_ref="sweep")
+
+    ann_first, _, ann_again, pair = sends(resend)
+    assert ann_again.url.path == "/emails" and ann_again.content == ann_first.content
+    assert ann_again.headers["Idempotency-Key"] == ann_first.headers["Idempotency-Key"] == ann.idempotency_key
+    assert pair.url.path == "/emails/batch" and len(json.loads(pair.content)) == 2
+
+
+def test_resume_of_part_of_an_unknown_batch_resends_the_whole_batch(
+    ctx, resend, factory, connector_id
+) -> None:
+    resend.reply(500, error_body(500, "internal_server_error", "boom"))
+    recipients = ["a@example.test", "b@example.test", "c@example.test"]
+    sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")  # outcome unknown
+    first_row = rows(factory, connector_id)[0]
+
+    resume = {"connector_id": str(connector_id), "message_ids": [str(first_row.id)]}
+    outcome = sending.send_email(ctx, resume, task_ref="reconcile")
+
+    first, again = sends(resend)
+    assert again.content == first.content
+    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"] == first_row.attempt_key
+    assert outcome.counts() == {"sent": 1}
+    assert [row.status for row in rows(factory, connector_id)] == ["sent"] * 3
 
 
 def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_id) -> None:
@@ -420,11 +463,13 @@ def test_send_batch_maps_per_index_errors_to_their_recipients(ctx, resend, facto
 
     outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
 
+    [call] = sends(resend)  # the batch body is in the unit's canonical order: indexes follow it
+    first, second, third = (item["to"][0] for item in json.loads(call.content))
     by_recipient = {r.recipient: (r.status, r.resend_id, r.reason) for r in outcome.results}
     assert by_recipient == {
-        "a@example.test": ("sent", "e0", None),
-        "b@example.test": ("failed", None, "refused by Resend: Invalid `to` field"),
-        "c@example.test": ("sent", "e2", None),
+        first: ("sent", "e0", None),
+        second: ("failed", None, "refused by Resend: Invalid `to` field"),
+        third: ("sent", "e2", None),
     }
 
 
