@@ -24,7 +24,7 @@ from webhook_receiver.storage import EventStore, StorageUnavailable
 MAX_BATCH = 64
 #: A request gives up (503) if its row is not written within this many seconds.
 WRITE_TIMEOUT_S = 30.0
-#: The writer keeps its connection while busy and gives it back after this long idle.
+#: The writer keeps its connection while busy and closes it after this many seconds idle.
 IDLE_RELEASE_S = 1.0
 
 
@@ -74,7 +74,9 @@ class GroupWriter:
         threading.Thread(target=self._run, name="webhook-writer", daemon=True).start()
 
     def close(self) -> None:
-        """Give the writer's connection back now (tests, before disposing the engine)."""
+        """Close the writer's connection now (tests; only while no :meth:`store` is in flight).
+
+        The next write opens another."""
         with self._cond:
             self._store.close()
 
