@@ -98,20 +98,26 @@ def try_lock(session: Session, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
 #: by a webhook waits for it, so it commits either before a send's check or after its delivery.
 RECIPIENT_LOCK_KEY = "hashtextextended(CAST({org} AS text) || '/' || lower(btrim({email})), 0)"
 
-_LOCK_RECIPIENTS = text(
-    "SELECT pg_advisory_lock(k) FROM (SELECT DISTINCT "
+_TRY_LOCK_RECIPIENTS = text(
+    "SELECT id FROM email_messages WHERE id = ANY(:ids) AND pg_try_advisory_lock("
     + RECIPIENT_LOCK_KEY.format(org="organization_id", email="recipient")
-    + " AS k FROM email_messages WHERE id = ANY(:ids) ORDER BY k) AS keys"
+    + ")"
 ).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
 _LOCK_RECIPIENT_FOR_SUPPRESSION = text(
     "SELECT pg_advisory_xact_lock(" + RECIPIENT_LOCK_KEY.format(org=":org", email=":email") + ")"
 )
 
 
-def lock_recipients(session: Session, ids: Sequence[uuid.UUID]) -> None:
-    """Take (waiting, in key order) the recipient locks of rows ``ids``; released by :func:`unlock_all`."""
-    if ids:
-        session.execute(_LOCK_RECIPIENTS, {"ids": list(ids)})
+def try_lock_recipients(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Take the recipient lock of each of rows ``ids`` that nobody else holds; the rows locked.
+
+    Never waits (a worker killed while waiting would leave a backend holding the lock when it comes):
+    a row whose recipient is busy (being suppressed, or sent in another email) is tried again later.
+    Released by :func:`unlock_all`.
+    """
+    if not ids:
+        return set()
+    return set(session.scalars(_TRY_LOCK_RECIPIENTS, {"ids": list(ids)}))
 
 
 def lock_recipient_for_suppression(session: Session, organization_id: uuid.UUID, email: str) -> None:

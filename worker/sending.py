@@ -66,6 +66,8 @@ from worker.suppression_check import suppressed_reasons
 
 logger = logging.getLogger(__name__)
 
+#: Countdown before a task tries again the rows whose recipient was busy.
+RECIPIENT_BUSY_RETRY_S = 1.0
 #: Actor of audit rows the worker writes.
 ACTOR = "worker"
 
@@ -230,10 +232,13 @@ class _Sender:
         self.tasks: set[uuid.UUID] = set()
 
     def run(self, ids: Sequence[uuid.UUID]) -> SendOutcome:
-        # Recipient locks first (waiting for a suppression being committed): the suppression check
-        # below then sees it, and a suppression arriving later waits for this send to be over.
-        ledger.lock_recipients(self.session, ids)
-        locked = ledger.try_lock(self.session, ids)
+        # Recipient locks first: the suppression check below then reads after any suppression that
+        # held one, and a suppression arriving later waits for this send to be over. A busy
+        # recipient (being suppressed, or sent another email) is tried again shortly.
+        free = ledger.try_lock_recipients(self.session, ids)
+        if len(free) < len(set(ids)):
+            self.retry_soon(RECIPIENT_BUSY_RETRY_S)
+        locked = ledger.try_lock(self.session, [i for i in ids if i in free])
         rows = ledger.load_messages(self.session, ids, refresh=True)  # read after taking the locks
         moment = self.ctx.clock()
         due = {row.id for row in rows if row.id in locked and ledger.is_due(row, moment)}
@@ -281,9 +286,11 @@ class _Sender:
         everyone = ledger.load_attempt(self.session, key)
         missing = [row.id for row in everyone if row.id not in mine]
         if missing:
+            if ledger.try_lock_recipients(self.session, missing) != set(missing):
+                self.retry_soon(RECIPIENT_BUSY_RETRY_S)
+                return None
             if ledger.try_lock(self.session, missing) != set(missing):
                 return None  # another sender holds some: it sends the unit, or a later task will
-            ledger.lock_recipients(self.session, missing)
             everyone = ledger.load_attempt(self.session, key)  # read again under the locks
         return everyone
 

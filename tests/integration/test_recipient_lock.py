@@ -47,7 +47,7 @@ def test_suppression_waits_for_the_send_holding_the_recipient_lock(
     engine = session_factory.kw["bind"]
     # The sender's own connection, held across transactions as the worker holds it.
     with engine.connect() as connection, Session(bind=connection) as sender:
-        ledger.lock_recipients(sender, [rendered.id])
+        assert ledger.try_lock_recipients(sender, [rendered.id]) == {rendered.id}
         sender.commit()  # session-level: the lock outlives the transaction, as during the HTTP call
         thread = threading.Thread(target=suppress_address)
         thread.start()
@@ -75,3 +75,19 @@ def test_fast_path_attempt_is_refused_once_the_recipient_is_suppressed(
             suppress(session, organization_id, ADDRESS, "hard_bounce", source="test")
         assert fast_ledger.start_attempt(conn, row) is False
         fast_ledger.unlock(conn, row)
+
+
+def test_sender_does_not_take_a_recipient_being_suppressed(session_factory: sessionmaker[Session]) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    rendered = message()
+    with transaction(session_factory) as session:
+        ledger.insert_messages(
+            session, [rendered], organization_id=organization_id, connector_id=connector_id, task_id=None
+        )
+    with session_factory() as suppressor, session_factory() as sender:
+        ledger.lock_recipient_for_suppression(suppressor, organization_id, ADDRESS)  # open transaction
+        assert ledger.try_lock_recipients(sender, [rendered.id]) == set()
+        suppressor.commit()
+        assert ledger.try_lock_recipients(sender, [rendered.id]) == {rendered.id}
+        ledger.unlock_all(sender)
+        sender.commit()
