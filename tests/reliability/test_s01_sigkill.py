@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from shared.models import EmailMessage
 from tests.reliability.harness import Stack, recipients, running_beat, settle, size, stack
@@ -77,6 +77,16 @@ def rows_state(s: Stack, ids: set[uuid.UUID]) -> list[tuple[str, int, str | None
         return [tuple(row) for row in session.execute(query.where(EmailMessage.id.in_(ids)))]  # type: ignore[misc]
 
 
+def advisory_locks(s: Stack) -> list[tuple[object, ...]]:
+    """Who holds which advisory lock (for the failure message)."""
+    with s.factory() as session:
+        query = text(
+            "SELECT l.pid, l.classid, l.objid, l.granted, a.state, a.wait_event, left(a.query, 80)"
+            " FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory'"
+        )
+        return [tuple(row) for row in session.execute(query)]
+
+
 def all_sent(s: Stack, ids: set[uuid.UUID]) -> bool:
     return all(status == "sent" for status, _, _ in rows_state(s, ids))
 
@@ -99,7 +109,7 @@ def wait_sent(s: Stack, rows: set[uuid.UUID], what: str, worker: WorkerHandle) -
         lambda: all_sent(s, rows),
         what,
         timeout=120,
-        state=lambda: (rows_state(s, rows), s.broker_backlog(), worker.log()[-3000:]),
+        state=lambda: (rows_state(s, rows), s.broker_backlog(), advisory_locks(s), worker.log()[-3000:]),
     )
 
 
