@@ -124,6 +124,8 @@ def worker_env(
         "RESEND_API_KEY": resend_api_key,
         "RESEND_REQUESTS_PER_SECOND": str(requests_per_second),
         "PILOT_LOG_LEVEL": "WARNING",
+        # No metrics port unless a test asks for one: concurrent test workers never fight over 9808.
+        "PILOT_WORKER_METRICS_PORT": "0",
         **extra,
     }
     if encryption_keys:
