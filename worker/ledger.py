@@ -78,16 +78,19 @@ def load_messages(session: Session, ids: Sequence[uuid.UUID], *, refresh: bool =
     return [found[message_id] for message_id in ids if message_id in found]
 
 
-def try_lock(session: Session, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+def try_lock(session: Session, ids: Iterable[uuid.UUID], *, transaction: bool = False) -> set[uuid.UUID]:
     """Take the advisory lock of each row that no other session holds; the ids locked.
 
     The locks belong to the session's connection and outlive its transactions: call
-    :func:`unlock_all` before the connection goes back to the pool.
+    :func:`unlock_all` before the connection goes back to the pool. With ``transaction`` they are
+    transaction locks instead, released by the commit (for a session whose connection may change:
+    a pooled session returns its connection at commit, locks and all).
     """
     by_key = {lock_key(message_id): message_id for message_id in ids}
     if not by_key:
         return set()
-    statement = text("SELECT k FROM unnest(:keys) AS k WHERE pg_try_advisory_lock(k)").bindparams(
+    function = "pg_try_advisory_xact_lock" if transaction else "pg_try_advisory_lock"
+    statement = text(f"SELECT k FROM unnest(:keys) AS k WHERE {function}(k)").bindparams(
         bindparam("keys", type_=ARRAY(BIGINT))
     )
     return {by_key[key] for key in session.scalars(statement, {"keys": list(by_key)})}

@@ -71,25 +71,21 @@ def sweep(factory: sessionmaker[Session], publish: Publish, *, now: datetime) ->
 
 def reconcile(factory: sessionmaker[Session], publish: Publish, *, now: datetime) -> tuple[int, int]:
     """Resend (same key) or give up on ``sending`` rows whose sender is gone; (resent, given up)."""
-    with factory() as session:
-        try:
-            stale = _claim(
-                session,
-                (EmailMessage.status == "sending") & (EmailMessage.updated_at < now - STUCK_SENDING_AFTER),
-                order=EmailMessage.updated_at,
-            )
-            free = ledger.try_lock(session, [row.id for row in stale])  # no live sender holds them
-            orphans = [row for row in stale if row.id in free]
-            resend = [row for row in orphans if row.created_at > now - IDEMPOTENCY_WINDOW]
-            for row in orphans:
-                if row.created_at <= now - IDEMPOTENCY_WINDOW:
-                    ledger.mark_final(row, "failed", needs_attention_reason(row))
-            _touch(session, resend)
-            session.commit()
-        finally:
-            session.rollback()
-            ledger.unlock_all(session)
-            session.commit()
+    with transaction(factory) as session:
+        stale = _claim(
+            session,
+            (EmailMessage.status == "sending") & (EmailMessage.updated_at < now - STUCK_SENDING_AFTER),
+            order=EmailMessage.updated_at,
+        )
+        # Transaction locks: a pooled session hands its connection back at commit, and session locks
+        # left on it would keep these rows from every sender (they stayed ``sending`` for good).
+        free = ledger.try_lock(session, [row.id for row in stale], transaction=True)  # no live sender
+        orphans = [row for row in stale if row.id in free]
+        resend = [row for row in orphans if row.created_at > now - IDEMPOTENCY_WINDOW]
+        for row in orphans:
+            if row.created_at <= now - IDEMPOTENCY_WINDOW:
+                ledger.mark_final(row, "failed", needs_attention_reason(row))
+        _touch(session, resend)
     return publish_resumes(resend, publish), len(orphans) - len(resend)
 
 
