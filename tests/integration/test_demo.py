@@ -55,7 +55,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             timeout=DEMO_TIMEOUT_S,
             check=False,
         )
-        leftovers = [p for p in set(psutil.pids()) - before if _is_demo_child(p)]
+        leftovers = [p for p in set(psutil.pids()) - before if _is_demo_child(p, database)]
     finally:
         drop_database(database)
         redis.Redis.from_url(redis_url).flushdb()
@@ -65,12 +65,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"report": report, "output": completed.stdout, "leftovers": leftovers}
 
 
-def _is_demo_child(pid: int) -> bool:
+def _is_demo_child(pid: int, database: str) -> bool:
+    """Whether ``pid`` is one of this demo run's processes (they all carry its database URL)."""
     try:
-        command = " ".join(psutil.Process(pid).cmdline())
+        return psutil.Process(pid).environ().get("DATABASE_URL", "").endswith(f"/{database}")
     except psutil.Error:
         return False
-    return any(name in command for name in ("-m sandbox", "webhook_receiver.wsgi", "worker.celery_app"))
 
 
 def test_demo_accounts_for_every_email(demo_run: dict[str, Any]) -> None:

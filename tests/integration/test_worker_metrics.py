@@ -83,11 +83,14 @@ def test_worker_metrics_sum_every_child_and_are_served_by_the_main_process(templ
                 # the task's duration is observed just after its row is committed
                 settle(
                     lambda: (
-                        scraped().get(
-                            ("pilot_task_duration_seconds_count", (("task", task_names.SEND_EMAIL),))
+                        (
+                            scraped().get(
+                                ("pilot_task_duration_seconds_count", (("task", task_names.SEND_EMAIL),))
+                            )
+                            or 0
                         )
-                        == EMAILS
-                    ),
+                        >= EMAILS
+                    ),  # a task retried under load adds a sample per run
                     "task durations",
                 )
                 found = scraped()

@@ -105,7 +105,9 @@ def test_prepare_directory_makes_a_fresh_one_when_none_is_configured(monkeypatch
         assert owned and os.environ[metrics.MULTIPROC_ENV] == directory
     finally:
         metrics.Exporter(directory, owned).stop()
-        monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+        # Not monkeypatch.delenv: it would record the value set above and restore it at teardown,
+        # leaking multiprocess mode into every later test.
+        os.environ.pop(metrics.MULTIPROC_ENV, None)
 
 
 def test_start_exporter_is_off_on_port_zero() -> None:
