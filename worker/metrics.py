@@ -60,9 +60,22 @@ class Instruments:
     task_duration: Histogram
 
 
-@functools.cache
+_instruments_lock = threading.Lock()
+
+
 def instruments() -> Instruments:
-    """This process's metrics, made on first use (in the default registry)."""
+    """This process's metrics, made on first use (in the default registry).
+
+    Thread-safe: under a threads pool many tasks ask at once, and ``functools.cache`` alone let two
+    threads both build them; the second registration raised ``DuplicateTimeseries`` inside a send
+    task, which Celery acked as failed (a send not yet in the ledger was lost).
+    """
+    with _instruments_lock:
+        return _build_instruments()
+
+
+@functools.cache
+def _build_instruments() -> Instruments:
     from prometheus_client import Counter, Gauge, Histogram
 
     return Instruments(

@@ -42,7 +42,7 @@ def test_dropped_and_stalled_sends_are_each_delivered_once(
             seed=3,
         ) as sandbox,
         stack(fresh_database_url, redis_server, sandbox) as s,
-        running_worker(s.env, concurrency=THREADS, pool="threads"),
+        running_worker(s.env, concurrency=THREADS, pool="threads") as worker,
     ):
         connector_id = s.connector()
         to = recipients("faulty", SENDS)
@@ -52,7 +52,7 @@ def test_dropped_and_stalled_sends_are_each_delivered_once(
             lambda: s.statuses(connector_id)["sent"] == SENDS,
             "every email sent",
             timeout=size(120, 600),
-            state=lambda: s.statuses(connector_id),
+            state=lambda: (s.statuses(connector_id), s.broker_backlog(), worker.log()[-4000:]),
         )
         statuses = s.statuses(connector_id)
         deliveries = s.deliveries(to)
