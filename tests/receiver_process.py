@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
-import httpx
-
+from tests.process_control import stop_process, wait_until_answering
 from tests.sandbox_process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,10 +65,13 @@ def running_gunicorn(
         )
         try:
             handle = ReceiverHandle(f"http://127.0.0.1:{port}", process.pid)
-            _wait_until_up(handle, process, startup_timeout, log)
+            # Any answer means a worker is serving (/healthz may be 503 if a dependency is down).
+            wait_until_answering(
+                f"{handle.url}/healthz", process, log, name="gunicorn", timeout=startup_timeout
+            )
             yield handle
         finally:
-            _stop(process)
+            stop_process(process)
 
 
 @contextlib.contextmanager
@@ -88,28 +87,3 @@ def running_receiver(
     }
     with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, threads=threads) as handle:
         yield handle
-
-
-def _wait_until_up(
-    handle: ReceiverHandle, process: subprocess.Popen[bytes], timeout: float, log: IO[bytes]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(httpx.HTTPError):
-            # Any answer means a worker is serving (/healthz may be 503 if a dependency is down).
-            httpx.get(f"{handle.url}/healthz", timeout=5)
-            return
-        time.sleep(0.05)
-    log.seek(0)
-    output = log.read().decode(errors="replace")[-4000:]
-    raise RuntimeError(f"gunicorn did not start (exit code {process.poll()}):\n{output}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()

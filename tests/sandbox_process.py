@@ -10,19 +10,18 @@ Switches are :class:`sandbox.config.SandboxConfig` field names. The process is s
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.process_control import stop_process, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,32 +87,14 @@ def running_sandbox(*, startup_timeout: float = 30.0, **switches: Any) -> Iterat
         )
         try:
             handle = SandboxHandle(f"http://127.0.0.1:{port}", process.pid)
-            _wait_until_up(handle, process, startup_timeout, log)
+            wait_until_answering(
+                f"{handle.url}/_sandbox/stats",
+                process,
+                log,
+                name="sandbox",
+                timeout=startup_timeout,
+                ready=lambda response: response.status_code == 200,
+            )
             yield handle
         finally:
-            _stop(process)
-
-
-def _wait_until_up(handle: SandboxHandle, process: subprocess.Popen[bytes], timeout: float, log: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{handle.url}/_sandbox/stats", timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    log.seek(0)
-    output = log.read().decode(errors="replace")[-4000:]
-    raise RuntimeError(f"sandbox did not start (exit code {process.poll()}):\n{output}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the gunicorn arbiter by pid (it stops its worker); SIGKILL if it lingers."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+            stop_process(process)
