@@ -15,8 +15,8 @@ clamped to empty).
 Redis may lose the buckets (a restart without persistence). A missing bucket would then grant a full
 budget again, so a limiter given a ``usage_source`` (the worker passes one reading the PostgreSQL
 ledger) treats a missing connector bucket as *unknown*: the script says so without granting, the
-limiter rebuilds both buckets from the usage of the last hour and day (``SET NX``: a bucket another
-worker rebuilt first is kept) and asks again. The hot path stays one EVALSHA; the rebuild costs one
+limiter rebuilds both buckets from the usage of the last hour and day (``SET NX``: buckets another
+worker rebuilt first are kept) and asks again. The hot path stays one EVALSHA; the rebuild costs one
 query and two round trips, once per connector after a loss (or after a day without sends).
 
 Example::
@@ -107,7 +107,7 @@ class UsageStats:
     resets_in: float
 
 
-#: Bucket names in the order their keys are passed to the script.
+#: Bucket names in the order the script sees them (one Redis key holds a group's buckets).
 _CONNECTOR_BUCKETS = ("hour", "day")
 _REQUEST_BUCKETS = ("requests",)
 
@@ -161,25 +161,23 @@ class RateLimiter:
 
         Raises :class:`RequestExceedsCapacity` if ``n`` exceeds either limit (it could never succeed).
         """
-        shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
-        return self._connector_run("take", n, connector_id, _CONNECTOR_BUCKETS, shape, limits)[0]
+        return self._connector_run("take", n, connector_id, limits)[0]
 
     def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
         """Whether ``acquire_emails`` would grant ``n`` now; debits nothing (and raises as it does)."""
-        shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
-        return self._connector_run("peek", n, connector_id, _CONNECTOR_BUCKETS, shape, limits)[0].granted
+        return self._connector_run("peek", n, connector_id, limits)[0].granted
 
     def get_usage_stats(
         self, connector_id: str | UUID, period: Period, limits: ConnectorLimits
     ) -> UsageStats:
         """Usage of the connector's ``"hour"`` or ``"day"`` bucket; debits nothing."""
         if period == "hour":
-            capacity, period_ms = limits.per_hour, HOUR_MS
+            index, capacity, period_ms = 0, limits.per_hour, HOUR_MS
         elif period == "day":
-            capacity, period_ms = limits.per_day, DAY_MS
+            index, capacity, period_ms = 1, limits.per_day, DAY_MS
         else:
             raise PayloadInvalid(f"period must be 'hour' or 'day', got {period!r}")
-        deficit = self._connector_run("peek", 1, connector_id, (period,), (capacity, period_ms), limits)[1][0]
+        deficit = self._connector_run("peek", 1, connector_id, limits)[1][index]
         return usage_from_deficit(deficit, capacity, period_ms)
 
     # Resend API key request rate --------------------------------------------------------------
@@ -222,40 +220,30 @@ class RateLimiter:
     # Rebuilding lost buckets ----------------------------------------------------------------------
 
     def _connector_run(
-        self,
-        mode: str,
-        n: int,
-        connector_id: str | UUID,
-        names: tuple[str, ...],
-        shape: tuple[int, ...],
-        limits: ConnectorLimits,
+        self, mode: str, n: int, connector_id: str | UUID, limits: ConnectorLimits
     ) -> tuple[Decision, list[int]]:
-        """Run the script over the connector buckets ``names``; rebuild them first if Redis lost them."""
-        keys = self._connector_keys(connector_id)
-        chosen = tuple(keys[_CONNECTOR_BUCKETS.index(name)] for name in names)
+        """Run the script over the connector's hour and day buckets; rebuild them if Redis lost them.
+
+        Returns the decision and the (hour, day) deficits after it.
+        """
+        keys = (connector_bucket_key(self._prefix, connector_id),)
+        shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
         try:
-            return self._run(mode, n, chosen, shape, names, keep=self._connector_keep)
+            return self._run(mode, n, keys, shape, _CONNECTOR_BUCKETS, keep=self._connector_keep)
         except _StateUnknown:
-            self._rebuild(str(connector_id), keys, limits)
+            self._rebuild(str(connector_id), keys[0], limits)
         try:
-            return self._run(mode, n, chosen, shape, names, keep=self._connector_keep)
+            return self._run(mode, n, keys, shape, _CONNECTOR_BUCKETS, keep=self._connector_keep)
         except _StateUnknown:  # lost again meanwhile: fail closed, the caller waits and tries later
             raise RateLimitBackendUnavailable("rate-limit buckets lost again while being rebuilt") from None
 
-    def _rebuild(self, connector_id: str, keys: tuple[str, str], limits: ConnectorLimits) -> None:
+    def _rebuild(self, connector_id: str, key: str, limits: ConnectorLimits) -> None:
         """Write the connector's buckets from its recorded usage, unless another worker did first."""
         assert self._usage_source is not None  # only asked for when there is one
         used = self._usage_source(connector_id)
         try:
             now = self._clock_ms() if self._clock_ms is not None else _redis_time_ms(self._redis)
-            pipe = self._redis.pipeline(transaction=True)
-            for key, spent, capacity, period_ms in zip(
-                keys, used, (limits.per_hour, limits.per_day), (HOUR_MS, DAY_MS), strict=True
-            ):
-                pipe.set(
-                    key, rebuilt_state(spent, capacity, period_ms, now), px=REBUILT_BUCKET_KEEP_MS, nx=True
-                )
-            pipe.execute()
+            self._redis.set(key, rebuilt_state(used, limits, now), px=REBUILT_BUCKET_KEEP_MS, nx=True)
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
 
@@ -303,14 +291,8 @@ class RateLimiter:
         blocked_by = "cooldown" if reply[2] > len(names) else names[reply[2] - 1]
         return Decision(granted=False, wait_seconds=reply[1] / 1000, blocked_by=blocked_by), reply[3:]
 
-    def _connector_keys(self, connector_id: str | UUID) -> tuple[str, str]:
-        cid = str(connector_id)
-        if not cid:
-            raise PayloadInvalid("connector_id must not be empty")
-        return f"{self._prefix}bucket:{cid}:hour", f"{self._prefix}bucket:{cid}:day"
-
     def _request_key(self, digest: str) -> str:
-        return f"{self._prefix}requests:{digest}"
+        return f"{self._prefix}requests:{digest}:bucket"
 
     def _request_rate_key(self, digest: str) -> str:
         return f"{self._prefix}requests:{digest}:rate"
@@ -323,14 +305,27 @@ class _StateUnknown(Exception):
     """The script found a connector bucket missing while a usage source can rebuild it."""
 
 
-def rebuilt_state(used: int, capacity: int, period_ms: int, now_ms: int) -> str:
-    """A bucket state (the script's ``"d t p"``) with ``used`` tokens spent at ``now_ms``.
+def connector_bucket_key(prefix: str, connector_id: str | UUID) -> str:
+    """The Redis key holding the connector's hour and day buckets."""
+    cid = str(connector_id)
+    if not cid:
+        raise PayloadInvalid("connector_id must not be empty")
+    return f"{prefix}bucket:{cid}"
 
-    The usage is counted as spent just now, so it refills over the next period: never more lenient
-    than the bucket Redis lost (whose tokens were spent earlier and had partly refilled).
+
+def rebuilt_state(used: tuple[int, int], limits: ConnectorLimits, now_ms: int) -> str:
+    """The connector buckets' state (the script's ``"t d_hour p_hour d_day p_day"``) after ``used``.
+
+    ``used`` is (emails in the last hour, in the last day), counted as spent just now, so they refill
+    over the next period: never more lenient than the buckets Redis lost (whose tokens were spent
+    earlier and had partly refilled). ``(0, 0)`` is a pair of full buckets.
     """
-    deficit = min(max(used, 0), capacity) * period_ms
-    return f"{deficit} {now_ms} {period_ms}"
+    parts = [str(now_ms)]
+    for spent, capacity, period_ms in zip(
+        used, (limits.per_hour, limits.per_day), (HOUR_MS, DAY_MS), strict=True
+    ):
+        parts += [str(min(max(spent, 0), capacity) * period_ms), str(period_ms)]
+    return " ".join(parts)
 
 
 def _redis_time_ms(client: redis.Redis) -> int:

@@ -19,7 +19,7 @@ import redis
 from sqlalchemy import func, select
 
 from shared.models import EmailMessage
-from shared.rate_limit import DAY_MS, HOUR_MS
+from shared.rate_limit import DAY_MS, HOUR_MS, connector_bucket_key
 from tests.reliability.harness import Stack, recipients, settle, size, stack
 from tests.reliability.servers import RedisServer
 from tests.sandbox_process import running_sandbox
@@ -39,8 +39,7 @@ def refill(s: Stack, connector_id: object) -> None:
         seconds, micros = client.time()
         now_ms = seconds * 1000 + micros // 1000
         prefix = s.env["PILOT_REDIS_PREFIX"]
-        for period, period_ms in (("hour", HOUR_MS), ("day", DAY_MS)):
-            client.set(f"{prefix}bucket:{connector_id}:{period}", f"0 {now_ms} {period_ms}", px=DAY_MS)
+        client.set(connector_bucket_key(prefix, connector_id), f"{now_ms} 0 {HOUR_MS} 0 {DAY_MS}", px=DAY_MS)
     finally:
         client.close()
 

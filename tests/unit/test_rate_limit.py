@@ -26,6 +26,7 @@ from shared.rate_limit import (
     RateLimiter,
     UsageStats,
     api_key_hash,
+    connector_bucket_key,
     request_bucket_shape,
     usage_from_deficit,
 )
@@ -285,13 +286,21 @@ def test_reads_create_no_keys(limiter: RateLimiter, client: redis.Redis, redis_p
 # Expiry ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("period", ["hour", "day"])
-def test_bucket_key_expires_when_the_bucket_would_be_full(
-    limiter: RateLimiter, client: redis.Redis, redis_prefix: str, period: str
+def test_bucket_key_expires_when_both_buckets_would_be_full(
+    limiter: RateLimiter, client: redis.Redis, redis_prefix: str
 ) -> None:
     limiter.acquire_emails(CONNECTOR, 3, ONE_PER_SECOND)  # three seconds to refill either bucket
 
-    assert 0 < client.pttl(f"{redis_prefix}bucket:{CONNECTOR}:{period}") <= 3000
+    assert 2000 < client.pttl(connector_bucket_key(redis_prefix, CONNECTOR)) <= 3000
+
+
+def test_bucket_key_lives_until_the_slower_bucket_is_full(
+    limiter: RateLimiter, client: redis.Redis, redis_prefix: str
+) -> None:
+    # The hour bucket refills 3 tokens in 3 s, the day bucket (1 token per 10 s) in 30 s.
+    limiter.acquire_emails(CONNECTOR, 3, ConnectorLimits(per_hour=3600, per_day=8640))
+
+    assert 27_000 < client.pttl(connector_bucket_key(redis_prefix, CONNECTOR)) <= 30_000
 
 
 def test_full_bucket_leaves_no_key_behind(client: redis.Redis, redis_prefix: str) -> None:
@@ -307,8 +316,8 @@ def test_limiter_uses_redis_time_without_injected_clock(client: redis.Redis, red
     limiter = RateLimiter(client, key_prefix=redis_prefix)
     limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
 
-    state = client.get(f"{redis_prefix}bucket:{CONNECTOR}:hour") or b""
-    stamp = int(state.split()[1])  # "deficit time period"
+    state = client.get(connector_bucket_key(redis_prefix, CONNECTOR)) or b""
+    stamp = int(state.split()[0])  # "time deficit period deficit period"
     seconds, micros = client.time()
     assert abs(seconds * 1000 + micros // 1000 - stamp) < 60_000
 
@@ -560,3 +569,15 @@ def test_script_is_reloaded_after_a_script_flush(clock: FakeClock) -> None:
     client.script_flush()
 
     assert limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND) == GRANTED
+
+
+def test_malformed_bucket_state_fails_closed_naming_the_key(
+    limiter: RateLimiter, client: redis.Redis, redis_prefix: str
+) -> None:
+    key = connector_bucket_key(redis_prefix, CONNECTOR)
+    client.set(key, "0 12 3600000")  # one bucket's worth where hour and day are expected
+
+    with pytest.raises(RateLimitBackendUnavailable, match=f"{key} is malformed"):
+        limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
+
+    assert client.get(key) == b"0 12 3600000"
