@@ -1,15 +1,17 @@
 """Run the sandbox under gunicorn: ONE worker process (state is in memory) with gthread threads.
 
-``python -m sandbox --port 8025 --webhook-url http://127.0.0.1:8000/api/webhooks/resend \
---webhook-secret whsec_…``
+``SANDBOX_WEBHOOK_SECRET=whsec_… python -m sandbox --port 8025 --webhook-url http://127.0.0.1:8000/api/webhooks/resend``
 Every :class:`~sandbox.config.SandboxConfig` field is an option (``--rate-limit-per-second 0``,
-``--drop-rate 0.1``, ``--api-key re_x`` repeated, ``--shuffle-webhooks``...).
+``--drop-rate 0.1``, ``--api-key re_x`` repeated, ``--shuffle-webhooks``...). The secrets are better
+given in the environment (``SANDBOX_WEBHOOK_SECRET``, ``SANDBOX_API_KEYS`` comma-separated), where
+``ps`` does not show them; an option given on the command line wins.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +20,10 @@ from gunicorn.app.base import BaseApplication
 
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
+
+#: Environment variables read when the option is not given (secrets stay out of the process list).
+WEBHOOK_SECRET_ENV = "SANDBOX_WEBHOOK_SECRET"
+API_KEYS_ENV = "SANDBOX_API_KEYS"
 
 #: How each field type (as written in the dataclass) is read from the command line.
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -70,7 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
         if field.type == "bool":
             parser.add_argument(flag, action="store_true", default=field.default)
         elif field.name == "api_keys":
-            parser.add_argument("--api-key", dest="api_keys", action="append", default=[], help="repeatable")
+            parser.add_argument(
+                "--api-key",
+                dest="api_keys",
+                action="append",
+                default=[],
+                help=f"repeatable (or {API_KEYS_ENV})",
+            )
+        elif field.name == "webhook_secret":
+            parser.add_argument(flag, default=None, help=f"whsec_... (better: {WEBHOOK_SECRET_ENV})")
         else:
             parser.add_argument(flag, type=_PARSERS[str(field.type)], default=field.default)
     return parser
@@ -79,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None = None) -> SandboxConfig:
     """The :class:`SandboxConfig` the command line asks for (``ValueError`` on a bad value)."""
     values = vars(build_parser().parse_args(argv))
+    if values["webhook_secret"] is None:
+        values["webhook_secret"] = os.environ.get(WEBHOOK_SECRET_ENV) or None
+    if not values["api_keys"]:
+        values["api_keys"] = [
+            key.strip() for key in os.environ.get(API_KEYS_ENV, "").split(",") if key.strip()
+        ]
     values["api_keys"] = frozenset(values["api_keys"])
     return SandboxConfig(**values)
 

@@ -10,6 +10,7 @@ Switches are :class:`sandbox.config.SandboxConfig` field names. The process is s
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.server import API_KEYS_ENV, WEBHOOK_SECRET_ENV
 from tests.process_control import stop_process, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,18 +65,20 @@ def free_port() -> int:
         return port
 
 
-def sandbox_argv(port: int, switches: dict[str, Any]) -> list[str]:
-    """The `python -m sandbox` command line for ``switches``."""
+def sandbox_command(port: int, switches: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The `python -m sandbox` command line for ``switches`` and its environment (the secrets)."""
     argv = [sys.executable, "-m", "sandbox", "--port", str(port)]
+    env = dict(os.environ)
     for name, value in switches.items():
         if name == "api_keys":
-            for key in value:
-                argv += ["--api-key", key]
+            env[API_KEYS_ENV] = ",".join(value)
+        elif name == "webhook_secret":
+            env[WEBHOOK_SECRET_ENV] = value
         elif isinstance(value, bool):
             argv += [f"--{name.replace('_', '-')}"] if value else []
         elif value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
-    return argv
+    return argv, env
 
 
 @contextlib.contextmanager
@@ -82,9 +86,8 @@ def running_sandbox(*, startup_timeout: float = 30.0, **switches: Any) -> Iterat
     """Run a sandbox on a free port until the block ends; fails if it does not answer in time."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            sandbox_argv(port, switches), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
+        argv, env = sandbox_command(port, switches)
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             handle = SandboxHandle(f"http://127.0.0.1:{port}", process.pid)
             wait_until_answering(

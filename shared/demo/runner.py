@@ -155,7 +155,6 @@ def _start_processes(
     sandbox_switches = {
         "--port": sandbox_port,
         "--webhook-url": f"{environment.receiver_url}/api/webhooks/resend",
-        "--webhook-secret": env["RESEND_WEBHOOK_SECRET"],
         "--rate-limit-per-second": "10",
         "--open-rate": "0.45",
         "--click-rate": "0.2",
@@ -166,7 +165,12 @@ def _start_processes(
     sandbox_args = [part for pair in sandbox_switches.items() for part in pair]
     worker_queues = ",".join(sorted(set(task_names.TASK_QUEUES.values())))
     started = [
-        processes.start("sandbox", processes.python_module("sandbox", *sandbox_args), env=env, log_dir=logs),
+        processes.start(
+            "sandbox",
+            processes.python_module("sandbox", *sandbox_args),
+            env={**env, "SANDBOX_WEBHOOK_SECRET": env["RESEND_WEBHOOK_SECRET"]},
+            log_dir=logs,
+        ),
         processes.start(
             "receiver",
             processes.python_module(

@@ -108,3 +108,10 @@ def test_env_example_loads_as_settings() -> None:
     settings = Settings(**values)
 
     assert settings.database_url.startswith("postgresql+psycopg://pilot:")
+
+
+def test_sandbox_webhook_secret_is_not_on_its_command_line(compose: dict[str, Any]) -> None:
+    sandbox = compose["services"]["sandbox"]
+
+    assert not any("SECRET" in part for part in command(compose, "sandbox"))
+    assert sandbox["environment"]["SANDBOX_WEBHOOK_SECRET"] == "${RESEND_WEBHOOK_SECRET}"

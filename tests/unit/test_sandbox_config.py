@@ -81,6 +81,30 @@ def test_command_line_defaults_match_the_dataclass() -> None:
     assert config_from_args([]) == SandboxConfig()
 
 
+def test_secrets_come_from_the_environment_out_of_the_process_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANDBOX_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("SANDBOX_API_KEYS", "re_a, re_b")
+
+    config = config_from_args(["--webhook-url", "http://127.0.0.1:9/hook"])
+
+    assert config.webhook_secret == SECRET
+    assert config.api_keys == frozenset({"re_a", "re_b"})
+
+
+def test_secret_options_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SANDBOX_WEBHOOK_SECRET", "whsec_" + "QUJD" * 8)
+    monkeypatch.setenv("SANDBOX_API_KEYS", "re_env")
+
+    config = config_from_args(
+        ["--webhook-url", "http://h/x", "--webhook-secret", SECRET, "--api-key", "re_option"]
+    )
+
+    assert config.webhook_secret == SECRET
+    assert config.api_keys == frozenset({"re_option"})
+
+
 def test_server_runs_one_gthread_worker() -> None:
     server = SandboxServer(SandboxConfig(port=9002, threads=6))
     assert server.cfg.workers == 1
