@@ -11,12 +11,27 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, null, or_, select
+from sqlalchemy import case, null, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.errors import PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
+
+#: A recipient's advisory lock key within its organization, in SQL over ``org`` (uuid) and ``email``.
+#: Senders hold it from their suppression check until the HTTP call is over; whoever suppresses (a
+#: webhook, an operator) waits for it, so the suppression commits either before a send's check or
+#: after its delivery, never unseen by a send in flight.
+RECIPIENT_LOCK_KEY = "hashtextextended(CAST({org} AS text) || '/' || lower(btrim({email})), 0)"
+
+_LOCK_RECIPIENT_FOR_SUPPRESSION = text(
+    "SELECT pg_advisory_xact_lock(" + RECIPIENT_LOCK_KEY.format(org=":org", email=":email") + ")"
+)
+
+
+def lock_recipient_for_suppression(session: Session, organization_id: uuid.UUID, email: str) -> None:
+    """Wait until no send to ``email`` is in flight; the lock lasts until the transaction ends."""
+    session.execute(_LOCK_RECIPIENT_FOR_SUPPRESSION, {"org": organization_id, "email": email})
 
 
 def normalize(email: str) -> str:

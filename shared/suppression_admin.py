@@ -20,7 +20,7 @@ from shared import audit
 from shared.errors import NotFound, PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
 from shared.resend_schemas import check_address
-from shared.suppression import normalize, suppress
+from shared.suppression import lock_recipient_for_suppression, normalize, suppress
 
 CSV_COLUMNS = ("email", "reason", "expires_at", "source", "created_at")
 
@@ -51,7 +51,8 @@ def parse_entry(
 
 
 def add_entry(session: Session, organization_id: uuid.UUID, entry: Entry, *, actor: str) -> None:
-    """Suppress one address for the organization."""
+    """Suppress one address for the organization, after any send to it now in flight."""
+    lock_recipient_for_suppression(session, organization_id, entry.email)
     suppress(
         session, organization_id, entry.email, entry.reason, source="manual", expires_at=entry.expires_at
     )
@@ -116,7 +117,11 @@ def read_csv(stream: IO[str]) -> list[Entry]:
 def import_entries(
     session: Session, organization_id: uuid.UUID, entries: Iterable[Entry], *, actor: str
 ) -> int:
-    """Suppress every entry (one audit row for the import); return how many."""
+    """Suppress every entry (one audit row for the import); return how many.
+
+    Unlike :func:`add_entry` this takes no recipient locks: one per row would fill PostgreSQL's lock
+    table on a large import. A send already past its check when the import commits may still go out.
+    """
     count = 0
     for entry in entries:
         suppress(

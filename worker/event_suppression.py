@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import EmailMessage, EmailMetric, Suppression
 from shared.resend_events import EventType, TrackingEvent
-from shared.suppression import suppress
-from worker import ledger
+from shared.suppression import lock_recipient_for_suppression, suppress
 from worker.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
 
 #: ``suppression_list.source`` of every entry written here.
@@ -35,7 +34,7 @@ def apply_suppression(
     if reason is not None or event.is_soft_bounce:
         # A send to this address may be between its suppression check and its HTTP call: wait for
         # it, so no email is delivered after this suppression commits.
-        ledger.lock_recipient_for_suppression(session, message.organization_id, message.recipient)
+        lock_recipient_for_suppression(session, message.organization_id, message.recipient)
     if reason is not None:
         suppress(
             session,

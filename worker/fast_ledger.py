@@ -23,7 +23,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from worker.ledger import RECIPIENT_LOCK_KEY, lock_key
+from shared.suppression import RECIPIENT_LOCK_KEY
+from worker.ledger import lock_key
 from worker.rendering import RenderedMessage
 
 _CLAIM = """
@@ -99,7 +100,7 @@ class ClaimedRow:
     fresh: bool
     connector_status: str | None
     suppressed: tuple[str, datetime] | None
-    #: The row's lock and its recipient's (see ``ledger.RECIPIENT_LOCK_KEY``), both or neither.
+    #: The row's lock and its recipient's (see ``shared.suppression.RECIPIENT_LOCK_KEY``), both or neither.
     locked: bool
     organization_id: uuid.UUID | None = None
     #: The recipient as suppressions store it (trimmed, lower case).

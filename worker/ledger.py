@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, UUID, insert
 from sqlalchemy.orm import Session
 
 from shared.models import EmailMessage, Task
+from shared.suppression import RECIPIENT_LOCK_KEY
 from worker.rendering import RenderedMessage
 
 #: Statuses a send may still act on; every other status is final for the sender.
@@ -96,19 +97,11 @@ def try_lock(session: Session, ids: Iterable[uuid.UUID], *, transaction: bool = 
     return {by_key[key] for key in session.scalars(statement, {"keys": list(by_key)})}
 
 
-#: A recipient's advisory lock key within its organization, in SQL over ``org`` (uuid) and ``email``.
-#: Senders hold it from their suppression check until the HTTP call is over; a suppression caused
-#: by a webhook waits for it, so it commits either before a send's check or after its delivery.
-RECIPIENT_LOCK_KEY = "hashtextextended(CAST({org} AS text) || '/' || lower(btrim({email})), 0)"
-
 _TRY_LOCK_RECIPIENTS = text(
     "SELECT id FROM email_messages WHERE id = ANY(:ids) AND pg_try_advisory_lock("
     + RECIPIENT_LOCK_KEY.format(org="organization_id", email="recipient")
     + ")"
 ).bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
-_LOCK_RECIPIENT_FOR_SUPPRESSION = text(
-    "SELECT pg_advisory_xact_lock(" + RECIPIENT_LOCK_KEY.format(org=":org", email=":email") + ")"
-)
 
 
 def try_lock_recipients(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -121,11 +114,6 @@ def try_lock_recipients(session: Session, ids: Sequence[uuid.UUID]) -> set[uuid.
     if not ids:
         return set()
     return set(session.scalars(_TRY_LOCK_RECIPIENTS, {"ids": list(ids)}))
-
-
-def lock_recipient_for_suppression(session: Session, organization_id: uuid.UUID, email: str) -> None:
-    """Wait until no send to ``email`` is in flight; the lock lasts until the transaction ends."""
-    session.execute(_LOCK_RECIPIENT_FOR_SUPPRESSION, {"org": organization_id, "email": email})
 
 
 def unlock_all(session: Session) -> None:

@@ -6,14 +6,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import suppression_admin
 from shared.db import transaction
-from shared.suppression import suppress
+from shared.suppression import lock_recipient_for_suppression, suppress
 from tests.send_helpers import add_connector
 from worker import fast_ledger, ledger
 from worker.rendering import RenderedMessage
@@ -27,8 +29,18 @@ def message() -> RenderedMessage:
     return RenderedMessage(uuid.uuid4(), f"lock/{uuid.uuid4()}", ADDRESS, "Hi", {"to": [ADDRESS]})
 
 
+def webhook_suppression(session: Session, organization_id: uuid.UUID) -> None:
+    lock_recipient_for_suppression(session, organization_id, ADDRESS.lower())
+    suppress(session, organization_id, ADDRESS, "hard_bounce", source="test")
+
+
+def operator_suppression(session: Session, organization_id: uuid.UUID) -> None:
+    suppression_admin.add_entry(session, organization_id, suppression_admin.parse_entry(ADDRESS), actor="cli")
+
+
+@pytest.mark.parametrize("suppress_in", [webhook_suppression, operator_suppression])
 def test_suppression_waits_for_the_send_holding_the_recipient_lock(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], suppress_in: Callable[[Session, uuid.UUID], None]
 ) -> None:
     organization_id, connector_id = add_connector(session_factory)
     rendered = message()
@@ -40,8 +52,7 @@ def test_suppression_waits_for_the_send_holding_the_recipient_lock(
 
     def suppress_address() -> None:
         with transaction(session_factory) as session:
-            ledger.lock_recipient_for_suppression(session, organization_id, ADDRESS.lower())
-            suppress(session, organization_id, ADDRESS, "hard_bounce", source="test")
+            suppress_in(session, organization_id)
         committed_at.append(time.monotonic())
 
     engine = session_factory.kw["bind"]
@@ -85,7 +96,7 @@ def test_sender_does_not_take_a_recipient_being_suppressed(session_factory: sess
             session, [rendered], organization_id=organization_id, connector_id=connector_id, task_id=None
         )
     with session_factory() as suppressor, session_factory() as sender:
-        ledger.lock_recipient_for_suppression(suppressor, organization_id, ADDRESS)  # open transaction
+        lock_recipient_for_suppression(suppressor, organization_id, ADDRESS)  # open transaction
         assert ledger.try_lock_recipients(sender, [rendered.id]) == set()
         suppressor.commit()
         assert ledger.try_lock_recipients(sender, [rendered.id]) == {rendered.id}
