@@ -1,12 +1,13 @@
-"""The single-recipient fast path of ``pilot.send_email``: three statements, two Redis calls, one POST.
+"""The single-recipient fast path of ``pilot.send_email``: one read, two writes, two Redis calls, one POST.
 
 It takes only the common case: a new email to one recipient, no ``tasks`` row, a connector that may
-send. The row is written and claimed by one statement (:func:`worker.fast_ledger.claim`), the
-tokens are taken, the attempt is committed before the call (a crash mid-call still counts it), and
-the answer is recorded with the usage and the lock's release by one more statement. Everything
-else returns None before touching a token, and the general path (:mod:`worker.sending`) runs
-instead; an outcome other than "sent" after the tokens are taken is handed to the general path's
-code through ``handoff`` (one :class:`Wait` or :class:`Failed` step), so each rule lives once.
+send. One read claims the key (:func:`worker.fast_ledger.claim`: the recipient's suppression, the
+connector's live status, the locks), the tokens are taken, the row is written already ``sending``
+(the attempt is committed before the call: a crash mid-call still counts it), and the answer is
+recorded with the usage and the locks' release by one more statement. Everything else returns None
+before touching a token, and the general path (:mod:`worker.sending`) runs instead; an outcome other
+than "sent" after the tokens are taken is handed to the general path's code through ``handoff`` (one
+:class:`Wait` or :class:`Failed` step, on the row written for it), so each rule lives once.
 """
 
 from __future__ import annotations
@@ -81,8 +82,6 @@ def send_one(
         row = fast_ledger.claim(
             conn, message, organization_id=view.organization_id, connector_id=view.id, now=ctx.clock()
         )
-        if row is None:
-            return None
         if not row.locked:
             return _answer_unclaimed(row, ctx.clock())
         outcome = _send_claimed(ctx, conn, view, row, message, handoff)
@@ -111,7 +110,7 @@ def _load(ctx: SendContext, connector_id: uuid.UUID) -> ConnectorView | None:
 
 
 def _answer_unclaimed(row: ClaimedRow, now: datetime) -> SendOutcome | None:
-    """A row this claim did not write: answered here only if it is final or deferred till later."""
+    """A row this claim did not lock: answered here only if it is final or deferred till later."""
     waiting = row.status == "deferred" and row.next_attempt_at is not None and row.next_attempt_at > now
     if row.status in OPEN_STATUSES and not waiting:
         return None  # to send (a retry), suppress or skip: the general path decides under its lock
@@ -132,8 +131,10 @@ def _send_claimed(
     assert view.api_key is not None  # _connector let only a sendable view through
     wait = _take_tokens(ctx, view)
     if wait is not None:
+        if not fast_ledger.write_queued(conn, row, message, connector_id=view.id):
+            return None
         return handoff(view.id, row.id, view.api_key, wait)
-    if not fast_ledger.start_attempt(conn, row):
+    if not fast_ledger.start_attempt(conn, row, message, connector_id=view.id):
         return None
     try:
         answer = ctx.resend_client(view.api_key).send_email(

@@ -75,16 +75,17 @@ def test_fast_path_attempt_is_refused_once_the_recipient_is_suppressed(
 ) -> None:
     organization_id, connector_id = add_connector(session_factory)
     url = fresh_database_url.replace("postgresql+psycopg://", "postgresql://")
+    rendered = message()
     with psycopg.connect(url, autocommit=True) as conn:
         row = fast_ledger.claim(
-            conn, message(), organization_id=organization_id, connector_id=connector_id, now=datetime.now(UTC)
+            conn, rendered, organization_id=organization_id, connector_id=connector_id, now=datetime.now(UTC)
         )
-        assert row is not None and row.locked
+        assert row.locked
         # A suppression that was committing while the claim read (it could not wait: the claim's
         # statement had already taken its snapshot) must still stop the attempt.
         with transaction(session_factory) as session:
             suppress(session, organization_id, ADDRESS, "hard_bounce", source="test")
-        assert fast_ledger.start_attempt(conn, row) is False
+        assert fast_ledger.start_attempt(conn, row, rendered, connector_id=connector_id) is False
         fast_ledger.unlock(conn, row)
 
 
