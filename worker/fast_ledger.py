@@ -8,12 +8,13 @@ the HTTP call, so a crash mid-call still counts it); :func:`record_sent` records
 connector's usage and releases the locks. Each statement is its own transaction (autocommit).
 
 The row is never written as ``queued`` first: that version, its index entries and its commit were
-about a quarter of PostgreSQL's CPU per email (0.68 -> 0.50 ms measured). The row's lock is taken on its key before the row
-exists (its id is derived from the key), so a second delivery of the same work cannot claim it
-meanwhile, and :func:`start_attempt` writes nothing if the key was written since (a redelivery
-that went the general way) or the recipient was suppressed after :func:`claim`'s snapshot (it read
-before its lock was taken): the caller then gives the row to the general path. When the tokens are
-refused, :func:`write_queued` writes the row as the general path would, to be deferred there.
+about a quarter of PostgreSQL's CPU per email (0.68 -> 0.50 ms measured). The row's lock is taken on
+its key before the row exists (its id is derived from the key), so a second delivery of the same
+work cannot claim it meanwhile, and :func:`start_attempt` writes nothing if the key was written
+since (a redelivery that went the general way) or the recipient was suppressed after :func:`claim`'s
+snapshot (it read before its lock was taken): the caller then gives the row to the general path.
+When the tokens are refused, :func:`write_queued` writes the row as the general path would, to be
+deferred there.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class ClaimedRow:
     fresh: bool
     connector_status: str | None
     suppressed: tuple[str, datetime] | None
-    #: The row's lock and its recipient's (see ``ledger.RECIPIENT_LOCK_KEY``), both or neither.
+    #: The row's lock and its recipient's (see ``shared.suppression.RECIPIENT_LOCK_KEY``), both or neither.
     locked: bool
     organization_id: uuid.UUID | None = None
     #: The recipient as suppressions store it (trimmed, lower case).
