@@ -39,6 +39,7 @@ from shared.resend_errors import RateLimitInfo, error_for_answer, parse_retry_af
 from shared.resend_schemas import (
     MAX_BATCH_SIZE,
     BatchResponse,
+    CheckedRequest,
     SendEmailRequest,
     SendEmailResponse,
     parse_send_request,
@@ -303,6 +304,8 @@ def _wire_body(request: SendEmailRequest | Mapping[str, Any], *, where: str) -> 
     """The body to send: a model's ``to_wire()``, or a validated mapping exactly as stored."""
     if isinstance(request, SendEmailRequest):
         return request.to_wire()
+    if isinstance(request, CheckedRequest):
+        return request
     parse_send_request(request, where=where)
     return dict(request)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
-from shared.resend_schemas import parse_send_request
+from shared.resend_schemas import check_send_request
 from worker.payloads import EmailFields
 
 #: Namespace of ledger row ids derived from idempotency keys.
@@ -103,8 +103,8 @@ def _render_one(
     if task_id is not None:
         tags.append({"name": "task_id", "value": str(task_id)})
     tags.append({"name": "message_id", "value": str(message_id)})
-    request = {**content, "headers": headers, "tags": tags}
-    parse_send_request(request)  # refuse before storing what Resend would refuse
+    # Refused before it is stored if Resend would refuse it; checked once, not again by the client.
+    request = check_send_request({**content, "headers": headers, "tags": tags})
     return RenderedMessage(message_id, key, address, email.subject, request)
 
 

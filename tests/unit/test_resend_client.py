@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared import resend_client
 from shared.errors import (
     ConfigError,
     PayloadInvalid,
@@ -36,7 +37,7 @@ from shared.resend_client import (
     parse_retry_after,
     process_http_client,
 )
-from shared.resend_schemas import SendEmailRequest, Tag
+from shared.resend_schemas import SendEmailRequest, Tag, check_send_request
 from shared.settings import load_settings
 from tests.fake_resend import RATE_HEADERS, FakeResend, error_body
 
@@ -116,6 +117,20 @@ def test_send_email_sends_a_stored_mapping_byte_identically(resend: FakeResend, 
     client.send_email(stored, idempotency_key="k")
 
     assert resend.requests[0].content == resend.requests[1].content
+
+
+def test_send_email_sends_a_checked_request_without_validating_it_again(
+    resend: FakeResend, client: ResendClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked = check_send_request(email().to_wire())
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("validated twice")
+
+    monkeypatch.setattr(resend_client, "parse_send_request", refuse)
+    client.send_email(checked, idempotency_key="k")
+
+    assert resend.last_json() == email().to_wire()
 
 
 def test_encode_body_is_canonical_compact_utf8() -> None:

@@ -11,9 +11,11 @@ from shared import resend_schemas
 from shared.errors import PayloadInvalid
 from shared.resend_schemas import (
     BatchResponse,
+    CheckedRequest,
     ErrorBody,
     SendEmailRequest,
     Tag,
+    check_send_request,
     parse_send_request,
 )
 
@@ -176,3 +178,14 @@ def test_batch_response_reads_null_errors_as_none_refused() -> None:
 def test_error_body_tolerates_missing_and_odd_fields() -> None:
     body = ErrorBody.model_validate({"statusCode": 422, "message": 5, "extra": True})
     assert (body.status_code, body.name, body.message) == (422, None, "5")
+
+
+def test_check_send_request_returns_the_mapping_marked_checked() -> None:
+    checked = check_send_request(fields())
+    assert isinstance(checked, CheckedRequest)
+    assert checked == fields()
+
+
+def test_check_send_request_refuses_an_invalid_mapping_naming_the_field() -> None:
+    with pytest.raises(PayloadInvalid, match=r"requests\[2\]\.to\.0: must be an address"):
+        check_send_request(fields(to=["not an address"]), where="requests[2].")
