@@ -149,15 +149,15 @@ class EmailMessage(Base):
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
+        # The budget rebuild counts a connector's sends of the last day (worker.ledger.recent_usage).
+        Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
-    connector_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
-    )
+    connector_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
     task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
     idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
     recipient: Mapped[str] = mapped_column(Text)
