@@ -39,7 +39,7 @@ from shared.errors import (
 from shared.models import Connector, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits
 from shared.resend_client import BatchSendResult, SendResult
-from worker import fast_send, ledger, metrics
+from worker import fast_send, ledger, metrics, parking
 from worker.batching import chunks, flatten, unique_by_key
 from worker.connector_cache import credentials, limits_of
 from worker.context import SendContext
@@ -315,6 +315,16 @@ class _Sender:
         metrics.count_deferrals(kind, len(rows))
         moment = self.ctx.clock()
         short = is_short_wait(seconds) and not defer
+        if not short and kind in parking.BUDGET_KINDS and rows:
+            seconds = parking.parking_seconds(
+                self.session,
+                self.ctx.limiter,
+                self.connector.id,
+                limits_of(self.connector),
+                count=len(rows),
+                seconds=seconds,
+                moment=moment,
+            )
         until = None if short else ledger.defer_until(seconds, moment)
         for row in rows:
             ledger.mark_waiting(row, reason, until=until, refund=refund)

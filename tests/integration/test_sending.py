@@ -333,6 +333,23 @@ def test_send_email_over_the_hour_budget_defers_without_using_attempts(ctx, rese
     ]
 
 
+def test_emails_parked_for_a_spent_budget_come_back_one_refill_apart(ctx, resend, factory) -> None:
+    # 10/hour refills a token every 360 s. Each email over the budget parks behind the ones parked
+    # before it, rather than all of them coming back for the same next token.
+    _, connector_id = add_connector(factory, per_hour=10, per_day=100)
+    started = ctx.clock()
+
+    for n in range(13):
+        sending.send_email(ctx, send_payload(connector_id, f"r{n:02d}@example.test"), task_ref=f"t{n}")
+
+    parked = sorted(
+        (r.next_attempt_at - started).total_seconds()
+        for r in rows(factory, connector_id)
+        if r.status == "deferred" and r.next_attempt_at is not None
+    )
+    assert [round(seconds / 360) for seconds in parked] == [1, 2, 3]
+
+
 def test_send_email_with_redis_down_sends_nothing_and_defers(ctx, resend, factory, connector_id) -> None:
     ctx.limiter = RateLimiter(redis.Redis(port=1, socket_connect_timeout=0.2), key_prefix="down:")
 
