@@ -1,12 +1,12 @@
 """The HTTP surface of Resend: send, batch send, key check, read back.
 
-This is the one module that knows about ``httpx``: transport failures become
-:class:`~shared.errors.ResendTransportError` here, and every non-2xx answer goes through
+With :mod:`shared.resend_http` (the connection), the one module that knows about ``httpx``: transport
+failures become :class:`~shared.errors.ResendTransportError` here, and every non-2xx answer goes through
 :func:`shared.resend_errors.error_for_answer` (the taxonomy of ``design.md``). Exceptions carry
 ``status_code``, Resend's ``error_name`` and ``message``, ``retry_after`` and the rate-limit headers.
 
-The API key is set per request (one pooled ``httpx.Client`` serves every connector of a process) and
-kept in a ``SecretStr``: it appears in no exception, log line or repr.
+The API key is set per request (one pooled :class:`~shared.resend_http.ResendHTTP` serves every
+connector of a process) and kept in a ``SecretStr``: it appears in no exception, log line or repr.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from shared.errors import (
     ResendTransportError,
 )
 from shared.resend_errors import RateLimitInfo, error_for_answer, parse_retry_after, rate_limit_headers
+from shared.resend_http import ResendHTTP
 from shared.resend_schemas import (
     MAX_BATCH_SIZE,
     BatchResponse,
@@ -115,21 +116,20 @@ class BatchSendResult:
     rate_limit: RateLimitInfo
 
 
-def make_http_client(settings: Settings) -> httpx.Client:
-    """A pooled client for ``settings.resend_base_url`` with explicit timeouts and our User-Agent."""
-    return httpx.Client(
-        base_url=settings.resend_base_url,
+def make_http_client(settings: Settings) -> ResendHTTP:
+    """A pooled connection to ``settings.resend_base_url`` with explicit timeouts and our User-Agent."""
+    return ResendHTTP(
+        settings.resend_base_url,
         timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT, pool=CONNECT_TIMEOUT),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
     )
 
 
-_process_clients: dict[tuple[int, str], httpx.Client] = {}
+_process_clients: dict[tuple[int, str], ResendHTTP] = {}
 _process_clients_lock = threading.Lock()
 
 
-def process_http_client(settings: Settings) -> httpx.Client:
+def process_http_client(settings: Settings) -> ResendHTTP:
     """The one pooled client of this process for ``settings.resend_base_url``.
 
     Keyed by pid as well: a client inherited through ``fork`` shares sockets with its parent.
@@ -158,7 +158,7 @@ class ResendClient:
     def __init__(
         self,
         *,
-        http: httpx.Client,
+        http: ResendHTTP,
         api_key: SecretStr | str,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -173,7 +173,7 @@ class ResendClient:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
-        return f"ResendClient(base_url={str(self._http.base_url)!r}, api_key='**********')"
+        return f"ResendClient(base_url={str(self._http.base_url).rstrip('/')!r}, api_key='**********')"
 
     def send_email(
         self, request: SendEmailRequest | Mapping[str, Any], *, idempotency_key: str

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from shared.resend_client import USER_AGENT
+from shared.resend_http import ResendHTTP
 
 BASE_URL = "https://api.resend.test"
 #: What a healthy answer from Resend carries (values seen in recorded responses).
@@ -51,10 +52,13 @@ class FakeResend:
             return answer
         return self._default(request)
 
-    def client(self) -> httpx.Client:
-        """An httpx client shaped like ``make_http_client``'s, talking to this fake."""
-        return httpx.Client(
-            base_url=BASE_URL, transport=httpx.MockTransport(self.handler), headers={"User-Agent": USER_AGENT}
+    def client(self) -> ResendHTTP:
+        """A connection shaped like ``make_http_client``'s, talking to this fake."""
+        return ResendHTTP(
+            BASE_URL,
+            timeout=httpx.Timeout(5.0),
+            headers={"User-Agent": USER_AGENT},
+            transport=httpx.MockTransport(self.handler),
         )
 
     @property

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import psycopg
 from pydantic import SecretStr
 from sqlalchemy import Connection, Engine
@@ -29,6 +28,7 @@ from shared.db import make_engine
 from shared.errors import RateLimitBackendUnavailable
 from shared.rate_limit import RateLimiter, api_key_hash
 from shared.resend_client import ResendClient, make_http_client
+from shared.resend_http import ResendHTTP
 from shared.settings import Settings
 from worker.connector_cache import ConnectorCache
 from worker.ledger import recent_usage
@@ -47,7 +47,7 @@ class SendContext:
     settings: Settings
     engine: Engine
     limiter: RateLimiter
-    http: httpx.Client
+    http: ResendHTTP
     keyring: KeyRing | None = None
     clock: Callable[[], datetime] = _utc_now
     rand: Callable[[], float] = random.random

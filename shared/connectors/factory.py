@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,6 +23,7 @@ from shared.errors import ConfigError, ConnectorPaused
 from shared.models import Connector
 from shared.rate_limit import RateLimiter
 from shared.resend_client import process_http_client
+from shared.resend_http import ResendHTTP
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class ConnectorContext:
 
     settings: Settings
     keyring: KeyRing | None
-    http: httpx.Client
+    http: ResendHTTP
     limiter: UsageLimiter
     recorder: ConnectorRecorder
 
@@ -50,7 +50,7 @@ def load_connector(
     types: Mapping[str, type[BaseConnector]],
     session_factory: sessionmaker[Session] | None = None,
     settings: Settings | None = None,
-    http: httpx.Client | None = None,
+    http: ResendHTTP | None = None,
     limiter: UsageLimiter | None = None,
     include_inactive: bool = False,
 ) -> BaseConnector:

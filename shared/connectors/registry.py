@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.connectors import factory
 from shared.connectors.base import BaseConnector, UsageLimiter
 from shared.connectors.resend import ResendConnector
+from shared.resend_http import ResendHTTP
 from shared.settings import Settings
 
 #: ``connectors.type`` -> the class that serves it.
@@ -23,7 +23,7 @@ def create_connector(
     *,
     session_factory: sessionmaker[Session] | None = None,
     settings: Settings | None = None,
-    http: httpx.Client | None = None,
+    http: ResendHTTP | None = None,
     limiter: UsageLimiter | None = None,
     include_inactive: bool = False,
 ) -> BaseConnector:

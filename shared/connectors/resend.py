@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
-import httpx
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -40,6 +39,7 @@ from shared.errors import (
 )
 from shared.models import Connector
 from shared.resend_client import BatchSendResult, KeyCheck, ResendClient, encode_body
+from shared.resend_http import ResendHTTP
 from shared.resend_schemas import MAX_BATCH_SIZE, check_address
 from shared.settings import Settings
 
@@ -62,7 +62,7 @@ class ResendConnector(BaseConnector, EmailConnector):
 
     type_name = "resend"
 
-    def __init__(self, *, api_key: SecretStr | None, http: httpx.Client, **base: Any) -> None:
+    def __init__(self, *, api_key: SecretStr | None, http: ResendHTTP, **base: Any) -> None:
         super().__init__(**base)
         self._api_key = api_key
         self._client = None if not api_key else ResendClient(http=http, api_key=api_key)
@@ -317,7 +317,7 @@ def create_resend_connector(
     *,
     session_factory: sessionmaker[Session] | None = None,
     settings: Settings | None = None,
-    http: httpx.Client | None = None,
+    http: ResendHTTP | None = None,
     limiter: UsageLimiter | None = None,
     include_inactive: bool = False,
 ) -> ResendConnector:

@@ -72,7 +72,7 @@ def email(**overrides: Any) -> SendEmailRequest:
 def test_make_http_client_uses_settings_base_url_timeouts_and_user_agent() -> None:
     settings = load_settings(resend_base_url="http://127.0.0.1:9999")
     with make_http_client(settings) as http:
-        assert str(http.base_url) == "http://127.0.0.1:9999"
+        assert str(http.base_url) == "http://127.0.0.1:9999/"
         assert http.timeout.connect == CONNECT_TIMEOUT == 5.0
         assert http.timeout.read == READ_TIMEOUT == 30.0
         assert http.headers["User-Agent"] == USER_AGENT

@@ -28,8 +28,8 @@ from pydantic import SecretStr
 from shared.connectors.resend import ResendConnector
 from shared.errors import PilotError
 from shared.rate_limit import RateLimiter
-from shared.resend_client import ResendClient, make_http_client
-from shared.settings import load_settings
+from shared.resend_client import ResendClient
+from shared.resend_http import ResendHTTP
 
 CANARY = "re_CANARY_client_5b8e2d71"
 WRONG_PREFIX_CANARY = "sk_CANARY_client_0c4a9f"
@@ -119,9 +119,8 @@ def server() -> Iterator[ScriptedServer]:
 
 
 @pytest.fixture
-def http(server: ScriptedServer) -> Iterator[httpx.Client]:
-    with make_http_client(load_settings(resend_base_url=server.url)) as client:
-        client.timeout = httpx.Timeout(0.5, connect=0.5)
+def http(server: ScriptedServer) -> Iterator[ResendHTTP]:
+    with ResendHTTP(server.url, timeout=httpx.Timeout(0.5, connect=0.5)) as client:
         yield client
 
 
@@ -165,7 +164,7 @@ def debug_logging(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_client_error_paths_never_show_the_key(
-    server: ScriptedServer, http: httpx.Client, caplog: pytest.LogCaptureFixture
+    server: ScriptedServer, http: ResendHTTP, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = ResendClient(http=http, api_key=SecretStr(CANARY))
     texts = [repr(client), str(client)]
@@ -189,7 +188,7 @@ def test_client_error_paths_never_show_the_key(
 
 def test_client_refusals_before_any_call_never_show_the_key(caplog: pytest.LogCaptureFixture) -> None:
     texts: list[str] = []
-    with httpx.Client(base_url=closed_port_url()) as http:
+    with ResendHTTP(closed_port_url(), timeout=httpx.Timeout(5.0)) as http:
         client = ResendClient(http=http, api_key=CANARY)
         collect(texts, lambda: client.send_email(sample_email(), idempotency_key=""))
         collect(texts, lambda: client.send_email({**sample_email(), "to": [CANARY]}, idempotency_key="k"))
@@ -204,7 +203,7 @@ def test_client_refusals_before_any_call_never_show_the_key(caplog: pytest.LogCa
 
 @pytest.mark.parametrize("api_key", [CANARY, WRONG_PREFIX_CANARY])
 def test_connector_error_paths_never_show_the_key(
-    server: ScriptedServer, http: httpx.Client, caplog: pytest.LogCaptureFixture, api_key: str
+    server: ScriptedServer, http: ResendHTTP, caplog: pytest.LogCaptureFixture, api_key: str
 ) -> None:
     connector = ResendConnector(
         api_key=SecretStr(api_key),
