@@ -108,12 +108,12 @@ def _run(
 ) -> SendOutcome:
     with ledger_session(ctx) as session:
         try:
-            connector, ids = prepare(session, payload, task_ref=task_ref)
+            connector, messages, ids = _prepare(session, payload, task_ref=task_ref)
         except PayloadInvalid as exc:
             session.rollback()
             return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
         # No commit yet: the new rows are committed with the first attempt (one round trip less).
-        return _Sender(ctx, session, connector).run(ids)
+        return _Sender(ctx, session, connector, rendered=messages).run(ids)
 
 
 @contextmanager
@@ -172,10 +172,18 @@ def prepare(
 
     Raises :class:`PayloadInvalid` for an unknown connector, organization mismatch or unknown task.
     """
+    connector, _, ids = _prepare(session, payload, task_ref=task_ref)
+    return connector, ids
+
+
+def _prepare(
+    session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
+) -> tuple[Connector, list[RenderedMessage], list[uuid.UUID]]:
+    """:func:`prepare`, with the messages it rendered (none for a resume)."""
     connector = _connector(session, payload)
     if isinstance(payload, ResumePayload):
         rows = ledger.load_messages(session, payload.message_ids)
-        return connector, [row.id for row in rows if row.connector_id == connector.id]
+        return connector, [], [row.id for row in rows if row.connector_id == connector.id]
     messages = render(payload, connector, task_ref=task_ref)
     ledger.insert_messages(
         session,
@@ -186,7 +194,7 @@ def prepare(
     )
     if payload.task_id is not None:
         ledger.refresh_task_counts(session, payload.task_id)
-    return connector, [message.id for message in messages]
+    return connector, messages, [message.id for message in messages]
 
 
 def render(
@@ -224,12 +232,27 @@ def _connector(session: Session, payload: SendEmailPayload | ResumePayload | Sen
 class _Sender:
     """Sends the open rows of one task through one connector (one session, one connection)."""
 
-    def __init__(self, ctx: SendContext, session: Session, connector: Connector) -> None:
+    def __init__(
+        self,
+        ctx: SendContext,
+        session: Session,
+        connector: Connector,
+        *,
+        rendered: Sequence[RenderedMessage] = (),
+    ) -> None:
         self.ctx = ctx
         self.session = session
         self.connector = connector
         self.retry_in: float | None = None
         self.tasks: set[uuid.UUID] = set()
+        #: Requests this task rendered (and checked), by row id: sent as they are when the row holds
+        #: the same request, instead of the row's copy being validated again.
+        self._checked = {message.id: message.request for message in rendered}
+
+    def wire_request(self, row: EmailMessage) -> Mapping[str, Any]:
+        """The row's request, as rendered by this task if it holds the same one (already checked)."""
+        checked = self._checked.get(row.id)
+        return checked if checked is not None and checked == row.request else row.request
 
     def run(self, ids: Sequence[uuid.UUID]) -> SendOutcome:
         # Recipient locks first: the suppression check below then reads after any suppression that
@@ -494,8 +517,8 @@ class _Unit:
     def _call(self, rows: list[EmailMessage]) -> SendResult | BatchSendResult:
         client = self.s.ctx.resend_client(self.api_key)
         if len(rows) == 1:
-            return client.send_email(rows[0].request, idempotency_key=rows[0].idempotency_key)
-        return client.send_batch([row.request for row in rows], idempotency_key=unit_key(rows))
+            return client.send_email(self.s.wire_request(rows[0]), idempotency_key=rows[0].idempotency_key)
+        return client.send_batch([self.s.wire_request(row) for row in rows], idempotency_key=unit_key(rows))
 
     def _on_success(self, rows: list[EmailMessage], answer: SendResult | BatchSendResult) -> int:
         moment = self.s.ctx.clock()

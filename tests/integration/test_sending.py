@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import fakeredis
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
+from shared import resend_client
 from shared.db import make_engine, make_sessionmaker
 from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
@@ -469,6 +471,27 @@ def test_send_batch_chunks_at_100_with_distinct_keys(ctx, resend, factory, conne
     assert {c.url.path for c in calls} == {"/emails/batch"}
     assert len({c.headers["Idempotency-Key"] for c in calls}) == 3
     assert outcome.counts() == {"sent": 250}
+
+
+def test_send_batch_sends_the_requests_it_rendered_without_validating_them_again(
+    ctx, resend, factory, connector_id, monkeypatch
+) -> None:
+    validated: list[object] = []
+    original = resend_client.parse_send_request
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        validated.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(resend_client, "parse_send_request", counting)
+    recipients = [f"r{n:03d}@example.test" for n in range(3)]
+
+    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+
+    assert outcome.counts() == {"sent": 3}
+    assert validated == []
+    stored = [row.request for row in rows(factory, connector_id)]  # by recipient
+    assert sorted(json.loads(sends(resend)[0].content), key=lambda body: body["to"]) == stored
 
 
 def test_send_batch_maps_per_index_errors_to_their_recipients(ctx, resend, factory, connector_id) -> None:
