@@ -11,6 +11,7 @@ line per problem naming the field and never echoing the value.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -56,6 +57,12 @@ def check_address(value: str) -> str:
     """``a@b.c`` or ``Name <a@b.c>``; no line breaks (they would inject headers)."""
     if PLAIN_ADDRESS.fullmatch(value):
         return value
+    return _check_named_address(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_named_address(value: str) -> str:
+    # Cached: a campaign sends thousands of emails from one "Name <a@b.c>" (refusals are not cached).
     if _LINE_BREAK.search(value):
         raise ValueError("must not contain line breaks")
     _, address = parseaddr(value)
