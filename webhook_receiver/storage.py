@@ -10,6 +10,7 @@ statement is atomic: committed when it returns).
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -47,13 +48,14 @@ def insert_sql(rows: int) -> str:
 
 class EventStore:
     """Inserts events on one autocommit connection of its own, held between calls and opened with the
-    engine's connect arguments (outside its pool: the connection's life is ours to end). Not
-    thread-safe: the group writer's thread is its only user. After an error the connection is dropped
-    and the next call opens another."""
+    engine's connect arguments (outside its pool: the connection's life is ours to end; it is closed
+    when the store is garbage-collected). Not thread-safe: one thread at a time (the group writer's
+    leader). After an error the connection is dropped and the next call opens another."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: psycopg.Connection[Any] | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
     def engine(self) -> Engine:
@@ -81,6 +83,8 @@ class EventStore:
     def close(self) -> None:
         """Close the held connection, if any (idle, after an error, in tests)."""
         connection, self._connection = self._connection, None
+        if self._finalizer is not None:
+            self._finalizer.detach()
         if connection is not None:
             connection.close()
 
@@ -88,7 +92,9 @@ class EventStore:
         if self._connection is None or self._connection.closed:
             args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
             kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+            self.close()
             self._connection = psycopg.connect(*args, autocommit=True, **kwargs)
+            self._finalizer = weakref.finalize(self, self._connection.close)
         return self._connection
 
 

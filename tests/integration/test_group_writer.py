@@ -1,21 +1,24 @@
-"""webhook_receiver.group_writer and storage: many requests' events in one INSERT, one commit."""
+"""webhook_receiver.group_writer and storage: many requests' events in one INSERT, one commit, written
+by the requests' own threads."""
 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from shared.db import make_engine
 from shared.errors import PayloadInvalid
 from shared.models import WebhookEvent
 from shared.settings import load_settings
+from webhook_receiver import group_writer
 from webhook_receiver.group_writer import GroupWriter, PendingRow, write_batch
-from webhook_receiver.storage import EventStore, autocommit, store_events
+from webhook_receiver.storage import EventStore, StorageUnavailable, autocommit, store_events
 
 PAYLOAD = json.dumps({"type": "email.sent", "data": {}})
 UNSTORABLE = json.dumps({"type": "email.sent", "data": {"s": "a\x00b"}})
@@ -48,7 +51,7 @@ def writer(engine: Engine) -> Iterator[GroupWriter]:
 
 
 def pending(svix_id: str, payload: str = PAYLOAD) -> PendingRow:
-    return PendingRow(svix_id, "email.sent", payload, Future())
+    return PendingRow(svix_id, "email.sent", payload)
 
 
 def test_store_events_inserts_copies_of_one_svix_id_once(engine: Engine) -> None:
@@ -65,7 +68,7 @@ def test_store_events_returns_nothing_for_stored_svix_ids(engine: Engine) -> Non
 def test_write_batch_gives_the_id_to_the_first_copy_only(store: EventStore) -> None:
     batch = [pending("msg_a"), pending("msg_a"), pending("msg_b")]
     write_batch(store, batch)
-    results = [row.result.result() for row in batch]
+    results = [row.outcome() for row in batch]
     assert isinstance(results[0], uuid.UUID) and results[1] is None and isinstance(results[2], uuid.UUID)
 
 
@@ -73,8 +76,8 @@ def test_write_batch_one_unstorable_payload_fails_alone(engine: Engine, store: E
     batch = [pending("msg_a"), pending("msg_bad", UNSTORABLE), pending("msg_c")]
     write_batch(store, batch)
     with pytest.raises(PayloadInvalid):
-        batch[1].result.result()
-    assert batch[0].result.result() is not None and batch[2].result.result() is not None
+        batch[1].outcome()
+    assert batch[0].outcome() is not None and batch[2].outcome() is not None
     assert rows(engine) == 2
 
 
@@ -108,3 +111,80 @@ def test_store_events_payload_postgresql_refuses_is_payload_invalid(engine: Engi
     with pytest.raises(PayloadInvalid):
         store_events(engine, [("msg_a", "t", payload)])
     assert rows(engine) == 0
+
+
+def test_group_writer_lone_request_writes_in_its_own_thread(engine: Engine, writer: GroupWriter) -> None:
+    threads_before = set(threading.enumerate())
+    assert writer.store(svix_id="msg_a", event_type="t", payload=PAYLOAD) is not None
+    assert set(threading.enumerate()) == threads_before
+    assert rows(engine) == 1
+
+
+class BlockedInserts:
+    """Wraps ``EventStore.insert``: records each batch's svix ids; the first call waits for ``release``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.batches: list[list[str]] = []
+        self.first_started = threading.Event()
+        self.release = threading.Event()
+        insert = EventStore.insert
+
+        def recording(store: EventStore, batch: list[tuple[str, str, str]]) -> dict[str, uuid.UUID]:
+            self.batches.append([svix_id for svix_id, _, _ in batch])
+            if len(self.batches) == 1:
+                self.first_started.set()
+                self.release.wait(10)
+            return insert(store, batch)
+
+        monkeypatch.setattr(EventStore, "insert", recording)
+
+
+def test_group_writer_rows_arriving_during_a_write_go_in_the_next_statement(
+    engine: Engine, writer: GroupWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts = BlockedInserts(monkeypatch)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        first = pool.submit(writer.store, svix_id="msg_first", event_type="t", payload=PAYLOAD)
+        assert inserts.first_started.wait(10)
+        later = [
+            pool.submit(writer.store, svix_id=f"msg_{i}", event_type="t", payload=PAYLOAD) for i in range(5)
+        ]
+        while writer.waiting < 5:
+            threading.Event().wait(0.01)
+        inserts.release.set()
+        assert None not in [first.result(10), *(future.result(10) for future in later)]
+    assert inserts.batches[0] == ["msg_first"]
+    assert sorted(inserts.batches[1]) == [f"msg_{i}" for i in range(5)] and len(inserts.batches) == 2
+    assert rows(engine) == 6
+
+
+def test_group_writer_row_not_written_in_time_is_503_and_never_written(
+    engine: Engine, writer: GroupWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_writer, "WRITE_TIMEOUT_S", 0.2)
+    inserts = BlockedInserts(monkeypatch)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(writer.store, svix_id="msg_first", event_type="t", payload=PAYLOAD)
+        assert inserts.first_started.wait(10)
+        with pytest.raises(StorageUnavailable):
+            writer.store(svix_id="msg_late", event_type="t", payload=PAYLOAD)
+        inserts.release.set()
+        assert first.result(10) is not None
+    assert writer.store(svix_id="msg_next", event_type="t", payload=PAYLOAD) is not None
+    assert ["msg_late"] not in inserts.batches and rows(engine) == 2
+
+
+def test_group_writer_reconnects_after_an_idle_connection_was_lost(
+    engine: Engine, writer: GroupWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_writer, "IDLE_RELEASE_S", 0.0)
+    writer.store(svix_id="msg_a", event_type="t", payload=PAYLOAD)
+    with engine.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert writer.store(svix_id="msg_b", event_type="t", payload=PAYLOAD) is not None
+    assert rows(engine) == 2
