@@ -9,6 +9,7 @@ measured against the sandbox). Transport errors stay ``httpx`` exceptions; ``res
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Mapping
 from types import TracebackType
 
@@ -36,7 +37,8 @@ class ResendHTTP:
         self._transport = transport or httpx.HTTPTransport(
             limits=httpx.Limits(
                 max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS
-            )
+            ),
+            proxy=environment_proxy(self.base_url),
         )
         self.is_closed = False
 
@@ -86,3 +88,13 @@ class ResendHTTP:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def environment_proxy(url: httpx.URL) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...),
+    as ``httpx.Client`` would use it: a worker behind a proxy keeps reaching Resend through it."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy

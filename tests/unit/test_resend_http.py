@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+
 import httpx
 import pytest
 
-from shared.resend_http import ResendHTTP
+from shared.resend_http import ResendHTTP, environment_proxy
 
 TIMEOUT = httpx.Timeout(7.0, connect=2.0)
 
@@ -78,3 +81,59 @@ def test_a_closed_connection_refuses_requests() -> None:
     assert http.is_closed
     with pytest.raises(RuntimeError, match="closed"):
         http.request("GET", "/domains")
+
+
+def test_the_environment_proxy_is_used_as_httpx_client_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert environment_proxy(httpx.URL("https://api.resend.com/")) == "http://proxy.internal:3128"
+
+
+def test_no_proxy_hosts_are_reached_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "api.resend.com")
+    assert environment_proxy(httpx.URL("https://api.resend.com/")) is None
+
+
+def test_requests_go_through_the_environment_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    with RecordingProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with ResendHTTP("http://resend.invalid", timeout=TIMEOUT) as through_proxy:
+            response = through_proxy.request("GET", "/domains")
+    assert response.status_code == 200
+    assert proxy.request_lines == ["GET http://resend.invalid/domains HTTP/1.1"]
+
+
+class RecordingProxy:
+    """An HTTP proxy on a free port that answers every request 200 and records its request line."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        lines = self.request_lines
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                lines.append(self.requestline)
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
