@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, create_engine
 from werkzeug.exceptions import HTTPException
@@ -23,7 +24,10 @@ from webhook_receiver.group_writer import GroupWriter
 from webhook_receiver.metrics import PrometheusMetrics, ReceiverMetrics, rejection_reason
 from webhook_receiver.receiver import WebhookReceiver
 from webhook_receiver.storage import StorageUnavailable, autocommit
-from webhook_receiver.views import EXTENSION, WEBHOOK_PATH, blueprint
+from webhook_receiver.views import EXTENSION, OUTCOME, WEBHOOK_PATH, blueprint
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +103,13 @@ def _register_error_handlers(app: Flask) -> None:
     def unverified(exc: WebhookVerificationError) -> tuple[Response, int]:
         # The reason is ours ("timestamp too old"...), never the secret, signature or body.
         log.info("webhook refused: %s", exc.reason)
-        g.pilot_outcome = rejection_reason(exc.reason)
+        request.environ[OUTCOME] = rejection_reason(exc.reason)
         return _error(400, "invalid_signature", exc.reason)
 
     @app.errorhandler(PayloadInvalid)
     def invalid(exc: PayloadInvalid) -> tuple[Response, int]:
         log.info("webhook refused: %s", exc)
-        g.pilot_outcome = "malformed"
+        request.environ[OUTCOME] = "malformed"
         return _error(400, "invalid_payload", str(exc))
 
     @app.errorhandler(StorageUnavailable)
@@ -118,24 +122,31 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        g.pilot_outcome = HTTP_REJECTIONS.get(status)
+        request.environ[OUTCOME] = HTTP_REJECTIONS.get(status)
         return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 
 def _register_metrics(app: Flask, metrics: ReceiverMetrics) -> None:
-    """Time and count webhook requests (the view and error handlers leave ``g.pilot_outcome``)."""
+    """Time and count webhook requests around the whole WSGI call (the view and error handlers leave
+    the outcome in the environ). A middleware, not request hooks: Flask's hooks and ``g`` lookups
+    cost more per request than the observation itself."""
+    inner = app.wsgi_app
 
-    @app.before_request
-    def start_timer() -> None:
-        g.pilot_started = time.perf_counter()
+    def observed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != WEBHOOK_PATH:
+            return inner(environ, start_response)
+        started = time.perf_counter()
+        status: list[str] = []
 
-    @app.after_request
-    def observe(response: Response) -> Response:
-        started = g.get("pilot_started")
-        if started is not None and request.path == WEBHOOK_PATH:
-            metrics.observe(response.status_code, time.perf_counter() - started, g.get("pilot_outcome"))
-        return response
+        def recording(name: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            status.append(name)
+            return start_response(name, headers, exc_info)
 
+        body = inner(environ, recording)
+        metrics.observe(int(status[-1][:3]), time.perf_counter() - started, environ.get(OUTCOME))
+        return body
+
+    app.wsgi_app = observed  # type: ignore[method-assign]
     if isinstance(metrics, PrometheusMetrics):
         app.add_url_rule("/metrics", "metrics", lambda: _exposition(metrics))
 

@@ -55,6 +55,7 @@ class EventStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._connection: psycopg.Connection[Any] | None = None
+        self._held_cursor: psycopg.Cursor[Any] | None = None
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
     @property
@@ -72,7 +73,7 @@ class EventStore:
         unique = {svix_id: (event_type, payload) for svix_id, event_type, payload in reversed(rows)}
         params = [value for svix_id, (t, p) in unique.items() for value in (svix_id, t, p)]
         try:
-            cursor = self._connect().execute(insert_sql(len(unique)), params)
+            cursor = self._cursor().execute(insert_sql(len(unique)), params)
             return {svix_id: event_id for svix_id, event_id in cursor.fetchall()}
         except psycopg.DataError:
             raise PayloadInvalid("webhook payload cannot be stored as JSONB") from None
@@ -82,11 +83,17 @@ class EventStore:
 
     def close(self) -> None:
         """Close the held connection, if any (idle, after an error, in tests)."""
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._held_cursor = self._connection, None, None
         if self._finalizer is not None:
             self._finalizer.detach()
         if connection is not None:
             connection.close()
+
+    def _cursor(self) -> psycopg.Cursor[Any]:
+        # One cursor for the connection's life: a cursor per statement costs more CPU than the send.
+        if self._held_cursor is None or self._held_cursor.connection.closed:
+            self._held_cursor = self._connect().cursor()
+        return self._held_cursor
 
     def _connect(self) -> psycopg.Connection[Any]:
         if self._connection is None or self._connection.closed:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
 from webhook_receiver.body import read_body
@@ -18,6 +18,8 @@ from webhook_receiver.receiver import WebhookReceiver
 from webhook_receiver.storage import database_ok
 
 EXTENSION = "pilot_webhooks"
+#: The environ key where a webhook request's outcome is left for the metrics middleware.
+OUTCOME = "pilot.outcome"
 WEBHOOK_PATH = "/api/webhooks/resend"
 #: The WSGI keys of the headers a signature check reads (both families; WSGI upper-cases names).
 SIGNATURE_HEADERS = tuple(
@@ -41,7 +43,7 @@ def resend_webhook() -> tuple[Response, int]:
         raise UnsupportedMediaType("webhook body must be application/json")
     body = read_body(request.stream, current_app.config["MAX_CONTENT_LENGTH"])
     receipt = _receiver().receive(body, signature_headers(request.environ))
-    g.pilot_outcome = receipt.outcome
+    request.environ[OUTCOME] = receipt.outcome
     # Built by hand: jsonify (app JSON provider, sorting, pretty-print checks) costs more than this.
     answer = f'{{"status":"{receipt.outcome}","svix_id":{json.dumps(receipt.svix_id)}}}'
     return Response(answer, status=200, mimetype="application/json"), 200
