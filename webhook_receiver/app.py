@@ -20,11 +20,12 @@ from shared.errors import ConfigError, PayloadInvalid, WebhookVerificationError
 from shared.settings import Settings, get_settings
 from shared.webhook_signature import decode_secret
 from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher, Dispatcher
+from webhook_receiver.fast_path import fast_path
 from webhook_receiver.group_writer import GroupWriter
 from webhook_receiver.metrics import PrometheusMetrics, ReceiverMetrics, rejection_reason
 from webhook_receiver.receiver import WebhookReceiver
 from webhook_receiver.storage import StorageUnavailable, autocommit
-from webhook_receiver.views import EXTENSION, OUTCOME, WEBHOOK_PATH, blueprint
+from webhook_receiver.views import EXTENSION, OUTCOME, WEBHOOK_PATH, blueprint, signature_headers
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -63,6 +64,14 @@ def create_app(
     )
     app.register_blueprint(blueprint)
     _register_error_handlers(app)
+    app.wsgi_app = fast_path(  # type: ignore[method-assign, assignment]
+        app.wsgi_app,
+        path=WEBHOOK_PATH,
+        receiver=lambda: app.extensions[EXTENSION],
+        limit=settings.pilot_webhook_max_body_bytes,
+        outcome_key=OUTCOME,
+        headers_of=signature_headers,
+    )
     _register_metrics(app, metrics or PrometheusMetrics())
     return app
 

@@ -1,0 +1,65 @@
+"""A plain-WSGI path for the webhook requests that succeed, in front of the Flask app.
+
+Flask's request context, routing and response objects cost about as much CPU per request as the
+signature check, parsing and storing together. So a well-formed delivery (``POST``, JSON content
+type, a ``Content-Length`` within the limit) is verified, stored and answered here. Anything else
+goes to Flask untouched, and an error raised here is raised again inside the Flask view (the body is
+not read twice, nothing is retried), so every refusal, 503 and log line comes from the one place that
+defines them (``app.py``'s error handlers).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from webhook_receiver.body import read_body
+from webhook_receiver.receiver import WebhookReceiver
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+#: Where a failure of the fast path waits for the Flask view to raise it again.
+RAISED = "pilot.fast_path_error"
+
+
+def fast_path(
+    inner: WSGIApplication,
+    *,
+    path: str,
+    receiver: Callable[[], WebhookReceiver],
+    limit: int,
+    outcome_key: str,
+    headers_of: Callable[[WSGIEnvironment], dict[str, str]],
+) -> WSGIApplication:
+    """``inner`` behind a path answering the successful deliveries to ``path`` itself."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if not _plain_delivery(environ, path, limit):
+            return inner(environ, start_response)
+        body = b""
+        try:
+            body = read_body(environ["wsgi.input"], limit)
+            receipt = receiver().receive(body, headers_of(environ))
+        except Exception as exc:
+            environ[RAISED] = exc
+            environ["wsgi.input"] = io.BytesIO(body)
+            return inner(environ, start_response)
+        environ[outcome_key] = receipt.outcome
+        answer = f'{{"status":"{receipt.outcome}","svix_id":{json.dumps(receipt.svix_id)}}}'.encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    return app
+
+
+def _plain_delivery(environ: WSGIEnvironment, path: str, limit: int) -> bool:
+    """A POST of JSON to ``path`` whose declared length is within ``limit`` (the common case)."""
+    if environ.get("PATH_INFO") != path or environ.get("REQUEST_METHOD") != "POST":
+        return False
+    if environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower() != "application/json":
+        return False
+    length = environ.get("CONTENT_LENGTH", "")
+    return length.isascii() and length.isdigit() and int(length) <= limit
