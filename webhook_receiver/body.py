@@ -7,15 +7,24 @@ turns that case into a 413 as well.
 
 from __future__ import annotations
 
-from typing import IO
+from typing import Protocol
 
 from werkzeug.exceptions import RequestEntityTooLarge
+
+
+class Readable(Protocol):
+    """A byte stream (a WSGI input, or Werkzeug's ``LimitedStream`` over one)."""
+
+    def read(self, size: int = ..., /) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end."""
+        ...
+
 
 #: Size of each read; Resend bodies are a few kB, so most requests take one read.
 CHUNK_BYTES = 64 * 1024
 
 
-def read_body(stream: IO[bytes], limit: int, *, chunk_bytes: int = CHUNK_BYTES) -> bytes:
+def read_body(stream: Readable, limit: int, *, chunk_bytes: int = CHUNK_BYTES) -> bytes:
     """The full body from ``stream``; raises ``RequestEntityTooLarge`` (413) past ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.test import EnvironBuilder
 
 from shared.errors import WebhookVerificationError
@@ -100,3 +101,13 @@ def test_fast_path_failure_goes_to_the_app_to_be_raised_again_with_the_body() ->
     status, _, _, environ = call(wrapped(receiver, inner), content_type="application/json")
     assert status == "299 Inner" and environ[RAISED] is error
     assert environ["wsgi.input"].read() == BODY and receiver.bodies == [BODY]
+
+
+def test_fast_path_body_shorter_than_its_length_is_raised_again_as_a_disconnect() -> None:
+    receiver, inner = StubReceiver(), Inner()
+    overrides = {"CONTENT_LENGTH": str(len(BODY) + 10)}
+    status, _, _, environ = call(
+        wrapped(receiver, inner), content_type="application/json", environ_overrides=overrides
+    )
+    assert status == "299 Inner" and isinstance(environ[RAISED], ClientDisconnected)
+    assert receiver.bodies == []
