@@ -23,6 +23,9 @@ from shared.errors import PayloadInvalid, PilotError
 
 #: Seconds to wait for a connection before answering 503.
 CONNECT_TIMEOUT_S = 5
+#: Milliseconds an INSERT may run before PostgreSQL cancels it (503): the request writing a batch
+#: waits for it with no timeout of its own (the others give up after ``WRITE_TIMEOUT_S``).
+STATEMENT_TIMEOUT_MS = 30_000
 #: One row to store: ``(svix_id, type, payload as JSON text)``.
 Row = tuple[str, str, str]
 
@@ -99,6 +102,8 @@ class EventStore:
         if self._connection is None or self._connection.closed:
             args, kwargs = self._engine.dialect.create_connect_args(self._engine.url)
             kwargs.setdefault("connect_timeout", CONNECT_TIMEOUT_S)
+            timeout = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+            kwargs["options"] = f"{kwargs.get('options', '')} {timeout}".strip()
             self.close()
             self._connection = psycopg.connect(*args, autocommit=True, **kwargs)
             self._finalizer = weakref.finalize(self, self._connection.close)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, func, select, text
 
@@ -16,7 +17,7 @@ from shared.db import make_engine
 from shared.errors import PayloadInvalid
 from shared.models import WebhookEvent
 from shared.settings import load_settings
-from webhook_receiver import group_writer
+from webhook_receiver import group_writer, storage
 from webhook_receiver.group_writer import GroupWriter, PendingRow, write_batch
 from webhook_receiver.storage import EventStore, StorageUnavailable, autocommit, store_events
 
@@ -188,3 +189,20 @@ def test_group_writer_reconnects_after_an_idle_connection_was_lost(
         )
     assert writer.store(svix_id="msg_b", event_type="t", payload=PAYLOAD) is not None
     assert rows(engine) == 2
+
+
+def test_event_store_statement_stuck_past_its_timeout_is_storage_unavailable(
+    engine: Engine, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "STATEMENT_TIMEOUT_MS", 200)
+    with engine.connect() as other:
+        # An uncommitted copy of msg_a: ON CONFLICT must wait for that transaction to end.
+        other.execute(text("BEGIN"))
+        other.execute(
+            text("INSERT INTO webhook_events (svix_id, type, payload) VALUES ('msg_a', 't', '{}'::jsonb)")
+        )
+        with pytest.raises(StorageUnavailable) as raised:
+            store.insert([("msg_a", "t", PAYLOAD)])
+        other.execute(text("ROLLBACK"))
+    assert isinstance(raised.value.__cause__, psycopg.errors.QueryCanceled)
+    assert rows(engine) == 0
