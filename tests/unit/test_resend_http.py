@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import http.server
-import threading
 
 import httpx
 import pytest
 
 from shared.resend_http import ResendHTTP, environment_proxy
+from tests.local_http import LocalHTTPServer
 
 TIMEOUT = httpx.Timeout(7.0, connect=2.0)
 
@@ -107,7 +107,7 @@ def test_requests_go_through_the_environment_proxy(monkeypatch: pytest.MonkeyPat
     assert proxy.request_lines == ["GET http://resend.invalid/domains HTTP/1.1"]
 
 
-class RecordingProxy:
+class RecordingProxy(LocalHTTPServer):
     """An HTTP proxy on a free port that answers every request 200 and records its request line."""
 
     def __init__(self) -> None:
@@ -125,15 +125,4 @@ class RecordingProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> RecordingProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(Handler)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 import time
 import traceback
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import fakeredis
@@ -30,6 +29,7 @@ from shared.errors import PilotError
 from shared.rate_limit import RateLimiter
 from shared.resend_client import ResendClient
 from shared.resend_http import ResendHTTP
+from tests.local_http import LocalHTTPServer
 
 CANARY = "re_CANARY_client_5b8e2d71"
 WRONG_PREFIX_CANARY = "sk_CANARY_client_0c4a9f"
@@ -66,7 +66,7 @@ ERROR_ANSWERS: list[Script] = [
 ]
 
 
-class ScriptedServer:
+class ScriptedServer(LocalHTTPServer):
     """A local HTTP server answering from a queue (or with a success), on a free port."""
 
     def __init__(self) -> None:
@@ -98,18 +98,7 @@ class ScriptedServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the server's own access log is not under test
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(Handler)
 
 
 @pytest.fixture
