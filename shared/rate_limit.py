@@ -165,7 +165,11 @@ class RateLimiter:
 
     def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
         """Whether ``acquire_emails`` would grant ``n`` now; debits nothing (and raises as it does)."""
-        return self._connector_run("peek", n, connector_id, limits)[0].granted
+        return self.peek_emails(connector_id, n, limits).granted
+
+    def peek_emails(self, connector_id: str | UUID, n: int, limits: ConnectorLimits) -> Decision:
+        """What ``acquire_emails`` would answer now (the wait and the blocking bucket); debits nothing."""
+        return self._connector_run("peek", n, connector_id, limits)[0]
 
     def get_usage_stats(
         self, connector_id: str | UUID, period: Period, limits: ConnectorLimits

@@ -32,6 +32,7 @@ from shared.resend_http import ResendHTTP
 from shared.settings import Settings
 from worker.connector_cache import ConnectorCache
 from worker.ledger import recent_usage
+from worker.spent_budgets import SpentBudgets
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class SendContext:
     known_rates: dict[str, float] = field(default_factory=dict)
     #: Connectors read recently (keys, limits), for the single-recipient fast path.
     connectors: ConnectorCache = field(default_factory=ConnectorCache)
+    #: Connectors whose budget this process saw spent (see :mod:`worker.spent_budgets`).
+    spent_budgets: SpentBudgets = field(default_factory=SpentBudgets)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @contextlib.contextmanager

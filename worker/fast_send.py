@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, ResendError
 from shared.models import Connector, EmailMessage
+from shared.rate_limit import Decision
 from worker import fast_ledger, metrics
 from worker.connector_cache import SENDABLE_STATUSES, ConnectorView, view_of
 from worker.context import SendContext
@@ -149,22 +150,37 @@ def _send_claimed(
 
 
 def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
-    """One request token, then one email token; why not, if either is denied (nothing is taken then)."""
+    """One request token, then one email token; why not, if either is denied.
+
+    A budget this process saw spent is peeked at first, so a backlog waiting for it takes no request
+    tokens (:mod:`worker.spent_budgets`); a request token taken when the budget then refuses is spent.
+    """
     assert view.api_key is not None
     try:
+        refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits)
+        if refused is not None:
+            return _budget_wait(refused)
         decision = ctx.limiter.acquire_request(view.api_key.get_secret_value())
         if not decision.granted:
             reason = f"waiting for the API key's {decision.blocked_by}"
             return Wait(decision.wait_seconds, reason, decision.blocked_by or "requests")
         decision = ctx.limiter.acquire_emails(view.id, 1, view.limits)
         if not decision.granted:
-            reason = f"connector {decision.blocked_by} budget spent"
-            return Wait(decision.wait_seconds, reason, decision.blocked_by or "budget")
+            ctx.spent_budgets.saw_spent(view.id)
+            return _budget_wait(decision)
         metrics.sample_buckets(ctx.limiter, view.id, view.limits)
     except RateLimitBackendUnavailable as exc:
         # The broker is most likely the same Redis: park the row in PostgreSQL, not in a retry.
         return Wait(BACKEND_DOWN_WAIT_S, str(exc), "redis_unavailable", defer=True)
     return None
+
+
+def _budget_wait(decision: Decision) -> Wait:
+    return Wait(
+        decision.wait_seconds,
+        f"connector {decision.blocked_by} budget spent",
+        decision.blocked_by or "budget",
+    )
 
 
 def _as_message(row: ClaimedRow) -> EmailMessage:

@@ -37,7 +37,7 @@ from shared.errors import (
     ResendIdempotencyMismatch,
 )
 from shared.models import Connector, EmailMessage, Task
-from shared.rate_limit import ConnectorLimits
+from shared.rate_limit import ConnectorLimits, Decision
 from shared.resend_client import BatchSendResult, SendResult
 from worker import fast_send, ledger, metrics, parking
 from worker.batching import chunks, flatten, unique_by_key
@@ -454,11 +454,19 @@ class _Unit:
         the same key, which Resend counts once: it takes no second token (and the budget that a lost
         Redis is rebuilt from already counts it, so charging it again would park a sent email).
         """
-        limiter = self.s.ctx.limiter
+        limiter, spent = self.s.ctx.limiter, self.s.ctx.spent_budgets
         key = self.api_key.get_secret_value()
         unpaid = [row for row in rows if row.status != "sending"]
+        # Nothing can go without email tokens: n of them for a whole earlier unit, else any one.
+        needs_budget = bool(unpaid) and (len(unpaid) == len(rows) or self.exact)
         n = 0
         try:
+            if needs_budget:
+                wanted = min(len(unpaid), self.limits.per_hour, self.limits.per_day) if self.exact else 1
+                refused = spent.refusal(limiter, self.s.connector.id, wanted, self.limits)
+                if refused is not None:
+                    self._wait_for_budget(rows, refused)
+                    return []
             decision = limiter.acquire_request(key)
             if not decision.granted:
                 self.s.wait(
@@ -473,11 +481,10 @@ class _Unit:
                 n = min(len(unpaid), self.limits.per_hour, self.limits.per_day)
                 decision = limiter.acquire_emails(self.s.connector.id, n, self.limits)
                 if not decision.granted:
+                    spent.saw_spent(self.s.connector.id)
                     n = 0 if self.exact else self._take_what_is_left(n)
-                if n == 0 and (len(unpaid) == len(rows) or self.exact):
-                    reason = f"connector {decision.blocked_by} budget spent"
-                    kind = decision.blocked_by or "budget"
-                    self.s.wait(rows, decision.wait_seconds, reason, kind=kind, refund=False)
+                if n == 0 and needs_budget:
+                    self._wait_for_budget(rows, decision)
                     return []
                 metrics.sample_buckets(limiter, self.s.connector.id, self.limits)
         except RateLimitBackendUnavailable as exc:
@@ -487,12 +494,17 @@ class _Unit:
             return []
         left_out = unpaid[n:]
         if left_out:
+            spent.saw_spent(self.s.connector.id)
             # Wait until the buckets hold tokens for every row left, not just one: a spent budget
             # parks the rest in PostgreSQL instead of dripping them out through short retries.
             wait = self._wait_for_tokens(len(left_out))
             self.s.wait(left_out, wait, "connector budget spent", kind="budget", refund=False)
         waiting = {row.id for row in left_out}
         return [row for row in rows if row.id not in waiting]
+
+    def _wait_for_budget(self, rows: list[EmailMessage], refusal: Decision) -> None:
+        reason = f"connector {refusal.blocked_by} budget spent"
+        self.s.wait(rows, refusal.wait_seconds, reason, kind=refusal.blocked_by or "budget", refund=False)
 
     def _take_what_is_left(self, wanted: int) -> int:
         """Take as many email tokens as both buckets still hold (a batch sends what it may)."""

@@ -335,6 +335,48 @@ def test_send_email_over_the_hour_budget_defers_without_using_attempts(ctx, rese
     ]
 
 
+def request_tokens_taken(ctx: SendContext, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every request token asked for (by the API key's hash)."""
+    taken: list[str] = []
+    original = ctx.limiter.acquire_request
+
+    def counting(api_key: str, **kwargs: Any) -> Any:
+        taken.append(api_key_hash(api_key))
+        return original(api_key, **kwargs)
+
+    monkeypatch.setattr(ctx.limiter, "acquire_request", counting)
+    return taken
+
+
+def test_emails_over_a_spent_budget_take_no_request_tokens_after_the_first_refusal(
+    ctx, resend, factory, monkeypatch
+) -> None:
+    _, connector_id = add_connector(factory, per_hour=2, per_day=10)
+    taken = request_tokens_taken(ctx, monkeypatch)
+
+    for n in range(7):
+        sending.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
+
+    assert len(sends(resend)) == 2
+    assert len(taken) == 3  # two sends, and the one refused its email token
+    assert [r.status for r in rows(factory, connector_id)].count("deferred") == 5
+
+
+def test_batches_over_a_spent_budget_take_no_request_tokens_after_the_first_refusal(
+    ctx, resend, factory, monkeypatch
+) -> None:
+    _, connector_id = add_connector(factory, per_hour=5, per_day=50)
+    taken = request_tokens_taken(ctx, monkeypatch)
+
+    for b in range(3):
+        to = [f"b{b}-{n}@example.test" for n in range(8)]
+        sending.send_batch(ctx, batch_payload(connector_id, to), task_ref=f"b{b}")
+
+    assert len(sends(resend)) == 1
+    assert len(taken) == 1  # the first batch: 5 sent, 3 parked; the next two parked without one
+    assert [r.status for r in rows(factory, connector_id)].count("deferred") == 19
+
+
 def test_emails_parked_for_a_spent_budget_come_back_one_refill_apart(ctx, resend, factory) -> None:
     # 10/hour refills a token every 360 s. Each email over the budget parks behind the ones parked
     # before it, rather than all of them coming back for the same next token.

@@ -276,6 +276,18 @@ def test_can_execute_answers_without_debiting(
     assert limiter.get_usage_stats(CONNECTOR, "hour", limits).used == taken
 
 
+def test_peek_emails_says_what_a_take_would_answer_without_debiting(
+    limiter: RateLimiter, clock: FakeClock
+) -> None:
+    limits = ConnectorLimits(per_hour=10, per_day=100)
+    limiter.acquire_emails(CONNECTOR, 10, limits)
+
+    assert limiter.peek_emails(CONNECTOR, 1, limits) == denied(360.0, "hour")
+    clock.advance(360)
+    assert limiter.peek_emails(CONNECTOR, 1, limits) == GRANTED
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).used == 9
+
+
 def test_reads_create_no_keys(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
     limiter.can_execute(CONNECTOR, ONE_PER_SECOND)
     limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND)
