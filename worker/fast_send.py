@@ -159,7 +159,7 @@ def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
     try:
         refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits)
         if refused is not None:
-            return _budget_wait(refused)
+            return budget_wait(refused)
         decision = ctx.limiter.acquire_request(view.api_key.get_secret_value())
         if not decision.granted:
             reason = f"waiting for the API key's {decision.blocked_by}"
@@ -167,7 +167,7 @@ def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
         decision = ctx.limiter.acquire_emails(view.id, 1, view.limits)
         if not decision.granted:
             ctx.spent_budgets.saw_spent(view.id)
-            return _budget_wait(decision)
+            return budget_wait(decision)
         metrics.sample_buckets(ctx.limiter, view.id, view.limits)
     except RateLimitBackendUnavailable as exc:
         # The broker is most likely the same Redis: park the row in PostgreSQL, not in a retry.
@@ -175,7 +175,8 @@ def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
     return None
 
 
-def _budget_wait(decision: Decision) -> Wait:
+def budget_wait(decision: Decision) -> Wait:
+    """The wait a refusal of the connector's email budget asks for (both send paths)."""
     return Wait(
         decision.wait_seconds,
         f"connector {decision.blocked_by} budget spent",

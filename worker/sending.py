@@ -459,11 +459,13 @@ class _Unit:
         unpaid = [row for row in rows if row.status != "sending"]
         # Nothing can go without email tokens: n of them for a whole earlier unit, else any one.
         needs_budget = bool(unpaid) and (len(unpaid) == len(rows) or self.exact)
+        # Tokens asked for at once: no more than either bucket could ever hold.
+        wanted = min(len(unpaid), self.limits.per_hour, self.limits.per_day)
         n = 0
         try:
             if needs_budget:
-                wanted = min(len(unpaid), self.limits.per_hour, self.limits.per_day) if self.exact else 1
-                refused = spent.refusal(limiter, self.s.connector.id, wanted, self.limits)
+                peek = wanted if self.exact else 1
+                refused = spent.refusal(limiter, self.s.connector.id, peek, self.limits)
                 if refused is not None:
                     self._wait_for_budget(rows, refused)
                     return []
@@ -478,7 +480,7 @@ class _Unit:
                 )
                 return []
             if unpaid:
-                n = min(len(unpaid), self.limits.per_hour, self.limits.per_day)
+                n = wanted
                 decision = limiter.acquire_emails(self.s.connector.id, n, self.limits)
                 if not decision.granted:
                     spent.saw_spent(self.s.connector.id)
@@ -503,8 +505,8 @@ class _Unit:
         return [row for row in rows if row.id not in waiting]
 
     def _wait_for_budget(self, rows: list[EmailMessage], refusal: Decision) -> None:
-        reason = f"connector {refusal.blocked_by} budget spent"
-        self.s.wait(rows, refusal.wait_seconds, reason, kind=refusal.blocked_by or "budget", refund=False)
+        step = fast_send.budget_wait(refusal)
+        self.s.wait(rows, step.seconds, step.reason, kind=step.kind, refund=False)
 
     def _take_what_is_left(self, wanted: int) -> int:
         """Take as many email tokens as both buckets still hold (a batch sends what it may)."""

@@ -335,24 +335,24 @@ def test_send_email_over_the_hour_budget_defers_without_using_attempts(ctx, rese
     ]
 
 
-def request_tokens_taken(ctx: SendContext, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records every request token asked for (by the API key's hash)."""
-    taken: list[str] = []
-    original = ctx.limiter.acquire_request
+def calls_to(target: object, name: str, monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The positional arguments of every call to ``target.name`` from now on (which still runs)."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(target, name)
 
-    def counting(api_key: str, **kwargs: Any) -> Any:
-        taken.append(api_key_hash(api_key))
-        return original(api_key, **kwargs)
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(ctx.limiter, "acquire_request", counting)
-    return taken
+    monkeypatch.setattr(target, name, recording)
+    return calls
 
 
 def test_emails_over_a_spent_budget_take_no_request_tokens_after_the_first_refusal(
     ctx, resend, factory, monkeypatch
 ) -> None:
     _, connector_id = add_connector(factory, per_hour=2, per_day=10)
-    taken = request_tokens_taken(ctx, monkeypatch)
+    taken = calls_to(ctx.limiter, "acquire_request", monkeypatch)
 
     for n in range(7):
         sending.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
@@ -366,7 +366,7 @@ def test_batches_over_a_spent_budget_take_no_request_tokens_after_the_first_refu
     ctx, resend, factory, monkeypatch
 ) -> None:
     _, connector_id = add_connector(factory, per_hour=5, per_day=50)
-    taken = request_tokens_taken(ctx, monkeypatch)
+    taken = calls_to(ctx.limiter, "acquire_request", monkeypatch)
 
     for b in range(3):
         to = [f"b{b}-{n}@example.test" for n in range(8)]
@@ -518,14 +518,7 @@ def test_send_batch_chunks_at_100_with_distinct_keys(ctx, resend, factory, conne
 def test_send_batch_sends_the_requests_it_rendered_without_validating_them_again(
     ctx, resend, factory, connector_id, monkeypatch
 ) -> None:
-    validated: list[object] = []
-    original = resend_client.parse_send_request
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        validated.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(resend_client, "parse_send_request", counting)
+    validated = calls_to(resend_client, "parse_send_request", monkeypatch)
     recipients = [f"r{n:03d}@example.test" for n in range(3)]
 
     outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
