@@ -3,16 +3,21 @@
 Measured in the same run against the same Redis (``REDIS_URL``), with 1 client process and with 8:
 checks per second and p50/p99 latency of
 
-- ``PING``;
-- ours: ``RateLimiter.acquire_emails(connector, 1, ConnectorLimits(N, M))``, one EVALSHA;
+- ``PING``, on a client made as the limiter makes its own (:func:`dedicated_client`: one connection);
+- ours: ``RateLimiter.acquire_emails(connector, 1, ConnectorLimits(N, M))``, one EVALSHA, with the
+  limiter built as the worker builds it;
 - ``limits``' Redis moving window checking "N/hour" and "M/day" the way its users do,
   ``hit(hour) and hit(day)``: two round trips while granted, one when the hour limit denies.
 
-Each is measured while requests are granted (limits far above what the run can use) and while they
-are denied (limits of 1, spent during warm-up). The contenders take turns in short slots, every client
-process on the same contender at once (a barrier starts each slot), so that load from other work on
-a shared machine falls on all of them alike. Throughput is the median over rounds; latency
-percentiles pool every slot. Figures are printed, never asserted.
+For reference, ``PING pooled`` is a PING on a default (pooled) redis-py client: it checks a
+connection out of the pool for every command, which costs more than the command (see
+:func:`dedicated_client`).
+
+Each is measured while requests are granted (limits far above what the run can use) and while
+they are denied (limits of 1, spent during warm-up). The contenders take turns in short slots,
+every client process on the same contender at once (a barrier starts each slot), so that load
+from other work on a shared machine falls on all of them alike. Throughput is the median over
+rounds; latency percentiles pool every slot. Figures are printed, never asserted.
 
     .venv/bin/python tests/benchmarks/bench_rate_limit.py [--slot 0.25] [--rounds 12]
 """
@@ -37,11 +42,11 @@ from limits import RateLimitItemPerDay, RateLimitItemPerHour
 from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
-from shared.rate_limit import MAX_LIMIT, ConnectorLimits, RateLimiter
+from shared.rate_limit import MAX_LIMIT, ConnectorLimits, RateLimiter, dedicated_client
 from shared.settings import load_settings
 
 WARMUP_CALLS = 200
-CONTENDERS = ["PING", "ours allowed", "ours denied", "limits allowed", "limits denied"]
+CONTENDERS = ["PING", "ours allowed", "ours denied", "limits allowed", "limits denied", "PING pooled"]
 CLIENT_COUNTS = [1, 8]
 TARGET_P50 = 1.3
 TARGET_THROUGHPUT = 0.75
@@ -60,12 +65,13 @@ class Sample:
 
 def make_check(name: str, url: str, run_id: str) -> Callable[[], object]:
     """The callable one client process repeats for ``name``, on connections of its own."""
-    client = redis.Redis.from_url(url)
     size = MAX_LIMIT if name.endswith("allowed") else 1
     if name == "PING":
-        return client.ping
+        return dedicated_client(url)().ping
+    if name == "PING pooled":
+        return redis.Redis.from_url(url).ping
     if name.startswith("ours"):
-        limiter = RateLimiter(client, key_prefix=f"bench-{run_id}:")
+        limiter = RateLimiter(dedicated_client(url), key_prefix=f"bench-{run_id}:")
         limits = ConnectorLimits(per_hour=size, per_day=size)
         connector = name.replace(" ", "-")
         return lambda: limiter.acquire_emails(connector, 1, limits).granted

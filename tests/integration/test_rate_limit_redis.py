@@ -9,6 +9,7 @@ with Redis ``TIME`` around the race, and it is 0 unless the race takes longer th
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -16,7 +17,7 @@ from multiprocessing.synchronize import Barrier
 import pytest
 import redis
 
-from shared.rate_limit import DAY_MS, HOUR_MS, ConnectorLimits, RateLimiter
+from shared.rate_limit import DAY_MS, HOUR_MS, ConnectorLimits, RateLimiter, dedicated_client
 from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.integration
@@ -37,13 +38,17 @@ class Race:
 def take_one_at_a_time(
     prefix: str, limits: ConnectorLimits, attempts: int, frozen: bool, barrier: Barrier, results: Queue[int]
 ) -> None:
-    """One racing process: its own client, ``attempts`` takes of one token, its grants reported."""
-    client = redis.Redis.from_url(REDIS_URL)
-    limiter = RateLimiter(client, key_prefix=prefix, clock_ms=(lambda: FROZEN_MS) if frozen else None)
+    """One racing process: a limiter of its own, ``attempts`` takes of one token, its grants reported."""
+    clock = (lambda: FROZEN_MS) if frozen else None
+    limiter = RateLimiter(dedicated_client(REDIS_URL), key_prefix=prefix, clock_ms=clock)
+    take_at_the_barrier(limiter, limits, attempts, barrier, results)
+
+
+def take_at_the_barrier(
+    limiter: RateLimiter, limits: ConnectorLimits, attempts: int, barrier: Barrier, results: Queue[int]
+) -> None:
     barrier.wait()
-    granted = sum(limiter.acquire_emails(CONNECTOR, 1, limits).granted for _ in range(attempts))
-    results.put(granted)
-    client.close()
+    results.put(sum(limiter.acquire_emails(CONNECTOR, 1, limits).granted for _ in range(attempts)))
 
 
 def redis_ms(client: redis.Redis) -> int:
@@ -105,3 +110,52 @@ def test_racing_processes_are_granted_exactly_the_day_budget_and_no_hour_tokens_
     assert 0 <= result.granted - 300 <= result.day_allowance, result
     # Denials by the day bucket took nothing from the hour bucket.
     assert 0 <= hour.remaining - (1000 - result.granted) <= result.hour_allowance, (result, hour)
+
+
+def test_a_limiter_connected_before_a_fork_is_safe_to_use_in_the_parent_and_every_child(
+    redis_prefix: str,
+) -> None:
+    """A child that used its parent's socket would read replies meant for another process."""
+    limits = ConnectorLimits(per_hour=1000, per_day=100_000)
+    limiter = RateLimiter(dedicated_client(REDIS_URL), key_prefix=redis_prefix, clock_ms=lambda: FROZEN_MS)
+    assert limiter.acquire_emails(CONNECTOR, 1, limits).granted  # the parent's connection is open
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(PROCESSES + 1)
+    results = context.Queue()
+    children = [
+        context.Process(target=take_at_the_barrier, args=(limiter, limits, 500, barrier, results))
+        for _ in range(PROCESSES)
+    ]
+    for child in children:
+        child.start()
+
+    take_at_the_barrier(limiter, limits, 500, barrier, results)
+    granted = 1 + sum(results.get(timeout=120) for _ in range(PROCESSES + 1))
+
+    for child in children:
+        child.join(timeout=30)
+        assert child.exitcode == 0
+    assert granted == 1000
+    assert limiter.get_usage_stats(CONNECTOR, "hour", limits).remaining == 0
+
+
+def test_threads_sharing_one_limiter_and_its_one_connection_are_granted_exactly_the_budget(
+    redis_prefix: str,
+) -> None:
+    limits = ConnectorLimits(per_hour=1000, per_day=100_000)
+    limiter = RateLimiter(dedicated_client(REDIS_URL), key_prefix=redis_prefix, clock_ms=lambda: FROZEN_MS)
+    barrier = threading.Barrier(PROCESSES)
+    granted: list[int] = []
+
+    def take() -> None:
+        barrier.wait()
+        granted.append(sum(limiter.acquire_emails(CONNECTOR, 1, limits).granted for _ in range(500)))
+
+    threads = [threading.Thread(target=take) for _ in range(PROCESSES)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(granted) == PROCESSES
+    assert sum(granted) == 1000
