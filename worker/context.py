@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class SendContext:
     keyring: KeyRing | None = None
     clock: Callable[[], datetime] = _utc_now
     rand: Callable[[], float] = random.random
+    #: Sleeps through short pacing waits for a request token (see :mod:`worker.pacing`).
+    sleep: Callable[[float], None] = time.sleep
     #: Request rates already pushed to Redis, by API-key hash (saves a write per send).
     known_rates: dict[str, float] = field(default_factory=dict)
     #: Connectors read recently (keys, limits), for the single-recipient fast path.

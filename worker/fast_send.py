@@ -30,6 +30,7 @@ from worker.connector_cache import SENDABLE_STATUSES, ConnectorView, view_of
 from worker.context import SendContext
 from worker.fast_ledger import ClaimedRow
 from worker.ledger import OPEN_STATUSES
+from worker.pacing import take_request_token
 from worker.payloads import SendEmailPayload
 from worker.rendering import RenderedMessage, render_email
 from worker.results import RecipientResult, SendOutcome
@@ -150,7 +151,7 @@ def _send_claimed(
 
 
 def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
-    """One request token, then one email token; why not, if either is denied.
+    """One request token (short pacing waits slept), then one email token; why not, if either is denied.
 
     A budget this process saw spent is peeked at first, so a backlog waiting for it takes no request
     tokens (:mod:`worker.spent_budgets`); a request token taken when the budget then refuses is spent.
@@ -160,7 +161,7 @@ def _take_tokens(ctx: SendContext, view: ConnectorView) -> Wait | None:
         refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits)
         if refused is not None:
             return budget_wait(refused)
-        decision = ctx.limiter.acquire_request(view.api_key.get_secret_value())
+        decision = take_request_token(ctx.limiter, view.api_key.get_secret_value(), ctx.sleep)
         if not decision.granted:
             reason = f"waiting for the API key's {decision.blocked_by}"
             return Wait(decision.wait_seconds, reason, decision.blocked_by or "requests")

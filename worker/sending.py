@@ -45,6 +45,7 @@ from worker.connector_cache import credentials, limits_of
 from worker.context import SendContext
 from worker.fast_send import BACKEND_DOWN_WAIT_S
 from worker.invalid_payloads import record_invalid
+from worker.pacing import take_request_token
 from worker.payloads import (
     ResumePayload,
     SendBatchPayload,
@@ -469,7 +470,7 @@ class _Unit:
                 if refused is not None:
                     self._wait_for_budget(rows, refused)
                     return []
-            decision = limiter.acquire_request(key)
+            decision = take_request_token(limiter, key, self.s.ctx.sleep)
             if not decision.granted:
                 self.s.wait(
                     rows,

@@ -1,0 +1,35 @@
+"""The API key's request token, with short pacing waits slept in the worker.
+
+The request bucket paces a key's requests one at a time (``request_bucket_shape``): at a high
+request rate the wait for the next token is a few milliseconds whenever two workers ask within
+one period. Spending such a wait as a task retry costs far more than the wait itself (a ledger
+write, a new broker message, a countdown the worker's main process holds), so a wait up to
+:data:`PACE_SLEEP_MAX_S` is slept here instead, a few times at most. Longer waits (at Resend's
+default 2 requests/s the period is 625 ms) and the cooldown after a 429 go back to the caller,
+which retries or defers the task as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.rate_limit import Decision, RateLimiter
+
+#: Longest pacing wait slept in the worker rather than spent as a task retry.
+PACE_SLEEP_MAX_S = 0.05
+#: Sleeps before the caller gets the refusal (other workers may keep winning the next token).
+MAX_PACE_SLEEPS = 3
+
+
+def take_request_token(limiter: RateLimiter, api_key: str, sleep: Callable[[float], None]) -> Decision:
+    """One request token for ``api_key``; the refusal only after a long wait or a few short ones.
+
+    Raises what :meth:`RateLimiter.acquire_request` raises.
+    """
+    decision = limiter.acquire_request(api_key)
+    for _ in range(MAX_PACE_SLEEPS):
+        if decision.granted or decision.blocked_by != "requests" or decision.wait_seconds > PACE_SLEEP_MAX_S:
+            return decision
+        sleep(decision.wait_seconds)
+        decision = limiter.acquire_request(api_key)
+    return decision
