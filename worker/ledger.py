@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, JSONB, UUID, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.models import EmailMessage, Task
 from shared.suppression import RECIPIENT_LOCK_KEY
@@ -135,18 +136,56 @@ def is_due(row: EmailMessage, moment: datetime) -> bool:
     return row.status != "deferred" or row.next_attempt_at is None or row.next_attempt_at <= moment
 
 
-def mark_sending(rows: Iterable[EmailMessage], key: str) -> None:
+_MARK_SENDING = text("""
+UPDATE email_messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = NULL,
+    attempt_key = COALESCE(attempt_key, :key), updated_at = now()
+WHERE id = ANY(CAST(:ids AS uuid[]))
+""")
+
+_MARK_SENT = text("""
+UPDATE email_messages AS m SET status = 'sent', resend_email_id = v.email_id, sent_at = :at,
+    last_error = NULL, next_attempt_at = NULL, updated_at = now()
+FROM unnest(CAST(:ids AS uuid[]), CAST(:email_ids AS text[])) AS v(id, email_id)
+WHERE m.id = v.id
+""")
+
+
+def mark_sending(session: Session, rows: Sequence[EmailMessage], key: str) -> None:
     """An attempt under idempotency ``key`` starts: it counts, whatever happens next (a crash too).
 
     The first attempt's key stays on the row (``attempt_key``): every later attempt must be the
-    same unit under the same key.
+    same unit under the same key. One statement for all the rows (a batch's hundred would be a
+    hundred UPDATEs from the ORM's flush); the loaded rows are given the written values.
     """
+    session.flush()  # the rows' own pending changes first: their written values are set below
+    session.execute(_MARK_SENDING, {"ids": [row.id for row in rows], "key": key})
     for row in rows:
-        row.status = "sending"
-        row.attempts += 1
-        row.next_attempt_at = None
-        if row.attempt_key is None:
-            row.attempt_key = key
+        _written(
+            row,
+            status="sending",
+            attempts=row.attempts + 1,
+            next_attempt_at=None,
+            attempt_key=row.attempt_key or key,
+        )
+
+
+def mark_sent_many(session: Session, sent: Sequence[tuple[EmailMessage, str]], at: datetime) -> None:
+    """Resend accepted each ``(row, email_id)``: one statement for all, as :func:`mark_sending`."""
+    if not sent:
+        return
+    session.flush()
+    params = {"ids": [row.id for row, _ in sent], "email_ids": [email_id for _, email_id in sent], "at": at}
+    session.execute(_MARK_SENT, params)
+    for row, email_id in sent:
+        _written(
+            row, status="sent", resend_email_id=email_id, sent_at=at, last_error=None, next_attempt_at=None
+        )
+
+
+def _written(row: EmailMessage, **values: Any) -> None:
+    """Give a loaded row the values a statement wrote, as its database state (nothing to flush)."""
+    for name, value in values.items():
+        set_committed_value(row, name, value)
 
 
 def load_attempt(session: Session, key: str) -> list[EmailMessage]:

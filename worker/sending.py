@@ -406,7 +406,7 @@ class _Unit:
         key = unit_key(rows)
         if self.exact and key != rows[0].attempt_key:
             logger.warning("attempt %s cannot be rebuilt whole; sending under %s", rows[0].attempt_key, key)
-        ledger.mark_sending(rows, key)
+        ledger.mark_sending(self.s.session, rows, key)
         self.s.session.commit()  # the attempt counts even if this process dies during the call
         try:
             answer = self._call(rows)
@@ -541,15 +541,15 @@ class _Unit:
         if isinstance(answer, SendResult):
             ledger.mark_sent(rows[0], answer.email_id, moment)
             return 1
-        sent = 0
+        sent = []
         for item in answer.items:
             row = rows[item.index]
             if item.email_id is not None:
-                ledger.mark_sent(row, item.email_id, moment)
-                sent += 1
+                sent.append((row, item.email_id))
             else:
                 ledger.mark_final(row, "failed", f"refused by Resend: {item.error}")
-        return sent
+        ledger.mark_sent_many(self.s.session, sent, moment)
+        return len(sent)
 
     def _on_error(self, rows: list[EmailMessage], exc: ResendError) -> None:
         limit = exc.rate_limit.get("ratelimit-limit")
