@@ -10,7 +10,9 @@ is timed; the rate comes from execution times recorded inside the worker):
 
 Prints medians of ``RUNS`` runs, the ratios the issue targets (send_email >= 0.6x no-op, send_batch
 >= 10x send_email) and the worker's memory (RSS of the main process plus its children, after the
-run). The machine is shared: figures are noisy.
+run). Then where the CPU went, per task or email: the worker's main process, its pool children,
+the sandbox, PostgreSQL and Redis, read from ``/proc`` from the time a tenth of the work is done
+(start-up excluded) to the end. The machine is shared: figures are noisy.
 
     .venv/bin/python tests/benchmarks/bench_worker.py [runs] [pool[:concurrency] ...]   # e.g. 3 prefork:4
 """
@@ -22,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -33,6 +36,7 @@ from shared import migrations, task_names
 from shared.db import make_engine, make_sessionmaker
 from shared.models import EmailMessage
 from shared.settings import load_settings
+from tests.benchmarks.cpu_accounting import Group, cpu_seconds, processes_named
 from tests.benchmarks.noop_tasks import NOOP_TASK
 from tests.conftest import create_database, drop_database
 from tests.sandbox_process import running_sandbox
@@ -70,43 +74,79 @@ def wait_for(done: Callable[[], bool], what: str) -> None:
         time.sleep(0.2)
 
 
+@dataclass(frozen=True)
+class Workload:
+    """One measurement's work: how to queue it, how much of it is done, its rate once all is done."""
+
+    items: int
+    publish: Callable[[], None]
+    done: Callable[[], int]
+    rate: Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    per_second: float
+    rss_mb: float
+    #: CPU milliseconds per item, by process group.
+    cpu_ms: dict[str, float]
+
+
 class Bench:
     """Database, sandbox and a Redis database, shared by every measurement."""
 
-    def __init__(self, database_url: str, sandbox_url: str, db: int) -> None:
+    def __init__(self, database_url: str, sandbox_url: str, sandbox_pid: int, db: int) -> None:
         self.env = worker_env(
             database_url=database_url, redis_db=db, resend_base_url=sandbox_url, requests_per_second=1e6
         )
+        self.sandbox_pid = sandbox_pid
         self.settings = load_settings(database_url=database_url, redis_url=self.env["REDIS_URL"])
         self.factory = make_sessionmaker(make_engine(self.settings))
         self.app = make_celery(self.settings)
         self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
 
-    def measure(self, pool: str, concurrency: int, kind: str) -> tuple[float, float]:
-        """(emails per second, worker RSS in MB) for one measurement on a fresh worker."""
-        publish, rate = getattr(self, f"_{kind}")()
-        publish()
+    def measure(self, pool: str, concurrency: int, kind: str) -> Measurement:
+        """Rate, worker RSS and CPU per item for one measurement on a fresh worker."""
+        work: Workload = getattr(self, f"_{kind}")()
+        work.publish()
         with running_worker(
             self.env, pool=pool, concurrency=concurrency, include=["tests.benchmarks.noop_tasks"]
         ) as worker:
-            value = rate()
-            return value, rss_mb(worker.pid)
+            groups = self._process_groups(worker.pid)
+            wait_for(lambda: work.done() >= work.items // 10, f"a tenth of the {kind} work")
+            cpu_before, done_before = cpu_seconds(groups), work.done()
+            value = work.rate()
+            cpu_after, items = cpu_seconds(groups), work.done() - done_before
+            cpu_ms = {name: (cpu_after[name] - cpu_before[name]) * 1000 / items for name in groups}
+            return Measurement(value, rss_mb(worker.pid), cpu_ms)
 
-    def _noop(self) -> tuple[Callable[[], None], Callable[[], float]]:
+    def _process_groups(self, worker_pid: int) -> dict[str, Group]:
+        return {
+            "worker main": lambda: [worker_pid],
+            "pool children": lambda: children_of(worker_pid),
+            "sandbox": lambda: [self.sandbox_pid, *children_of(self.sandbox_pid)],
+            "postgres": processes_named("postgres"),
+            "redis": processes_named("redis-server"),
+        }
+
+    def _noop(self) -> Workload:
         run = uuid.uuid4().hex[:8]
 
         def publish() -> None:
             for _ in range(NOOP_TASKS):
                 self.app.send_task(NOOP_TASK, kwargs={"run": run}, queue=task_names.SENDS_QUEUE)
 
+        def done() -> int:
+            return int(self.redis.get(f"bench:{run}:count") or 0)
+
         def rate() -> float:
-            wait_for(lambda: int(self.redis.get(f"bench:{run}:count") or 0) >= NOOP_TASKS, "no-op tasks")
+            wait_for(lambda: done() >= NOOP_TASKS, "no-op tasks")
             first, last = (float(self.redis.get(f"bench:{run}:{k}") or 0) for k in ("first", "last"))
             return NOOP_TASKS / (last - first)
 
-        return publish, rate
+        return Workload(NOOP_TASKS, publish, done, rate)
 
-    def _send_email(self) -> tuple[Callable[[], None], Callable[[], float]]:
+    def _send_email(self) -> Workload:
         _, connector_id = add_connector(self.factory, per_hour=10_000_000, per_day=100_000_000)
 
         def publish() -> None:
@@ -115,9 +155,9 @@ class Bench:
                     task_names.SEND_EMAIL, kwargs=send_payload(connector_id, f"u{i}@example.test")
                 )
 
-        return publish, lambda: self._sent_rate(connector_id, SEND_EMAILS)
+        return self._sends(connector_id, SEND_EMAILS, publish)
 
-    def _send_batch(self) -> tuple[Callable[[], None], Callable[[], float]]:
+    def _send_batch(self) -> Workload:
         _, connector_id = add_connector(self.factory, per_hour=10_000_000, per_day=100_000_000)
 
         def publish() -> None:
@@ -125,25 +165,30 @@ class Bench:
                 to = [f"b{b}-{i}@example.test" for i in range(100)]
                 self.app.send_task(task_names.SEND_BATCH, kwargs=batch_payload(connector_id, to))
 
-        return publish, lambda: self._sent_rate(connector_id, BATCH_TASKS * 100)
+        return self._sends(connector_id, BATCH_TASKS * 100, publish)
 
-    def _sent_rate(self, connector_id: uuid.UUID, expected: int) -> float:
+    def _sends(self, connector_id: uuid.UUID, expected: int, publish: Callable[[], None]) -> Workload:
         query = select(func.count(), func.min(EmailMessage.created_at), func.max(EmailMessage.sent_at)).where(
             EmailMessage.connector_id == connector_id, EmailMessage.status == "sent"
         )
 
-        def done() -> bool:
+        def done() -> int:
             with self.factory() as session:
-                return session.execute(query).one()[0] >= expected
+                return int(session.execute(query).one()[0])
 
-        wait_for(done, "sends")
-        with self.factory() as session:
-            count, first, last = session.execute(query).one()
-        return float(count) / (last - first).total_seconds()
+        def rate() -> float:
+            wait_for(lambda: done() >= expected, "sends")
+            with self.factory() as session:
+                count, first, last = session.execute(query).one()
+            return float(count) / (last - first).total_seconds()
+
+        return Workload(expected, publish, done, rate)
 
 
-def report(pool: str, concurrency: int, figures: dict[str, list[float]], memory: list[float]) -> None:
-    """One line of medians and ratios, one line of every run."""
+def report(pool: str, concurrency: int, runs: dict[str, list[Measurement]]) -> None:
+    """One line of medians and ratios, one line of every run, and the CPU per item."""
+    figures = {kind: [run.per_second for run in measured] for kind, measured in runs.items()}
+    memory = [run.rss_mb for measured in runs.values() for run in measured]
     m = {kind: statistics.median(values) for kind, values in figures.items()}
     print(
         f"{pool:8s} c={concurrency}: no-op {m['noop']:7.0f} tasks/s | "
@@ -151,8 +196,13 @@ def report(pool: str, concurrency: int, figures: dict[str, list[float]], memory:
         f"send_batch {m['send_batch']:7.0f} emails/s ({m['send_batch'] / m['send_email']:.1f}x send_email)"
         f" | worker RSS {statistics.median(memory):.0f} MB (max {max(memory):.0f})"
     )
-    runs = "; ".join(f"{kind} {[round(v) for v in values]}" for kind, values in figures.items())
-    print(f"{'':10s} runs: {runs}")
+    every = "; ".join(f"{kind} {[round(v) for v in values]}" for kind, values in figures.items())
+    print(f"{'':10s} runs: {every}")
+    for kind, measured in runs.items():
+        cpu = {name: statistics.median(run.cpu_ms[name] for run in measured) for name in measured[0].cpu_ms}
+        parts = ", ".join(f"{name} {ms:.2f}" for name, ms in cpu.items())
+        unit = "task" if kind == "noop" else "email"
+        print(f"{'':10s} CPU ms per {unit}, {kind}: {parts}; total {sum(cpu.values()):.2f}")
 
 
 def main() -> None:
@@ -161,20 +211,17 @@ def main() -> None:
     try:
         migrations.upgrade(url)
         with running_sandbox(rate_limit_per_second=0) as sandbox, isolated_redis_db() as db:
-            bench = Bench(url, sandbox.url, db)
+            bench = Bench(url, sandbox.url, sandbox.pid, db)
             print(f"machine shared with other work; medians of {RUNS} runs")
             for pool, concurrency in POOLS:
                 if CHOSEN_POOLS and not CHOSEN_POOLS & {pool, f"{pool}:{concurrency}"}:
                     continue
-                figures: dict[str, list[float]] = {"noop": [], "send_email": [], "send_batch": []}
-                memory: list[float] = []
+                runs: dict[str, list[Measurement]] = {"noop": [], "send_email": [], "send_batch": []}
                 for _ in range(RUNS):
-                    for kind in figures:
-                        value, rss = bench.measure(pool, concurrency, kind)
-                        figures[kind].append(value)
-                        memory.append(rss)
+                    for kind, measured in runs.items():
+                        measured.append(bench.measure(pool, concurrency, kind))
                         sandbox.reset()
-                report(pool, concurrency, figures, memory)
+                report(pool, concurrency, runs)
     finally:
         drop_database(name)
 
