@@ -34,6 +34,7 @@ ACTIONS = frozenset(
         "suppression.remove",
         "suppression.import",
         "send.payload_invalid",
+        "send.idempotency_conflict",
     }
 )
 

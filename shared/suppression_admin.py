@@ -17,9 +17,9 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from shared import audit
+from shared.addresses import check_address
 from shared.errors import NotFound, PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
-from shared.resend_schemas import check_address
 from shared.suppression import lock_recipient_for_suppression, normalize, suppress
 
 CSV_COLUMNS = ("email", "reason", "expires_at", "source", "created_at")

@@ -5,14 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import httpx
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
 from shared.db import transaction
-from shared.models import Task
+from shared.models import EmailMessage, Task
 from shared.suppression import suppress
+from tests.fake_resend import FakeResend
 
 SENDER = "Pilot <pilot@example.test>"
+#: The fallback Resend API key of the send fixtures' settings.
+API_KEY = "re_test_worker_key"
 
 
 def add_connector(
@@ -51,6 +56,18 @@ def add_suppressions(
     with transaction(factory) as session:
         for email in emails:
             suppress(session, organization_id, email, reason, source="test")
+
+
+def rows(factory: sessionmaker[Session], connector_id: uuid.UUID) -> list[EmailMessage]:
+    """The connector's ledger rows, by recipient."""
+    with factory() as session:
+        query = select(EmailMessage).where(EmailMessage.connector_id == connector_id)
+        return list(session.scalars(query.order_by(EmailMessage.recipient)))
+
+
+def sends(resend: FakeResend) -> list[httpx.Request]:
+    """The send requests (POSTs) the fake Resend received, in order."""
+    return [r for r in resend.requests if r.method == "POST"]
 
 
 def email(to: str | list[str], **fields: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ _NOT_SUPPRESSED = """NOT EXISTS (
 _CLAIM = f"""
 WITH existing AS (
     SELECT id, recipient, status, attempts, next_attempt_at, last_error, resend_email_id
-    FROM email_messages WHERE idempotency_key = %(key)s
+    FROM email_messages WHERE idempotency_key = %(key)s AND connector_id = %(cid)s
 ), sup AS (
     SELECT reason, created_at FROM suppression_list
     WHERE organization_id = %(org)s AND email = %(email)s AND (expires_at IS NULL OR expires_at > %(now)s)

@@ -85,6 +85,8 @@ def send_one(
             conn, message, organization_id=view.organization_id, connector_id=view.id, now=ctx.clock()
         )
         if not row.locked:
+            if message.caller_keyed and not row.fresh:
+                return None  # the key may name other content: the general path checks for a conflict
             return _answer_unclaimed(row, ctx.clock())
         outcome = _send_claimed(ctx, conn, view, row, message, handoff)
         if outcome is None or row.status != "sent":

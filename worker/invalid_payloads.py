@@ -1,97 +1,126 @@
 """Record an invalid send payload as failed, with its reason; it is never retried.
 
 Where it is recorded: when the payload names an existing connector and at least one recipient, as
-``failed`` ledger rows (one per recipient, ``last_error`` = the reason), so the upstream app finds
-the answer where it finds every other; otherwise (no usable connector or recipient) as an audit row
-``send.payload_invalid`` naming the Celery task and the payload's field names (never their values).
+``failed`` ledger rows (one per mailbox of ``to``, ``cc`` and ``bcc``, ``last_error`` = the reason),
+so the upstream app finds the answer where it finds every other; otherwise (no usable connector or
+recipient, or more recipients than :data:`MAX_RECORDED_RECIPIENTS`) as one audit row
+``send.payload_invalid`` naming the Celery task, the reason, the payload's field names (never their
+values) and the number of recipients. Whatever the payload holds is made storable first: a NUL or a
+lone surrogate never stops the failure from being written.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import select
 
 from shared import audit
+from shared.addresses import bare_address, mailbox_key
 from shared.db import make_sessionmaker, transaction
 from shared.models import Connector, Task
 from worker import ledger
 from worker.context import SendContext
-from worker.rendering import RenderedMessage, bare_address, message_id_for, recipient_hash, task_reference
+from worker.payloads import storable_text
+from worker.rendering import RenderedMessage, message_id_for, recipient_hash, task_reference
 from worker.results import RecipientResult, SendOutcome
 
 logger = logging.getLogger(__name__)
 
-#: Recipients recorded from one invalid payload at most.
-MAX_RECORDED_RECIPIENTS = 1000
+#: Recipients recorded one row each; a payload naming more is recorded as one audit row with the count.
+MAX_RECORDED_RECIPIENTS = 100_000
+#: The longest address a row records (RFC 5321 allows 254; anything longer is cut, not dropped).
+MAX_ADDRESS_LENGTH = 320
+#: The longest subject a row records (RFC 5322's line limit).
+MAX_SUBJECT_LENGTH = 998
+ADDRESS_FIELDS = ("to", "cc", "bcc")
 ACTOR = "worker"
 
 
-def record_invalid(ctx: SendContext, kwargs: Mapping[str, Any], reason: str, *, task_ref: str) -> SendOutcome:
+def record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str) -> SendOutcome:
     """Write the failure (rows or an audit entry) and return every recipient as ``failed``."""
+    reason = storable_text(reason)
     logger.warning("send task %s refused: %s", task_ref, reason)
     data = kwargs if isinstance(kwargs, Mapping) else {}
     recipients = payload_recipients(data)
     with transaction(make_sessionmaker(ctx.engine)) as session:
         connector = session.get(Connector, _uuid(data.get("connector_id")) or uuid.uuid4())
-        if connector is None or not recipients:
-            _audit(session, data, reason, task_ref=task_ref, connector=connector)
+        if connector is None or not recipients or len(recipients) > MAX_RECORDED_RECIPIENTS:
+            _audit(session, data, reason, task_ref=task_ref, connector=connector, recipients=len(recipients))
+            if len(recipients) > MAX_RECORDED_RECIPIENTS:
+                return SendOutcome(
+                    [RecipientResult("", "failed", f"{reason} ({len(recipients)} recipients)")]
+                )
             return SendOutcome([RecipientResult(r, "failed", reason) for r in recipients or [""]])
         task_id = _uuid(data.get("task_id"))
         if task_id is not None and session.scalar(select(Task.organization_id).where(Task.id == task_id)) != (
             connector.organization_id
         ):
             task_id = None
-        messages = [_failed_message(connector.id, task_ref, address, data) for address in recipients]
+        messages = refused_messages(connector.id, task_ref, data, reason)
         ledger.insert_messages(
             session,
             messages,
             organization_id=connector.organization_id,
             connector_id=connector.id,
             task_id=task_id,
-            status="failed",
-            last_error=reason,
         )
         if task_id is not None:
             ledger.refresh_task_counts(session, task_id)
-        rows = ledger.load_messages(session, [message.id for message in messages])
+        rows = ledger.load_messages(session, [message.id for message in messages], connector_id=connector.id)
         return SendOutcome([RecipientResult.of(row) for row in rows])
 
 
+def refused_messages(
+    connector_id: uuid.UUID, task_ref: str, email: Mapping[str, Any], reason: str, *, index: int | None = None
+) -> list[RenderedMessage]:
+    """One ``failed`` message per mailbox named in ``email`` (``index``: its place in a batch)."""
+    ref = task_reference(task_ref)
+    where = "" if index is None else f"{index}/"
+    subject = email.get("subject")
+    subject = storable_text(subject)[:MAX_SUBJECT_LENGTH] if isinstance(subject, str) else ""
+    messages = []
+    for address in payload_recipients(email):
+        key = f"pilot-invalid/{connector_id}/{ref}/{where}{recipient_hash(address)}"
+        messages.append(RenderedMessage(message_id_for(key), key, address, subject, {}, refusal=reason))
+    return messages
+
+
 def payload_recipients(data: Mapping[str, Any]) -> list[str]:
-    """The string addresses found in ``to`` (or in each of ``emails[].to``), bare, without repeats."""
-    sources: list[Any] = [data.get("to")]
-    emails = data.get("emails")
-    if isinstance(emails, list):
-        sources += [email.get("to") for email in emails if isinstance(email, Mapping)]
+    """Every mailbox named in ``to``, ``cc`` and ``bcc`` (or in those of each of ``emails``), bare and
+    storable, without repeats (case-insensitive), in order."""
     found: dict[str, str] = {}
+    for value in _address_values(data):
+        if value.strip():
+            address = storable_text(bare_address(value))[:MAX_ADDRESS_LENGTH]
+            found.setdefault(mailbox_key(address), address)
+    return list(found.values())
+
+
+def _address_values(data: Mapping[str, Any]) -> Iterator[str]:
+    emails = data.get("emails")
+    sources = [data, *(emails if isinstance(emails, list) else [])]
     for source in sources:
-        for value in [source] if isinstance(source, str) else source if isinstance(source, list) else []:
-            if isinstance(value, str) and value.strip():
-                address = bare_address(value)[:320]
-                found.setdefault(address.lower(), address)
-    return list(found.values())[:MAX_RECORDED_RECIPIENTS]
-
-
-def _failed_message(
-    connector_id: uuid.UUID, task_ref: str, address: str, data: Mapping[str, Any]
-) -> RenderedMessage:
-    key = f"pilot-invalid/{connector_id}/{task_reference(task_ref)}/{recipient_hash(address)}"
-    subject = data.get("subject")
-    return RenderedMessage(
-        id=message_id_for(key),
-        idempotency_key=key,
-        recipient=address,
-        subject=subject[:998] if isinstance(subject, str) else "",
-        request={},
-    )
+        if not isinstance(source, Mapping):
+            continue
+        for name in ADDRESS_FIELDS:
+            field = source.get(name)
+            for value in [field] if isinstance(field, str) else field if isinstance(field, list) else []:
+                if isinstance(value, str):
+                    yield value
 
 
 def _audit(
-    session: Any, data: Mapping[str, Any], reason: str, *, task_ref: str, connector: Connector | None
+    session: Any,
+    data: Mapping[str, Any],
+    reason: str,
+    *,
+    task_ref: str,
+    connector: Connector | None,
+    recipients: int,
 ) -> None:
     audit.record(
         session,
@@ -100,9 +129,9 @@ def _audit(
         result="failure",
         organization_id=connector.organization_id if connector else None,
         connector_id=connector.id if connector else None,
-        target=f"celery-task:{task_ref}",
+        target=f"celery-task:{storable_text(task_ref)}",
         reason=reason,
-        details={"fields": sorted(str(name) for name in data)[:50]},
+        details={"fields": sorted(storable_text(str(name)) for name in data)[:50], "recipients": recipients},
     )
 
 
@@ -113,4 +142,4 @@ def _uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
-__all__ = ["payload_recipients", "record_invalid"]
+__all__ = ["payload_recipients", "record_invalid", "refused_messages"]

@@ -46,7 +46,10 @@ def insert_messages(
     status: str = "queued",
     last_error: str | None = None,
 ) -> None:
-    """Write one row per message; a row whose key exists already is left as it is."""
+    """Write one row per message; a row whose key exists already is left as it is.
+
+    A message with a ``refusal`` is written ``failed`` with that reason, whatever ``status`` says.
+    """
     if not messages:
         return
     rows = [
@@ -59,8 +62,8 @@ def insert_messages(
             "recipient": message.recipient,
             "subject": message.subject,
             "request": message.request,
-            "status": status,
-            "last_error": truncate(last_error),
+            "status": status if message.refusal is None else "failed",
+            "last_error": truncate(last_error if message.refusal is None else message.refusal),
         }
         for message in messages
     ]
@@ -70,12 +73,15 @@ def insert_messages(
     session.execute(statement, rows)
 
 
-def load_messages(session: Session, ids: Sequence[uuid.UUID], *, refresh: bool = False) -> list[EmailMessage]:
-    """The rows with ``ids``, in the order of ``ids`` (missing ids are left out).
+def load_messages(
+    session: Session, ids: Sequence[uuid.UUID], *, connector_id: uuid.UUID, refresh: bool = False
+) -> list[EmailMessage]:
+    """The connector's rows with ``ids``, in the order of ``ids`` (missing ids, and rows of any other
+    connector, are left out: a caller-supplied id never reaches another tenant's row).
 
     ``refresh`` overwrites rows the session already holds with what the database says now.
     """
-    query = select(EmailMessage).where(EmailMessage.id.in_(ids))
+    query = select(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.connector_id == connector_id)
     if refresh:
         query = query.execution_options(populate_existing=True)
     found = {row.id: row for row in session.scalars(query)}
@@ -188,11 +194,15 @@ def _written(row: EmailMessage, **values: Any) -> None:
         set_committed_value(row, name, value)
 
 
-def load_attempt(session: Session, key: str) -> list[EmailMessage]:
-    """The open rows that went out under attempt ``key`` (read afresh), in their unit's order."""
+def load_attempt(session: Session, key: str, *, connector_id: uuid.UUID) -> list[EmailMessage]:
+    """The connector's open rows that went out under attempt ``key`` (read afresh), in their unit's order."""
     query = (
         select(EmailMessage)
-        .where(EmailMessage.attempt_key == key, EmailMessage.status.in_(OPEN_STATUSES))
+        .where(
+            EmailMessage.attempt_key == key,
+            EmailMessage.connector_id == connector_id,
+            EmailMessage.status.in_(OPEN_STATUSES),
+        )
         .order_by(EmailMessage.idempotency_key)
         .execution_options(populate_existing=True)
     )

@@ -14,13 +14,18 @@ or, to (re)send ledger rows that already exist (outbox, release of deferred rows
     {connector_id, message_ids: [uuid, ...], organization_id?, task_id?}
 
 ``pilot.send_batch``: ``{connector_id, organization_id?, task_id?, emails: [<email fields>, ...]}``.
+Each email of a batch is validated on its own (:func:`parse_emails`): one bad email is refused alone.
+
+Text must be storable and sendable: a NUL character or a lone surrogate anywhere (values or keys) is
+refused, naming the field, before anything else is checked.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -31,6 +36,7 @@ from shared.resend_schemas import (
     TAG_PATTERN,
     Address,
     AddressList,
+    Headers,
     OptionalAddressList,
     Tag,
 )
@@ -45,6 +51,8 @@ MAX_BATCH_EMAILS = 1000
 #: Ledger rows one resume task may name.
 MAX_MESSAGE_IDS = 1000
 _CALLER_KEY = re.compile(r"^[\x21-\x7e]+$")
+#: Lone surrogates cannot be encoded as UTF-8: PostgreSQL and Resend would both refuse the text.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _M = TypeVar("_M", bound=BaseModel)
 
 
@@ -72,9 +80,9 @@ class EmailFields(BaseModel):
     text: str | None = None
     from_: Address | None = Field(default=None, alias="from")
     reply_to: OptionalAddressList = None
-    cc: OptionalAddressList = None
-    bcc: OptionalAddressList = None
-    headers: dict[str, str] | None = None
+    cc: Annotated[OptionalAddressList, Field(max_length=MAX_TO_ADDRESSES)] = None
+    bcc: Annotated[OptionalAddressList, Field(max_length=MAX_TO_ADDRESSES)] = None
+    headers: Headers | None = None
     tags: TagList | None = None
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
@@ -125,9 +133,33 @@ class ResumePayload(_Routing):
 
 
 class SendBatchPayload(_Routing):
-    """``pilot.send_batch``: many emails for one connector."""
+    """``pilot.send_batch``: many emails for one connector, each checked later (:func:`parse_emails`)."""
 
-    emails: list[EmailFields] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)
+    emails: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)
+
+
+@dataclass(frozen=True)
+class RefusedEmail:
+    """An email of a batch that is refused alone: its position, why, and what the caller sent."""
+
+    index: int
+    reason: str
+    data: Any
+
+
+def parse_emails(items: Sequence[Any]) -> list[EmailFields | RefusedEmail]:
+    """Each email of a batch validated on its own, in order; a bad one becomes a :class:`RefusedEmail`."""
+    return [_parse_email(index, item) for index, item in enumerate(items)]
+
+
+def _parse_email(index: int, item: Any) -> EmailFields | RefusedEmail:
+    where = f"emails.{index}"
+    if not isinstance(item, Mapping):
+        return RefusedEmail(index, f"invalid send_batch payload: {where}: must be an object", item)
+    try:
+        return _parse(EmailFields, item, "send_batch", where=f"{where}.")
+    except PayloadInvalid as exc:
+        return RefusedEmail(index, str(exc), item)
 
 
 def parse_send_email(kwargs: Mapping[str, Any]) -> SendEmailPayload | ResumePayload:
@@ -143,21 +175,70 @@ def parse_send_batch(kwargs: Mapping[str, Any]) -> SendBatchPayload:
     return _parse(SendBatchPayload, kwargs, "send_batch")
 
 
-def _parse(model: type[_M], kwargs: Mapping[str, Any], name: str) -> _M:
+def _parse(model: type[_M], kwargs: Mapping[str, Any], name: str, *, where: str = "") -> _M:
     if not isinstance(kwargs, Mapping):
-        raise PayloadInvalid(f"invalid {name} payload: kwargs must be a mapping")
+        raise PayloadInvalid(f"invalid {name} payload: {where or 'kwargs'}: must be a mapping")
+    unstorable = unstorable_text(kwargs, where=where.rstrip("."))
+    if unstorable:
+        raise PayloadInvalid(f"invalid {name} payload: {'; '.join(unstorable)}")
     try:
         return model.model_validate(dict(kwargs))
     except ValidationError as exc:
-        raise PayloadInvalid(f"invalid {name} payload: {describe(exc)}") from None
+        raise PayloadInvalid(f"invalid {name} payload: {describe(exc, where=where)}") from None
 
 
-def describe(exc: ValidationError, *, limit: int = 10) -> str:
-    """One clause per problem, naming the field; values are never shown."""
+def unstorable_text(value: Any, *, where: str = "", limit: int = 10) -> list[str]:
+    """``field: problem`` for each string (value or key) holding a NUL or a lone surrogate, at most
+    ``limit``, fields named under ``where``. A batch's ``emails`` are left to :func:`parse_emails`."""
+    problems: list[str] = []
+    _walk(value, where, problems, limit, top=True)
+    return problems
+
+
+def _walk(value: Any, path: str, problems: list[str], limit: int, *, top: bool = False) -> None:
+    if len(problems) >= limit:
+        return
+    if isinstance(value, str):
+        problem = _text_problem(value)
+        if problem:
+            problems.append(f"{path or 'payload'}: {problem}")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key)
+            problem = _text_problem(name)
+            if problem:
+                problems.append(f"{path or 'payload'}: a field name {problem}")
+            elif not (top and name == "emails"):
+                _walk(item, f"{path}.{name}" if path else name, problems, limit)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _walk(item, f"{path}.{index}", problems, limit)
+
+
+def storable_text(text: str) -> str:
+    """``text`` with every NUL and lone surrogate replaced by U+FFFD, so it can be stored (and shown)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii() and _SURROGATE.search(text):
+        text = _SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if not text.isascii() and _SURROGATE.search(text):
+        return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
+def describe(exc: ValidationError, *, limit: int = 10, where: str = "") -> str:
+    """One clause per problem, naming the field (after ``where``); values are never shown."""
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
     clauses = []
     for error in errors[:limit]:
-        field = ".".join(str(part) for part in error["loc"]) or "payload"
+        located = ".".join(str(part) for part in error["loc"])
+        field = where + located if located else where.rstrip(".") or "payload"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"

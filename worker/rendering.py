@@ -1,12 +1,19 @@
-"""Render an upstream email into ledger rows: one Resend request body per recipient, with its key.
+"""Render an upstream email into ledger rows: one Resend request body per mailbox, with its key.
+
+Fan-out: every distinct mailbox of ``to``, ``cc`` and ``bcc`` (compared case-insensitively, ``to``
+first) gets an email of its own, addressed to it alone. So each mailbox receives exactly one copy, is
+checked against the suppression list and has its own ledger row and outcome; Resend's events name one
+recipient per email. A ``cc`` or ``bcc`` mailbox therefore receives its copy addressed to itself, and no
+copy names another recipient.
 
 The body is rendered once and stored in ``email_messages.request``; every retry sends that stored
-body, so Resend sees the same payload under the same ``Idempotency-Key`` (reliability.md section 3).
+body, so Resend sees the same payload under the same ``Idempotency-Key``.
 
 Keys (at most 256 characters, printable ASCII, deterministic):
 
-* caller-supplied ``idempotency_key``: ``<key>/<recipient hash>``;
-* else ``pilot/<connector>/<task ref>/<recipient hash>/<content hash>``, where the task ref is the
+* caller-supplied ``idempotency_key``: ``<key>/<hash of connector and mailbox>``, so the same key
+  used by another connector (another organization) is another email;
+* else ``pilot/<connector>/<task ref>/<mailbox hash>/<content hash>``, where the task ref is the
   ``tasks`` row id if given, else the Celery task id (stable across redelivery and retries).
 
 A row's id is a UUIDv5 of its key, so the ``message_id`` tag is known before the row is written.
@@ -18,13 +25,13 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
-from email.utils import parseaddr
 from typing import Any
 
+from shared.addresses import bare_address, mailbox_key
 from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
-from shared.resend_schemas import PLAIN_ADDRESS, check_send_request
-from worker.payloads import EmailFields
+from shared.resend_schemas import check_send_request
+from worker.payloads import RESERVED_TAGS, EmailFields
 
 #: Namespace of ledger row ids derived from idempotency keys.
 MESSAGE_ID_NAMESPACE = uuid.UUID("0b6c3c1e-6f43-4c67-9a3e-2f5a6d1c8e20")
@@ -36,13 +43,21 @@ MAX_TASK_REF = 80
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """One ledger row to be: its id, key, recipient (bare address) and the exact request body."""
+    """One ledger row to be: its id, key, recipient (bare address) and the exact request body.
+
+    ``content_hash`` identifies what the caller asked for (see :func:`stored_content_hash`); a
+    ``refusal`` is a message that will not be sent, recorded ``failed`` with that reason.
+    """
 
     id: uuid.UUID
     idempotency_key: str
     recipient: str
     subject: str
     request: dict[str, Any]
+    content_hash: str = ""
+    #: The key came from the caller (whose content may differ under the same key: a conflict).
+    caller_keyed: bool = False
+    refusal: str | None = None
 
 
 def render_email(
@@ -53,7 +68,7 @@ def render_email(
     default_from: str | None,
     task_id: uuid.UUID | None = None,
 ) -> list[RenderedMessage]:
-    """One rendered message per distinct recipient of ``email.to`` (fan-out), in order.
+    """One rendered message per distinct mailbox of ``to``, ``cc`` and ``bcc`` (fan-out), in order.
 
     ``task_ref`` names the request in keys and the ``X-Task-ID`` header (the ``tasks`` row id, else
     the Celery task id); the ``task_id`` tag is set only for a ``tasks`` row (``task_id``).
@@ -64,25 +79,23 @@ def render_email(
     if not sender:
         raise PayloadInvalid("from: required (the payload has none and the connector has no default_from)")
     ref = task_reference(task_ref)
-    seen: set[str] = set()
-    messages = []
-    for to in email.to:
-        address = bare_address(to)
-        if address.lower() in seen:
-            continue  # the same mailbox twice in one `to` gets one email
-        seen.add(address.lower())
-        messages.append(
-            _render_one(
-                email, to, address, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id
-            )
-        )
-    return messages
+    return [
+        _render_one(email, to, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id)
+        for to in mailboxes(email)
+    ]
+
+
+def mailboxes(email: EmailFields) -> list[str]:
+    """The distinct mailboxes of ``to``, then ``cc``, then ``bcc``, each as the caller wrote it first."""
+    seen: dict[str, str] = {}
+    for value in [*email.to, *(email.cc or []), *(email.bcc or [])]:
+        seen.setdefault(mailbox_key(value), value)
+    return list(seen.values())
 
 
 def _render_one(
     email: EmailFields,
     to: str,
-    address: str,
     *,
     sender: str,
     connector_id: uuid.UUID,
@@ -90,11 +103,13 @@ def _render_one(
     task_id: uuid.UUID | None,
 ) -> RenderedMessage:
     content = _content(email, to, sender)
+    digest = content_hash(content)
+    address = bare_address(to)
     key = message_key(
         connector_id=connector_id,
         task_ref=ref,
         recipient=address,
-        content_hash=content_hash(content),
+        content_hash=digest,
         caller_key=email.idempotency_key,
     )
     message_id = message_id_for(key)
@@ -105,17 +120,17 @@ def _render_one(
     tags.append({"name": "message_id", "value": str(message_id)})
     # Refused before it is stored if Resend would refuse it; checked once, not again by the client.
     request = check_send_request({**content, "headers": headers, "tags": tags})
-    return RenderedMessage(message_id, key, address, email.subject, request)
+    return RenderedMessage(
+        message_id, key, address, email.subject, request, digest, email.idempotency_key is not None
+    )
 
 
 def _content(email: EmailFields, to: str, sender: str) -> dict[str, Any]:
-    """The caller's content for one recipient, in wire form (no worker-set tags or headers)."""
+    """The caller's content for one mailbox, in wire form (no worker-set tags or headers)."""
     body: dict[str, Any] = {"from": sender, "to": [to], "subject": email.subject}
     optional = {
         "html": email.html_body,
         "text": email.text,
-        "cc": email.cc,
-        "bcc": email.bcc,
         "reply_to": email.reply_to,
         "headers": email.headers or None,
     }
@@ -127,13 +142,32 @@ def _content(email: EmailFields, to: str, sender: str) -> dict[str, Any]:
 
 
 def content_hash(content: dict[str, Any]) -> str:
-    """sha256 hex of the canonical JSON of ``content``."""
-    return hashlib.sha256(encode_body(content)).hexdigest()
+    """sha256 hex of the canonical JSON of one mailbox's ``content``, its ``to`` reduced to the mailbox.
+
+    ``Ann <Ann@X.test>`` and ``ann@x.test`` are one mailbox: the same email to both is one email.
+    """
+    canonical = {**content, "to": [mailbox_key(to) for to in content.get("to", [])]}
+    return hashlib.sha256(encode_body(canonical)).hexdigest()
 
 
-def recipient_hash(address: str) -> str:
-    """16 hex characters naming a mailbox (case-insensitive) without spelling it in the key."""
-    return hashlib.sha256(address.strip().lower().encode()).hexdigest()[:16]
+def stored_content_hash(request: dict[str, Any]) -> str:
+    """:func:`content_hash` of the caller's content held in a stored request (worker-set parts removed)."""
+    content = dict(request)
+    headers = {name: value for name, value in (content.pop("headers", None) or {}).items()}
+    headers.pop(TASK_ID_HEADER, None)
+    tags = [tag for tag in content.pop("tags", None) or [] if tag.get("name") not in RESERVED_TAGS]
+    if headers:
+        content["headers"] = headers
+    if tags:
+        content["tags"] = tags
+    return content_hash(content)
+
+
+def recipient_hash(address: str, *, scope: uuid.UUID | None = None) -> str:
+    """16 hex characters naming a mailbox (case-insensitive), within ``scope`` if given, without
+    spelling the address in the key."""
+    name = address.strip().lower() if scope is None else f"{scope}/{address.strip().lower()}"
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def message_key(
@@ -146,7 +180,7 @@ def message_key(
 ) -> str:
     """The deterministic idempotency key of one recipient's email (formats in the module doc)."""
     if caller_key:
-        return f"{caller_key}/{recipient_hash(recipient)}"
+        return f"{caller_key}/{recipient_hash(recipient, scope=connector_id)}"
     ref = task_reference(task_ref)
     return f"pilot/{connector_id}/{ref}/{recipient_hash(recipient)}/{content_hash[:32]}"
 
@@ -168,10 +202,3 @@ def task_reference(task_ref: str) -> str:
     if not cleaned:
         raise PayloadInvalid("task reference: empty (no task_id and no Celery task id)")
     return cleaned
-
-
-def bare_address(value: str) -> str:
-    """``a@b.c`` from ``Name <a@b.c>`` (or from ``a@b.c``)."""
-    if PLAIN_ADDRESS.fullmatch(value):
-        return value
-    return parseaddr(value)[1] or value.strip()

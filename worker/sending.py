@@ -28,7 +28,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
-from shared.connector_config import ConnectorConfig
 from shared.errors import (
     NotFound,
     PayloadInvalid,
@@ -40,7 +39,7 @@ from shared.models import Connector, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits, Decision
 from shared.resend_client import BatchSendResult, SendResult
 from worker import fast_send, ledger, metrics, parking
-from worker.batching import chunks, flatten, unique_by_key
+from worker.batching import chunks
 from worker.connector_cache import credentials, limits_of
 from worker.context import SendContext
 from worker.fast_send import BACKEND_DOWN_WAIT_S
@@ -53,7 +52,7 @@ from worker.payloads import (
     parse_send_batch,
     parse_send_email,
 )
-from worker.rendering import RenderedMessage, chunk_key, render_email
+from worker.rendering import RenderedMessage, chunk_key
 from worker.results import RecipientResult, SendOutcome
 from worker.retry_policy import (
     PAUSED_CONNECTOR_WAIT_S,
@@ -63,6 +62,7 @@ from worker.retry_policy import (
     compute_backoff,
     is_short_wait,
 )
+from worker.send_preparation import Prepared, prepare_rows
 from worker.suppression_check import suppressed_reasons
 
 logger = logging.getLogger(__name__)
@@ -73,12 +73,16 @@ RECIPIENT_BUSY_RETRY_S = 1.0
 ACTOR = "worker"
 
 
-def send_email(ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str) -> SendOutcome:
-    """Run ``pilot.send_email``: one ``POST /emails``, or ``/emails/batch`` for a ``to`` list.
+def send_email(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> SendOutcome:
+    """Run ``pilot.send_email``: one ``POST /emails``, or ``/emails/batch`` for several mailboxes.
 
     A new email to one recipient takes :mod:`worker.fast_send`; anything else (or anything that
     path declines before taking a token) runs the general path below.
     """
+    if args:
+        return _refuse_positional(ctx, args, kwargs, task_ref=task_ref)
     try:
         payload = parse_send_email(kwargs)
     except PayloadInvalid as exc:
@@ -91,13 +95,26 @@ def send_email(ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str) ->
     return _run(ctx, kwargs, payload, task_ref=task_ref)
 
 
-def send_batch(ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str) -> SendOutcome:
+def send_batch(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> SendOutcome:
     """Run ``pilot.send_batch``: chunks of up to 100 recipients per ``POST /emails/batch``."""
+    if args:
+        return _refuse_positional(ctx, args, kwargs, task_ref=task_ref)
     try:
         payload = parse_send_batch(kwargs)
     except PayloadInvalid as exc:
         return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
     return _run(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def _refuse_positional(
+    ctx: SendContext, args: Sequence[Any], kwargs: Mapping[str, Any], *, task_ref: str
+) -> SendOutcome:
+    """A payload sent as positional ``args`` is refused, and recorded against what it names."""
+    reason = "args: positional arguments are not accepted; send the payload as keyword arguments (kwargs)"
+    payload = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], Mapping) else kwargs
+    return record_invalid(ctx, payload, reason, task_ref=task_ref)
 
 
 def _run(
@@ -109,12 +126,14 @@ def _run(
 ) -> SendOutcome:
     with ledger_session(ctx) as session:
         try:
-            connector, messages, ids = _prepare(session, payload, task_ref=task_ref)
+            prepared = _prepare(session, payload, task_ref=task_ref)
         except PayloadInvalid as exc:
             session.rollback()
             return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
         # No commit yet: the new rows are committed with the first attempt (one round trip less).
-        return _Sender(ctx, session, connector, rendered=messages).run(ids)
+        outcome = _Sender(ctx, session, prepared.connector, rendered=prepared.messages).run(prepared.ids)
+        outcome.results = prepared.results(outcome.results)
+        return outcome
 
 
 @contextmanager
@@ -146,7 +165,7 @@ def _handoff(
     """
     with ledger_session(ctx) as session:
         connector = store.get_connector(session, connector_id)
-        rows = ledger.load_messages(session, [message_id])
+        rows = ledger.load_messages(session, [message_id], connector_id=connector_id)
         sender = _Sender(ctx, session, connector)
         unit = _Unit(sender, rows, api_key, limits_of(connector))
         if isinstance(step, fast_send.Wait):
@@ -167,51 +186,31 @@ def unit_key(rows: Sequence[EmailMessage]) -> str:
 
 
 def prepare(
-    session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
+    session: Session, payload: SendEmailPayload | SendBatchPayload, *, task_ref: str
 ) -> tuple[Connector, list[uuid.UUID]]:
     """Check the routing fields and write the ledger rows; the connector and the row ids in order.
 
-    Raises :class:`PayloadInvalid` for an unknown connector, organization mismatch or unknown task.
+    Raises :class:`PayloadInvalid` for an unknown connector, organization mismatch, unknown task,
+    or an ``idempotency_key`` already used for other content (nothing of this payload is written).
     """
-    connector, _, ids = _prepare(session, payload, task_ref=task_ref)
-    return connector, ids
+    prepared = _prepare(session, payload, task_ref=task_ref)
+    if prepared.answered:
+        raise PayloadInvalid("; ".join(str(result.reason) for result in prepared.answered))
+    return prepared.connector, prepared.ids
 
 
 def _prepare(
     session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
-) -> tuple[Connector, list[RenderedMessage], list[uuid.UUID]]:
-    """:func:`prepare`, with the messages it rendered (none for a resume)."""
+) -> Prepared:
+    """:func:`prepare`, with the messages it rendered and the answers known without sending."""
     connector = _connector(session, payload)
     if isinstance(payload, ResumePayload):
-        rows = ledger.load_messages(session, payload.message_ids)
-        return connector, [], [row.id for row in rows if row.connector_id == connector.id]
-    messages = render(payload, connector, task_ref=task_ref)
-    ledger.insert_messages(
-        session,
-        messages,
-        organization_id=connector.organization_id,
-        connector_id=connector.id,
-        task_id=payload.task_id,
-    )
+        rows = ledger.load_messages(session, payload.message_ids, connector_id=connector.id)
+        return Prepared(connector, ids=[row.id for row in rows])
+    prepared = prepare_rows(session, payload, connector, task_ref=task_ref)
     if payload.task_id is not None:
         ledger.refresh_task_counts(session, payload.task_id)
-    return connector, messages, [message.id for message in messages]
-
-
-def render(
-    payload: SendEmailPayload | SendBatchPayload, connector: Connector, *, task_ref: str
-) -> list[RenderedMessage]:
-    """Every recipient's rendered message, fanned out, without repeated keys."""
-    default_from = ConnectorConfig.model_validate(connector.config).default_from
-    emails = payload.emails if isinstance(payload, SendBatchPayload) else [payload]
-    ref = str(payload.task_id) if payload.task_id is not None else task_ref
-    rendered = [
-        render_email(
-            email, connector_id=connector.id, task_ref=ref, default_from=default_from, task_id=payload.task_id
-        )
-        for email in emails
-    ]
-    return unique_by_key(flatten(rendered), "idempotency_key")
+    return prepared
 
 
 def _connector(session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload) -> Connector:
@@ -263,7 +262,8 @@ class _Sender:
         if len(free) < len(set(ids)):
             self.retry_soon(RECIPIENT_BUSY_RETRY_S)
         locked = ledger.try_lock(self.session, [i for i in ids if i in free])
-        rows = ledger.load_messages(self.session, ids, refresh=True)  # read after taking the locks
+        # read after taking the locks
+        rows = ledger.load_messages(self.session, ids, connector_id=self.connector.id, refresh=True)
         moment = self.ctx.clock()
         due = {row.id for row in rows if row.id in locked and ledger.is_due(row, moment)}
         if due:
@@ -307,7 +307,7 @@ class _Sender:
         groups of their own): the members this task was not given are locked and added.
         """
         mine = {row.id for row in members}
-        everyone = ledger.load_attempt(self.session, key)
+        everyone = ledger.load_attempt(self.session, key, connector_id=self.connector.id)
         missing = [row.id for row in everyone if row.id not in mine]
         if missing:
             if ledger.try_lock_recipients(self.session, missing) != set(missing):
@@ -315,7 +315,8 @@ class _Sender:
                 return None
             if ledger.try_lock(self.session, missing) != set(missing):
                 return None  # another sender holds some: it sends the unit, or a later task will
-            everyone = ledger.load_attempt(self.session, key)  # read again under the locks
+            # read again under the locks
+            everyone = ledger.load_attempt(self.session, key, connector_id=self.connector.id)
         return everyone
 
     def _credentials(self) -> tuple[SecretStr | None, str | None]:

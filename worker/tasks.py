@@ -44,21 +44,23 @@ def context() -> SendContext:
     return process_context(get_settings)
 
 
+# Both take ``*args`` only to refuse them with a recorded reason (a payload given positionally would
+# otherwise fail in Celery's call, before any of our code, and leave no trace).
 @shared_task(name=task_names.SEND_EMAIL, **_SEND_OPTIONS)
-def send_email(self: Task, **kwargs: Any) -> dict[str, Any]:
-    """Send one email (one Resend email per recipient of ``to``)."""
-    return _run(self, sending.send_email, kwargs)
+def send_email(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """Send one email (one Resend email per mailbox of ``to``, ``cc`` and ``bcc``)."""
+    return _run(self, sending.send_email, args, kwargs)
 
 
 @shared_task(name=task_names.SEND_BATCH, **_SEND_OPTIONS)
-def send_batch(self: Task, **kwargs: Any) -> dict[str, Any]:
+def send_batch(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Send many emails in ``POST /emails/batch`` calls of up to 100."""
-    return _run(self, sending.send_batch, kwargs)
+    return _run(self, sending.send_batch, args, kwargs)
 
 
-def _run(task: Task, send: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+def _run(task: Task, send: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     try:
-        outcome: SendOutcome = send(context(), kwargs, task_ref=task.request.id or "eager")
+        outcome: SendOutcome = send(context(), kwargs, task_ref=task.request.id or "eager", args=args)
     except SoftTimeLimitExceeded:
         raise task.retry(countdown=SOFT_LIMIT_RETRY_S, max_retries=None) from None
     metrics.count_results(result.status for result in outcome.results)

@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 from pydantic import SecretStr
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.addresses import check_address
 from shared.connector_config import SECRET_FIELD
 from shared.connectors import factory
 from shared.connectors.base import (
@@ -40,7 +41,7 @@ from shared.errors import (
 from shared.models import Connector
 from shared.resend_client import BatchSendResult, KeyCheck, ResendClient, encode_body
 from shared.resend_http import ResendHTTP
-from shared.resend_schemas import MAX_BATCH_SIZE, check_address
+from shared.resend_schemas import MAX_BATCH_SIZE
 from shared.settings import Settings
 
 #: Resend API keys start with this prefix (resend-api.md §1).

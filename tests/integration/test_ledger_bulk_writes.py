@@ -23,7 +23,8 @@ SENT_AT = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 def written_rows(
     factory: sessionmaker[Session], count: int, *, attempt_key: str | None = None
-) -> list[uuid.UUID]:
+) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """``count`` queued rows of a new connector: the connector and the rows' ids."""
     organization_id, connector_id = add_connector(factory)
     messages = []
     for i in range(count):
@@ -36,7 +37,7 @@ def written_rows(
         if attempt_key is not None:
             session.get_one(EmailMessage, messages[0].id).attempt_key = attempt_key
         session.commit()
-    return [message.id for message in messages]
+    return connector_id, [message.id for message in messages]
 
 
 @contextlib.contextmanager
@@ -64,9 +65,9 @@ def fresh(factory: sessionmaker[Session], ids: list[uuid.UUID]) -> list[EmailMes
 def test_mark_sending_counts_an_attempt_on_every_row_and_keeps_a_first_attempt_key(
     session_factory: sessionmaker[Session],
 ) -> None:
-    ids = written_rows(session_factory, 3, attempt_key="earlier-key")
+    connector_id, ids = written_rows(session_factory, 3, attempt_key="earlier-key")
     with session_factory() as session:
-        rows = ledger.load_messages(session, ids)
+        rows = ledger.load_messages(session, ids, connector_id=connector_id)
         ledger.mark_sending(session, rows, "unit-key")
         session.commit()
 
@@ -85,9 +86,9 @@ def test_mark_sending_counts_an_attempt_on_every_row_and_keeps_a_first_attempt_k
 def test_a_hundred_rows_are_marked_sent_by_one_statement_and_left_with_nothing_to_flush(
     session_factory: sessionmaker[Session],
 ) -> None:
-    ids = written_rows(session_factory, 100)
+    connector_id, ids = written_rows(session_factory, 100)
     with session_factory() as session:
-        rows = ledger.load_messages(session, ids)
+        rows = ledger.load_messages(session, ids, connector_id=connector_id)
         ledger.mark_sending(session, rows, "unit-key")
         session.commit()
         with statements_sent(session) as statements:

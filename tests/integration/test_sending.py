@@ -2,103 +2,39 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import fakeredis
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
 from shared import resend_client
-from shared.db import make_engine, make_sessionmaker
 from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
-from shared.settings import load_settings
-from tests.conftest import create_database, drop_database
-from tests.fake_resend import BASE_URL, FakeResend, error_body
-from tests.send_helpers import add_connector, add_suppressions, add_task, batch_payload, send_payload
+from tests.fake_resend import error_body
+from tests.send_helpers import (
+    API_KEY,
+    SENDER,
+    add_connector,
+    add_suppressions,
+    add_task,
+    batch_payload,
+    rows,
+    send_payload,
+    sends,
+)
 from worker import ledger, sending
-from worker.context import SendContext
+from worker.payloads import SendEmailPayload, parse_send_email
+from worker.rendering import render_email
 from worker.retry_policy import MAX_ATTEMPTS
 
 pytestmark = pytest.mark.integration
-
-API_KEY = "re_test_worker_key"
-
-
-@pytest.fixture
-def resend() -> FakeResend:
-    return FakeResend()
-
-
-@pytest.fixture
-def fake_redis() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis()
-
-
-@pytest.fixture
-def limiter(redis_prefix: str, fake_redis: fakeredis.FakeRedis) -> RateLimiter:
-    # Each bucket check happens one second after the last: the request bucket (2/s) never
-    # stands in the way of the behaviour under test, while hour and day budgets barely refill.
-    ticks = itertools.count(1)
-    return RateLimiter(fake_redis, key_prefix=redis_prefix, clock_ms=lambda: next(ticks) * 1000)
-
-
-@pytest.fixture(scope="module")
-def engine(template_database: str) -> Iterator[Engine]:
-    """One database for the module: every test works on its own organization and connector."""
-    name = f"pilot_test_send_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(load_settings(database_url=create_database(name, template=template_database)))
-    yield engine
-    engine.dispose()
-    drop_database(name)
-
-
-@pytest.fixture
-def ctx(engine: Engine, resend: FakeResend, limiter: RateLimiter) -> Iterator[SendContext]:
-    settings = load_settings(
-        database_url=str(engine.url.render_as_string(hide_password=False)),
-        resend_api_key=API_KEY,
-        resend_base_url=BASE_URL,
-    )
-    http = resend.client()
-    ctx = SendContext(settings=settings, engine=engine, limiter=limiter, http=http, rand=lambda: 0.5)
-    yield ctx
-    ctx.release()
-
-
-@pytest.fixture
-def factory(ctx: SendContext) -> sessionmaker[Session]:
-    return make_sessionmaker(ctx.engine)
-
-
-@pytest.fixture
-def ids(factory: sessionmaker[Session]) -> tuple[uuid.UUID, uuid.UUID]:
-    return add_connector(factory)
-
-
-@pytest.fixture
-def connector_id(ids: tuple[uuid.UUID, uuid.UUID]) -> uuid.UUID:
-    return ids[1]
-
-
-def rows(factory: sessionmaker[Session], connector_id: uuid.UUID) -> list[EmailMessage]:
-    with factory() as session:
-        query = select(EmailMessage).where(EmailMessage.connector_id == connector_id)
-        return list(session.scalars(query.order_by(EmailMessage.recipient)))
-
-
-def sends(resend: FakeResend) -> list[httpx.Request]:
-    return [r for r in resend.requests if r.method == "POST"]
-
 
 # --- send_email ---------------------------------------------------------------------------------
 
@@ -416,9 +352,9 @@ def test_send_email_learns_the_request_rate_from_ratelimit_limit(
 
 def test_send_email_skips_a_row_another_worker_is_sending(ctx, resend, factory, connector_id) -> None:
     payload = send_payload(connector_id, "ann@example.test")
-    with factory() as session:
-        connector = session.get_one(Connector, connector_id)
-        [message] = sending.render(sending.parse_send_email(payload), connector, task_ref="t1")
+    email = parse_send_email(payload)
+    assert isinstance(email, SendEmailPayload)
+    [message] = render_email(email, connector_id=connector_id, task_ref="t1", default_from=SENDER)
     with ctx.engine.connect() as other:
         other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ledger.lock_key(message.id)})
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from shared.addresses import bare_address
 from shared.errors import PayloadInvalid
 from worker.payloads import SendEmailPayload, parse_send_email
 from worker.rendering import (
-    bare_address,
     chunk_key,
     message_id_for,
     message_key,
@@ -49,8 +49,28 @@ def test_keys_change_with_task_content_or_recipient(change: dict[str, Any]) -> N
 def test_caller_key_is_kept_and_suffixed_per_recipient() -> None:
     a, b = render(idempotency_key="order-42/welcome", to=["a@example.test", "b@example.test"])
 
-    assert a.idempotency_key == f"order-42/welcome/{recipient_hash('a@example.test')}"
+    assert a.idempotency_key == f"order-42/welcome/{recipient_hash('a@example.test', scope=CONNECTOR)}"
     assert a.idempotency_key != b.idempotency_key
+
+
+def test_caller_key_names_another_email_on_another_connector() -> None:
+    # Two organizations (two connectors) choosing the same key never share a row or a Resend key.
+    email = parse_send_email(
+        {
+            "connector_id": str(CONNECTOR),
+            "to": "a@example.test",
+            "subject": "Hi",
+            "html": "<p>x</p>",
+            "idempotency_key": "invoice/4711",
+        }
+    )
+    assert isinstance(email, SendEmailPayload)
+    other = uuid.UUID("0d4f6f0e-9f7e-4c0e-b0a4-3d3b8f1e2c77")
+
+    [mine] = render_email(email, connector_id=CONNECTOR, task_ref="t", default_from="me@example.test")
+    [theirs] = render_email(email, connector_id=other, task_ref="t", default_from="me@example.test")
+
+    assert mine.idempotency_key != theirs.idempotency_key and mine.id != theirs.id
 
 
 def test_caller_key_does_not_depend_on_the_task() -> None:
@@ -77,6 +97,28 @@ def test_fan_out_gives_one_message_per_mailbox() -> None:
 
     assert [m.recipient for m in messages] == ["a@example.test", "b@example.test"]
     assert [m.request["to"] for m in messages] == [["a@example.test"], ["Bee <b@example.test>"]]
+
+
+def test_fan_out_gives_cc_and_bcc_mailboxes_one_email_each_addressed_to_them() -> None:
+    messages = render(to="a@example.test", cc=["c@example.test"], bcc=["b@example.test", "C@example.test"])
+
+    assert [m.recipient for m in messages] == ["a@example.test", "c@example.test", "b@example.test"]
+    assert [m.request["to"] for m in messages] == [["a@example.test"], ["c@example.test"], ["b@example.test"]]
+    assert all("cc" not in m.request and "bcc" not in m.request for m in messages)
+
+
+def test_fan_out_sends_a_mailbox_in_to_and_bcc_one_copy() -> None:
+    messages = render(to=["a@example.test", "b@example.test"], bcc=["A@Example.test"])
+
+    assert [m.recipient for m in messages] == ["a@example.test", "b@example.test"]
+
+
+def test_content_key_is_the_same_for_one_mailbox_written_in_other_case() -> None:
+    [upper] = render(to="Ann <Ann@Example.TEST>")
+    [lower] = render(to="ann@example.test")
+
+    assert upper.idempotency_key == lower.idempotency_key
+    assert upper.content_hash == lower.content_hash
 
 
 def test_row_id_is_derived_from_the_key_and_tagged() -> None:

@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from shared.errors import PayloadInvalid
-from worker.payloads import ResumePayload, SendEmailPayload, parse_send_batch, parse_send_email
+from worker.payloads import (
+    EmailFields,
+    RefusedEmail,
+    ResumePayload,
+    SendEmailPayload,
+    parse_emails,
+    parse_send_batch,
+    parse_send_email,
+    storable_text,
+)
 
 CONNECTOR = str(uuid.uuid4())
 
@@ -49,7 +58,20 @@ def test_parse_send_email_with_message_ids_is_a_resume() -> None:
     ("fields", "message"),
     [
         (payload(subjet="typo"), "subjet: unknown field"),
-        (payload(to="not-an-address"), "to.0: must be an address"),
+        (payload(to="not-an-address"), "to.0: must be one address"),
+        (payload(to="a@example.test, b@example.test"), "to.0: must be one address"),
+        (payload(to="a@example.test (comment)"), "to.0: must be one address"),
+        (payload(cc=["Doe, John <j@example.test>"]), "cc.0: a display name holding"),
+        (payload(bcc="a@example.test\r\nBcc: x@evil.test"), "bcc.0: must not contain line breaks"),
+        (payload(cc=[f"c{i}@example.test" for i in range(51)]), "cc: Value should have at most 50 items"),
+        (payload(headers={"Bcc": "x@evil.test"}), "header Bcc: addresses go in from, to, cc, bcc"),
+        (payload(headers={"to": "x@evil.test"}), "header to: addresses go in"),
+        (payload(headers={"From": "x@evil.test"}), "header From: addresses go in"),
+        (payload(subject="a\x00b"), "subject: must not contain NUL characters"),
+        (payload(html="<p>\x00</p>"), "html: must not contain NUL characters"),
+        (payload(to=["ok@example.test", "a\x00@example.test"]), "to.1: must not contain NUL characters"),
+        (payload(subject="a\ud800b"), "subject: must be valid Unicode (no lone surrogates)"),
+        (payload(metadata={"k\x00": "v"}), "metadata: a field name must not contain NUL characters"),
         (payload(to=[]), "to: Value should have at least 1 item"),
         (payload(connector_id="nope"), "connector_id: Input should be a valid UUID"),
         ({k: v for k, v in payload().items() if k != "subject"}, "subject: Field required"),
@@ -79,11 +101,29 @@ def test_parse_send_email_never_echoes_values() -> None:
     assert "secret-looking-value" not in str(raised.value)
 
 
-def test_parse_send_batch_validates_every_email() -> None:
-    with pytest.raises(PayloadInvalid, match=r"emails\.1\.subject: Field required"):
-        parse_send_batch(
-            {"connector_id": CONNECTOR, "emails": [payload(), {"to": "b@example.test", "html": "x"}]}
-        )
+def test_parse_emails_refuses_only_the_invalid_email_of_a_batch() -> None:
+    good = {"to": "a@example.test", "subject": "Hi", "html": "<p>x</p>"}
+    batch = parse_send_batch(
+        {"connector_id": CONNECTOR, "emails": [good, {"to": "b@example.test", "html": "x"}, "junk"]}
+    )
+
+    valid, missing_subject, junk = parse_emails(batch.emails)
+
+    assert isinstance(valid, EmailFields)
+    assert isinstance(missing_subject, RefusedEmail) and missing_subject.index == 1
+    assert "emails.1.subject: Field required" in missing_subject.reason
+    assert isinstance(junk, RefusedEmail) and "emails.2: must be an object" in junk.reason
+
+
+def test_parse_emails_names_unstorable_text_in_its_email() -> None:
+    [refused] = parse_emails([{"to": "a@example.test", "subject": "a\x00", "html": "<p>x</p>"}])
+
+    assert isinstance(refused, RefusedEmail) and "emails.0.subject: must not contain NUL" in refused.reason
+
+
+def test_storable_text_replaces_nul_and_lone_surrogates() -> None:
+    assert storable_text("a\x00b\ud800c") == "a\ufffdb\ufffdc"
+    assert storable_text("plain") == "plain"
 
 
 def test_parse_send_batch_refuses_an_empty_batch() -> None:

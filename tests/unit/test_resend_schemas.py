@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.utils import parseaddr
 from typing import Any
 
 import pytest
@@ -188,21 +187,5 @@ def test_check_send_request_returns_the_mapping_marked_checked() -> None:
 
 
 def test_check_send_request_refuses_an_invalid_mapping_naming_the_field() -> None:
-    with pytest.raises(PayloadInvalid, match=r"requests\[2\]\.to\.0: must be an address"):
+    with pytest.raises(PayloadInvalid, match=r"requests\[2\]\.to\.0: must be one address"):
         check_send_request(fields(to=["not an address"]), where="requests[2].")
-
-
-@pytest.mark.parametrize(
-    "address",
-    ["a@b.c", "a..b@x.test", ".a@x.test", "a@x..test", "a%b@x", "-@-", "A.B-C_d%e+f@Ex-ample.CO.uk", "a@b."],
-)
-def test_plain_addresses_are_the_ones_parseaddr_passes_through_unchanged(address: str) -> None:
-    assert resend_schemas.PLAIN_ADDRESS.fullmatch(address)
-    assert parseaddr(address) == ("", address)
-
-
-@pytest.mark.parametrize(
-    "address", ["a,b@x.test", "a b@x.test", "a@b@c", "(c)a@x.test", '"a"@x.test', "é@x.test"]
-)
-def test_addresses_with_any_other_character_are_not_plain(address: str) -> None:
-    assert not resend_schemas.PLAIN_ADDRESS.fullmatch(address)

@@ -1,0 +1,168 @@
+"""From a validated send payload to ledger rows: render, refuse what cannot go, detect key conflicts.
+
+What a task asks for becomes :class:`Prepared`: the rows to send (in order) and the answers known
+without sending. Three kinds of recipients are answered here:
+
+* an email of a batch that is invalid on its own is refused alone: ``failed`` rows for its mailboxes
+  (the rest of the batch goes); one naming no mailbox at all is answered and audited instead;
+* an ``idempotency_key`` that already names another email of the connector (an earlier task's, or an
+  earlier email of the same request) is a conflict, as Resend's ``409 invalid_idempotent_request``
+  would be: the first email stays as it is, this one is answered ``failed`` and audited, nothing sent;
+* everything else is written ``queued`` (a row whose key exists already is left as it is).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import audit
+from shared.connector_config import ConnectorConfig
+from shared.errors import PayloadInvalid
+from shared.models import Connector, EmailMessage
+from worker import ledger
+from worker.invalid_payloads import refused_messages
+from worker.payloads import EmailFields, RefusedEmail, SendBatchPayload, SendEmailPayload, parse_emails
+from worker.rendering import RenderedMessage, render_email, stored_content_hash
+from worker.results import RecipientResult
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "worker"
+
+
+@dataclass
+class Prepared:
+    """The rows a task sends, in order, and the answers known without a row to send."""
+
+    connector: Connector
+    #: Messages rendered by this task (none for a resume), each checked against Resend's model.
+    messages: list[RenderedMessage] = field(default_factory=list)
+    ids: list[uuid.UUID] = field(default_factory=list)
+    answered: list[RecipientResult] = field(default_factory=list)
+
+    def results(self, from_rows: Sequence[RecipientResult]) -> list[RecipientResult]:
+        """The rows' results followed by the answers given without a row."""
+        return [*from_rows, *self.answered]
+
+
+def prepare_rows(
+    session: Session, payload: SendEmailPayload | SendBatchPayload, connector: Connector, *, task_ref: str
+) -> Prepared:
+    """Render ``payload``, write its rows and answer its conflicts (nothing is committed here).
+
+    Raises :class:`PayloadInvalid` if a single email (``pilot.send_email``) cannot be rendered.
+    """
+    prepared = Prepared(connector)
+    rendered = render(payload, connector, task_ref=task_ref, prepared=prepared)
+    messages = _without_repeats(session, connector, rendered, prepared)
+    ledger.insert_messages(
+        session,
+        messages,
+        organization_id=connector.organization_id,
+        connector_id=connector.id,
+        task_id=payload.task_id,
+    )
+    taken = _taken_keys(session, connector, messages)
+    for message in messages:
+        if message.id in taken:
+            _answer_conflict(session, connector, message, prepared)
+    prepared.messages = [message for message in messages if message.id not in taken]
+    prepared.ids = [message.id for message in prepared.messages]
+    return prepared
+
+
+def render(
+    payload: SendEmailPayload | SendBatchPayload, connector: Connector, *, task_ref: str, prepared: Prepared
+) -> list[RenderedMessage]:
+    """Every mailbox's message, fanned out, in order; a batch's invalid emails as refused messages."""
+    default_from = ConnectorConfig.model_validate(connector.config).default_from
+    ref = str(payload.task_id) if payload.task_id is not None else task_ref
+
+    def one(email: EmailFields) -> list[RenderedMessage]:
+        return render_email(
+            email, connector_id=connector.id, task_ref=ref, default_from=default_from, task_id=payload.task_id
+        )
+
+    if isinstance(payload, SendEmailPayload):
+        return one(payload)
+    rendered: list[RenderedMessage] = []
+    for index, item in enumerate(parse_emails(payload.emails)):
+        if isinstance(item, EmailFields):
+            try:
+                rendered += one(item)
+                continue
+            except PayloadInvalid as exc:
+                item = RefusedEmail(index, f"invalid send_batch payload: emails.{index}: {exc}", item)
+        rendered += _refused(connector, ref, payload.emails[index], item, prepared)
+    return rendered
+
+
+def _refused(
+    connector: Connector, ref: str, raw: object, refusal: RefusedEmail, prepared: Prepared
+) -> list[RenderedMessage]:
+    """The ``failed`` messages of a batch email refused alone; an answer if it names no mailbox."""
+    data = raw if isinstance(raw, Mapping) else {}
+    messages = refused_messages(connector.id, ref, data, refusal.reason, index=refusal.index)
+    if not messages:
+        logger.warning("send_batch email %d refused: %s", refusal.index, refusal.reason)
+        prepared.answered.append(RecipientResult("", "failed", refusal.reason))
+    return messages
+
+
+def _without_repeats(
+    session: Session, connector: Connector, rendered: list[RenderedMessage], prepared: Prepared
+) -> list[RenderedMessage]:
+    """``rendered`` with each key once: a repeat of the same content is the same email (sent once);
+    a repeat with other content is a conflict, answered and audited."""
+    first: dict[str, RenderedMessage] = {}
+    for message in rendered:
+        earlier = first.setdefault(message.idempotency_key, message)
+        if earlier is not message and earlier.content_hash != message.content_hash:
+            _answer_conflict(session, connector, message, prepared)
+    return list(first.values())
+
+
+def _taken_keys(
+    session: Session, connector: Connector, messages: Sequence[RenderedMessage]
+) -> set[uuid.UUID]:
+    """The caller-keyed messages whose key an earlier email of other content holds already."""
+    keyed = {message.id: message for message in messages if message.caller_keyed and message.refusal is None}
+    if not keyed:
+        return set()
+    stored = session.execute(
+        select(EmailMessage.id, EmailMessage.request).where(
+            EmailMessage.id.in_(keyed), EmailMessage.connector_id == connector.id
+        )
+    )
+    return {
+        message_id
+        for message_id, request in stored
+        if request and stored_content_hash(request) != keyed[message_id].content_hash
+    }
+
+
+def _answer_conflict(
+    session: Session, connector: Connector, message: RenderedMessage, prepared: Prepared
+) -> None:
+    reason = (
+        f"idempotency_key: already used for an email with other content (message {message.id}); "
+        "use a new key for new content"
+    )
+    logger.warning("send refused: idempotency key of message %s reused with other content", message.id)
+    audit.record(
+        session,
+        action="send.idempotency_conflict",
+        actor=ACTOR,
+        result="failure",
+        organization_id=connector.organization_id,
+        connector_id=connector.id,
+        target=f"email_message:{message.id}",
+        reason=reason,
+    )
+    prepared.answered.append(RecipientResult(message.recipient, "failed", reason))
