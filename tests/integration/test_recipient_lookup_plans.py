@@ -8,11 +8,10 @@ planner would run it (``EXPLAIN (FORMAT JSON)``, nothing forced).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import make_engine
@@ -21,6 +20,7 @@ from shared.resend_events import EventType, TrackingEvent
 from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.ledger_volume import LoadedLedger, load_ledger
+from tests.query_plans import access_paths, plans_of
 from worker import ledger as send_ledger
 from worker.event_processing import find_message
 from worker.event_suppression import delivery_history
@@ -34,8 +34,6 @@ RECIPIENT = 4321
 #: What the recipient lookups' SQL contains, and the task recount's.
 BY_RECIPIENT = "lower(email_messages.recipient)"
 BY_STATUS = "GROUP BY email_messages.status"
-
-Plan = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
@@ -58,47 +56,6 @@ def session(engine: Engine, volume: LoadedLedger) -> Iterator[Session]:
     with Session(engine) as session:
         yield session
         session.rollback()
-
-
-def plans_of(session: Session, action: Callable[[], object], *, matching: str) -> list[Plan]:
-    """The plans of the statements ``action`` sends whose SQL contains ``matching``."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if matching in statement:
-            captured.append((statement, parameters))
-
-    engine = session.get_bind()
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        action()
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    connection = session.connection()
-    return [
-        connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {statement}", parameters).scalar_one()[0]["Plan"]
-        for statement, parameters in captured
-    ]
-
-
-def walk(plan: Plan) -> Iterator[Plan]:
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from walk(child)
-
-
-def access_paths(plan: Plan) -> set[tuple[str, str]]:
-    """``(table, index name)`` of every table read, or ``(table, node type)`` without an index."""
-    paths = set()
-    for node in walk(plan):
-        table = node.get("Relation Name")
-        if table is None:
-            continue
-        if node["Node Type"] == "Bitmap Heap Scan":
-            paths |= {(table, child["Index Name"]) for child in walk(node) if "Index Name" in child}
-        else:
-            paths.add((table, node.get("Index Name", node["Node Type"])))
-    return paths
 
 
 def stored_message(session: Session, volume: LoadedLedger, task: int) -> EmailMessage:
