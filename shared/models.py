@@ -141,6 +141,10 @@ class Task(Base):
     updated_at: Mapped[datetime] = _updated_at()
 
 
+#: Recipients are matched case-insensitively, by the expression the lookups use.
+_LOWER_RECIPIENT = text("lower(recipient)")
+
+
 class EmailMessage(Base):
     """The send ledger: one row per recipient, keyed by its deterministic idempotency key."""
 
@@ -151,14 +155,18 @@ class EmailMessage(Base):
         Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
         # The budget rebuild counts a connector's sends of the last day (worker.ledger.recent_usage).
         Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
+        # A recipient's messages, case-insensitively, in its organization (the soft-bounce history,
+        # worker.event_suppression) and in its task (an event found by its tags only,
+        # worker.event_processing). The leading column serves every lookup by organization or task
+        # alone, their foreign keys' cascades included.
+        Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
+        Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
-    )
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     connector_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
-    task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"), index=True)
+    task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
     idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
     recipient: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text, server_default="")

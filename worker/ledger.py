@@ -274,9 +274,15 @@ def refresh_task_counts(session: Session, task_id: uuid.UUID) -> None:
     The task row is locked first, so the count (a new snapshot) sees every commit before it and the
     last writer always writes the full count. ``||`` keeps the other keys (``delivery`` belongs to
     webhook processing).
+
+    ``FOR NO KEY UPDATE``, not ``FOR UPDATE``: the ledger inserts' foreign-key checks hold KEY SHARE
+    locks on the task row until their transactions end, and ``FOR UPDATE`` is the one mode that
+    conflicts with KEY SHARE, so two senders of one task each waited for the other's insert.
+    NO KEY UPDATE still conflicts with itself (recounts stay serialized) and is the mode the
+    ``UPDATE`` below takes anyway (it changes no key column).
     """
     session.flush()  # the count below must see this session's own changes
-    locked = session.scalar(select(Task.id).where(Task.id == task_id).with_for_update())
+    locked = session.scalar(select(Task.id).where(Task.id == task_id).with_for_update(key_share=True))
     if locked is None:
         return
     counts: dict[str, Any] = {
