@@ -32,7 +32,7 @@ SEND_TIME_LIMIT_S = 120
 VISIBILITY_TIMEOUT_S = 3600
 
 #: Modules whose import registers tasks on the app.
-TASK_MODULES = ["worker.tasks", "worker.event_tasks"]
+TASK_MODULES = ["worker.tasks", "worker.event_tasks", "worker.dead_letter_tasks"]
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-connector-status": {"task": task_names.CHECK_CONNECTOR_STATUS, "schedule": 300.0},
