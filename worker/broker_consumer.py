@@ -48,6 +48,19 @@ class MessageRefuser:
 
     def __call__(self, message: Any, refusal: Refusal) -> None:
         record = dead_letter_record(message, refusal, received_at=self.clock())
+        try:
+            self.publish(record)
+        except Exception as exc:
+            logger.error(
+                "could not dead-letter a refused message (%s), id %s: %s; left unacknowledged",
+                record.reason.value,
+                quoted(record.message_id),
+                type(exc).__name__,
+            )
+            raise DeadLetterNotPublished(f"dead letter not published: {type(exc).__name__}") from exc
+        if not message.acknowledged:
+            message.ack()
+        metrics.count_rejected_message(record.reason.value)
         logger.warning(
             "refused a broker message (%s): %s; task %s, id %s, queue %s; dead-lettered",
             record.reason.value,
@@ -56,18 +69,6 @@ class MessageRefuser:
             quoted(record.message_id),
             quoted(record.queue),
         )
-        metrics.count_rejected_message(record.reason.value)
-        try:
-            self.publish(record)
-        except Exception as exc:
-            logger.error(
-                "could not dead-letter message %s (%s); it stays unacknowledged and comes back",
-                quoted(record.message_id),
-                type(exc).__name__,
-            )
-            raise DeadLetterNotPublished(f"dead letter not published: {type(exc).__name__}") from exc
-        if not message.acknowledged:
-            message.ack()
 
 
 def publish_with(app: Any) -> Publish:

@@ -103,6 +103,20 @@ def test_message_refuser_leaves_the_message_unacknowledged_when_the_publish_fail
     assert isinstance(raised.value, OSError) and not msg.acknowledged
 
 
+def test_message_refuser_counts_nothing_until_the_dead_letter_is_published() -> None:
+    before = rejected("undecodable")
+
+    def broker_down(_: DeadLetterRecord) -> None:
+        raise redis.ConnectionError("connection refused")
+
+    with pytest.raises(DeadLetterNotPublished):
+        MessageRefuser(broker_down)(
+            message(b"{", {}), Refusal(DeadLetterReason.UNDECODABLE, "body: not JSON")
+        )
+
+    assert rejected("undecodable") == before
+
+
 def test_message_refuser_counts_refusals_by_reason(published: Published) -> None:
     before = {reason: rejected(reason) for reason in ("malformed", "unknown_task")}
     refuse = MessageRefuser(published)
