@@ -25,7 +25,8 @@ Context travels in attributes, never secrets::
     │   ├── ResendIdempotencyMismatch  409 invalid_idempotent_request: our bug, never retry
     │   ├── ResendAuthError            401/403 key errors: connector unusable
     │   └── ResendRejected             any other 4xx: permanent, Resend's message is the reason
-    └── WebhookVerificationError       a webhook failed signature or format checks
+    ├── WebhookVerificationError       a webhook failed signature or format checks
+    └── DeadLetterNotPublished (ConnectionError)  a refused message could not be dead-lettered
 """
 
 from __future__ import annotations
@@ -168,3 +169,11 @@ class WebhookVerificationError(PilotError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class DeadLetterNotPublished(PilotError, ConnectionError):
+    """Raised when a refused broker message could not be dead-lettered, so it is not acknowledged.
+
+    A ``ConnectionError``: Celery's consumer reconnects to the broker, and the message, still
+    unacknowledged, is delivered again once the broker answers.
+    """

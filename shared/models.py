@@ -1,13 +1,14 @@
 """The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_metrics,
-suppression_list, webhook_events, connector_usage, audit_logs.
+suppression_list, webhook_events, connector_usage, audit_logs, dead_letters.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -57,6 +58,20 @@ SUPPRESSION_REASONS = (
     "manual",
     "unsubscribed",
 )
+
+
+class DeadLetterReason(StrEnum):
+    """Why a worker refused a broker message (the ``reason`` of a dead letter, a metric label)."""
+
+    CONTENT_TYPE = "content_type"  # not application/json (pickle, YAML, text...)
+    UNDECODABLE = "undecodable"  # not valid JSON or not valid UTF-8
+    MALFORMED = "malformed"  # not the shape of a Celery task message
+    UNKNOWN_TASK = "unknown_task"  # no task of that name is registered
+    ARGUMENTS = "arguments"  # the arguments do not fit the task's signature
+    UNEXPECTED = "unexpected"  # Celery could not accept it for a reason the check did not foresee
+
+
+DEAD_LETTER_REASONS = tuple(reason.value for reason in DeadLetterReason)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -288,3 +303,38 @@ class AuditLog(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created_at()
+
+
+class DeadLetter(Base):
+    """A broker message a worker refused, kept with its reason so nothing is lost silently.
+
+    The body is kept up to a cap; ``body_size`` and ``body_sha256`` describe the whole of it. A
+    message recorded twice (a redelivery) is one row: unique on the message id and the body digest.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (
+        CheckConstraint(_in("reason", DEAD_LETTER_REASONS), name="reason"),
+        UniqueConstraint("message_id", "body_sha256", postgresql_nulls_not_distinct=True),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    reason: Mapped[str] = mapped_column(Text)
+    #: What was wrong, naming the field (never the values: bodies carry recipient addresses).
+    detail: Mapped[str] = mapped_column(Text)
+    #: The task name and message id as the message gave them (sanitised), if it gave them.
+    task_name: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(Text)
+    #: The routing key it was delivered with (our queues are bound under their own names).
+    queue: Mapped[str | None] = mapped_column(Text)
+    exchange: Mapped[str | None] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(Text)
+    content_encoding: Mapped[str | None] = mapped_column(Text)
+    #: The message headers made JSON-safe (any JSON value: a broken message may carry a non-mapping).
+    headers: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_size: Mapped[int] = mapped_column(BigInteger)
+    body_sha256: Mapped[str] = mapped_column(Text)
+    #: When the worker refused it; ``recorded_at`` is when the row was written.
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    recorded_at: Mapped[datetime] = _created_at()

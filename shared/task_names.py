@@ -9,6 +9,7 @@ CHECK_CONNECTOR_STATUS = "pilot.check_connector_status"
 RELEASE_DEFERRED = "pilot.release_deferred"
 SWEEP = "pilot.sweep"
 RECONCILE = "pilot.reconcile"
+RECORD_DEAD_LETTER = "pilot.record_dead_letter"
 
 #: Queues: sends, webhook events and periodic maintenance never wait behind each other.
 SENDS_QUEUE = "pilot.sends"
@@ -23,4 +24,5 @@ TASK_QUEUES = {
     RELEASE_DEFERRED: MAINTENANCE_QUEUE,
     SWEEP: MAINTENANCE_QUEUE,
     RECONCILE: MAINTENANCE_QUEUE,
+    RECORD_DEAD_LETTER: MAINTENANCE_QUEUE,
 }

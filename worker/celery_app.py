@@ -32,7 +32,9 @@ SEND_TIME_LIMIT_S = 120
 VISIBILITY_TIMEOUT_S = 3600
 
 #: Modules whose import registers tasks on the app.
-TASK_MODULES = ["worker.tasks", "worker.event_tasks"]
+TASK_MODULES = ["worker.tasks", "worker.event_tasks", "worker.dead_letter_tasks"]
+#: Our consumer: a message it cannot run is dead-lettered instead of stopping the worker.
+WORKER_CONSUMER = "worker.broker_consumer:GuardedConsumer"
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-connector-status": {"task": task_names.CHECK_CONNECTOR_STATUS, "schedule": 300.0},
@@ -60,6 +62,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_soft_shutdown_timeout": 30.0,
+        "worker_consumer": WORKER_CONSUMER,
         # Each queue gets its own direct exchange and routing key. A bare Queue(name) would be bound
         # to the default exchange under the default routing key, so every queue would receive
         # every message: sends would also land in the maintenance queue, and the other way round.

@@ -8,6 +8,8 @@ Metrics (prometheus-client)::
                                                redis_unavailable|connector_blocked|<Resend error name>
     pilot_bucket_tokens_remaining{connector_id,window} hour|day tokens left (sampled, most recent)
     pilot_task_duration_seconds{task}          run time of each task, by task name
+    pilot_worker_rejected_messages_total{reason}   broker messages refused and dead-lettered (worker
+                                               main process): shared.models.DeadLetterReason values
 
 Prefork runs tasks in child processes, so the values live in prometheus-client's *multiprocess*
 files (``PROMETHEUS_MULTIPROC_DIR``). :func:`start_exporter` runs in the worker's main process
@@ -58,6 +60,7 @@ class Instruments:
     deferrals: Counter
     bucket_tokens: Gauge
     task_duration: Histogram
+    rejected_messages: Counter
 
 
 _instruments_lock = threading.Lock()
@@ -95,6 +98,11 @@ def _build_instruments() -> Instruments:
         task_duration=Histogram(
             "pilot_task_duration_seconds", "Run time of worker tasks.", ["task"], buckets=DURATION_BUCKETS
         ),
+        rejected_messages=Counter(
+            "pilot_worker_rejected_messages_total",
+            "Broker messages the worker refused and dead-lettered, by reason.",
+            ["reason"],
+        ),
     )
 
 
@@ -121,6 +129,11 @@ def count_deferrals(reason: str, rows: int = 1) -> None:
     """``rows`` ledger rows made to wait for ``reason``."""
     if rows:
         instruments().deferrals.labels(reason).inc(rows)
+
+
+def count_rejected_message(reason: str) -> None:
+    """The worker refused a broker message for ``reason`` (a ``DeadLetterReason`` value)."""
+    instruments().rejected_messages.labels(reason).inc()
 
 
 def observe_task(task: str, seconds: float) -> None:

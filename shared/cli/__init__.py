@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from shared.cli.connectors import connector
 from shared.cli.context import CliContext
 from shared.cli.db import db
+from shared.cli.dead_letters import dead_letters
 from shared.cli.demo import demo, sandbox
 from shared.cli.keys import keys
 from shared.cli.operations import events, send, status, usage
@@ -41,6 +42,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (db, keys, org, connector, suppression, send, usage, status, events, demo, sandbox):
     cli.add_command(command)
+cli.add_command(dead_letters)
 
 
 def main() -> None:

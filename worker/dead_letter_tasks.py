@@ -1,0 +1,76 @@
+"""``pilot.record_dead_letter``: write a refused broker message to the ``dead_letters`` table.
+
+Published by the worker's main process (:mod:`worker.broker_consumer`) with a
+:class:`~worker.dead_letters.DeadLetterRecord` as kwargs. Recording is idempotent: a message
+recorded twice (its acknowledgement was lost, so it was refused again) is one row, keyed by the
+message id as given and the body's SHA-256. Database outages are retried through the broker.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import psycopg
+from pydantic import ValidationError
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import task_names
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.errors import PayloadInvalid
+from shared.models import DeadLetter
+from shared.settings import get_settings
+from worker.celery_app import app
+from worker.dead_letters import DeadLetterRecord
+from worker.message_check import printable
+
+log = logging.getLogger(__name__)
+
+#: Database unreachable or no connection free: retry through the broker with backoff.
+DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout, psycopg.OperationalError)
+
+
+@functools.cache
+def _session_factory() -> sessionmaker[Session]:
+    # Built on first use in the pool child, never at import (prefork forks after import).
+    return make_sessionmaker(make_engine(get_settings(), pool_size=1))
+
+
+@app.task(
+    name=task_names.RECORD_DEAD_LETTER,
+    bind=True,
+    max_retries=None,
+    autoretry_for=DATABASE_UNAVAILABLE,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
+def record_dead_letter(self: Any, **fields: Any) -> bool:
+    """Store one dead letter; ``False`` if it was stored already."""
+    return store_dead_letter(_session_factory(), parse_record(fields))
+
+
+def parse_record(fields: dict[str, Any]) -> DeadLetterRecord:
+    """The record in a task's kwargs; :class:`PayloadInvalid` names the wrong fields, not their values."""
+    try:
+        return DeadLetterRecord.model_validate(fields)
+    except ValidationError as exc:
+        fields_named = {".".join(str(part) for part in error["loc"]) for error in exc.errors()}
+        problems = sorted(printable(name) or "record" for name in fields_named)
+        raise PayloadInvalid(f"dead letter record: invalid {', '.join(problems)}") from None
+
+
+def store_dead_letter(session_factory: sessionmaker[Session], record: DeadLetterRecord) -> bool:
+    """Insert ``record`` unless a row with its message id and body digest exists; ``True`` if new."""
+    values = record.model_dump(exclude={"body_base64"}) | {"body": record.body}
+    with transaction(session_factory) as session:
+        inserted = session.execute(
+            insert(DeadLetter).values(values).on_conflict_do_nothing().returning(DeadLetter.id)
+        ).first()
+    if inserted is not None:
+        log.info("dead letter %s recorded (%s)", inserted.id, record.reason.value)
+    return inserted is not None
