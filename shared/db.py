@@ -11,10 +11,17 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.settings import Settings
+
+#: The database is unreachable or no connection is free: the work may be retried later. Code on a raw
+#: psycopg connection sees psycopg's own error (``AdminShutdown`` on a restart is one).
+DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout, psycopg.OperationalError)
 
 
 def make_engine(settings: Settings, *, pool_size: int = 5, max_overflow: int | None = None) -> Engine:

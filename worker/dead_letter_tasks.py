@@ -8,39 +8,26 @@ message id as given and the body's SHA-256. Database outages are retried through
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
-import psycopg
+from celery import shared_task
 from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import task_names
-from shared.db import make_engine, make_sessionmaker, transaction
+from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker, transaction
 from shared.errors import PayloadInvalid
 from shared.models import DeadLetter
-from shared.settings import get_settings
-from worker.celery_app import app
 from worker.dead_letters import DeadLetterRecord
 from worker.message_check import printable
+from worker.tasks import context
 
 log = logging.getLogger(__name__)
 
-#: Database unreachable or no connection free: retry through the broker with backoff.
-DATABASE_UNAVAILABLE = (OperationalError, PoolTimeout, psycopg.OperationalError)
 
-
-@functools.cache
-def _session_factory() -> sessionmaker[Session]:
-    # Built on first use in the pool child, never at import (prefork forks after import).
-    return make_sessionmaker(make_engine(get_settings(), pool_size=1))
-
-
-@app.task(
+@shared_task(
     name=task_names.RECORD_DEAD_LETTER,
     bind=True,
     max_retries=None,
@@ -51,7 +38,7 @@ def _session_factory() -> sessionmaker[Session]:
 )
 def record_dead_letter(self: Any, **fields: Any) -> bool:
     """Store one dead letter; ``False`` if it was stored already."""
-    return store_dead_letter(_session_factory(), parse_record(fields))
+    return store_dead_letter(make_sessionmaker(context().engine), parse_record(fields))
 
 
 def parse_record(fields: dict[str, Any]) -> DeadLetterRecord:

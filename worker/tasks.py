@@ -9,28 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from shared import task_names
-from shared.db import make_sessionmaker
+from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker
 from shared.settings import get_settings
 from worker import maintenance, metrics, sending, status_checks
 from worker.context import SendContext, process_context
 from worker.results import SendOutcome
 
 #: Database unreachable or no connection free: retry through the broker with backoff (the rows, if
-#: any, wait in PostgreSQL). The single-recipient fast path talks psycopg directly, so its errors
-#: arrive unwrapped (``AdminShutdown`` on a restart is a ``psycopg.OperationalError``). Any other
-#: exception acks the task: a send not yet in the ledger is lost.
-_RETRY_ON = (OperationalError, PoolTimeout, psycopg.OperationalError)
+#: any, wait in PostgreSQL). Any other exception acks the task: a send not yet in the ledger is lost.
 _SEND_OPTIONS: dict[str, Any] = {
     "bind": True,
     "max_retries": None,
-    "autoretry_for": _RETRY_ON,
+    "autoretry_for": DATABASE_UNAVAILABLE,
     "retry_backoff": 2,
     "retry_backoff_max": 60,
     "retry_jitter": True,

@@ -1,13 +1,13 @@
 """dead_letters: broker messages a worker refused, with the reason
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 A message the worker cannot run (not JSON, not a task message, an unknown task, arguments that do
 not fit) is acknowledged so it is never redelivered, and kept here with its reason, headers and
 body (capped), so an operator can see and replay what an upstream app sent. The unique key on the
 message id and the body digest makes recording a redelivered message add no second row.
 
-Create Date: 2026-12-10 10:00:00
+Create Date: 2026-12-05 12:00:00
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
