@@ -7,10 +7,12 @@ from typing import Any
 import click
 from pydantic import SecretStr
 from rich.table import Table
+from rich.text import Text
 
 from shared import audit
 from shared import connector_store as store
 from shared.cli.context import CliContext, pass_cli
+from shared.cli.output import cell, printable
 from shared.models import Connector
 
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
@@ -83,7 +85,7 @@ def show(ctx: CliContext, connector_id: str) -> None:
         row = store.get_connector(session, connector_id)
     table = Table("field", "value", show_header=False)
     for field, value in _details(row).items():
-        table.add_row(field, value)
+        table.add_row(field, cell(value))
     ctx.console.print(table)
 
 
@@ -136,18 +138,19 @@ def resume(ctx: CliContext, connector_id: str, reason: str | None, actor: str) -
     click.echo("Resumed.")
 
 
-def _summary(row: Connector) -> list[str]:
+def _summary(row: Connector) -> list[Text]:
     config = row.config
-    return [
-        str(row.id),
+    values = [
+        row.id,
         row.name,
         row.type,
         row.status,
-        str(config.get("rate_limit_per_hour", "")),
-        str(config.get("rate_limit_per_day", "")),
+        config.get("rate_limit_per_hour", ""),
+        config.get("rate_limit_per_day", ""),
         "set" if row.credentials_ciphertext else "fallback",
         row.last_error or "",
     ]
+    return [cell(value) for value in values]
 
 
 def _details(row: Connector) -> dict[str, str]:
@@ -193,5 +196,5 @@ def test(ctx: CliContext, connector_id: str, actor: str) -> None:
             reason=result.error,
         )
     if not result.success:
-        raise click.ClickException(f"connection test failed: {result.error}")
-    click.echo(f"OK: {result.metadata.get('key_access', 'key accepted')}")
+        raise click.ClickException(printable(f"connection test failed: {result.error}"))
+    click.echo(printable(f"OK: {result.metadata.get('key_access', 'key accepted')}"))
