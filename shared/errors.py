@@ -5,6 +5,7 @@ Context travels in attributes, never secrets::
     PilotError
     ├── ConfigError                    bad or missing setting (names the variable, never its value)
     ├── PayloadInvalid (ValueError)    a task payload, CLI argument or request model is invalid
+    │   └── FieldsInvalid              named fields are invalid (``problems``: field -> problem)
     ├── NotFound (LookupError)
     │   ├── OrganizationNotFound
     │   └── ConnectorNotFound
@@ -43,6 +44,15 @@ class ConfigError(PilotError):
 
 class PayloadInvalid(PilotError, ValueError):
     """Raised when input (a task payload, a request, a CLI argument) is invalid."""
+
+
+class FieldsInvalid(PayloadInvalid):
+    """Raised when named fields of an input are invalid; ``problems`` maps each field to its problem."""
+
+    def __init__(self, subject: str, problems: Mapping[str, str]) -> None:
+        described = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+        super().__init__(f"{subject}: {described}")
+        self.problems = dict(problems)
 
 
 class NotFound(PilotError, LookupError):

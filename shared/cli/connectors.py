@@ -12,10 +12,17 @@ from rich.text import Text
 from shared import audit
 from shared import connector_store as store
 from shared.cli.context import CliContext, pass_cli
+from shared.cli.flag_errors import fields_as_flags
 from shared.cli.output import cell, printable
 from shared.models import Connector
 
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
+#: The flag that sets each connector config field, to name it when its value is refused.
+CONFIG_FLAGS = {
+    "default_from": "--from",
+    "rate_limit_per_hour": "--per-hour",
+    "rate_limit_per_day": "--per-day",
+}
 
 
 @click.group()
@@ -49,7 +56,7 @@ def add(
     config |= {"rate_limit_per_hour": per_hour} if per_hour is not None else {}
     config |= {"rate_limit_per_day": per_day} if per_day is not None else {}
     secret = SecretStr(api_key) if api_key else None
-    with ctx.transaction() as session:
+    with ctx.transaction() as session, fields_as_flags(CONFIG_FLAGS):
         created = store.create_connector(
             session,
             organization_id=organization_id,
@@ -109,7 +116,7 @@ def set_key(ctx: CliContext, connector_id: str, api_key: str, actor: str) -> Non
 @pass_cli
 def set_limits(ctx: CliContext, connector_id: str, per_hour: int, per_day: int, actor: str) -> None:
     """Set a connector's hour and day budgets."""
-    with ctx.transaction() as session:
+    with ctx.transaction() as session, fields_as_flags(CONFIG_FLAGS):
         store.update_limits(session, connector_id, per_hour=per_hour, per_day=per_day, actor=actor)
     click.echo(f"Limits set: {per_hour}/hour, {per_day}/day.")
 

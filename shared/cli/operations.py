@@ -16,7 +16,6 @@ from shared import connector_store as store
 from shared import task_names
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import cell
-from shared.connector_config import ConnectorConfig
 from shared.errors import PayloadInvalid
 from shared.models import Connector, ConnectorUsage, EmailMessage, WebhookEvent
 from shared.rate_limit import ConnectorLimits, RateLimiter
@@ -80,7 +79,7 @@ def usage(ctx: CliContext, connector_id: str) -> None:
     with ctx.session_factory() as session:
         connector = store.get_connector(session, connector_id)
         history = _hourly_usage(session, connector.id)
-    config = ConnectorConfig.model_validate(connector.config)
+    config = store.validate_connector_config(connector.config)
     limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
     limiter = RateLimiter.from_settings(ctx.settings)
     table = Table("window", "used", "limit", "remaining", "full again in")
