@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 from rich.table import Table
@@ -77,12 +77,15 @@ def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> Non
 
 @suppression.command("import")
 @ORG
-@click.argument("csv_file", type=click.File("r", encoding="utf-8"))
+@click.argument("csv_file", type=click.File("rb"))
 @ACTOR
 @pass_cli
-def import_(ctx: CliContext, organization_id: str, csv_file: TextIO, actor: str) -> None:
-    """Import a CSV (columns: email, reason, expires_at); all rows or none."""
-    entries = admin.read_csv(csv_file)
+def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
+    """Import a UTF-8 CSV (columns: email, reason, expires_at).
+
+    One bad line refuses the whole file (nothing is written), and every bad line is listed.
+    """
+    entries = admin.read_csv(csv_file.read())
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         count = admin.import_entries(session, org.id, entries, actor=actor)
