@@ -10,6 +10,7 @@ Context travels in attributes, never secrets::
     │   ├── OrganizationNotFound
     │   └── ConnectorNotFound
     ├── CryptoError                    a credential cannot be encrypted or decrypted
+    ├── ImportInterrupted              a bulk import stopped part-way (``stored`` entries written)
     ├── ConnectorError
     │   ├── ConnectorPaused            the connector is paused (or in error) and may not send
     │   └── ConnectorConfigInvalid     validate_config found problems (all listed)
@@ -69,6 +70,14 @@ class ConnectorNotFound(NotFound):
 
 class CryptoError(PilotError):
     """Raised when a credential cannot be encrypted or decrypted (wrong key, tampering, swap)."""
+
+
+class ImportInterrupted(PilotError):
+    """Raised when a bulk import stops part-way; ``stored`` entries were written before it stopped."""
+
+    def __init__(self, message: str, *, stored: int) -> None:
+        super().__init__(message)
+        self.stored = stored
 
 
 class ConnectorError(PilotError):

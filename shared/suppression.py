@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, case, null, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    bindparam,
+    case,
+    func,
+    literal,
+    literal_column,
+    null,
+    or_,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, TEXT, TIMESTAMP, insert
 from sqlalchemy.dialects.postgresql.dml import Insert
 from sqlalchemy.orm import Session
 
@@ -160,6 +172,67 @@ class Entry:
     email: str
     reason: str
     expires_at: datetime | None
+
+
+#: Recipient locks one bulk transaction holds at most. PostgreSQL's lock table, shared by every
+#: session, holds about max_locks_per_transaction x max_connections locks (6,400 by default), and
+#: each send in flight holds two: more here would make senders fail with "out of shared memory".
+MAX_RECIPIENT_LOCKS = 1000
+
+_LOCK_RECIPIENTS_FOR_SUPPRESSION = text(
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+    + RECIPIENT_LOCK_KEY.format(org="CAST(:org AS uuid)", email="e")
+    + " AS k FROM unnest(:emails) AS e) AS keys ORDER BY k"
+).bindparams(bindparam("emails", type_=ARRAY(TEXT)))
+
+
+def suppress_many(
+    session: Session, organization_id: uuid.UUID, entries: Sequence[Entry], *, source: str
+) -> int:
+    """Add (or refresh) the organization's entries for ``entries``, by :func:`suppress`'s rule, in
+    two statements; returns how many addresses were not on the list yet.
+
+    First waits until no send to any of the addresses is in flight, holding their recipient locks
+    (taken in key order, so two bulk writers cannot deadlock) until the transaction ends, as
+    :func:`suppress`'s callers do. Each address must appear once; at most
+    :data:`MAX_RECIPIENT_LOCKS` of them.
+    """
+    if not entries:
+        return 0
+    if len(entries) > MAX_RECIPIENT_LOCKS:
+        raise ValueError(f"suppress_many takes at most {MAX_RECIPIENT_LOCKS} entries, got {len(entries)}")
+    emails = []
+    for entry in entries:
+        _check_reason(entry.reason)
+        try:
+            emails.append(suppression_address(entry.email))
+        except PayloadInvalid as exc:
+            raise PayloadInvalid(f"email {entry.email!r}: {exc}") from None
+    session.execute(_LOCK_RECIPIENTS_FOR_SUPPRESSION, {"org": organization_id, "emails": emails})
+    rows = (
+        func.unnest(
+            bindparam("emails", emails, type_=ARRAY(TEXT)),
+            bindparam("reasons", [entry.reason for entry in entries], type_=ARRAY(TEXT)),
+            bindparam(
+                "expiries", [entry.expires_at for entry in entries], type_=ARRAY(TIMESTAMP(timezone=True))
+            ),
+        )
+        .table_valued("email", "reason", "expires_at")
+        .render_derived(name="given")
+    )
+    columns = ["organization_id", "email", "reason", "source", "details", "expires_at"]
+    values = select(
+        literal(organization_id),
+        rows.c.email,
+        rows.c.reason,
+        literal(source),
+        literal_column("'{}'::jsonb"),
+        rows.c.expires_at,
+    )
+    statement = _latest_evidence_wins(insert(Suppression).from_select(columns, values))
+    # xmax is 0 on a row version this statement inserted, the updater's id on one it updated.
+    was_new = literal_column("xmax = 0", type_=Boolean)
+    return sum(1 for inserted in session.scalars(statement.returning(was_new)) if inserted)
 
 
 def _latest_evidence_wins(statement: Insert) -> Insert:

@@ -15,29 +15,50 @@ import codecs
 import csv
 import io
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared import audit
-from shared.errors import NotFound, PayloadInvalid
+from shared.db import transaction
+from shared.errors import ImportInterrupted, NotFound, PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
 from shared.suppression import (
     FORMULA_PREFIXES,
+    MAX_RECIPIENT_LOCKS,
     TEXT_MARK,
     Entry,
     lock_recipient_for_suppression,
     normalize,
     suppress,
+    suppress_many,
     suppression_address,
 )
 
 CSV_COLUMNS = ("email", "reason", "expires_at", "source", "created_at")
 #: Bad lines named in the message refusing an import; the rest are counted.
 MAX_REPORTED_LINES = 20
+#: Source of every entry an import writes.
+IMPORT_SOURCE = "import"
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import wrote: data ``lines`` read, distinct ``addresses``, of which ``new`` ones."""
+
+    lines: int
+    addresses: int
+    new: int
+
+    @property
+    def updated(self) -> int:
+        """Addresses that were on the list already (their entry refreshed)."""
+        return self.addresses - self.new
 
 
 def parse_entry(
@@ -137,27 +158,48 @@ def read_csv(data: bytes) -> list[Entry]:
 
 
 def import_entries(
-    session: Session, organization_id: uuid.UUID, entries: Iterable[Entry], *, actor: str
-) -> int:
-    """Suppress every entry (one audit row for the import); return how many.
+    session_factory: sessionmaker[Session],
+    organization_id: uuid.UUID,
+    entries: Sequence[Entry],
+    *,
+    actor: str,
+) -> ImportReport:
+    """Suppress every entry (an address given twice counts once, by :func:`suppress`'s rule).
 
-    Unlike :func:`add_entry` this takes no recipient locks: one per row would fill PostgreSQL's lock
-    table on a large import. A send already past its check when the import commits may still go out.
+    Each batch of up to :data:`MAX_RECIPIENT_LOCKS` addresses is one transaction that first waits
+    for the sends to them now in flight (as :func:`add_entry` does for one), so an import of more
+    addresses commits in several steps. The audit row, one per import, commits with the first.
+    Raises :class:`ImportInterrupted` if a batch fails after others committed: importing the same
+    entries again finishes the import (it writes the same entries).
     """
-    count = 0
-    for entry in entries:
-        suppress(
-            session, organization_id, entry.email, entry.reason, source="import", expires_at=entry.expires_at
-        )
-        count += 1
-    audit.record(
-        session,
-        action="suppression.import",
-        actor=actor,
-        organization_id=organization_id,
-        details={"rows": count},
-    )
-    return count
+    unique = _fold_repeats(entries)
+    batches = [
+        unique[start : start + MAX_RECIPIENT_LOCKS] for start in range(0, len(unique), MAX_RECIPIENT_LOCKS)
+    ]
+    new = 0
+    stored = 0
+    for number, batch in enumerate(batches or [[]]):
+        try:
+            with transaction(session_factory) as session:
+                if number == 0:
+                    audit.record(
+                        session,
+                        action="suppression.import",
+                        actor=actor,
+                        organization_id=organization_id,
+                        details={"lines": len(entries), "addresses": len(unique)},
+                    )
+                new += suppress_many(session, organization_id, batch, source=IMPORT_SOURCE)
+        except SQLAlchemyError as exc:
+            if not stored:
+                raise
+            raise ImportInterrupted(
+                f"import stopped after {stored} of {len(unique)} addresses ({type(exc).__name__}); those"
+                " are stored: import the same file again to finish",
+                stored=stored,
+            ) from exc
+        stored += len(batch)
+    return ImportReport(lines=len(entries), addresses=len(unique), new=new)
 
 
 def write_csv(entries: Iterable[Suppression], stream: IO[str]) -> None:
@@ -207,6 +249,17 @@ def _refusal(problems: list[str]) -> str:
         shown.append(f"... and {len(problems) - len(shown)} more bad line(s)")
     shown.append(f"{len(problems)} bad line(s): nothing was imported")
     return "\n".join(shown)
+
+
+def _fold_repeats(entries: Iterable[Entry]) -> list[Entry]:
+    """One entry per address, as if each were suppressed in turn: the last line's reason and
+    expiry win, but an entry once permanent stays permanent."""
+    folded: dict[str, Entry] = {}
+    for entry in entries:
+        earlier = folded.get(entry.email)
+        permanent = earlier is not None and earlier.expires_at is None
+        folded[entry.email] = replace(entry, expires_at=None) if permanent else entry
+    return list(folded.values())
 
 
 def _parse_time(value: str | None, *, where: str) -> datetime | None:

@@ -83,13 +83,17 @@ def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> Non
 def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
     """Import a UTF-8 CSV (columns: email, reason, expires_at).
 
-    One bad line refuses the whole file (nothing is written), and every bad line is listed.
+    One bad line refuses the whole file, and every bad line is listed. A large file is written in
+    batches; if that stops part-way, import the same file again to finish.
     """
     entries = admin.read_csv(csv_file.read())
-    with ctx.transaction() as session:
+    with ctx.session_factory() as session:
         org = store.get_organization(session, organization_id)
-        count = admin.import_entries(session, org.id, entries, actor=actor)
-    click.echo(f"Imported {count} address(es).")
+    report = admin.import_entries(ctx.session_factory, org.id, entries, actor=actor)
+    click.echo(
+        f"Imported {report.addresses} address(es) from {report.lines} line(s):"
+        f" {report.new} new, {report.updated} already listed (updated)."
+    )
 
 
 @suppression.command("export")
