@@ -1,15 +1,44 @@
-"""The settings of one connector, kept in ``connectors.config`` (JSONB)."""
+"""The settings of one connector, kept in ``connectors.config`` (JSONB).
+
+The model refuses what a send would refuse later: budgets outside the range the rate limiter
+accepts, and a sender the send path's address check refuses.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from shared.addresses import check_address
+from shared.errors import FieldsInvalid
+from shared.rate_limit import MAX_LIMIT
 
 #: Defaults for a new connector: modest, so a misconfigured campaign cannot flood a new account.
 DEFAULT_PER_HOUR = 1000
 DEFAULT_PER_DAY = 10000
 SECRET_FIELD = re.compile(r"key|secret|token|password|credential", re.IGNORECASE)
+#: The name given to problems of the config as a whole (a secret-looking extra field).
+WHOLE_CONFIG = "config"
+
+
+def _within_limiter_range(value: int) -> int:
+    if not 0 < value <= MAX_LIMIT:
+        raise ValueError(f"must be a whole number from 1 to {MAX_LIMIT}")
+    return value
+
+
+Budget = Annotated[int, AfterValidator(_within_limiter_range)]
 
 
 class ConnectorConfig(BaseModel):
@@ -17,9 +46,17 @@ class ConnectorConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    default_from: str | None = None
-    rate_limit_per_hour: int = Field(default=DEFAULT_PER_HOUR, gt=0)
-    rate_limit_per_day: int = Field(default=DEFAULT_PER_DAY, gt=0)
+    default_from: Annotated[str, AfterValidator(check_address)] | None = None
+    rate_limit_per_hour: Budget = Field(default=DEFAULT_PER_HOUR)
+    rate_limit_per_day: Budget = Field(default=DEFAULT_PER_DAY)
+
+    @field_validator("rate_limit_per_day")
+    @classmethod
+    def _day_covers_hour(cls, value: int, info: ValidationInfo) -> int:
+        per_hour = info.data.get("rate_limit_per_hour")  # absent when it was refused itself
+        if per_hour is not None and value < per_hour:
+            raise ValueError("must not be below the hourly limit")
+        return value
 
     @model_validator(mode="after")
     def _no_secrets_in_config(self) -> ConnectorConfig:
@@ -31,8 +68,14 @@ class ConnectorConfig(BaseModel):
             )
         return self
 
-    @model_validator(mode="after")
-    def _day_covers_hour(self) -> ConnectorConfig:
-        if self.rate_limit_per_day < self.rate_limit_per_hour:
-            raise ValueError("rate_limit_per_day must not be below rate_limit_per_hour")
-        return self
+
+def parse_connector_config(config: dict[str, Any]) -> ConnectorConfig:
+    """``config`` validated, or :class:`FieldsInvalid` naming every bad field (never its value)."""
+    try:
+        return ConnectorConfig.model_validate(config)
+    except ValidationError as exc:
+        problems: dict[str, str] = {}
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            field = ".".join(str(part) for part in error["loc"]) or WHOLE_CONFIG
+            problems.setdefault(field, error["msg"].removeprefix("Value error, "))
+        raise FieldsInvalid("invalid connector config", problems) from None

@@ -9,17 +9,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import audit
-from shared.connector_config import ConnectorConfig
+from shared.connector_config import ConnectorConfig, parse_connector_config
 from shared.crypto import KeyRing
 from shared.errors import ConnectorNotFound, OrganizationNotFound, PayloadInvalid
 from shared.models import Connector, ConnectorUsage, Organization
-from shared.settings import describe_validation_error
 
 #: last_error is shown to operators; keep it short.
 MAX_ERROR_LENGTH = 500
@@ -51,13 +50,8 @@ def get_organization(session: Session, organization_id: uuid.UUID | str) -> Orga
 
 
 def validate_connector_config(config: dict[str, Any]) -> ConnectorConfig:
-    """Parse a connector config, or raise :class:`PayloadInvalid` naming every bad field."""
-    try:
-        return ConnectorConfig.model_validate(config)
-    except ValidationError as exc:
-        raise PayloadInvalid(
-            describe_validation_error(exc).replace("invalid configuration", "invalid connector config")
-        ) from None
+    """Parse a connector config, or raise :class:`~shared.errors.FieldsInvalid` naming every bad field."""
+    return parse_connector_config(config)
 
 
 def create_connector(

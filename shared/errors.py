@@ -5,10 +5,12 @@ Context travels in attributes, never secrets::
     PilotError
     ├── ConfigError                    bad or missing setting (names the variable, never its value)
     ├── PayloadInvalid (ValueError)    a task payload, CLI argument or request model is invalid
+    │   └── FieldsInvalid              named fields are invalid (``problems``: field -> problem)
     ├── NotFound (LookupError)
     │   ├── OrganizationNotFound
     │   └── ConnectorNotFound
     ├── CryptoError                    a credential cannot be encrypted or decrypted
+    ├── ImportInterrupted              a bulk import stopped part-way (``stored`` entries written)
     ├── ConnectorError
     │   ├── ConnectorPaused            the connector is paused (or in error) and may not send
     │   └── ConnectorConfigInvalid     validate_config found problems (all listed)
@@ -46,6 +48,15 @@ class PayloadInvalid(PilotError, ValueError):
     """Raised when input (a task payload, a request, a CLI argument) is invalid."""
 
 
+class FieldsInvalid(PayloadInvalid):
+    """Raised when named fields of an input are invalid; ``problems`` maps each field to its problem."""
+
+    def __init__(self, subject: str, problems: Mapping[str, str]) -> None:
+        described = "; ".join(f"{field}: {problem}" for field, problem in problems.items())
+        super().__init__(f"{subject}: {described}")
+        self.problems = dict(problems)
+
+
 class NotFound(PilotError, LookupError):
     """Raised when a row that was asked for does not exist."""
 
@@ -60,6 +71,14 @@ class ConnectorNotFound(NotFound):
 
 class CryptoError(PilotError):
     """Raised when a credential cannot be encrypted or decrypted (wrong key, tampering, swap)."""
+
+
+class ImportInterrupted(PilotError):
+    """Raised when a bulk import stops part-way; ``stored`` entries were written before it stopped."""
+
+    def __init__(self, message: str, *, stored: int) -> None:
+        super().__init__(message)
+        self.stored = stored
 
 
 class ConnectorError(PilotError):

@@ -1,50 +1,74 @@
 """Operator edits of the suppression list (CLI): add, remove, list, CSV import and export, audited.
 
-CSV columns: ``email`` (required), ``reason`` (default ``manual``), ``expires_at`` (ISO 8601, optional).
-An import is all or nothing: every row is checked before any is written.
+CSV columns: ``email`` (required), ``reason`` (default ``manual``), ``expires_at`` (ISO 8601,
+optional); export adds ``source`` and ``created_at``, which import ignores. Files are UTF-8 (a BOM
+is accepted). A cell a spreadsheet would run as a formula is exported with a ``'`` in front (OWASP
+CSV injection), which import removes again.
+
+An import is checked whole before anything is written: one bad line refuses the file, and the
+message lists every bad line (the first :data:`MAX_REPORTED_LINES`).
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from shared import audit
-from shared.addresses import check_address
-from shared.errors import NotFound, PayloadInvalid
+from shared.db import transaction
+from shared.errors import ImportInterrupted, NotFound, PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
-from shared.suppression import lock_recipient_for_suppression, normalize, suppress
+from shared.suppression import (
+    FORMULA_PREFIXES,
+    MAX_RECIPIENT_LOCKS,
+    TEXT_MARK,
+    Entry,
+    lock_recipient_for_suppression,
+    normalize,
+    suppress,
+    suppress_many,
+    suppression_address,
+)
 
 CSV_COLUMNS = ("email", "reason", "expires_at", "source", "created_at")
+#: Bad lines named in the message refusing an import; the rest are counted.
+MAX_REPORTED_LINES = 20
+#: Source of every entry an import writes.
+IMPORT_SOURCE = "import"
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One row to suppress, validated."""
+class ImportReport:
+    """What an import wrote: data ``lines`` read, distinct ``addresses``, of which ``new`` ones."""
 
-    email: str
-    reason: str
-    expires_at: datetime | None
+    lines: int
+    addresses: int
+    new: int
+
+    @property
+    def updated(self) -> int:
+        """Addresses that were on the list already (their entry refreshed)."""
+        return self.addresses - self.new
 
 
 def parse_entry(
     email: str, reason: str = "manual", expires_at: str | None = None, *, where: str = ""
 ) -> Entry:
     """Validate one address, reason and expiry, or raise :class:`PayloadInvalid` saying which."""
-    address = normalize(email)
     try:
-        check_address(address)
-    except ValueError as exc:
+        address = suppression_address(email, operator_input=True)
+    except PayloadInvalid as exc:
         raise PayloadInvalid(f"{where}email {email!r}: {exc}") from None
-    if "<" in address:
-        raise PayloadInvalid(f"{where}email {email!r}: give the bare address, without a display name")
     if reason not in SUPPRESSION_REASONS:
         raise PayloadInvalid(f"{where}reason {reason!r}: must be one of {', '.join(SUPPRESSION_REASONS)}")
     return Entry(address, reason, _parse_time(expires_at, where=where))
@@ -96,46 +120,86 @@ def list_entries(
     return list(session.scalars(query.order_by(Suppression.created_at.desc(), Suppression.email)))
 
 
-def read_csv(stream: IO[str]) -> list[Entry]:
-    """Every row of a suppression CSV, validated; the first bad row raises, naming its line."""
-    reader = csv.DictReader(stream)
-    if reader.fieldnames is None or "email" not in reader.fieldnames:
+def read_csv(data: bytes) -> list[Entry]:
+    """Every data line of a suppression CSV (UTF-8), validated, in file order.
+
+    Raises :class:`PayloadInvalid` naming every bad line (the first :data:`MAX_REPORTED_LINES`).
+    """
+    reader = csv.reader(io.StringIO(_decoded(data), newline=""))
+    header = next(reader, None)
+    if header is None or "email" not in header:
         raise PayloadInvalid("CSV: the header must include an 'email' column")
-    entries = []
+    columns: dict[str, int] = {
+        name: header.index(name) for name in ("email", "reason", "expires_at") if name in header
+    }
+    entries: list[Entry] = []
+    problems: list[str] = []
+    line = reader.line_num + 1  # where the next record starts
     for row in reader:
-        where = f"CSV line {reader.line_num}: "
-        if None in row:
-            raise PayloadInvalid(f"{where}more fields than the header has")
-        entries.append(
-            parse_entry(
-                row.get("email") or "", row.get("reason") or "manual", row.get("expires_at"), where=where
+        where = f"CSV line {line}: "
+        line = reader.line_num + 1
+        if not row:
+            continue
+        if len(row) > len(header):
+            problems.append(f"{where}more fields than the header has")
+            continue
+        # The address rule itself takes a ' in front of a formula-like address (see _unescape).
+        email = _cell(row, columns, "email")
+        reason = _unescape(_cell(row, columns, "reason")) or "manual"
+        try:
+            entries.append(
+                parse_entry(email, reason, _unescape(_cell(row, columns, "expires_at")), where=where)
             )
-        )
+        except PayloadInvalid as exc:
+            problems.append(str(exc))
+    if problems:
+        raise PayloadInvalid(_refusal(problems))
     return entries
 
 
 def import_entries(
-    session: Session, organization_id: uuid.UUID, entries: Iterable[Entry], *, actor: str
-) -> int:
-    """Suppress every entry (one audit row for the import); return how many.
+    session_factory: sessionmaker[Session],
+    organization_id: uuid.UUID,
+    entries: Sequence[Entry],
+    *,
+    actor: str,
+) -> ImportReport:
+    """Suppress every entry (an address given twice counts once, by :func:`suppress`'s rule).
 
-    Unlike :func:`add_entry` this takes no recipient locks: one per row would fill PostgreSQL's lock
-    table on a large import. A send already past its check when the import commits may still go out.
+    Each batch of up to :data:`MAX_RECIPIENT_LOCKS` addresses is one transaction that first waits
+    for the sends to them now in flight (as :func:`add_entry` does for one), so an import of more
+    addresses commits in several steps. The audit row, one per import, commits with the first.
+    Raises :class:`ImportInterrupted` if a batch fails after others committed: importing the same
+    entries again finishes the import (it writes the same entries).
     """
-    count = 0
-    for entry in entries:
-        suppress(
-            session, organization_id, entry.email, entry.reason, source="import", expires_at=entry.expires_at
-        )
-        count += 1
-    audit.record(
-        session,
-        action="suppression.import",
-        actor=actor,
-        organization_id=organization_id,
-        details={"rows": count},
-    )
-    return count
+    unique = _fold_repeats(entries)
+    batches = [
+        unique[start : start + MAX_RECIPIENT_LOCKS] for start in range(0, len(unique), MAX_RECIPIENT_LOCKS)
+    ]
+    new = 0
+    stored = 0
+    for number, batch in enumerate(batches or [[]]):
+        try:
+            with transaction(session_factory) as session:
+                if number == 0:
+                    audit.record(
+                        session,
+                        action="suppression.import",
+                        actor=actor,
+                        organization_id=organization_id,
+                        details={"lines": len(entries), "addresses": len(unique)},
+                    )
+                new += suppress_many(session, organization_id, batch, source=IMPORT_SOURCE)
+        except SQLAlchemyError as exc:
+            if not stored:
+                raise
+            raise ImportInterrupted(
+                f"import stopped after {stored} of {len(unique)} addresses ({type(exc).__name__}); those"
+                " are stored: import the same file again to finish",
+                stored=stored,
+            ) from exc
+        stored += len(batch)
+    return ImportReport(lines=len(entries), addresses=len(unique), new=new)
 
 
 def write_csv(entries: Iterable[Suppression], stream: IO[str]) -> None:
@@ -144,7 +208,58 @@ def write_csv(entries: Iterable[Suppression], stream: IO[str]) -> None:
     writer.writerow(CSV_COLUMNS)
     for row in entries:
         expires = row.expires_at.isoformat() if row.expires_at else ""
-        writer.writerow([row.email, row.reason, expires, row.source or "", row.created_at.isoformat()])
+        cells = (row.email, row.reason, expires, row.source or "", row.created_at.isoformat())
+        writer.writerow([escape_cell(value) for value in cells])
+
+
+def escape_cell(value: str) -> str:
+    """``value`` with a ``'`` in front if a spreadsheet would run it as a formula."""
+    return TEXT_MARK + value if value.startswith(FORMULA_PREFIXES) else value
+
+
+def _cell(row: list[str], columns: dict[str, int], name: str) -> str:
+    index = columns.get(name)
+    return row[index] if index is not None and index < len(row) else ""
+
+
+def _unescape(value: str) -> str:
+    """A cell as it was before :func:`escape_cell` (a ``'`` in front of anything else stays)."""
+    marked = value.startswith(TEXT_MARK) and value[1:2] in FORMULA_PREFIXES
+    return value[1:] if marked else value
+
+
+def _decoded(data: bytes) -> str:
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise PayloadInvalid(
+            f"CSV line {line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+            " (in a spreadsheet: CSV UTF-8) and import it again"
+        ) from None
+
+
+def _refusal(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"{problems[0]}; nothing was imported"
+    shown = problems[:MAX_REPORTED_LINES]
+    if len(problems) > len(shown):
+        shown.append(f"... and {len(problems) - len(shown)} more bad line(s)")
+    shown.append(f"{len(problems)} bad line(s): nothing was imported")
+    return "\n".join(shown)
+
+
+def _fold_repeats(entries: Iterable[Entry]) -> list[Entry]:
+    """One entry per address, as if each were suppressed in turn: the last line's reason and
+    expiry win, but an entry once permanent stays permanent."""
+    folded: dict[str, Entry] = {}
+    for entry in entries:
+        earlier = folded.get(entry.email)
+        permanent = earlier is not None and earlier.expires_at is None
+        folded[entry.email] = replace(entry, expires_at=None) if permanent else entry
+    return list(folded.values())
 
 
 def _parse_time(value: str | None, *, where: str) -> datetime | None:

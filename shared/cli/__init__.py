@@ -16,6 +16,7 @@ from shared.cli.demo import demo, sandbox
 from shared.cli.keys import keys
 from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
+from shared.cli.output import printable_lines
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
 
@@ -27,9 +28,9 @@ class PilotGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PilotError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable_lines(exc)) from None
         except OperationalError as exc:
-            raise click.ClickException(f"database unavailable: {exc.orig}") from None
+            raise click.ClickException(printable_lines(f"database unavailable: {exc.orig}")) from None
 
 
 @click.group(cls=PilotGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -58,5 +59,5 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except PilotError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {printable_lines(exc)}", err=True)
         sys.exit(1)

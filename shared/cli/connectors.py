@@ -7,13 +7,22 @@ from typing import Any
 import click
 from pydantic import SecretStr
 from rich.table import Table
+from rich.text import Text
 
 from shared import audit
 from shared import connector_store as store
 from shared.cli.context import CliContext, pass_cli
+from shared.cli.flag_errors import fields_as_flags
+from shared.cli.output import cell, printable
 from shared.models import Connector
 
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
+#: The flag that sets each connector config field, to name it when its value is refused.
+CONFIG_FLAGS = {
+    "default_from": "--from",
+    "rate_limit_per_hour": "--per-hour",
+    "rate_limit_per_day": "--per-day",
+}
 
 
 @click.group()
@@ -47,7 +56,7 @@ def add(
     config |= {"rate_limit_per_hour": per_hour} if per_hour is not None else {}
     config |= {"rate_limit_per_day": per_day} if per_day is not None else {}
     secret = SecretStr(api_key) if api_key else None
-    with ctx.transaction() as session:
+    with ctx.transaction() as session, fields_as_flags(CONFIG_FLAGS):
         created = store.create_connector(
             session,
             organization_id=organization_id,
@@ -83,7 +92,7 @@ def show(ctx: CliContext, connector_id: str) -> None:
         row = store.get_connector(session, connector_id)
     table = Table("field", "value", show_header=False)
     for field, value in _details(row).items():
-        table.add_row(field, value)
+        table.add_row(field, cell(value))
     ctx.console.print(table)
 
 
@@ -107,7 +116,7 @@ def set_key(ctx: CliContext, connector_id: str, api_key: str, actor: str) -> Non
 @pass_cli
 def set_limits(ctx: CliContext, connector_id: str, per_hour: int, per_day: int, actor: str) -> None:
     """Set a connector's hour and day budgets."""
-    with ctx.transaction() as session:
+    with ctx.transaction() as session, fields_as_flags(CONFIG_FLAGS):
         store.update_limits(session, connector_id, per_hour=per_hour, per_day=per_day, actor=actor)
     click.echo(f"Limits set: {per_hour}/hour, {per_day}/day.")
 
@@ -136,18 +145,19 @@ def resume(ctx: CliContext, connector_id: str, reason: str | None, actor: str) -
     click.echo("Resumed.")
 
 
-def _summary(row: Connector) -> list[str]:
+def _summary(row: Connector) -> list[Text]:
     config = row.config
-    return [
-        str(row.id),
+    values = [
+        row.id,
         row.name,
         row.type,
         row.status,
-        str(config.get("rate_limit_per_hour", "")),
-        str(config.get("rate_limit_per_day", "")),
+        config.get("rate_limit_per_hour", ""),
+        config.get("rate_limit_per_day", ""),
         "set" if row.credentials_ciphertext else "fallback",
         row.last_error or "",
     ]
+    return [cell(value) for value in values]
 
 
 def _details(row: Connector) -> dict[str, str]:
@@ -193,5 +203,5 @@ def test(ctx: CliContext, connector_id: str, actor: str) -> None:
             reason=result.error,
         )
     if not result.success:
-        raise click.ClickException(f"connection test failed: {result.error}")
-    click.echo(f"OK: {result.metadata.get('key_access', 'key accepted')}")
+        raise click.ClickException(printable(f"connection test failed: {result.error}"))
+    click.echo(printable(f"OK: {result.metadata.get('key_access', 'key accepted')}"))

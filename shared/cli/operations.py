@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from shared import connector_store as store
 from shared import task_names
 from shared.cli.context import CliContext, pass_cli
-from shared.connector_config import ConnectorConfig
+from shared.cli.output import cell
 from shared.errors import PayloadInvalid
 from shared.models import Connector, ConnectorUsage, EmailMessage, WebhookEvent
 from shared.rate_limit import ConnectorLimits, RateLimiter
@@ -79,7 +79,7 @@ def usage(ctx: CliContext, connector_id: str) -> None:
     with ctx.session_factory() as session:
         connector = store.get_connector(session, connector_id)
         history = _hourly_usage(session, connector.id)
-    config = ConnectorConfig.model_validate(connector.config)
+    config = store.validate_connector_config(connector.config)
     limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
     limiter = RateLimiter.from_settings(ctx.settings)
     table = Table("window", "used", "limit", "remaining", "full again in")
@@ -122,7 +122,7 @@ def status(ctx: CliContext) -> None:
     ctx.console.print(_connectors_table(connectors))
     messages = Table("status", "messages", title="Send ledger")
     for name, count in sorted(ledger, key=lambda row: -int(row[1])):
-        messages.add_row(name, str(count))
+        messages.add_row(cell(name), str(count))
     ctx.console.print(messages)
     ctx.console.print(f"Webhook events: {events[0]} stored, {events[1]} waiting, {events[2]} orphaned.")
 
@@ -131,7 +131,7 @@ def _connectors_table(connectors: list[Connector]) -> Table:
     table = Table("connector", "name", "status", "last checked", "last error", title="Connectors")
     for row in connectors:
         checked = f"{row.last_checked_at:%Y-%m-%d %H:%M}" if row.last_checked_at else "never"
-        table.add_row(str(row.id), row.name, row.status, checked, row.last_error or "")
+        table.add_row(str(row.id), cell(row.name), cell(row.status), checked, cell(row.last_error or ""))
     return table
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import BinaryIO
 
 import click
 from rich.table import Table
@@ -11,6 +11,7 @@ from rich.table import Table
 from shared import connector_store as store
 from shared import suppression_admin as admin
 from shared.cli.context import CliContext, pass_cli
+from shared.cli.output import cell, printable
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
@@ -33,9 +34,9 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
     table = Table("email", "reason", "source", "since", "expires")
     for row in rows:
         table.add_row(
-            row.email,
-            row.reason,
-            row.source or "",
+            cell(row.email),
+            cell(row.reason),
+            cell(row.source or ""),
             f"{row.created_at:%Y-%m-%d %H:%M}",
             f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
         )
@@ -58,7 +59,7 @@ def add(
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         admin.add_entry(session, org.id, entry, actor=actor)
-    click.echo(f"Suppressed {entry.email} ({entry.reason}).")
+    click.echo(printable(f"Suppressed {entry.email} ({entry.reason})."))
 
 
 @suppression.command("remove")
@@ -71,21 +72,28 @@ def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> Non
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         admin.remove_entry(session, org.id, email, actor=actor)
-    click.echo(f"Removed {email.strip().lower()}.")
+    click.echo(printable(f"Removed {email.strip().lower()}."))
 
 
 @suppression.command("import")
 @ORG
-@click.argument("csv_file", type=click.File("r", encoding="utf-8"))
+@click.argument("csv_file", type=click.File("rb"))
 @ACTOR
 @pass_cli
-def import_(ctx: CliContext, organization_id: str, csv_file: TextIO, actor: str) -> None:
-    """Import a CSV (columns: email, reason, expires_at); all rows or none."""
-    entries = admin.read_csv(csv_file)
-    with ctx.transaction() as session:
+def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
+    """Import a UTF-8 CSV (columns: email, reason, expires_at).
+
+    One bad line refuses the whole file, and every bad line is listed. A large file is written in
+    batches; if that stops part-way, import the same file again to finish.
+    """
+    entries = admin.read_csv(csv_file.read())
+    with ctx.session_factory() as session:
         org = store.get_organization(session, organization_id)
-        count = admin.import_entries(session, org.id, entries, actor=actor)
-    click.echo(f"Imported {count} address(es).")
+    report = admin.import_entries(ctx.session_factory, org.id, entries, actor=actor)
+    click.echo(
+        f"Imported {report.addresses} address(es) from {report.lines} line(s):"
+        f" {report.new} new, {report.updated} already listed (updated)."
+    )
 
 
 @suppression.command("export")

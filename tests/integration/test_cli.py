@@ -74,8 +74,8 @@ def test_bad_limits_name_the_field(pilot: Pilot) -> None:
 
     result = pilot("connector", "set-limits", cid, "--per-hour", "10", "--per-day", "5")
 
-    assert result.exit_code == 1
-    assert "rate_limit_per_day must not be below" in result.output
+    assert result.exit_code == 2
+    assert "--per-day: must not be below the hourly limit" in result.output
 
 
 def test_suppression_add_list_export_remove(pilot: Pilot) -> None:

@@ -71,7 +71,7 @@ def test_create_connector_refuses_bad_limits_naming_each_field(
 
 
 def test_day_limit_below_hour_limit_is_refused(db_session: Session, org: Organization) -> None:
-    with pytest.raises(PayloadInvalid, match="rate_limit_per_day must not be below"):
+    with pytest.raises(PayloadInvalid, match="rate_limit_per_day: must not be below"):
         store.create_connector(
             db_session,
             organization_id=org.id,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import suppression_admin
 from shared.db import transaction
-from shared.suppression import lock_recipient_for_suppression, suppress
+from shared.suppression import lock_recipient_for_suppression, suppress, suppress_many
 from tests.send_helpers import add_connector
 from worker import fast_ledger, ledger
 from worker.rendering import RenderedMessage
@@ -68,6 +68,56 @@ def test_suppression_waits_for_the_send_holding_the_recipient_lock(
         sender.commit()
     thread.join(timeout=10)
     assert committed_at and committed_at[0] >= released_at
+
+
+def test_suppression_import_waits_for_the_send_holding_a_recipient_lock(
+    session_factory: sessionmaker[Session],
+) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    rendered = message()
+    with transaction(session_factory) as session:
+        ledger.insert_messages(
+            session, [rendered], organization_id=organization_id, connector_id=connector_id, task_id=None
+        )
+    others = [suppression_admin.parse_entry(f"other{n}@example.test") for n in range(50)]
+    committed_at: list[float] = []
+
+    def import_addresses() -> None:
+        entries = [*others[:25], suppression_admin.parse_entry(ADDRESS), *others[25:]]
+        suppression_admin.import_entries(session_factory, organization_id, entries, actor="cli")
+        committed_at.append(time.monotonic())
+
+    engine = session_factory.kw["bind"]
+    with engine.connect() as connection, Session(bind=connection) as sender:
+        assert ledger.try_lock_recipients(sender, [rendered.id]) == {rendered.id}
+        sender.commit()
+        thread = threading.Thread(target=import_addresses)
+        thread.start()
+        time.sleep(0.5)
+        released_at = time.monotonic()
+        ledger.unlock_all(sender)
+        sender.commit()
+    thread.join(timeout=10)
+    assert committed_at and committed_at[0] >= released_at
+
+
+def test_sender_does_not_take_a_recipient_a_suppression_import_is_writing(
+    session_factory: sessionmaker[Session],
+) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    rendered = message()
+    with transaction(session_factory) as session:
+        ledger.insert_messages(
+            session, [rendered], organization_id=organization_id, connector_id=connector_id, task_id=None
+        )
+    entries = [suppression_admin.parse_entry(ADDRESS), suppression_admin.parse_entry("other@example.test")]
+    with session_factory() as importer, session_factory() as sender:
+        suppress_many(importer, organization_id, entries, source="import")  # open transaction
+        assert ledger.try_lock_recipients(sender, [rendered.id]) == set()
+        importer.commit()
+        assert ledger.try_lock_recipients(sender, [rendered.id]) == {rendered.id}
+        ledger.unlock_all(sender)
+        sender.commit()
 
 
 def test_fast_path_attempt_is_refused_once_the_recipient_is_suppressed(

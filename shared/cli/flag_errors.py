@@ -1,0 +1,28 @@
+"""Refused field values reported by the command-line flag that set them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import click
+
+from shared.errors import FieldsInvalid
+
+
+class FlagInvalid(click.ClickException):
+    """A flag's value is refused: one line naming the flag, exit code 2 as click's usage errors."""
+
+    exit_code = 2
+
+
+@contextmanager
+def fields_as_flags(flags: Mapping[str, str]) -> Iterator[None]:
+    """Turn :class:`FieldsInvalid` raised inside into :class:`FlagInvalid`, naming fields by ``flags``."""
+    try:
+        yield
+    except FieldsInvalid as exc:
+        described = "; ".join(
+            f"{flags.get(field, field)}: {problem}" for field, problem in exc.problems.items()
+        )
+        raise FlagInvalid(described) from None
