@@ -129,16 +129,25 @@ class Dispatcher:
     def __init__(self, ctx: SendContext) -> None:
         self.ctx = ctx
 
-    def run(self, key: str, *, max_units: int = MAX_UNITS_PER_RUN) -> dict[uuid.UUID, RecipientResult]:
+    def run(
+        self, key: str, *, max_units: int = MAX_UNITS_PER_RUN, patience_s: float = 0.0
+    ) -> dict[uuid.UUID, RecipientResult]:
         """Send units of the queue of API key ``key`` while its request tokens allow.
 
+        ``patience_s``: waits for the next token are slept while they fit in it (a caller waiting
+        for its answer), instead of being left to a scheduled dispatch.
         Returns the answer of every row this run decided (sent, failed, waiting...), by row id.
         """
         decided: dict[uuid.UUID, RecipientResult] = {}
+        patience = patience_s
         with self.ctx.held_autocommit() as conn:
             for _ in range(max_units):
                 try:
                     token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
+                    while not token.granted and token.wait_seconds <= patience:
+                        patience -= token.wait_seconds
+                        self.ctx.sleep(token.wait_seconds)
+                        token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
                 except RateLimitBackendUnavailable as exc:
                     # Fail closed: the rows wait in PostgreSQL; beat's sweep dispatches them again.
                     logger.warning("dispatch of API key %s stopped: %s", key, exc)
@@ -156,7 +165,9 @@ class Dispatcher:
                 self._after_planning(conn, plan)
                 if plan.members:
                     self._send(conn, plan)
-                self.ctx.metrics.count_results(result.status for result in plan.results.values())
+                self.ctx.metrics.count_results(
+                    result.status for result in plan.results.values() if result.status != "pending"
+                )
                 decided.update(plan.results)
                 if not plan.more:
                     return decided
@@ -171,15 +182,18 @@ class Dispatcher:
         plan = _Plan(key, now)
         with conn.transaction():
             found = queue.claim(conn, key, limit=MAX_BATCH_SIZE, now=now, orphaned_after=ORPHANED_AFTER_S)
-            if found.due_units:
-                self._plan_retry(conn, plan, list(dict.fromkeys(found.due_units)))
-            elif found.rows:
-                self._plan_new(conn, plan, found.rows)
-            elif found.in_flight:
-                plan.idle = True
-                return plan
-            else:
-                return None
+            taken = bool(found.due_units) and self._plan_retry(conn, plan, list(dict.fromkeys(found.due_units)))
+            if not taken:
+                rows = found.rows
+                if found.due_units:  # every due unit is held by a live dispatcher: the queue goes on
+                    rows = queue.claim_ready(conn, key, limit=MAX_BATCH_SIZE, now=now)
+                if rows:
+                    self._plan_new(conn, plan, rows)
+                elif found.in_flight or found.due_units:
+                    plan.idle = True
+                    return plan
+                else:
+                    return None
             queue.write_attempt(conn, plan.changes, unit=plan.unit)
             for new_key, ids in plan.moved.items():
                 queue.rekey(conn, ids, new_key)
@@ -254,10 +268,9 @@ class Dispatcher:
         plan.api_key = view.api_key
         return payable[: take.paid]
 
-    def _plan_retry(self, conn: psycopg.Connection[Any], plan: _Plan, due_units: list[str]) -> None:
-        """Take the first due unit no other dispatcher holds, and send it again whole (or decide why not)."""
-        plan.retry = True
-        plan.more = True
+    def _plan_retry(self, conn: psycopg.Connection[Any], plan: _Plan, due_units: list[str]) -> bool:
+        """Take the first due unit no other dispatcher holds and send it again whole (or decide why
+        not); False when every one is held."""
         for unit in due_units:
             claimed = queue.claim_unit(conn, unit)
             if claimed is None:
@@ -266,15 +279,17 @@ class Dispatcher:
             open_rows = [row for row in rows if row.status == MessageStatus.SENDING]
             if not open_rows:
                 continue
+            plan.retry = plan.more = True
             if not all(locked for _, locked in claimed):
                 self.ctx.metrics.count_deferrals("recipient_busy", len(open_rows))
                 later = plan.now + timedelta(seconds=RECIPIENT_BUSY_WAIT_S)
                 for row in open_rows:
                     plan.decide(row, RowChange(row.id, MessageStatus.SENDING, next_attempt_at=later))
                 plan.waits.append(RECIPIENT_BUSY_WAIT_S)
-                continue
+                return True
             self._decide_retry(plan, unit, rows, open_rows)
-            return
+            return True
+        return False
 
     def _decide_retry(
         self, plan: _Plan, unit: str, rows: list[QueuedRow], open_rows: list[QueuedRow]

@@ -67,31 +67,84 @@ class Recorded:
     refused: int = 0
 
 
+@dataclass
+class Submission:
+    """A request after recording: its rows (``recorded``), or the answer it got already (``outcome``:
+    refused, recorded as failed)."""
+
+    recorded: Recorded | None = None
+    outcome: SendOutcome | None = None
+
+
 def send_email(
     ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
 ) -> SendOutcome:
     """Run ``pilot.send_email``: one email (one per mailbox of ``to``, ``cc`` and ``bcc``), or the rows
     named by ``message_ids``."""
-    if args:
-        return _refuse_positional(ctx, args, kwargs, task_ref=task_ref)
-    try:
-        payload = parse_send_email(kwargs)
-    except PayloadInvalid as exc:
-        return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
-    return _send(ctx, kwargs, payload, task_ref=task_ref)
+    [outcome] = finish(ctx, [submit_email(ctx, kwargs, task_ref=task_ref, args=args)])
+    return outcome
 
 
 def send_batch(
     ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
 ) -> SendOutcome:
     """Run ``pilot.send_batch``: many emails of one connector, each checked on its own."""
+    [outcome] = finish(ctx, [submit_batch(ctx, kwargs, task_ref=task_ref, args=args)])
+    return outcome
+
+
+def submit_email(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> Submission:
+    """Record ``pilot.send_email`` kwargs (or their refusal); nothing is dispatched yet."""
     if args:
-        return _refuse_positional(ctx, args, kwargs, task_ref=task_ref)
+        return Submission(outcome=_refuse_positional(ctx, args, kwargs, task_ref=task_ref))
+    try:
+        payload = parse_send_email(kwargs)
+    except PayloadInvalid as exc:
+        return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+    return _submit(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def submit_batch(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> Submission:
+    """Record ``pilot.send_batch`` kwargs (or their refusal); nothing is dispatched yet."""
+    if args:
+        return Submission(outcome=_refuse_positional(ctx, args, kwargs, task_ref=task_ref))
     try:
         payload = parse_send_batch(kwargs)
     except PayloadInvalid as exc:
-        return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
-    return _send(ctx, kwargs, payload, task_ref=task_ref)
+        return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+    return _submit(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def finish(
+    ctx: SendContext, submissions: Sequence[Submission], *, patience_s: float = 0.0
+) -> list[SendOutcome]:
+    """Dispatch the queues the submissions wrote to (once each), then answer each submission.
+
+    ``patience_s``: how long the dispatch may wait for its key's next request tokens (see
+    :meth:`Dispatcher.run`); a worker task waits for none, a caller holding on for its answer may.
+    """
+    keys = dict.fromkeys(
+        s.recorded.dispatch_key for s in submissions if s.recorded is not None and s.recorded.dispatch_key
+    )
+    decided: dict[uuid.UUID, RecipientResult] = {}
+    for key in keys:
+        if key is not None:
+            decided.update(Dispatcher(ctx).run(key, patience_s=patience_s))
+    return [_answer(ctx, submission, decided) for submission in submissions]
+
+
+def _answer(
+    ctx: SendContext, submission: Submission, decided: Mapping[uuid.UUID, RecipientResult]
+) -> SendOutcome:
+    if submission.outcome is not None:
+        return submission.outcome
+    recorded = submission.recorded
+    assert recorded is not None  # a submission holds one or the other
+    return SendOutcome([*results(ctx, recorded, decided), *recorded.answered])
 
 
 def dispatch(ctx: SendContext, key: str) -> dict[uuid.UUID, RecipientResult]:
@@ -107,19 +160,17 @@ def _refuse_positional(
     return record_invalid(ctx, payload, POSITIONAL_REFUSAL, task_ref=task_ref)
 
 
-def _send(
+def _submit(
     ctx: SendContext,
     kwargs: Mapping[str, Any],
     payload: SendEmailPayload | ResumePayload | SendBatchPayload,
     *,
     task_ref: str,
-) -> SendOutcome:
+) -> Submission:
     try:
-        recorded = record(ctx, payload, task_ref=task_ref)
+        return Submission(recorded=record(ctx, payload, task_ref=task_ref))
     except PayloadInvalid as exc:
-        return record_invalid(ctx, kwargs, str(exc), task_ref=task_ref)
-    decided = Dispatcher(ctx).run(recorded.dispatch_key) if recorded.dispatch_key and recorded.ids else {}
-    return SendOutcome([*results(ctx, recorded, decided), *recorded.answered])
+        return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
 
 
 def record(
@@ -293,4 +344,16 @@ def _check_routing(
             raise PayloadInvalid("task_id: the task belongs to another organization")
 
 
-__all__ = ["Recorded", "dispatch", "prepare", "record", "results", "send_batch", "send_email"]
+__all__ = [
+    "Recorded",
+    "Submission",
+    "dispatch",
+    "finish",
+    "prepare",
+    "record",
+    "results",
+    "send_batch",
+    "send_email",
+    "submit_batch",
+    "submit_email",
+]

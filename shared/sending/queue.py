@@ -36,37 +36,50 @@ _RLOCK = RECIPIENT_LOCK_KEY.format(org="m.organization_id", email="m.recipient")
 
 # A unit is due again when its retry time has come, or when it has been in flight (no retry time)
 # for a while: then its dispatcher may be gone, which :func:`claim_unit` tells by its lock.
-_CLAIM = f"""
-WITH due AS (
+_DUE = f"""
+due AS (
     SELECT attempt_key FROM email_messages
     WHERE dispatch_key = %(key)s AND status = 'sending'
         AND (next_attempt_at <= %(now)s
              OR (next_attempt_at IS NULL AND updated_at < now() - make_interval(secs => %(orphaned)s)))
     ORDER BY next_attempt_at NULLS FIRST LIMIT {RETRY_CANDIDATES}
-), queued AS (
+), flying AS (
+    SELECT FROM email_messages
+    WHERE dispatch_key = %(key)s AND status = 'sending' AND next_attempt_at IS NULL LIMIT 1
+)"""
+# The oldest ready rows: queued, or deferred whose time has come (``{only}``: unless a unit is due).
+_READY = """
+queued AS (
     SELECT id, created_at FROM email_messages
-    WHERE dispatch_key = %(key)s AND status = 'queued' AND NOT EXISTS (SELECT FROM due)
+    WHERE dispatch_key = %(key)s AND status = 'queued' {only}
     ORDER BY created_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), waited AS (
     SELECT id, created_at FROM email_messages
-    WHERE dispatch_key = %(key)s AND status = 'deferred' AND next_attempt_at <= %(now)s
-        AND NOT EXISTS (SELECT FROM due)
+    WHERE dispatch_key = %(key)s AND status = 'deferred' AND next_attempt_at <= %(now)s {only}
     ORDER BY next_attempt_at LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), picked AS (
     SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM waited) AS ready
     ORDER BY created_at, id LIMIT %(limit)s
-), flying AS (
-    SELECT FROM email_messages
-    WHERE dispatch_key = %(key)s AND status = 'sending' AND next_attempt_at IS NULL LIMIT 1
+)"""
+_TAKE = (
+    "SELECT m.id, pg_try_advisory_lock(" + _RLOCK + "){extra} FROM email_messages m JOIN picked USING (id)"
 )
+_CLAIM = (
+    "WITH"
+    + _DUE
+    + ","
+    + _READY.format(only="AND NOT EXISTS (SELECT FROM due)")
+    + """
 SELECT DISTINCT NULL::uuid, NULL::bool, attempt_key FROM due
 UNION ALL
 SELECT NULL, NULL, '' FROM flying
 UNION ALL
-SELECT m.id, pg_try_advisory_lock({_RLOCK}), NULL FROM email_messages m JOIN picked USING (id)
 """
+    + _TAKE.format(extra=", NULL")
+)
+_CLAIM_READY = "WITH" + _READY.format(only="") + "\n" + _TAKE.format(extra="")
 
 #: A unit's lock: held (session level) by its dispatcher from its attempt until its answer, so a unit
 #: in flight is never taken by another, and one whose dispatcher died (its connection closed) is.
@@ -236,6 +249,14 @@ def claim(
         else:
             rows.append((message_id, bool(free)))
     return Claim(due, rows, in_flight)
+
+
+def claim_ready(
+    conn: psycopg.Connection[Any], key: str, *, limit: int, now: datetime
+) -> list[tuple[uuid.UUID, bool]]:
+    """Up to ``limit`` of the key's oldest ready rows, whatever units are due (none could be taken)."""
+    params = {"key": key, "limit": limit, "now": now}
+    return [(message_id, bool(free)) for message_id, free in conn.execute(_CLAIM_READY, params)]
 
 
 def claim_unit(conn: psycopg.Connection[Any], unit: str) -> list[tuple[uuid.UUID, bool]] | None:

@@ -323,10 +323,13 @@ def test_a_unit_in_flight_is_not_taken_by_another_dispatcher(
     with ctx.engine.connect() as live:  # its dispatcher, alive, still waiting for Resend's answer
         live.execute(text("SELECT pg_advisory_lock(hashtextextended(:unit, 7))"), {"unit": row.attempt_key})
 
-        assert pipeline.dispatch(ctx, key_hash) == {}
+        later = pipeline.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
 
         live.execute(text("SELECT pg_advisory_unlock_all()"))
-    assert len(sends(resend)) == 1
+    assert [call.headers["Idempotency-Key"] for call in sends(resend)][1:] == [
+        rows(factory, connector_id)[1].idempotency_key
+    ]
+    assert later.counts() == {"sent": 1}  # the queue goes on meanwhile
 
 
 def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_id, clock, key_hash) -> None:
