@@ -182,7 +182,8 @@ class Dispatcher:
         plan = _Plan(key, now)
         with conn.transaction():
             found = queue.claim(conn, key, limit=MAX_BATCH_SIZE, now=now, orphaned_after=ORPHANED_AFTER_S)
-            taken = bool(found.due_units) and self._plan_retry(conn, plan, list(dict.fromkeys(found.due_units)))
+            due = list(dict.fromkeys(found.due_units))
+            taken = bool(due) and self._plan_retry(conn, plan, due)
             if not taken:
                 rows = found.rows
                 if found.due_units:  # every due unit is held by a live dispatcher: the queue goes on
