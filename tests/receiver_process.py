@@ -14,8 +14,9 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tests.process_control import stop_process, wait_until_answering
 from tests.sandbox_process import free_port
@@ -25,10 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class ReceiverHandle:
-    """A running receiver: base URL and the gunicorn arbiter's pid."""
+    """A running receiver: base URL, the gunicorn arbiter's pid and its log (stdout and stderr)."""
 
     url: str
     pid: int
+    log: IO[bytes] = field(repr=False, compare=False)
+
+    def output(self) -> str:
+        """Everything the server has logged so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     @property
     def webhook_url(self) -> str:
@@ -64,7 +72,7 @@ def running_gunicorn(
             stderr=subprocess.STDOUT,
         )
         try:
-            handle = ReceiverHandle(f"http://127.0.0.1:{port}", process.pid)
+            handle = ReceiverHandle(f"http://127.0.0.1:{port}", process.pid, log)
             # Any answer means a worker is serving (/healthz may be 503 if a dependency is down).
             wait_until_answering(
                 f"{handle.url}/healthz", process, log, name="gunicorn", timeout=startup_timeout
@@ -76,14 +84,20 @@ def running_gunicorn(
 
 @contextlib.contextmanager
 def running_receiver(
-    *, database_url: str, broker_url: str, secret: str, workers: int = 2, threads: int = 8
+    *,
+    database_url: str,
+    broker_url: str,
+    secret: str,
+    workers: int = 2,
+    threads: int = 8,
+    log_level: str = "WARNING",
 ) -> Iterator[ReceiverHandle]:
     """The receiver (``webhook_receiver.wsgi:app``) configured by environment, as in production."""
     env = {
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
         "RESEND_WEBHOOK_SECRET": secret,
-        "PILOT_LOG_LEVEL": "WARNING",
+        "PILOT_LOG_LEVEL": log_level,
     }
     with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, threads=threads) as handle:
         yield handle

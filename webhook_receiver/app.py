@@ -131,7 +131,9 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        request.environ[OUTCOME] = HTTP_REJECTIONS.get(status)
+        request.environ[OUTCOME] = reason = HTTP_REJECTIONS.get(status)
+        if reason is not None and request.path == WEBHOOK_PATH:
+            log.info("webhook refused (%d): %s", status, exc.description)
         return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 
