@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -44,28 +44,34 @@ class ReceiverHandle:
         return f"{self.url}/api/webhooks/resend"
 
 
-#: The receiver's gunicorn configuration (prometheus multiprocess mode), as in production.
+#: The receiver's gunicorn configuration (worker class, timeouts, metrics), as in production.
 RECEIVER_CONFIG = "python:webhook_receiver.gunicorn_conf"
 
 
-def gunicorn_argv(app: str, port: int, *, workers: int, threads: int) -> list[str]:
-    """The gunicorn command line serving ``app`` on loopback ``port`` (same settings for any app)."""
+def gunicorn_argv(app: str, port: int, *, workers: int | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """The gunicorn command line serving ``app`` on loopback ``port`` with the receiver's settings
+    (the same for any app; ``workers`` and ``extra`` switches override them)."""
+    override = ["--workers", str(workers)] if workers is not None else []
     return [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
-        "--config", RECEIVER_CONFIG, app,
+        sys.executable, "-m", "gunicorn", "--config", RECEIVER_CONFIG, "--bind", f"127.0.0.1:{port}",
+        *override, *extra, "--log-level", "warning", app,
     ]  # fmt: skip
 
 
 @contextlib.contextmanager
 def running_gunicorn(
-    app: str, *, env: dict[str, str], workers: int = 2, threads: int = 8, startup_timeout: float = 30.0
+    app: str,
+    *,
+    env: dict[str, str],
+    workers: int | None = None,
+    extra: Sequence[str] = (),
+    startup_timeout: float = 30.0,
 ) -> Iterator[ReceiverHandle]:
     """Serve WSGI ``app`` (``module:name``) under gunicorn until the block ends."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            gunicorn_argv(app, port, workers=workers, threads=threads),
+            gunicorn_argv(app, port, workers=workers, extra=extra),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,
@@ -88,8 +94,8 @@ def running_receiver(
     database_url: str,
     broker_url: str,
     secret: str,
-    workers: int = 2,
-    threads: int = 8,
+    workers: int | None = None,
+    extra: Sequence[str] = (),
     log_level: str = "WARNING",
 ) -> Iterator[ReceiverHandle]:
     """The receiver (``webhook_receiver.wsgi:app``) configured by environment, as in production."""
@@ -99,5 +105,5 @@ def running_receiver(
         "RESEND_WEBHOOK_SECRET": secret,
         "PILOT_LOG_LEVEL": log_level,
     }
-    with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, threads=threads) as handle:
+    with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, extra=extra) as handle:
         yield handle
