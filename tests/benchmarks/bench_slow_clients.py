@@ -2,7 +2,7 @@
 
 The receiver runs under gunicorn with its own settings (``webhook_receiver.gunicorn_conf``); switches
 after ``--`` override them, to measure an alternative (``-- --worker-class gthread --threads 4``).
-``--nginx BINARY`` puts nginx in front with ``deploy/nginx-receiver.conf``, as docker-compose does.
+``--nginx BINARY`` puts nginx in front with docker-compose's server block for the receiver.
 ``SOCKETS`` slow clients (half trickling header lines, half a body, one piece a second; each one cut
 off is replaced at once) stay open for ``HOLD_S`` seconds while a signed delivery is posted every
 ``EVERY_S``. Printed: each delivery's status and latency, how many were answered within 1 s, and
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -60,7 +61,8 @@ http {{
 def nginx_in_front(binary: str, upstream_url: str) -> Iterator[str]:
     """nginx with the compose file's server block, proxying to ``upstream_url``; yields its URL."""
     port = free_port()
-    server = (ROOT / "deploy" / "nginx-receiver.conf").read_text()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    server = compose["configs"]["nginx_receiver"]["content"]
     server = server.replace("server receiver:8000;", f"server {upstream_url.removeprefix('http://')};")
     server = server.replace("listen 8000;", f"listen 127.0.0.1:{port};")
     with tempfile.TemporaryDirectory(prefix="bench-nginx-") as prefix, tempfile.TemporaryFile() as log:

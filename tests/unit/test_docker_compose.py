@@ -119,11 +119,13 @@ def test_sandbox_webhook_secret_is_not_on_its_command_line(compose: dict[str, An
 
 def test_receiver_is_published_only_through_the_buffering_proxy(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    server_block = (ROOT / "deploy" / "nginx-receiver.conf").read_text()
+    server_block = compose["configs"]["nginx_receiver"]["content"]
 
     assert "ports" not in services["receiver"]
     assert services["proxy"]["ports"] == ["8000:8000"]
-    assert "./deploy/nginx-receiver.conf:/etc/nginx/conf.d/default.conf:ro" in services["proxy"]["volumes"]
+    assert services["proxy"]["configs"] == [
+        {"source": "nginx_receiver", "target": "/etc/nginx/conf.d/default.conf"}
+    ]
     assert "server receiver:8000;" in server_block
     assert "proxy_request_buffering on;" in server_block
 
