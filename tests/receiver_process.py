@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from tests.process_control import stop_process, wait_until_answering
 from tests.sandbox_process import free_port
@@ -25,10 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass(frozen=True)
 class ReceiverHandle:
-    """A running receiver: base URL and the gunicorn arbiter's pid."""
+    """A running receiver: base URL, the gunicorn arbiter's pid and its log (stdout and stderr)."""
 
     url: str
     pid: int
+    log: IO[bytes] = field(repr=False, compare=False)
+
+    def output(self) -> str:
+        """Everything the server has logged so far."""
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     @property
     def webhook_url(self) -> str:
@@ -36,35 +44,41 @@ class ReceiverHandle:
         return f"{self.url}/api/webhooks/resend"
 
 
-#: The receiver's gunicorn configuration (prometheus multiprocess mode), as in production.
+#: The receiver's gunicorn configuration (worker class, timeouts, metrics), as in production.
 RECEIVER_CONFIG = "python:webhook_receiver.gunicorn_conf"
 
 
-def gunicorn_argv(app: str, port: int, *, workers: int, threads: int) -> list[str]:
-    """The gunicorn command line serving ``app`` on loopback ``port`` (same settings for any app)."""
+def gunicorn_argv(app: str, port: int, *, workers: int | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """The gunicorn command line serving ``app`` on loopback ``port`` with the receiver's settings
+    (the same for any app; ``workers`` and ``extra`` switches override them)."""
+    override = ["--workers", str(workers)] if workers is not None else []
     return [
-        sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--threads", str(threads), "--worker-class", "gthread", "--log-level", "warning",
-        "--config", RECEIVER_CONFIG, app,
+        sys.executable, "-m", "gunicorn", "--config", RECEIVER_CONFIG, "--bind", f"127.0.0.1:{port}",
+        *override, *extra, "--log-level", "warning", app,
     ]  # fmt: skip
 
 
 @contextlib.contextmanager
 def running_gunicorn(
-    app: str, *, env: dict[str, str], workers: int = 2, threads: int = 8, startup_timeout: float = 30.0
+    app: str,
+    *,
+    env: dict[str, str],
+    workers: int | None = None,
+    extra: Sequence[str] = (),
+    startup_timeout: float = 30.0,
 ) -> Iterator[ReceiverHandle]:
     """Serve WSGI ``app`` (``module:name``) under gunicorn until the block ends."""
     port = free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
-            gunicorn_argv(app, port, workers=workers, threads=threads),
+            gunicorn_argv(app, port, workers=workers, extra=extra),
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            handle = ReceiverHandle(f"http://127.0.0.1:{port}", process.pid)
+            handle = ReceiverHandle(f"http://127.0.0.1:{port}", process.pid, log)
             # Any answer means a worker is serving (/healthz may be 503 if a dependency is down).
             wait_until_answering(
                 f"{handle.url}/healthz", process, log, name="gunicorn", timeout=startup_timeout
@@ -76,14 +90,20 @@ def running_gunicorn(
 
 @contextlib.contextmanager
 def running_receiver(
-    *, database_url: str, broker_url: str, secret: str, workers: int = 2, threads: int = 8
+    *,
+    database_url: str,
+    broker_url: str,
+    secret: str,
+    workers: int | None = None,
+    extra: Sequence[str] = (),
+    log_level: str = "WARNING",
 ) -> Iterator[ReceiverHandle]:
     """The receiver (``webhook_receiver.wsgi:app``) configured by environment, as in production."""
     env = {
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
         "RESEND_WEBHOOK_SECRET": secret,
-        "PILOT_LOG_LEVEL": "WARNING",
+        "PILOT_LOG_LEVEL": log_level,
     }
-    with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, threads=threads) as handle:
+    with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, extra=extra) as handle:
         yield handle

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from shared.errors import ConfigError, PayloadInvalid, WebhookVerificationError
 from shared.settings import Settings, get_settings
 from shared.webhook_signature import decode_secret
+from webhook_receiver.body_deadline import body_deadline
 from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher, Dispatcher
 from webhook_receiver.fast_path import fast_path
 from webhook_receiver.group_writer import GroupWriter
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds Resend is asked to wait after a 503 (Svix retries on its own schedule anyway).
 RETRY_AFTER_S = 30
-#: Connections per worker process: one per gthread thread is enough (one statement per request).
+#: Connections per worker process for /healthz (webhooks are stored on the group writer's own one).
 POOL_SIZE = 8
 
 
@@ -72,6 +73,7 @@ def create_app(
         outcome_key=OUTCOME,
         headers_of=signature_headers,
     )
+    app.wsgi_app = body_deadline(app.wsgi_app)  # type: ignore[method-assign, assignment]
     _register_metrics(app, metrics or PrometheusMetrics())
     return app
 
@@ -100,7 +102,13 @@ def webhook_keys(settings: Settings) -> list[bytes]:
 
 
 #: Rejection reasons of the HTTP errors a webhook request can meet before verification.
-HTTP_REJECTIONS = {405: "method", 413: "too_large", 415: "content_type", 400: "malformed"}
+HTTP_REJECTIONS = {
+    405: "method",
+    408: "slow_body",
+    413: "too_large",
+    415: "content_type",
+    400: "malformed",
+}
 
 
 def _error(status: int, error: str, message: str) -> tuple[Response, int]:
@@ -131,7 +139,9 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
-        request.environ[OUTCOME] = HTTP_REJECTIONS.get(status)
+        request.environ[OUTCOME] = reason = HTTP_REJECTIONS.get(status)
+        if reason is not None and request.path == WEBHOOK_PATH:
+            log.info("webhook refused (%d): %s", status, exc.description)
         return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 

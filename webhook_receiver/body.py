@@ -3,13 +3,17 @@
 Werkzeug caps a body with ``Content-Length`` (413 up front), but a chunked body without one is cut at
 the limit by a single ``read`` and the cut body is then "valid" input. Reading until EOF and counting
 turns that case into a 413 as well.
+
+gunicorn decodes chunked framing while the body is read, so a broken size line, chunk terminator or
+trailer surfaces as its parser's exception from ``read``: that is the client's error, a 400.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from werkzeug.exceptions import RequestEntityTooLarge
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 
 class Readable(Protocol):
@@ -25,12 +29,17 @@ CHUNK_BYTES = 64 * 1024
 
 
 def read_body(stream: Readable, limit: int, *, chunk_bytes: int = CHUNK_BYTES) -> bytes:
-    """The full body from ``stream``; raises ``RequestEntityTooLarge`` (413) past ``limit`` bytes."""
+    """The full body from ``stream``; raises ``RequestEntityTooLarge`` (413) past ``limit`` bytes and
+    ``BadRequest`` (400) for chunked framing the server cannot decode."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        # Ask for at most one byte beyond the limit: that byte alone proves the body is too large.
-        chunk = stream.read(min(chunk_bytes, limit + 1 - size))
+        try:
+            # Ask for at most one byte beyond the limit: that byte alone proves the body is too large.
+            chunk = stream.read(min(chunk_bytes, limit + 1 - size))
+        except ParseException as exc:
+            # The class names the flaw; its message would echo the client's bytes into the log.
+            raise BadRequest(f"malformed chunked body ({type(exc).__name__})") from None
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

@@ -23,7 +23,16 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STORED = "stored"
 DUPLICATE = "duplicate"
 #: Rejection reasons: a short fixed vocabulary, never raw input (label values are series).
-REJECT_REASONS = ("signature", "timestamp", "headers", "too_large", "content_type", "method", "malformed")
+REJECT_REASONS = (
+    "signature",
+    "timestamp",
+    "headers",
+    "too_large",
+    "content_type",
+    "method",
+    "malformed",
+    "slow_body",
+)
 #: Latency buckets (seconds): a stored webhook takes milliseconds; Resend gives up after 15 s.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0)
 

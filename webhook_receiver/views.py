@@ -1,8 +1,9 @@
 """HTTP views: thin adapters over :class:`~webhook_receiver.receiver.WebhookReceiver`.
 
 Status codes: 200 stored or duplicate; 400 unverifiable or not a JSON object (missing signature
-headers included: one code for "not from Resend", as django-anymail does); 413 too large; 415 not
-JSON; 405 wrong method; 503 database down (Resend retries). Never 410: it disables the endpoint.
+headers and broken chunked framing included: one code for "not from Resend", as django-anymail does);
+408 body not received in time; 413 too large; 415 not JSON; 405 wrong method; 503 database down
+(Resend retries). Never 410: it disables the endpoint.
 """
 
 from __future__ import annotations

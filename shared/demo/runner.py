@@ -173,16 +173,13 @@ def _start_processes(
         ),
         processes.start(
             "receiver",
+            # Worker class, workers and timeouts come from the config module, as in docker-compose.
             processes.python_module(
                 "gunicorn",
-                "--bind",
-                f"127.0.0.1:{receiver_port}",
-                "--workers",
-                "2",
-                "--threads",
-                "4",
                 "--config",
                 "python:webhook_receiver.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{receiver_port}",
                 "webhook_receiver.wsgi:app",
             ),
             env=env,

@@ -1,11 +1,12 @@
 """Webhook receiver throughput and latency, beside a Flask endpoint that only answers 200, and
 events processed per second into PostgreSQL.
 
-1. gunicorn (2 workers x 8 gthread threads, the same for both apps) serves the real receiver
-   (verify, parse, INSERT ... ON CONFLICT into webhook_events, publish the Celery task to Redis)
-   and a trivial Flask app answering 200. A client of ``PROCESSES`` x ``THREADS`` keep-alive
-   connections posts distinct, pre-signed deliveries. Printed: requests/s and p50/p99 latency of
-   each, and the ratio (target >= 0.5x). Median of ``RUNS`` alternating runs.
+1. gunicorn, with the receiver's settings for both apps (``webhook_receiver.gunicorn_conf``: 2 gevent
+   workers), serves the real receiver (verify, parse, INSERT ... ON CONFLICT into webhook_events,
+   publish the Celery task to Redis) and a trivial Flask app answering 200. A client of
+   ``PROCESSES`` x ``THREADS`` keep-alive connections posts distinct, pre-signed deliveries.
+   Printed: requests/s and p50/p99 latency of each, and the ratio (target >= 0.5x). Median of
+   ``RUNS`` alternating runs.
 2. Stored events (sent, delivered, opened, clicked for each of ``MESSAGES`` messages) processed in
    ``PROCESSING_PROCESSES`` processes, as Celery prefork children run ``pilot.process_webhook_event``
    on the receiver's batches of up to ``EVENT_BATCH`` ids (``process_batch``; ``--one-by-one``: one

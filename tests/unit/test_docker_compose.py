@@ -16,7 +16,7 @@ from shared import task_names
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"postgres", "redis", "migrate", "worker", "beat", "receiver", "sandbox"}
+SERVICES = {"postgres", "redis", "migrate", "worker", "beat", "receiver", "proxy", "sandbox"}
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_redis_keeps_an_append_only_file_and_never_evicts(compose: dict[str, Any
     assert "--maxmemory-policy noeviction" in redis_command
 
 
-@pytest.mark.parametrize("service", ["postgres", "redis", "worker", "receiver"])
+@pytest.mark.parametrize("service", ["postgres", "redis", "worker", "receiver", "proxy"])
 def test_long_running_services_have_health_checks(compose: dict[str, Any], service: str) -> None:
     assert compose["services"][service]["healthcheck"]["test"]
 
@@ -115,3 +115,23 @@ def test_sandbox_webhook_secret_is_not_on_its_command_line(compose: dict[str, An
 
     assert not any("SECRET" in part for part in command(compose, "sandbox"))
     assert sandbox["environment"]["SANDBOX_WEBHOOK_SECRET"] == "${RESEND_WEBHOOK_SECRET}"
+
+
+def test_receiver_is_published_only_through_the_buffering_proxy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    server_block = compose["configs"]["nginx_receiver"]["content"]
+
+    assert "ports" not in services["receiver"]
+    assert services["proxy"]["ports"] == ["8000:8000"]
+    assert services["proxy"]["configs"] == [
+        {"source": "nginx_receiver", "target": "/etc/nginx/conf.d/default.conf"}
+    ]
+    assert "server receiver:8000;" in server_block
+    assert "proxy_request_buffering on;" in server_block
+
+
+def test_receiver_command_takes_its_settings_from_the_gunicorn_config(compose: dict[str, Any]) -> None:
+    receiver = command(compose, "receiver")
+
+    assert receiver[receiver.index("--config") + 1] == "python:webhook_receiver.gunicorn_conf"
+    assert not {"--workers", "--threads", "--worker-class", "-k", "--keep-alive"} & set(receiver)

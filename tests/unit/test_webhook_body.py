@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 import pytest
-from werkzeug.exceptions import RequestEntityTooLarge
+from gunicorn.http.errors import InvalidChunkSize
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from webhook_receiver.body import read_body
 
@@ -19,3 +20,15 @@ def test_read_body_returns_bodies_up_to_the_limit(size: int) -> None:
 def test_read_body_refuses_bodies_over_the_limit(size: int) -> None:
     with pytest.raises(RequestEntityTooLarge):
         read_body(io.BytesIO(b"x" * size), 100, chunk_bytes=7)
+
+
+class BrokenChunks:
+    """A WSGI input whose chunked framing the server's parser refuses mid-body."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        raise InvalidChunkSize(b"zz")
+
+
+def test_read_body_turns_the_servers_framing_error_into_a_400() -> None:
+    with pytest.raises(BadRequest, match="malformed chunked body"):
+        read_body(BrokenChunks(), 100)

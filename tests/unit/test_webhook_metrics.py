@@ -95,6 +95,7 @@ def test_metrics_rejection_reason_label_never_carries_input(app: Flask) -> None:
         "content_type",
         "method",
         "malformed",
+        "slow_body",
     }
 
 
