@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.resend_events import RESEND_EVENT_TYPES, BounceType, EventType, parse_event, parse_time
+from shared.resend_bounces import BounceType
+from shared.resend_events import RESEND_EVENT_TYPES, EventType, parse_event, parse_time
 
 EMAIL_ID = "56761188-7520-42d8-8898-ff6fc54ce618"
 
@@ -140,3 +141,15 @@ def test_parse_event_event_specific_objects(field: str, value: Any, attribute: s
 @pytest.mark.parametrize("value", ["2026-02-22T23:41:12", "yesterday", "", None, 5])
 def test_parse_time_refuses_naive_or_garbage(value: Any) -> None:
     assert parse_time(value) is None
+
+
+@pytest.mark.parametrize(
+    "to",
+    [["Recipient <To@Example.org>", "to2@example.org"], "Recipient <to@example.ORG>", [" TO@example.org "]],
+)
+def test_parse_event_recipient_is_the_bare_lower_case_address(to: Any) -> None:
+    assert parse_event(body("email.sent", to=to)).recipient == "to@example.org"
+
+
+def test_parse_event_unparsable_recipient_is_kept_trimmed_and_lower_cased() -> None:
+    assert parse_event(body("email.sent", to=["Not An Address"])).recipient == "not an address"
