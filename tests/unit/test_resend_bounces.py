@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from shared.resend_bounces import UNCLASSIFIED, BounceSource, BounceType, classify_bounce
-from shared.resend_events import parse_event
 
 # The sentences Resend documents per bounce type and subtype (its "Email Bounces" page, the webhook
 # examples, and payloads recorded before `type` was sent).
@@ -117,28 +116,3 @@ def test_classify_bounce_type_wins_over_subtype_and_message() -> None:
 )
 def test_classify_bounce_unknown_is_unclassified(bounce: dict[str, Any]) -> None:
     assert classify_bounce(bounce) == UNCLASSIFIED
-
-
-def bounced(bounce: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "email.bounced", "data": {"email_id": "e", "to": ["a@example.com"], "bounce": bounce}}
-
-
-@pytest.mark.parametrize(
-    "message",
-    [
-        "The recipient's email provider sent a hard bounce message, but didn't specify the reason.",
-        "Resend has suppressed sending to this address because it is on the account-level suppression "
-        "list. This does not count toward your bounce rate metric",
-    ],
-    ids=["hard-bounce-message", "account-suppression-list"],
-)
-def test_parse_event_bounce_without_type_whose_message_is_permanent_is_hard(message: str) -> None:
-    event = parse_event(bounced({"message": message}))
-    assert (event.is_hard_bounce, event.is_soft_bounce) == (True, False)
-    assert (event.bounce_type, event.bounce_type_source) == (BounceType.PERMANENT, BounceSource.MESSAGE)
-
-
-def test_parse_event_bounce_without_type_or_known_message_is_soft() -> None:
-    event = parse_event(bounced({"message": "Something went wrong"}))
-    assert (event.is_hard_bounce, event.is_soft_bounce) == (False, True)
-    assert (event.bounce_type, event.bounce_type_source) == (None, None)
