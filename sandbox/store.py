@@ -55,7 +55,10 @@ class EmailRecord:
         return self.send_at is not None and not self.canceled and now < self.send_at
 
     def add_events(self, events: list[tuple[float, str]]) -> None:
-        """Add ``(time, type)`` events to the timeline (at equal times, after the ones already there)."""
+        """Add ``(time, type)`` events, in time order, to the timeline (at equal times, after the others)."""
+        if not self.timeline:
+            self.timeline = events
+            return
         self.timeline = sorted([*self.timeline, *events], key=lambda entry: entry[0])
 
     def forget_after(self, now: float) -> None:
