@@ -1,4 +1,4 @@
-"""`scheduled_at` as Resend reads it: ISO 8601 or "in <n> <unit>", at most 30 days ahead (resend-api.md §2).
+"""`scheduled_at` as Resend reads it: ISO 8601 or "in <n> <unit>", at most 30 days ahead.
 
 Resend also understands free natural language ("tomorrow at 9am", "Friday at 3pm ET"); the sandbox
 refuses those with a message naming the field rather than guess a time.
