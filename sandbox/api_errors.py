@@ -25,8 +25,13 @@ class ConnectionDropped(Exception):
 
 
 def validation_error(message: str) -> ApiError:
-    """422 ``validation_error``: a field is present but wrong (Resend names the field in the message)."""
-    return ApiError(422, "validation_error", message)
+    """400 ``validation_error``: a field is present but wrong (Resend names the field in the message)."""
+    return ApiError(400, "validation_error", message)
+
+
+def invalid_parameter(message: str) -> ApiError:
+    """422 ``invalid_parameter``: a path or query parameter is malformed (a non-UUID email id)."""
+    return ApiError(422, "invalid_parameter", message)
 
 
 def missing_field(name: str) -> ApiError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -47,7 +48,8 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 @api.post("/emails")
 def send_email() -> Response:
     key, headers = sandbox().guard(request.headers.get("Authorization"), sending=True)
-    result = sandbox().send_email(key, request.headers.get("Idempotency-Key"), _json_body())
+    with _answering_with(headers):
+        result = sandbox().send_email(key, request.headers.get("Idempotency-Key"), _json_body())
     return _send_answer(result, headers)
 
 
@@ -55,16 +57,32 @@ def send_email() -> Response:
 def send_batch() -> Response:
     key, headers = sandbox().guard(request.headers.get("Authorization"), sending=True)
     mode = request.headers.get("x-batch-validation")
-    result = sandbox().send_batch(key, request.headers.get("Idempotency-Key"), _json_body(), mode)
+    with _answering_with(headers):
+        result = sandbox().send_batch(key, request.headers.get("Idempotency-Key"), _json_body(), mode)
     return _send_answer(result, headers)
+
+
+@api.post("/emails/<email_id>/cancel")
+def cancel_email(email_id: str) -> Response:
+    _, headers = sandbox().guard(request.headers.get("Authorization"), sending=False)
+    with _answering_with(headers):
+        body = sandbox().cancel(email_id)
+    return json_response(body, headers=headers)
+
+
+@api.patch("/emails/<email_id>")
+def update_email(email_id: str) -> Response:
+    _, headers = sandbox().guard(request.headers.get("Authorization"), sending=False)
+    with _answering_with(headers):
+        body = sandbox().reschedule(email_id, _json_body())
+    return json_response(body, headers=headers)
 
 
 @api.get("/emails/<email_id>")
 def get_email(email_id: str) -> Response:
     _, headers = sandbox().guard(request.headers.get("Authorization"), sending=False)
-    record = sandbox().emails.get(email_id)
-    if record is None:
-        raise ApiError(404, "not_found", "Email not found", headers=headers)
+    with _answering_with(headers):
+        record = sandbox().find_email(email_id)
     body = {
         "object": "email",
         "id": record.id,
@@ -79,7 +97,7 @@ def get_email(email_id: str) -> Response:
         "bcc": record.bcc,
         "reply_to": record.reply_to,
         "last_event": record.last_event(sandbox().clock()),
-        "scheduled_at": record.scheduled_at,
+        "scheduled_at": postgres_time(record.send_at) if record.send_at is not None else None,
         "tags": record.tags,
     }
     return json_response(body, headers=headers)
@@ -133,6 +151,16 @@ def change_config() -> Response:
     except (TypeError, ValueError) as exc:
         raise validation_error(str(exc)) from None
     return json_response(config.public_view())
+
+
+@contextlib.contextmanager
+def _answering_with(headers: dict[str, str]) -> Iterator[None]:
+    """Errors raised inside carry the rate-limit headers too, as every Resend answer does."""
+    try:
+        yield
+    except ApiError as error:
+        error.headers = {**headers, **error.headers}
+        raise
 
 
 def _json_body() -> Any:

@@ -1,13 +1,16 @@
-"""What happens to an email, by recipient: the sequence of Resend events it produces.
+"""What happens to an email: the sequence of Resend events it produces, from what happens to each recipient.
 
 Resend's test addresses (https://resend.com/docs/dashboard/emails/send-test-emails, resend-api.md §8)
 behave as documented, with an optional ``+label``; the event sequences are inferred, not documented.
 Other recipients are delivered, with configurable shares of soft bounces, failures, opens and clicks.
+Resend sends one event per email naming its whole ``to`` list, so an email with several recipients
+gets each event type once: the first recipient whose outcome has it supplies its details.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,21 @@ CLICK = {
 }
 
 
+#: The order of one email's events when several recipients' outcomes are merged.
+EMAIL_EVENT_ORDER = (
+    "email.sent",
+    "email.delivery_delayed",
+    "email.delivered",
+    "email.opened",
+    "email.clicked",
+    "email.bounced",
+    "email.complained",
+    "email.failed",
+    "email.suppressed",
+)
+_RANK = {event_type: rank for rank, event_type in enumerate(EMAIL_EVENT_ORDER)}
+
+
 @dataclass(frozen=True)
 class PlannedEvent:
     """One event to send: its Resend type and the event-specific `data` fields."""
@@ -51,8 +69,19 @@ class PlannedEvent:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def plan_email(recipients: Sequence[str], config: SandboxConfig, rng: random.Random) -> list[PlannedEvent]:
+    """The events of one email to ``recipients`` (its to, cc and bcc), each type once, in order."""
+    if len(recipients) == 1:
+        return plan_events(recipients[0], config, rng)
+    merged: dict[str, PlannedEvent] = {}
+    for recipient in recipients:
+        for event in plan_events(recipient, config, rng):
+            merged.setdefault(event.type, event)
+    return sorted(merged.values(), key=lambda event: _RANK[event.type])
+
+
 def plan_events(recipient: str, config: SandboxConfig, rng: random.Random) -> list[PlannedEvent]:
-    """The events an email to ``recipient`` produces, in the order they happen."""
+    """The events an email to ``recipient`` alone produces, in the order they happen."""
     test_box = _test_mailbox(recipient)
     if test_box == "suppressed":
         return [PlannedEvent("email.suppressed", {"suppressed": dict(SUPPRESSED)})]

@@ -26,13 +26,13 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(20).replace("-", "").replace("_", "")[:27]
 
 
-def event_body(record: EmailRecord, recipient: str, event: PlannedEvent, created_at: float) -> bytes:
-    """The exact bytes sent (and signed) for ``event`` of ``record`` concerning ``recipient``."""
+def event_body(record: EmailRecord, event: PlannedEvent, created_at: float) -> bytes:
+    """The exact bytes sent (and signed) for ``event`` of ``record``: one per email, its whole ``to``."""
     data: dict[str, Any] = {
         "email_id": record.id,
         "created_at": iso_ms(record.created_at),
         "from": record.sender,
-        "to": [recipient],
+        "to": record.to,
         "subject": record.subject,
         "message_id": f"<{record.id}@resend.dev>",
     }

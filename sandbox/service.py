@@ -12,18 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.api_errors import ApiError, validation_error
+from sandbox.api_errors import ApiError, invalid_parameter, missing_field, validation_error
 from sandbox.auth import authenticate
 from sandbox.config import IDEMPOTENCY_TTL_SECONDS, SandboxConfig
-from sandbox.outcomes import plan_events
+from sandbox.outcomes import PlannedEvent, plan_email
 from sandbox.payloads import event_body, new_message_id
 from sandbox.rate_limit import DailyQuota, RateLimiter
+from sandbox.scheduling import send_time
 from sandbox.store import EmailRecord, EmailStore, IdempotencyStore, Stats
 from sandbox.validation import check_idempotency_key, validate_batch, validate_email
 from sandbox.webhooks import WebhookDispatcher
 
 #: Smallest step between the `created_at` of successive events of one email (the payload has ms).
 MIN_EVENT_STEP = 0.001
+SCHEDULED = PlannedEvent("email.scheduled")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Sandbox:
         self.limiter = RateLimiter()
         self.quota = DailyQuota()
         self.webhooks = WebhookDispatcher(config=lambda: self._config, stats=self.stats, rng=self.rng)
+        #: Serializes cancels and reschedules, which replace a record's timeline and withdraw webhooks.
+        self._schedule_lock = threading.Lock()
 
     @property
     def config(self) -> SandboxConfig:
@@ -102,7 +106,7 @@ class Sandbox:
     def send_email(self, key: str, idempotency_key: str | None, payload: Any) -> SendResult:
         """`POST /emails`."""
         check_idempotency_key(idempotency_key)
-        email = validate_email(payload)
+        email = validate_email(payload, now=self._clock())
         return self._idempotent(
             key, "/emails", idempotency_key, payload, lambda: self._accept_one(key, email, idempotency_key)
         )
@@ -116,9 +120,10 @@ class Sandbox:
         items = validate_batch(payload)
         valid: list[tuple[int, dict[str, Any]]] = []
         errors: list[dict[str, Any]] = []
+        now = self._clock()
         for index, item in enumerate(items):
             try:
-                valid.append((index, validate_email(item, in_batch=True)))
+                valid.append((index, validate_email(item, now=now, in_batch=True)))
             except ApiError as exc:
                 if mode == "strict":
                     raise
@@ -185,7 +190,11 @@ class Sandbox:
         self.quota.take(key, count, config.daily_quota)
         records = [self._record(email, idempotency_key) for email in emails]
         for record in records:
-            self._plan(record, config)
+            record.plan = plan_email(record.recipients(), config, self.rng)
+            if record.send_at is not None:
+                self.stats.add("scheduled")
+                self._emit(record, [SCHEDULED], record.created_at, config)
+            self._emit_delivery(record, record.send_at or record.created_at, config)
         self.emails.add(records)
         self.stats.add("accepted", len(records))
         return records
@@ -205,25 +214,85 @@ class Sandbox:
             reply_to=email.get("reply_to") or [],
             html=email.get("html"),
             text=email.get("text"),
-            scheduled_at=email.get("scheduled_at"),
+            send_at=email["send_at"],
         )
 
-    def _plan(self, record: EmailRecord, config: SandboxConfig) -> None:
-        """Fill the email's timeline and schedule its webhooks (only if a webhook URL is set)."""
+    def _emit(
+        self,
+        record: EmailRecord,
+        events: list[PlannedEvent],
+        first_at: float,
+        config: SandboxConfig,
+        *,
+        group: str | None = None,
+    ) -> None:
+        """Put ``events`` on the email's timeline from ``first_at`` on, and schedule their webhooks then.
+
+        Webhooks are scheduled only if a webhook URL is set; ``group`` lets them be withdrawn.
+        """
         step = max(config.webhook_event_spacing, MIN_EVENT_STEP)
-        for recipient in record.to:
-            events = plan_events(recipient, config, self.rng)
-            times = [record.created_at + (index + 1) * step for index in range(len(events))]
-            record.timeline.extend((at, event.type) for at, event in zip(times, events, strict=True))
-            if not config.webhook_url:
-                continue
-            order = list(range(len(events)))
-            if config.shuffle_webhooks:
-                self.rng.shuffle(order)
-            for rank, index in enumerate(order):
-                body = event_body(record, recipient, events[index], times[index])
-                self.webhooks.schedule(new_message_id(), body, delay=rank * config.webhook_event_spacing)
-        record.timeline.sort()
+        times = [first_at + index * step for index in range(len(events))]
+        record.add_events([(at, event.type) for at, event in zip(times, events, strict=True)])
+        if not config.webhook_url:
+            return
+        order = list(range(len(events)))
+        if config.shuffle_webhooks:
+            self.rng.shuffle(order)
+        wait = max(0.0, first_at - self._clock())
+        for rank, index in enumerate(order):
+            body = event_body(record, events[index], times[index])
+            delay = wait + rank * config.webhook_event_spacing
+            self.webhooks.schedule(new_message_id(), body, delay=delay, group=group)
+
+    def _emit_delivery(self, record: EmailRecord, start: float, config: SandboxConfig) -> None:
+        """The email's delivery events, just after ``start`` (withdrawn if its schedule changes)."""
+        step = max(config.webhook_event_spacing, MIN_EVENT_STEP)
+        self._emit(record, record.plan, start + step, config, group=record.id)
+
+    def cancel(self, email_id: str) -> dict[str, Any]:
+        """`POST /emails/{id}/cancel`: a scheduled email is not sent; `last_event` becomes `canceled`."""
+        with self._schedule_lock:
+            now = self._clock()
+            record = self._awaiting_send(email_id, now, "canceled")
+            self.webhooks.withdraw(record.id)
+            record.canceled = True
+            record.forget_after(now)
+            record.add_events([(now, "email.canceled")])
+        self.stats.add("canceled")
+        return {"object": "email", "id": record.id}
+
+    def reschedule(self, email_id: str, payload: Any) -> dict[str, Any]:
+        """`PATCH /emails/{id}` with ``{"scheduled_at"}``: a scheduled email is sent at the new time."""
+        if not isinstance(payload, dict):
+            raise validation_error("The request body must be a JSON object.")
+        if payload.get("scheduled_at") is None:
+            raise missing_field("scheduled_at")
+        with self._schedule_lock:
+            now = self._clock()
+            record = self._awaiting_send(email_id, now, "updated")
+            start = send_time(payload["scheduled_at"], now) or now
+            self.webhooks.withdraw(record.id)
+            record.forget_after(now)
+            record.send_at = start
+            self._emit_delivery(record, start, self._config)
+        return {"object": "email", "id": record.id}
+
+    def _awaiting_send(self, email_id: str, now: float, action: str) -> EmailRecord:
+        record = self.find_email(email_id)
+        if not record.awaiting_send(now):
+            raise validation_error(f"Only a scheduled email that has not been sent yet can be {action}.")
+        return record
+
+    def find_email(self, email_id: str) -> EmailRecord:
+        """The email with this id; 422 ``invalid_parameter`` if it is no UUID, 404 if it is unknown."""
+        try:
+            uuid.UUID(email_id)
+        except ValueError:
+            raise invalid_parameter("The `id` must be a valid UUID.") from None
+        record = self.emails.get(email_id)
+        if record is None:
+            raise ApiError(404, "not_found", "Email not found")
+        return record
 
 
 def _pause(seconds: float) -> None:

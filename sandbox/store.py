@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sandbox.outcomes import PlannedEvent
+
 #: Per-second request counts kept for `GET /_sandbox/stats` (the last hour).
 HISTOGRAM_SECONDS = 3600
 
@@ -30,14 +32,38 @@ class EmailRecord:
     reply_to: list[str] = field(default_factory=list)
     html: str | None = None
     text: str | None = None
-    scheduled_at: str | None = None
-    #: (time the event happens, Resend event type), in order; filled by the outcome plan.
+    #: When a scheduled email is sent (epoch seconds); None for an email sent at once.
+    send_at: float | None = None
+    canceled: bool = False
+    #: The events its delivery produces (kept to shift them when the schedule changes).
+    plan: list[PlannedEvent] = field(default_factory=list)
+    #: (time the event happens, Resend event type), in order. Replaced, never changed in place, so a
+    #: concurrent reader sees the old or the new list.
     timeline: list[tuple[float, str]] = field(default_factory=list)
 
     def last_event(self, now: float) -> str:
         """Resend's `last_event`: the latest event that has happened by ``now`` (else ``queued``)."""
         happened = [kind for at, kind in self.timeline if at <= now]
         return happened[-1].removeprefix("email.") if happened else "queued"
+
+    def recipients(self) -> list[str]:
+        """Every mailbox the email goes to: to, cc and bcc."""
+        return [*self.to, *self.cc, *self.bcc]
+
+    def awaiting_send(self, now: float) -> bool:
+        """Whether it is scheduled, not canceled, and its time has not come."""
+        return self.send_at is not None and not self.canceled and now < self.send_at
+
+    def add_events(self, events: list[tuple[float, str]]) -> None:
+        """Add ``(time, type)`` events, in time order, to the timeline (at equal times, after the others)."""
+        if not self.timeline:
+            self.timeline = events
+            return
+        self.timeline = sorted([*self.timeline, *events], key=lambda entry: entry[0])
+
+    def forget_after(self, now: float) -> None:
+        """Drop the events that have not happened by ``now`` (a cancel or a new schedule)."""
+        self.timeline = [entry for entry in self.timeline if entry[0] <= now]
 
 
 class EmailStore:
@@ -89,6 +115,7 @@ def _listed(record: EmailRecord, accepts: dict[tuple[str, str | None], int]) -> 
         "headers": record.headers,
         "idempotency_key": record.idempotency_key,
         "created_at": record.created_at,
+        "send_at": record.send_at,
         "accept_count": max(counts.values(), default=0),
         "accept_counts": counts,
         "events": [kind for _, kind in record.timeline],

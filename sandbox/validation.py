@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from sandbox.api_errors import ApiError, missing_field, validation_error
+from sandbox.scheduling import send_time
 
 MAX_RECIPIENTS = 50
 MAX_BATCH = 100
@@ -38,8 +39,11 @@ def bare_address(value: str) -> str | None:
     return named.group(1) if named else None
 
 
-def validate_email(payload: Any, *, in_batch: bool = False) -> dict[str, Any]:
-    """The email with recipient fields as lists; raises :class:`ApiError` on the first problem."""
+def validate_email(payload: Any, *, now: float, in_batch: bool = False) -> dict[str, Any]:
+    """The email with recipient fields as lists; raises :class:`ApiError` on the first problem.
+
+    ``send_at`` (not a Resend field) is added: when a scheduled email is due (epoch seconds), else None.
+    """
     if not isinstance(payload, dict):
         raise validation_error("The request body must be a JSON object.")
     email = dict(payload)
@@ -49,6 +53,7 @@ def validate_email(payload: Any, *, in_batch: bool = False) -> dict[str, Any]:
     if not email.get("subject") and not email.get("template"):
         raise missing_field("subject")
     _check_from(email["from"])
+    _check_template(email)
     for name in _RECIPIENT_FIELDS:
         if name in email and email[name] is not None:
             email[name] = _address_list(name, email[name])
@@ -60,6 +65,7 @@ def validate_email(payload: Any, *, in_batch: bool = False) -> dict[str, Any]:
         _check_attachments(email["attachments"])
     _check_headers(email.get("headers"))
     email["tags"] = _checked_tags(email.get("tags"))
+    email["send_at"] = send_time(email.get("scheduled_at"), now)
     return email
 
 
@@ -80,6 +86,17 @@ def _check_from(value: Any) -> None:
             "Invalid `from` field. The email address needs to follow the `email@example.com` or "
             "`Name <email@example.com>` format."
         )
+
+
+def _check_template(email: dict[str, Any]) -> None:
+    if "template" not in email:
+        return
+    template = email["template"]
+    if not isinstance(template, dict) or not isinstance(template.get("id"), str) or not template["id"]:
+        raise validation_error("Invalid `template` field: it must be an object with a string `id`.")
+    mixed = [name for name in ("html", "text") if email.get(name) is not None]
+    if mixed:
+        raise validation_error(f"`template` cannot be used together with `{mixed[0]}`.")
 
 
 def _address_list(name: str, value: Any) -> list[str]:

@@ -46,6 +46,8 @@ class Delivery:
     body: bytes = field(compare=False, repr=False)
     attempts: int = field(default=0, compare=False)
     duplicate: bool = field(default=False, compare=False)
+    #: Deliveries of one group can be withdrawn together before they are due (a canceled schedule).
+    group: str | None = field(default=None, compare=False)
 
 
 class WebhookDispatcher:
@@ -72,9 +74,19 @@ class WebhookDispatcher:
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-    def schedule(self, svix_id: str, body: bytes, *, delay: float = 0.0) -> None:
+    def schedule(self, svix_id: str, body: bytes, *, delay: float = 0.0, group: str | None = None) -> None:
         """Deliver ``body`` as event ``svix_id`` after ``delay`` seconds."""
-        self._push(Delivery(self._clock() + delay, next(self._seq), svix_id, body))
+        self._push(Delivery(self._clock() + delay, next(self._seq), svix_id, body, group=group))
+
+    def withdraw(self, group: str) -> int:
+        """Drop the waiting deliveries of ``group`` (attempts in flight go on); how many were dropped."""
+        with self._cond:
+            kept = [delivery for delivery in self._heap if delivery.group != group]
+            dropped = len(self._heap) - len(kept)
+            if dropped:
+                heapq.heapify(kept)
+                self._heap = kept
+            return dropped
 
     def pending(self) -> int:
         """Deliveries waiting or being attempted."""

@@ -2,7 +2,9 @@
 
 Parsing is tolerant (reliability.md §5: "notifications may gain fields"): a missing or ill-typed field
 becomes ``None``, an unknown ``type`` becomes :attr:`EventType.UNKNOWN`. The raw payload stays in
-``webhook_events``; only what event processing needs is lifted out here.
+``webhook_events``; only what event processing needs is lifted out here. The recipient is the bare,
+lower-cased address (``Ann <Ann@X.org>`` becomes ``ann@x.org``), as everywhere in the schema, and a
+bounce's type is classified even when the payload omits it (:mod:`shared.resend_bounces`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from shared.addresses import mailbox_key
+from shared.resend_bounces import BounceSource, BounceType, classify_bounce
 
 
 class EventType(enum.StrEnum):
@@ -49,17 +54,14 @@ RESEND_EVENT_TYPES: dict[str, EventType] = {
 }
 
 
-class BounceType(enum.StrEnum):
-    """``data.bounce.type``: SES/Resend classify bounces as these three."""
-
-    PERMANENT = "Permanent"
-    TRANSIENT = "Transient"
-    UNDETERMINED = "Undetermined"
-
-
 @dataclass(frozen=True)
 class TrackingEvent:
-    """A normalized Resend email event. Every field but ``type`` and ``raw_type`` may be ``None``."""
+    """A normalized Resend email event. Every field but ``type`` and ``raw_type`` may be ``None``.
+
+    ``recipient`` is the bare, lower-cased address of the first ``to`` (each of our emails has one).
+    ``bounce_type`` is the classified type; ``bounce_type_source`` says whether it was read from the
+    payload's ``type`` or inferred from its ``subType`` or ``message`` (None: unclassified).
+    """
 
     type: EventType
     raw_type: str
@@ -69,6 +71,7 @@ class TrackingEvent:
     subject: str | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     bounce_type: BounceType | None = None
+    bounce_type_source: BounceSource | None = None
     bounce_subtype: str | None = None
     bounce_message: str | None = None
     click_link: str | None = None
@@ -82,7 +85,7 @@ class TrackingEvent:
 
     @property
     def is_soft_bounce(self) -> bool:
-        """A ``Transient``, ``Undetermined`` or unclassified bounce: escalates by policy only."""
+        """A ``Transient``, ``Undetermined`` or unclassifiable bounce: escalates by policy only."""
         return self.type is EventType.BOUNCED and not self.is_hard_bounce
 
     @property
@@ -110,6 +113,7 @@ def parse_event(payload: Mapping[str, Any]) -> TrackingEvent:
     data = _mapping(payload.get("data"))
     raw_type = payload.get("type")
     bounce = _mapping(data.get("bounce"))
+    bounce_type, bounce_type_source = classify_bounce(bounce)
     return TrackingEvent(
         type=event_type(raw_type),
         raw_type=raw_type if isinstance(raw_type, str) else "",
@@ -118,7 +122,8 @@ def parse_event(payload: Mapping[str, Any]) -> TrackingEvent:
         recipient=_first_recipient(data.get("to")),
         subject=_text(data.get("subject")),
         tags=_tags(data.get("tags")),
-        bounce_type=_bounce_type(bounce.get("type")),
+        bounce_type=bounce_type,
+        bounce_type_source=bounce_type_source,
         bounce_subtype=_text(bounce.get("subType")),
         bounce_message=_text(bounce.get("message")),
         click_link=_text(_mapping(data.get("click")).get("link")),
@@ -148,10 +153,10 @@ def _text(value: object) -> str | None:
 
 
 def _first_recipient(value: object) -> str | None:
-    # One recipient per Resend email (design.md), so `to` names exactly the address concerned.
-    if isinstance(value, list) and value:
-        return _text(value[0])
-    return _text(value)
+    # One recipient per email of ours, so the first `to` is the address concerned.
+    first = value[0] if isinstance(value, list) and value else value
+    text = _text(first)
+    return mailbox_key(text) if text is not None else None
 
 
 def _tags(value: object) -> dict[str, str]:
@@ -166,13 +171,6 @@ def _tags(value: object) -> dict[str, str]:
             if isinstance(p.get("name"), str) and isinstance(p.get("value"), str)
         }
     return {}
-
-
-def _bounce_type(value: object) -> BounceType | None:
-    try:
-        return BounceType(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.addresses import mailbox_key
 from shared.db import transaction
 from shared.errors import PilotError
 from shared.models import EmailMessage, EmailMetric, WebhookEvent
@@ -44,7 +45,7 @@ IN_FLIGHT = frozenset({"queued", "deferred", "sending"})
 #: Events that may suppress the recipient.
 SUPPRESSING = frozenset({EventType.BOUNCED, EventType.COMPLAINED, EventType.SUPPRESSED})
 #: Events that concern no sent email of ours: stored and acknowledged, no metric row.
-NOT_TRACKED = frozenset({EventType.UNKNOWN, EventType.RECEIVED, EventType.SCHEDULED})
+NOT_TRACKED = frozenset({EventType.UNKNOWN, EventType.RECEIVED})
 
 
 class NotInLedgerYet(PilotError):
@@ -281,7 +282,7 @@ def _insert_metric(
         "connector_id": message.connector_id,
         "webhook_event_id": event.id,
         "event": parsed.type.value,
-        "recipient": parsed.recipient or message.recipient,
+        "recipient": parsed.recipient or mailbox_key(message.recipient),
         "subject": parsed.subject or message.subject,
         "status": EVENT_STATUS.get(parsed.type.value),
         "metadata_": metric_metadata(event, parsed),
@@ -300,6 +301,7 @@ def metric_metadata(event: WebhookEvent, parsed: TrackingEvent) -> dict[str, Any
         "resend_email_id": parsed.email_id,
         "tags": dict(parsed.tags) or None,
         "bounce_type": parsed.bounce_type.value if parsed.bounce_type else None,
+        "bounce_type_source": parsed.bounce_type_source.value if parsed.bounce_type_source else None,
         "bounce_subtype": parsed.bounce_subtype,
         "bounce_message": parsed.bounce_message,
         "click_link": parsed.click_link,

@@ -103,6 +103,7 @@ def _details(event: TrackingEvent) -> dict[str, str]:
         "event": event.raw_type,
         "resend_email_id": event.email_id,
         "bounce_type": event.bounce_type.value if event.bounce_type else None,
+        "bounce_type_source": event.bounce_type_source.value if event.bounce_type_source else None,
         "bounce_subtype": event.bounce_subtype,
         "suppressed_reason": event.suppressed_reason,
     }

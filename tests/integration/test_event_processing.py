@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
 from shared.models import EmailMessage, EmailMetric, Suppression, Task, WebhookEvent
+from tests.real_payloads import real_payload
 from tests.webhook_factories import T0, Ledger, make_ledger, make_message, resend_payload, store_event
 from worker.event_processing import NotInLedgerYet, Outcome, process_event, process_events
 from worker.event_tasks import process_batch, process_pending_events
@@ -422,3 +423,53 @@ def test_process_events_one_batch_of_five_ends_as_one_by_one(session_factory: Fa
     assert message_status(session_factory, sent.message_id) == "bounced"
     assert (metrics["delivered"], metrics["bounced_hard"], metrics["delayed"]) == (1, 1, 1)
     assert suppressions(session_factory) == [("bounced+batch@resend.dev", "hard_bounce", False)]
+
+
+def test_process_event_scheduled_writes_a_metric_row_and_keeps_the_status(session_factory: Factory) -> None:
+    sent = ledger(session_factory)
+    outcome = deliver(session_factory, resend_payload("scheduled", sent.resend_email_id))
+    assert (outcome.kind, outcome.message_id, outcome.status) == ("applied", sent.message_id, "sent")
+    with session_factory() as session:
+        metric = session.scalars(select(EmailMetric)).one()
+    assert (metric.event, metric.message_id, metric.status) == ("scheduled", sent.message_id, None)
+    assert delivery(session_factory, sent.task_id)["delivery"]["events"] == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["anymail-email-bounced-hard-without-type.json", "anymail-email-bounced-suppressed-without-type.json"],
+)
+def test_process_event_bounce_without_type_whose_message_is_permanent_suppresses_at_once(
+    session_factory: Factory, name: str
+) -> None:
+    payload = real_payload(name)
+    recipient = payload["data"]["to"][0]
+    sent = ledger(session_factory, recipient=recipient, resend_email_id=payload["data"]["email_id"])
+    outcome = deliver(session_factory, payload)
+    assert outcome.suppression == "hard_bounce"
+    assert suppressions(session_factory) == [(recipient, "hard_bounce", False)]
+    with session_factory() as session:
+        metadata = session.scalars(select(EmailMetric.metadata_)).one()
+    assert (metadata["bounce_type"], metadata["bounce_type_source"]) == ("Permanent", "message")
+    assert delivery(session_factory, sent.task_id)["delivery"]["bounced_hard"] == 1
+
+
+def test_process_event_metric_recipient_is_the_bare_lower_case_address(session_factory: Factory) -> None:
+    sent = ledger(session_factory, recipient="to@example.org")
+    deliver(
+        session_factory,
+        resend_payload("delivered", sent.resend_email_id, recipient="Recipient <To@Example.ORG>"),
+    )
+    with session_factory() as session:
+        assert session.scalars(select(EmailMetric.recipient)).one() == "to@example.org"
+
+
+def test_process_event_metric_recipient_falls_back_to_the_ledgers_address_lower_cased(
+    session_factory: Factory,
+) -> None:
+    sent = ledger(session_factory, recipient="Someone@Example.COM")
+    payload = resend_payload("delivered", sent.resend_email_id)
+    del payload["data"]["to"]
+    deliver(session_factory, payload)
+    with session_factory() as session:
+        assert session.scalars(select(EmailMetric.recipient)).one() == "someone@example.com"

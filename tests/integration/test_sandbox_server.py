@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
@@ -16,6 +11,7 @@ import standardwebhooks
 
 from shared.webhook_signature import verify
 from tests.sandbox_process import SandboxHandle, running_sandbox
+from tests.webhook_sink import WebhookSink, running_webhook_sink
 
 pytestmark = pytest.mark.e2e
 
@@ -29,47 +25,10 @@ EMAIL = {
 }
 
 
-@dataclass
-class WebhookSink:
-    """A local HTTP server that records webhook requests and answers ``statuses`` in turn, then 200."""
-
-    statuses: list[int] = field(default_factory=list)
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    url: str = ""
-
-    def wait_for(self, count: int, timeout: float = 20.0) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.received) < count:
-            time.sleep(0.02)
-        with self.lock:
-            return list(self.received)
-
-
 @pytest.fixture(scope="module")
 def module_sink() -> Iterator[WebhookSink]:
-    sink = WebhookSink()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            with sink.lock:
-                sink.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = sink.statuses.pop(0) if sink.statuses else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    sink.url = f"http://127.0.0.1:{server.server_address[1]}/api/webhooks/resend"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield sink
-    server.shutdown()
-    server.server_close()
+    with running_webhook_sink() as sink:
+        yield sink
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +41,7 @@ def server(module_sink: WebhookSink) -> Iterator[SandboxHandle]:
 
 @pytest.fixture
 def sink(module_sink: WebhookSink) -> WebhookSink:
-    with module_sink.lock:
-        module_sink.received.clear()
-        module_sink.statuses.clear()
+    module_sink.clear()
     return module_sink
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.resend_events import RESEND_EVENT_TYPES, BounceType, EventType, parse_event, parse_time
+from shared.resend_bounces import BounceSource, BounceType
+from shared.resend_events import RESEND_EVENT_TYPES, EventType, parse_event, parse_time
 
 EMAIL_ID = "56761188-7520-42d8-8898-ff6fc54ce618"
 
@@ -140,3 +141,40 @@ def test_parse_event_event_specific_objects(field: str, value: Any, attribute: s
 @pytest.mark.parametrize("value", ["2026-02-22T23:41:12", "yesterday", "", None, 5])
 def test_parse_time_refuses_naive_or_garbage(value: Any) -> None:
     assert parse_time(value) is None
+
+
+@pytest.mark.parametrize(
+    "to",
+    [["Recipient <To@Example.org>", "to2@example.org"], "Recipient <to@example.ORG>", [" TO@example.org "]],
+)
+def test_parse_event_recipient_is_the_bare_lower_case_address(to: Any) -> None:
+    assert parse_event(body("email.sent", to=to)).recipient == "to@example.org"
+
+
+def test_parse_event_unparsable_recipient_is_kept_trimmed_and_lower_cased() -> None:
+    assert parse_event(body("email.sent", to=["Not An Address"])).recipient == "not an address"
+
+
+def bounced(bounce: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "email.bounced", "data": {"email_id": "e", "to": ["a@example.com"], "bounce": bounce}}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "The recipient's email provider sent a hard bounce message, but didn't specify the reason.",
+        "Resend has suppressed sending to this address because it is on the account-level suppression "
+        "list. This does not count toward your bounce rate metric",
+    ],
+    ids=["hard-bounce-message", "account-suppression-list"],
+)
+def test_parse_event_bounce_without_type_whose_message_is_permanent_is_hard(message: str) -> None:
+    event = parse_event(bounced({"message": message}))
+    assert (event.is_hard_bounce, event.is_soft_bounce) == (True, False)
+    assert (event.bounce_type, event.bounce_type_source) == (BounceType.PERMANENT, BounceSource.MESSAGE)
+
+
+def test_parse_event_bounce_without_type_or_known_message_is_soft() -> None:
+    event = parse_event(bounced({"message": "Something went wrong"}))
+    assert (event.is_hard_bounce, event.is_soft_bounce) == (False, True)
+    assert (event.bounce_type, event.bounce_type_source) == (None, None)

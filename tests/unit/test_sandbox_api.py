@@ -138,7 +138,7 @@ def test_get_unknown_email_is_404_not_found(client: FlaskClient) -> None:
 
 def test_invalid_json_body_is_a_validation_error(client: FlaskClient) -> None:
     response = client.post("/emails", data=b"{not json", headers=AUTH)
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.get_json()["name"] == "validation_error"
 
 
@@ -152,6 +152,196 @@ def test_wrong_method_answers_method_not_allowed(client: FlaskClient) -> None:
     response = client.delete("/emails", headers=AUTH)
     assert response.status_code == 405
     assert response.get_json()["name"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({**EMAIL, "from": "nobody"}, "`from`"),
+        ({**EMAIL, "to": [f"u{i}@example.com" for i in range(51)]}, "recipients"),
+        ({**EMAIL, "tags": [{"name": "a b", "value": "v"}]}, "`tags`"),
+        ({**EMAIL, "headers": {"X-Count": 1}}, "`headers`"),
+        (b"{not json", "JSON"),
+    ],
+    ids=["from", "too-many-recipients", "tags", "headers", "malformed-json"],
+)
+def test_validation_error_answers_400_as_resend_documents(
+    client: FlaskClient, body: Any, problem: str
+) -> None:
+    if isinstance(body, bytes):
+        response = client.post("/emails", data=body, headers=AUTH)
+    else:
+        response = send(client, body)
+    assert response.status_code == 400
+    assert response.get_json()["statusCode"] == 400
+    assert response.get_json()["name"] == "validation_error"
+    assert problem in response.get_json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        ({"from": EMAIL["from"], "to": EMAIL["to"]}, "missing_required_field"),
+        ({**EMAIL, "attachments": [{"filename": "a.txt"}]}, "invalid_attachment"),
+    ],
+)
+def test_missing_fields_and_bad_attachments_stay_422(client: FlaskClient, body: Any, name: str) -> None:
+    response = send(client, body)
+    assert (response.status_code, response.get_json()["name"]) == (422, name)
+
+
+def test_get_email_with_a_malformed_id_is_422_invalid_parameter(client: FlaskClient) -> None:
+    response = client.get("/emails/not-a-uuid", headers=AUTH)
+    assert (response.status_code, response.get_json()["name"]) == (422, "invalid_parameter")
+
+
+@pytest.mark.parametrize("body_field", ["html", "text"])
+def test_send_with_template_and_a_body_is_refused(
+    client: FlaskClient, state: Sandbox, body_field: str
+) -> None:
+    response = send(client, {**EMAIL, "template": {"id": "welcome"}, body_field: "Hi"})
+    assert (response.status_code, response.get_json()["name"]) == (400, "validation_error")
+    assert "`template`" in response.get_json()["message"]
+    assert state.emails.listing() == []
+
+
+def test_send_with_a_template_alone_is_accepted(client: FlaskClient) -> None:
+    template_only = {"from": EMAIL["from"], "to": EMAIL["to"], "template": {"id": "welcome"}}
+    assert send(client, template_only).status_code == 200
+
+
+def test_validation_error_carries_the_rate_limit_headers() -> None:
+    client, _ = make_client(rate_limit_per_second=2.0)
+    response = send(client, {**EMAIL, "from": "nobody"})
+    assert response.status_code == 400
+    assert response.headers["ratelimit-limit"] == "2"
+
+
+# --- scheduled_at, POST /emails/{id}/cancel, PATCH /emails/{id} --------------------------------------
+
+#: 2026-11-01T12:00:00Z.
+T0 = 1793534400.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def scheduled_client() -> tuple[FlaskClient, FakeClock]:
+    """A sandbox whose clock the test moves (no webhook URL: the timeline alone tells what happened)."""
+    clock = FakeClock()
+    app = create_app()
+    app.extensions["sandbox"] = Sandbox(SandboxConfig(rate_limit_per_second=0.0, seed=7), clock=clock)
+    return app.test_client(), clock
+
+
+def last_event(client: FlaskClient, email_id: str) -> str:
+    body: dict[str, Any] = client.get(f"/emails/{email_id}", headers=AUTH).get_json()
+    return str(body["last_event"])
+
+
+def send_scheduled(client: FlaskClient, scheduled_at: str = "in 1 min") -> str:
+    response = send(client, {**EMAIL, "scheduled_at": scheduled_at})
+    assert response.status_code == 200
+    email_id: str = response.get_json()["id"]
+    return email_id
+
+
+def test_scheduled_email_is_held_until_its_time() -> None:
+    client, clock = scheduled_client()
+    email_id = send_scheduled(client, "2026-11-01T12:01:00.000Z")
+    clock.now += 1
+    body = client.get(f"/emails/{email_id}", headers=AUTH).get_json()
+    assert (body["last_event"], body["scheduled_at"]) == ("scheduled", "2026-11-01 12:01:00.000000+00")
+    clock.now = T0 + 59
+    assert last_event(client, email_id) == "scheduled"
+    clock.now = T0 + 61
+    assert last_event(client, email_id) == "delivered"
+
+
+def test_email_scheduled_in_the_past_is_sent_at_once() -> None:
+    client, clock = scheduled_client()
+    email_id = send_scheduled(client, "2026-11-01T11:00:00Z")
+    clock.now += 1
+    body = client.get(f"/emails/{email_id}", headers=AUTH).get_json()
+    assert (body["last_event"], body["scheduled_at"]) == ("delivered", None)
+
+
+def test_scheduling_more_than_30_days_ahead_is_refused() -> None:
+    client, _ = scheduled_client()
+    response = send(client, {**EMAIL, "scheduled_at": "in 31 days"})
+    assert (response.status_code, response.get_json()["name"]) == (400, "validation_error")
+
+
+def test_batch_items_are_scheduled_one_by_one() -> None:
+    client, clock = scheduled_client()
+    items = [{**EMAIL, "scheduled_at": "in 1 min"}, EMAIL]
+    later, now = (d["id"] for d in client.post("/emails/batch", json=items, headers=AUTH).get_json()["data"])
+    clock.now += 1
+    assert (last_event(client, later), last_event(client, now)) == ("scheduled", "delivered")
+
+
+def test_cancel_keeps_a_scheduled_email_from_being_sent() -> None:
+    client, clock = scheduled_client()
+    email_id = send_scheduled(client)
+    clock.now += 1
+    response = client.post(f"/emails/{email_id}/cancel", headers=AUTH)
+    assert (response.status_code, response.get_json()) == (200, {"object": "email", "id": email_id})
+    clock.now = T0 + 3600
+    assert last_event(client, email_id) == "canceled"
+
+
+def test_update_moves_the_send_time_of_a_scheduled_email() -> None:
+    client, clock = scheduled_client()
+    email_id = send_scheduled(client, "in 1 min")
+    response = client.patch(f"/emails/{email_id}", json={"scheduled_at": "in 5 min"}, headers=AUTH)
+    assert (response.status_code, response.get_json()) == (200, {"object": "email", "id": email_id})
+    clock.now = T0 + 120
+    body = client.get(f"/emails/{email_id}", headers=AUTH).get_json()
+    assert (body["last_event"], body["scheduled_at"]) == ("scheduled", "2026-11-01 12:05:00.000000+00")
+    clock.now = T0 + 301
+    assert last_event(client, email_id) == "delivered"
+
+
+def test_update_without_scheduled_at_is_a_missing_field() -> None:
+    client, _ = scheduled_client()
+    email_id = send_scheduled(client)
+    response = client.patch(f"/emails/{email_id}", json={}, headers=AUTH)
+    assert (response.status_code, response.get_json()["name"]) == (422, "missing_required_field")
+
+
+@pytest.mark.parametrize("action", ["cancel", "update"])
+def test_an_email_already_sent_can_be_neither_canceled_nor_updated(action: str) -> None:
+    client, clock = scheduled_client()
+    email_id = send_scheduled(client, "in 1 min")
+    clock.now = T0 + 61
+    if action == "cancel":
+        response = client.post(f"/emails/{email_id}/cancel", headers=AUTH)
+    else:
+        response = client.patch(f"/emails/{email_id}", json={"scheduled_at": "in 1 min"}, headers=AUTH)
+    assert (response.status_code, response.get_json()["name"]) == (400, "validation_error")
+    assert last_event(client, email_id) == "delivered"
+
+
+def test_cancel_of_an_unscheduled_email_is_refused(client: FlaskClient) -> None:
+    email_id = send(client).get_json()["id"]
+    response = client.post(f"/emails/{email_id}/cancel", headers=AUTH)
+    assert (response.status_code, response.get_json()["name"]) == (400, "validation_error")
+
+
+@pytest.mark.parametrize(
+    ("email_id", "status", "name"),
+    [("9e2b2c8c-0000-4000-8000-000000000000", 404, "not_found"), ("nope", 422, "invalid_parameter")],
+)
+def test_cancel_of_an_unknown_or_malformed_id_is_refused(
+    client: FlaskClient, email_id: str, status: int, name: str
+) -> None:
+    response = client.post(f"/emails/{email_id}/cancel", headers=AUTH)
+    assert (response.status_code, response.get_json()["name"]) == (status, name)
 
 
 # --- POST /emails/batch ----------------------------------------------------------------------------
@@ -169,7 +359,7 @@ def test_batch_returns_one_id_per_item_in_order(client: FlaskClient, state: Sand
 
 def test_strict_batch_rejects_everything_on_one_bad_item(client: FlaskClient, state: Sandbox) -> None:
     response = client.post("/emails/batch", json=[EMAIL, BAD_ITEM], headers=AUTH)
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.get_json()["name"] == "validation_error"
     assert state.emails.listing() == []
 
@@ -189,13 +379,13 @@ def test_permissive_batch_sends_valid_items_and_lists_errors(client: FlaskClient
 
 def test_batch_with_unknown_validation_mode_is_refused(client: FlaskClient) -> None:
     response = client.post("/emails/batch", json=[EMAIL], headers={**AUTH, "x-batch-validation": "lenient"})
-    assert response.status_code == 422
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize("size", [0, 101])
 def test_batch_size_must_be_1_to_100(client: FlaskClient, size: int) -> None:
     response = client.post("/emails/batch", json=[EMAIL] * size, headers=AUTH)
-    assert response.status_code == 422
+    assert response.status_code == 400
 
 
 def test_batch_of_100_is_accepted(client: FlaskClient) -> None:
@@ -205,7 +395,7 @@ def test_batch_of_100_is_accepted(client: FlaskClient) -> None:
 def test_batch_refuses_attachments(client: FlaskClient) -> None:
     item = {**EMAIL, "attachments": [{"content": "aGk=", "filename": "a.txt"}]}
     response = client.post("/emails/batch", json=[item], headers=AUTH)
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert "ttachments" in response.get_json()["message"]
 
 
@@ -388,7 +578,7 @@ def test_config_refuses_unknown_fixed_or_invalid_switches(
     client: FlaskClient, switches: dict[str, Any]
 ) -> None:
     response = client.post("/_sandbox/config", json=switches)
-    assert response.status_code == 422
+    assert response.status_code == 400
 
 
 def test_config_view_hides_the_webhook_secret() -> None:

@@ -10,74 +10,78 @@ from sandbox.api_errors import ApiError
 from sandbox.validation import check_idempotency_key, validate_batch, validate_email
 
 VALID = {"from": "Acme <onboarding@resend.dev>", "to": "a@example.com", "subject": "Hi"}
+#: 2026-11-01T12:00:00Z, the sandbox's clock in these tests.
+NOW = 1793534400.0
 
 
 def test_validate_email_turns_recipient_strings_into_lists() -> None:
-    email = validate_email({**VALID, "cc": "c@example.com", "reply_to": "r@example.com"})
+    email = validate_email({**VALID, "cc": "c@example.com", "reply_to": "r@example.com"}, now=NOW)
     assert email["to"] == ["a@example.com"]
     assert email["cc"] == ["c@example.com"]
     assert email["reply_to"] == ["r@example.com"]
 
 
 def test_validate_email_accepts_named_addresses_and_template_without_subject() -> None:
-    email = validate_email({"from": "a@b.co", "to": ["Bob <bob@example.com>"], "template": {"id": "t"}})
+    email = validate_email(
+        {"from": "a@b.co", "to": ["Bob <bob@example.com>"], "template": {"id": "t"}}, now=NOW
+    )
     assert email["to"] == ["Bob <bob@example.com>"]
 
 
 def test_validate_email_accepts_50_recipients_and_75_tags() -> None:
     tags = [{"name": f"n{i}", "value": "v"} for i in range(75)]
-    email = validate_email({**VALID, "to": [f"u{i}@example.com" for i in range(50)], "tags": tags})
+    email = validate_email({**VALID, "to": [f"u{i}@example.com" for i in range(50)], "tags": tags}, now=NOW)
     assert len(email["tags"]) == 75
 
 
 INVALID: dict[str, tuple[Any, int, str]] = {
-    "not-an-object": (["x"], 422, "validation_error"),
+    "not-an-object": (["x"], 400, "validation_error"),
     "missing-from": ({"to": "a@example.com", "subject": "s"}, 422, "missing_required_field"),
     "missing-to": ({"from": "a@b.co", "subject": "s"}, 422, "missing_required_field"),
     "empty-to": ({**VALID, "to": []}, 422, "missing_required_field"),
     "missing-subject": ({"from": "a@b.co", "to": "a@example.com"}, 422, "missing_required_field"),
-    "bad-from": ({**VALID, "from": "nobody"}, 422, "validation_error"),
-    "from-not-string": ({**VALID, "from": 7}, 422, "validation_error"),
-    "bad-to": ({**VALID, "to": "not an address"}, 422, "validation_error"),
-    "to-not-list": ({**VALID, "to": {"a": 1}}, 422, "validation_error"),
-    "bad-cc": ({**VALID, "cc": ["x"]}, 422, "validation_error"),
-    "51-recipients": ({**VALID, "to": [f"u{i}@example.com" for i in range(51)]}, 422, "validation_error"),
+    "bad-from": ({**VALID, "from": "nobody"}, 400, "validation_error"),
+    "from-not-string": ({**VALID, "from": 7}, 400, "validation_error"),
+    "bad-to": ({**VALID, "to": "not an address"}, 400, "validation_error"),
+    "to-not-list": ({**VALID, "to": {"a": 1}}, 400, "validation_error"),
+    "bad-cc": ({**VALID, "cc": ["x"]}, 400, "validation_error"),
+    "51-recipients": ({**VALID, "to": [f"u{i}@example.com" for i in range(51)]}, 400, "validation_error"),
     "76-tags": (
         {**VALID, "tags": [{"name": f"n{i}", "value": "v"} for i in range(76)]},
-        422,
+        400,
         "validation_error",
     ),
-    "tag-bad-char": ({**VALID, "tags": [{"name": "a b", "value": "v"}]}, 422, "validation_error"),
-    "tag-dot": ({**VALID, "tags": [{"name": "a", "value": "v.1"}]}, 422, "validation_error"),
-    "tag-too-long": ({**VALID, "tags": [{"name": "a", "value": "v" * 257}]}, 422, "validation_error"),
-    "tag-missing-value": ({**VALID, "tags": [{"name": "a"}]}, 422, "validation_error"),
-    "tags-not-list": ({**VALID, "tags": {"a": "b"}}, 422, "validation_error"),
-    "headers-not-object": ({**VALID, "headers": ["X: y"]}, 422, "validation_error"),
-    "header-value-not-string": ({**VALID, "headers": {"X-N": 1}}, 422, "validation_error"),
+    "tag-bad-char": ({**VALID, "tags": [{"name": "a b", "value": "v"}]}, 400, "validation_error"),
+    "tag-dot": ({**VALID, "tags": [{"name": "a", "value": "v.1"}]}, 400, "validation_error"),
+    "tag-too-long": ({**VALID, "tags": [{"name": "a", "value": "v" * 257}]}, 400, "validation_error"),
+    "tag-missing-value": ({**VALID, "tags": [{"name": "a"}]}, 400, "validation_error"),
+    "tags-not-list": ({**VALID, "tags": {"a": "b"}}, 400, "validation_error"),
+    "headers-not-object": ({**VALID, "headers": ["X: y"]}, 400, "validation_error"),
+    "header-value-not-string": ({**VALID, "headers": {"X-N": 1}}, 400, "validation_error"),
     "attachment-empty": ({**VALID, "attachments": [{"filename": "a.txt"}]}, 422, "invalid_attachment"),
-    "attachments-not-list": ({**VALID, "attachments": "x"}, 422, "validation_error"),
+    "attachments-not-list": ({**VALID, "attachments": "x"}, 400, "validation_error"),
 }
 
 
 @pytest.mark.parametrize(("payload", "status", "name"), INVALID.values(), ids=INVALID.keys())
 def test_validate_email_refuses_invalid_payload(payload: Any, status: int, name: str) -> None:
     with pytest.raises(ApiError) as caught:
-        validate_email(payload)
+        validate_email(payload, now=NOW)
     assert (caught.value.status, caught.value.name) == (status, name)
 
 
 def test_tag_of_256_chars_is_accepted() -> None:
     assert (
-        validate_email({**VALID, "tags": [{"name": "a", "value": "v" * 256}]})["tags"][0]["value"]
+        validate_email({**VALID, "tags": [{"name": "a", "value": "v" * 256}]}, now=NOW)["tags"][0]["value"]
         == "v" * 256
     )
 
 
 def test_attachments_are_allowed_outside_batch_only() -> None:
     payload = {**VALID, "attachments": [{"content": "aGk=", "filename": "a.txt"}]}
-    validate_email(payload)
+    validate_email(payload, now=NOW)
     with pytest.raises(ApiError, match="ttachments"):
-        validate_email(payload, in_batch=True)
+        validate_email(payload, in_batch=True, now=NOW)
 
 
 @pytest.mark.parametrize("payload", [{}, [], [VALID] * 101, "x"])
@@ -96,3 +100,34 @@ def test_idempotency_key_outside_bounds_is_invalid_idempotency_key(key: str) -> 
     with pytest.raises(ApiError) as caught:
         check_idempotency_key(key)
     assert (caught.value.status, caught.value.name) == (400, "invalid_idempotency_key")
+
+
+@pytest.mark.parametrize("body_field", ["html", "text"])
+def test_validate_email_refuses_template_with_a_body(body_field: str) -> None:
+    payload = {**VALID, "template": {"id": "welcome"}, body_field: "<p>Hi</p>"}
+    with pytest.raises(ApiError) as caught:
+        validate_email(payload, now=NOW)
+    assert (caught.value.status, caught.value.name) == (400, "validation_error")
+    assert "`template`" in caught.value.message and f"`{body_field}`" in caught.value.message
+
+
+@pytest.mark.parametrize("template", ["welcome", {}, {"id": ""}, {"variables": {"a": "b"}}])
+def test_validate_email_refuses_a_template_without_an_id(template: Any) -> None:
+    with pytest.raises(ApiError, match="`template`") as caught:
+        validate_email({**VALID, "template": template}, now=NOW)
+    assert caught.value.status == 400
+
+
+def test_validate_email_scheduled_at_sets_when_to_send() -> None:
+    email = validate_email({**VALID, "scheduled_at": "2026-11-01T12:05:00.000Z"}, now=NOW)
+    assert email["send_at"] == NOW + 300
+
+
+def test_validate_email_without_scheduled_at_sends_at_once() -> None:
+    assert validate_email(VALID, now=NOW)["send_at"] is None
+
+
+def test_validate_email_refuses_an_unreadable_scheduled_at_naming_the_field() -> None:
+    with pytest.raises(ApiError, match="`scheduled_at`") as caught:
+        validate_email({**VALID, "scheduled_at": "whenever suits"}, now=NOW)
+    assert (caught.value.status, caught.value.name) == (400, "validation_error")

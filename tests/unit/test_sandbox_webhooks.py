@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -132,14 +133,58 @@ def test_bounce_event_carries_bounce_type(make_sandbox: Callable[..., Sandbox], 
     assert "subType" in bounced["data"]["bounce"]
 
 
-def test_each_recipient_gets_its_own_events(make_sandbox: Callable[..., Sandbox], receiver: Receiver) -> None:
-    send_and_wait(make_sandbox(), {**EMAIL, "to": ["delivered@resend.dev", "bounced@resend.dev"]})
-    assert sorted((b["data"]["to"][0], b["type"]) for b in receiver.bodies()) == [
-        ("bounced@resend.dev", "email.bounced"),
-        ("bounced@resend.dev", "email.sent"),
-        ("delivered@resend.dev", "email.delivered"),
-        ("delivered@resend.dev", "email.sent"),
-    ]
+def test_one_event_per_email_names_its_whole_to_list(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    to = ["Ann <delivered@resend.dev>", "bounced@resend.dev"]
+    send_and_wait(make_sandbox(), {**EMAIL, "to": to})
+    bodies = sorted(receiver.bodies(), key=lambda b: b["created_at"])
+    assert [b["type"] for b in bodies] == ["email.sent", "email.delivered", "email.bounced"]
+    assert all(b["data"]["to"] == to for b in bodies)
+
+
+def test_a_cc_recipient_outcome_is_an_event_of_the_email(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    send_and_wait(make_sandbox(), {**EMAIL, "to": "delivered@resend.dev", "cc": ["complained@resend.dev"]})
+    bodies = sorted(receiver.bodies(), key=lambda b: b["created_at"])
+    assert [b["type"] for b in bodies] == ["email.sent", "email.delivered", "email.complained"]
+    assert all(b["data"]["to"] == ["delivered@resend.dev"] for b in bodies)
+
+
+def test_scheduled_email_fires_email_scheduled_at_once_and_delivers_at_its_time(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    state = make_sandbox(webhook_threads=1)
+    scheduled_at = datetime.now(UTC) + timedelta(seconds=0.5)
+    email = {**EMAIL, "to": "delivered@resend.dev", "scheduled_at": scheduled_at.isoformat()}
+    send_and_wait(state, email)
+    bodies = receiver.bodies()
+    assert [b["type"] for b in bodies] == ["email.scheduled", "email.sent", "email.delivered"]
+    sent_at = datetime.fromisoformat(bodies[1]["created_at"])
+    assert sent_at >= scheduled_at.replace(microsecond=scheduled_at.microsecond // 1000 * 1000)
+
+
+def test_canceled_scheduled_email_sends_only_email_scheduled(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    state = make_sandbox()
+    email_id = state.send_email(KEY, None, {**EMAIL, "scheduled_at": "in 1 hour"}).body["id"]
+    state.cancel(email_id)
+    assert state.webhooks.wait_idle(10)
+    assert [b["type"] for b in receiver.bodies()] == ["email.scheduled"]
+    assert state.webhooks.pending() == 0
+
+
+def test_rescheduled_email_delivers_at_the_new_time_only(
+    make_sandbox: Callable[..., Sandbox], receiver: Receiver
+) -> None:
+    state = make_sandbox()
+    email_id = state.send_email(KEY, None, {**EMAIL, "scheduled_at": "in 1 hour"}).body["id"]
+    state.reschedule(email_id, {"scheduled_at": datetime.now(UTC).isoformat()})
+    assert state.webhooks.wait_idle(10)
+    types = [b["type"] for b in receiver.bodies()]
+    assert sorted(types) == sorted(["email.scheduled", "email.sent", "email.delivered", "email.complained"])
 
 
 def test_non_2xx_is_retried_with_the_same_svix_id(
