@@ -40,12 +40,13 @@ def upgrade() -> None:
         create_index_concurrently(
             QUEUED, TABLE, ["dispatch_key", "created_at"], postgresql_where=sa.text("status = 'queued'")
         )
-        create_index_concurrently(
-            SENDING,
-            TABLE,
-            ["dispatch_key", "next_attempt_at"],
-            postgresql_where=sa.text("status = 'sending'"),
-        )
+        for name, status in ((DEFERRED, "deferred"), (SENDING, "sending")):
+            create_index_concurrently(
+                name,
+                TABLE,
+                ["dispatch_key", "next_attempt_at"],
+                postgresql_where=sa.text(f"status = '{status}'"),
+            )
 
 
 def downgrade() -> None:

@@ -1,7 +1,8 @@
 """Scenario 11: SIGKILL pool children and whole workers while coalesced units are in flight.
 
-Single-recipient ``pilot.send_email`` tasks arrive faster than the API key's request rate (2 a
-second), so their rows leave together, many to a request. Kills land while a unit is in flight
+Single-recipient sends (each its own ``pilot.send_email`` task, rows written first through the
+outbox) arrive faster than the API key's request rate (2 a second), so their rows leave together,
+many to a request. Kills land while a unit is in flight
 (rows ``sending``). Then: no email is lost, none is delivered twice (the sandbox counts each
 acceptance), and every email was accepted under the idempotency key of its row's unit: a unit whose
 outcome was unknown went again only as itself. A new worker is started after each whole-worker kill.
@@ -42,7 +43,11 @@ SWEEP_AFTER_S = 10.0
 
 
 class Feed:
-    """Publishes :data:`TOP_UP` single-recipient sends whenever fewer rows wait."""
+    """Adds :data:`TOP_UP` single-recipient sends whenever fewer rows wait.
+
+    Through the transactional outbox (rows first, one task per send after the commit): a task held
+    by a worker killed whole comes back only after the broker's visibility timeout, its rows at once.
+    """
 
     def __init__(self, s: Stack, connector_id: uuid.UUID) -> None:
         self.s, self.connector_id = s, connector_id
@@ -51,9 +56,9 @@ class Feed:
     def top_up(self) -> None:
         waiting = self.s.statuses(self.connector_id)
         if waiting["queued"] + waiting["sending"] < TOP_UP:
-            for address in recipients("unit", TOP_UP):
-                self.s.publish(self.connector_id, address)
-                self.to.append(address)
+            more = recipients("unit", TOP_UP)
+            self.s.outbox(self.connector_id, more)
+            self.to += more
 
 
 def unit_in_flight(s: Stack, feed: Feed) -> set[uuid.UUID]:
