@@ -127,7 +127,7 @@ class Bench:
                 )
                 sent_at = self._wait_sent(connector_id, i + 1)
                 latencies.append((sent_at - queued_at).total_seconds())
-                time.sleep(1.0 / self.rate)  # the next one finds the request token free: idle
+                time.sleep(1.5 / self.rate)  # the next one finds the request token free: idle
         return statistics.median(latencies)
 
     def _timed(
