@@ -223,10 +223,12 @@ class RateLimiter:
             raise _unavailable(exc) from exc
         return bool(reply)
 
-    def release_dispatch(self, key_hash: str, at_ms: int) -> None:
-        """The dispatch scheduled for ``at_ms`` has started: a later need may schedule another."""
+    def release_dispatch(self, key_hash: str, started_ms: int) -> None:
+        """A dispatch of ``key_hash``'s queue started at ``started_ms`` (unix ms): it fulfils every
+        dispatch scheduled up to then (one that was lost too), so a later need may schedule another.
+        A dispatch scheduled for later stays noted."""
         try:
-            self._client().eval(_RELEASE_DISPATCH, 1, self._dispatch_key(key_hash), at_ms)
+            self._client().eval(_RELEASE_DISPATCH, 1, self._dispatch_key(key_hash), started_ms)
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
 
@@ -384,9 +386,10 @@ if current and current <= tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 """
-#: Delete the note if it still names the dispatch that started (ARGV[1]), not a newer one.
+#: Delete the note if the dispatch it names was due by the time one started (ARGV[1]).
 _RELEASE_DISPATCH = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
 return 0
 """
 

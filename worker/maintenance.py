@@ -39,8 +39,9 @@ from shared.sending.dispatch import IDEMPOTENCY_WINDOW, needs_attention_reason
 from shared.sending.ledger import truncate
 from shared.sending.queue import UNIT_LOCK_KEY
 
-#: A queued row older than this has lost its dispatch (senders schedule one within seconds).
-STUCK_QUEUED_AFTER = timedelta(minutes=2)
+#: A queued row older than this may have lost its dispatch (senders schedule one within seconds;
+#: a key with a backlog is woken needlessly, which costs one reservation check).
+STUCK_QUEUED_AFTER = timedelta(seconds=30)
 #: A unit due again (or in flight) this long without a dispatch taking it has lost its dispatch.
 STUCK_SENDING_AFTER = timedelta(minutes=2)
 #: Rows examined per run; the next run takes the rest.

@@ -8,6 +8,7 @@ written yet): ``max_retries=None``, because the ledger's own attempt counter cap
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -16,6 +17,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import task_names
 from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker
+from shared.errors import RateLimitBackendUnavailable
 from shared.sending import pipeline
 from shared.sending.context import SendContext, process_context
 from shared.sending.outcomes import SendOutcome
@@ -80,8 +82,11 @@ def dispatch(self: Task, dispatch_key: str, at_ms: int | None = None) -> dict[st
     if not isinstance(dispatch_key, str) or not _KEY_HASH.match(dispatch_key):
         return {"rows": 0}  # not a key of ours: nothing to send
     ctx = context(self.app)
+    started_ms = int(ctx.clock().timestamp() * 1000)
     if isinstance(at_ms, int):
-        ctx.limiter.release_dispatch(dispatch_key, at_ms)
+        started_ms = max(started_ms, at_ms)
+    with contextlib.suppress(RateLimitBackendUnavailable):  # the dispatch fails closed below
+        ctx.limiter.release_dispatch(dispatch_key, started_ms)
     return {"rows": len(pipeline.dispatch(ctx, dispatch_key))}
 
 

@@ -3,8 +3,10 @@
 A dispatch refused the key's request token (or leaving work for later) asks for the key's next
 dispatch at the time it can run. However many ask, one ``pilot.dispatch`` is published: a note in
 Redis (:meth:`RateLimiter.reserve_dispatch`) says which time is scheduled, and only an earlier time
-publishes another. The note expires shortly after its time, so a lost message blocks nothing for
-long; beat's sweep dispatches whatever still waits after that. Waits longer than a broker countdown
+publishes another. A dispatch that starts clears the note if its time has come (it serves every
+need noted until then, even that of a dispatch whose message was lost), and the note expires shortly
+after its time anyway, so a lost message blocks nothing for long; beat's sweep dispatches whatever
+still waits after that. Waits longer than a broker countdown
 should hold are not scheduled here: the rows wait in PostgreSQL (``deferred``) and beat releases them.
 """
 
@@ -26,8 +28,10 @@ logger = logging.getLogger(__name__)
 
 #: ``publish(task name, kwargs, countdown seconds)``: send a task to the broker.
 Publish = Callable[[str, dict[str, Any], float], None]
-#: A scheduled dispatch not started this long after its time is taken for lost.
-RESERVATION_KEEP_MS = 60_000
+#: A scheduled dispatch not started this long after its time is taken for lost: the next need
+#: publishes another. A late one that still runs is harmless (dispatches of a key take turns in
+#: PostgreSQL), while waiting for one that never comes would hold the key's queue.
+RESERVATION_KEEP_MS = 5_000
 
 
 def _now_ms() -> int:
