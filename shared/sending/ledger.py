@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.db import raw_connection
 from shared.models import EmailMessage, MessageStatus
 from shared.sending.rendering import RenderedMessage
 
@@ -60,27 +61,41 @@ def insert_messages(
     """
     if not messages:
         return
-    rows = [
+    waiting = [message.refusal is None for message in messages]
+    raw_connection(session).execute(
+        _INSERT,
         {
-            "id": message.id,
-            "organization_id": organization_id,
-            "connector_id": connector_id,
-            "task_id": task_id,
-            "idempotency_key": message.idempotency_key,
-            "recipient": message.recipient,
-            "subject": message.subject,
-            "request": message.request,
-            "dispatch_key": placement.dispatch_key if message.refusal is None else None,
-            "status": placement.status if message.refusal is None else MessageStatus.FAILED,
-            "next_attempt_at": placement.until if message.refusal is None else None,
-            "last_error": truncate(placement.reason if message.refusal is None else message.refusal),
-        }
-        for message in messages
-    ]
-    # Rows as parameter sets, not one VALUES clause: SQLAlchemy caches the statement and sends the
-    # rows in multi-row batches; a 100-row VALUES was compiled afresh every time (7x the CPU).
-    statement = insert(EmailMessage).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    session.execute(statement, rows)
+            "organization": organization_id,
+            "connector": connector_id,
+            "task": task_id,
+            "ids": [message.id for message in messages],
+            "keys": [message.idempotency_key for message in messages],
+            "recipients": [message.recipient for message in messages],
+            "subjects": [message.subject for message in messages],
+            "requests": [Jsonb(message.request) for message in messages],
+            "queues": [placement.dispatch_key if ok else None for ok in waiting],
+            "statuses": [placement.status if ok else MessageStatus.FAILED for ok in waiting],
+            "next": [placement.until if ok else None for ok in waiting],
+            "errors": [
+                truncate(placement.reason if ok else message.refusal)
+                for ok, message in zip(waiting, messages, strict=True)
+            ],
+        },
+    )
+
+
+# One statement whatever the number of rows (arrays, not a VALUES list compiled per row count), and
+# no ORM bookkeeping: the rows are read back by id when needed.
+_INSERT = """
+INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
+                            subject, request, dispatch_key, status, next_attempt_at, last_error)
+SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.request,
+       v.queue, v.status, v.next_at, v.error
+FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
+            %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[], %(next)s::timestamptz[],
+            %(errors)s::text[]) AS v(id, key, recipient, subject, request, queue, status, next_at, error)
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
 
 
 def load_messages(
