@@ -10,6 +10,7 @@ import os
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from sqlalchemy import Engine, create_engine
@@ -62,3 +63,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def raw_connection(session: Session) -> psycopg.Connection[Any]:
+    """The psycopg connection under ``session``, inside the session's transaction (which it begins):
+    for statements written for psycopg, run in the same transaction as the session's own."""
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver

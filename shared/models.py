@@ -38,18 +38,30 @@ NAMING_CONVENTION = {
 }
 
 CONNECTOR_STATUSES = ("active", "paused", "error", "rate_limited")
-MESSAGE_STATUSES = (
-    "queued",
-    "deferred",
-    "sending",
-    "sent",
-    "delivery_delayed",
-    "delivered",
-    "bounced",
-    "complained",
-    "failed",
-    "suppressed",
-)
+
+
+class MessageStatus(StrEnum):
+    """Where a ledger row (one email to one mailbox) stands.
+
+    ``queued`` waits for its API key's next request, ``deferred`` until ``next_attempt_at`` (a spent
+    budget, a paused connector, a quota); ``sending`` went out (or is going out) under its
+    ``attempt_key``, with ``next_attempt_at`` as its lease or retry time while the outcome is unknown.
+    The rest are outcomes: webhook events move a sent row along the lattice, never back.
+    """
+
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERY_DELAYED = "delivery_delayed"
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 SUPPRESSION_REASONS = (
     "hard_bounce",
     "spam_complaint",
@@ -168,7 +180,7 @@ class EmailMessage(Base):
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
-        # The budget rebuild counts a connector's sends of the last day (worker.ledger.recent_usage).
+        # The budget rebuild counts a connector's sends of the last day (shared.sending.ledger.recent_usage).
         Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
         # A recipient's messages, case-insensitively, in its organization (the soft-bounce history,
         # worker.event_suppression) and in its task (an event found by its tags only,
@@ -176,6 +188,26 @@ class EmailMessage(Base):
         # alone, their foreign keys' cascades included.
         Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
         Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
+        # The send queue of an API key: its queued rows oldest first, its deferred rows and its units
+        # (``sending``) by the time they are due.
+        Index(
+            "ix_email_messages_dispatch_key_queued",
+            "dispatch_key",
+            "created_at",
+            postgresql_where=text("status = 'queued'"),
+        ),
+        Index(
+            "ix_email_messages_dispatch_key_deferred",
+            "dispatch_key",
+            "next_attempt_at",
+            postgresql_where=text("status = 'deferred'"),
+        ),
+        Index(
+            "ix_email_messages_dispatch_key_sending",
+            "dispatch_key",
+            "next_attempt_at",
+            postgresql_where=text("status = 'sending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -193,6 +225,9 @@ class EmailMessage(Base):
     #: The idempotency key the first attempt went out under (the row's own, or its batch's). Once
     #: set, the row is only ever sent again in that same unit, so Resend can recognise the retry.
     attempt_key: Mapped[str | None] = mapped_column(Text, index=True)
+    #: The API key the row is sent with (its hash, as the request buckets name it): rows of one key
+    #: leave together, whatever their connector or task. Set when the row is queued.
+    dispatch_key: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -199,9 +199,38 @@ class RateLimiter:
 
         The rate is the one last set with :meth:`set_request_rate` by any worker, else the default.
         """
-        digest = api_key_hash(api_key)
-        keys = (self._request_key(digest), self._cooldown_key(digest), self._request_rate_key(digest))
+        return self.acquire_request_for(api_key_hash(api_key), n=n)
+
+    def acquire_request_for(self, key_hash: str, *, n: int = 1) -> Decision:
+        """:meth:`acquire_request` for the API key named ``key_hash`` (its :func:`api_key_hash`)."""
+        keys = (self._request_key(key_hash), self._cooldown_key(key_hash), self._request_rate_key(key_hash))
         return self._run("take", n, keys, self._default_request_rate, _REQUEST_BUCKETS)[0]
+
+    # Dispatch reservations --------------------------------------------------------------------------
+
+    def reserve_dispatch(self, key_hash: str, at_ms: int, *, keep_ms: int) -> bool:
+        """Note that a dispatch of ``key_hash``'s queue is scheduled for ``at_ms`` (unix ms).
+
+        True when the caller should publish it: no dispatch was scheduled, or only a later one (the
+        earlier one wins; the later one still runs, finds less to do, and is harmless). The note
+        expires ``keep_ms`` after ``at_ms``, so a lost dispatch never blocks the queue for long.
+        """
+        try:
+            reply = self._client().eval(
+                _RESERVE_DISPATCH, 1, self._dispatch_key(key_hash), at_ms, at_ms + keep_ms
+            )
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+        return bool(reply)
+
+    def release_dispatch(self, key_hash: str, started_ms: int) -> None:
+        """A dispatch of ``key_hash``'s queue started at ``started_ms`` (unix ms): it fulfils every
+        dispatch scheduled up to then (one that was lost too), so a later need may schedule another.
+        A dispatch scheduled for later stays noted."""
+        try:
+            self._client().eval(_RELEASE_DISPATCH, 1, self._dispatch_key(key_hash), started_ms)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
 
     def set_request_rate(self, api_key: str, per_second: float) -> None:
         """Set the request rate for ``api_key`` for every worker (from Resend's ``ratelimit-limit``)."""
@@ -344,6 +373,25 @@ class RateLimiter:
 
     def _cooldown_key(self, digest: str) -> str:
         return f"{self._prefix}cooldown:{digest}"
+
+    def _dispatch_key(self, digest: str) -> str:
+        return f"{self._prefix}dispatch:{digest}"
+
+
+#: KEYS[1] holds the unix ms of the dispatch scheduled for an API key's queue. ARGV[1] is the time
+#: asked for, ARGV[2] when the note expires. Set (answer 1) unless an earlier dispatch is scheduled.
+_RESERVE_DISPATCH = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current <= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
+return 1
+"""
+#: Delete the note if the dispatch it names was due by the time one started (ARGV[1]).
+_RELEASE_DISPATCH = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+if current and current <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def dedicated_client(url: str) -> Callable[[], redis.Redis]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 SEND_EMAIL = "pilot.send_email"
 SEND_BATCH = "pilot.send_batch"
+DISPATCH = "pilot.dispatch"
 PROCESS_WEBHOOK_EVENT = "pilot.process_webhook_event"
 CHECK_CONNECTOR_STATUS = "pilot.check_connector_status"
 RELEASE_DEFERRED = "pilot.release_deferred"
@@ -19,6 +20,7 @@ MAINTENANCE_QUEUE = "pilot.maintenance"
 TASK_QUEUES = {
     SEND_EMAIL: SENDS_QUEUE,
     SEND_BATCH: SENDS_QUEUE,
+    DISPATCH: SENDS_QUEUE,
     PROCESS_WEBHOOK_EVENT: EVENTS_QUEUE,
     CHECK_CONNECTOR_STATUS: MAINTENANCE_QUEUE,
     RELEASE_DEFERRED: MAINTENANCE_QUEUE,

@@ -7,6 +7,7 @@ with ``retry-after`` is never retried sooner".
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ class Exchange:
     retry_after: float | None
     started: float
     answered: float
+    #: The ``to`` addresses of the email(s) it carried.
+    recipients: tuple[str, ...] = ()
 
 
 class RecordingProxy:
@@ -75,6 +78,7 @@ def _handler(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
                     retry_after=float(retry_after) if retry_after else None,
                     started=started,
                     answered=time.monotonic(),
+                    recipients=_recipients(body),
                 )
             )
 
@@ -84,6 +88,15 @@ def _handler(proxy: RecordingProxy) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def _recipients(body: bytes) -> tuple[str, ...]:
+    try:
+        parsed = json.loads(body) if body else []
+    except ValueError:
+        return ()
+    emails = parsed if isinstance(parsed, list) else [parsed]
+    return tuple(to for email in emails if isinstance(email, dict) for to in email.get("to") or [])
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -16,8 +17,31 @@ from shared.suppression import suppress
 from tests.fake_resend import FakeResend
 
 SENDER = "Pilot <pilot@example.test>"
-#: The fallback Resend API key of the send fixtures' settings.
-API_KEY = "re_test_worker_key"
+
+
+class FakeClock:
+    """A clock standing still at the time it was made, until moved with :meth:`advance`."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        """Move on ``seconds``; the new time."""
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+class RecordingScheduler:
+    """A dispatch scheduler that only records what it was asked: ``(key hash, delay)`` pairs."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float]] = []
+
+    def schedule(self, key_hash: str, delay_s: float) -> None:
+        self.calls.append((key_hash, delay_s))
 
 
 def add_connector(

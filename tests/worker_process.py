@@ -155,8 +155,12 @@ def running_worker(
     app: str = "worker.celery_app",
     include: Sequence[str] = (),
     startup_timeout: float = 60.0,
+    root: Path = ROOT,
 ) -> Iterator[WorkerHandle]:
-    """Start a worker, wait until it consumes, yield it, then stop it by pid (its whole group)."""
+    """Start a worker, wait until it consumes, yield it, then stop it by pid (its whole group).
+
+    ``root``: the source tree whose code it runs (another checkout, for a benchmark's baseline).
+    """
     with tempfile.NamedTemporaryFile(prefix="pilot-worker-", suffix=".log", delete=False) as log:
         log_path = log.name
     full_env = {**os.environ, **env}
@@ -165,8 +169,8 @@ def running_worker(
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             argv,
-            cwd=ROOT,
-            env=full_env,
+            cwd=root,
+            env={**full_env, "PYTHONPATH": str(root)} if root != ROOT else full_env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stopping it stops its children

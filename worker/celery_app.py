@@ -91,7 +91,7 @@ def _on_process_init(**_: Any) -> None:
     Engines made by ``shared.db.make_engine`` already drop inherited connections after ``fork``;
     this also forgets the parent's Redis and HTTP clients.
     """
-    from worker.context import forget_inherited_contexts
+    from shared.sending.context import forget_inherited_contexts
 
     forget_inherited_contexts()
 

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 )
 def record_dead_letter(self: Any, **fields: Any) -> bool:
     """Store one dead letter; ``False`` if it was stored already."""
-    return store_dead_letter(make_sessionmaker(context().engine), parse_record(fields))
+    return store_dead_letter(make_sessionmaker(context(self.app).engine), parse_record(fields))
 
 
 def parse_record(fields: dict[str, Any]) -> DeadLetterRecord:

@@ -1,138 +1,156 @@
-"""Beat's housekeeping of the send ledger: release deferred rows, sweep lost work, reconcile.
+"""Beat's housekeeping of the send queues: wake the queues that wait, and end what nobody can finish.
 
-Each function marks rows in one transaction, commits, then publishes ``pilot.send_email`` resume
-tasks (``{connector_id, message_ids}``) through ``publish``. A publish that is lost leaves the rows
-``queued``, and the next sweep finds them: nothing depends on a single publish succeeding.
+Dispatches are scheduled by the senders themselves (:mod:`shared.sending.scheduling`); beat covers
+what no sender will come back for, and publishes no sends of its own, only ``pilot.dispatch`` of the
+API keys concerned (at most one pending per key):
 
-* :func:`release_deferred` — ``deferred`` rows whose ``next_attempt_at`` has come.
-* :func:`sweep` — ``queued`` rows untouched for :data:`STUCK_QUEUED_AFTER` (a lost outbox publish,
-  a lost retry message, a worker that died before acking).
-* :func:`reconcile` — ``sending`` rows (outcome unknown) untouched for :data:`STUCK_SENDING_AFTER`
-  whose sender is gone (no advisory lock). Within Resend's 24-hour idempotency window the row is sent
-  again with the same key and body, which *is* the look-up: Resend answers with the original email's
-  id and sends nothing new. Past the window a resend could duplicate, so the row is failed with a
-  "needs attention" reason instead, for an operator to check in Resend's dashboard.
+* :func:`release_deferred` — ``deferred`` rows whose time has come (a budget that refilled, a
+  connector that may send again, a quota reset, any wait too long for a broker countdown) are
+  queued again, oldest first still, and their keys dispatched;
+* :func:`sweep` — keys with ``queued`` rows untouched for :data:`STUCK_QUEUED_AFTER` (a scheduled
+  dispatch lost with Redis, rows the outbox wrote whose publish was lost);
+* :func:`reconcile` — ``sending`` rows whose retry time passed long ago, or in flight for long,
+  without a dispatch taking them (the dispatcher died and its key had no other work; rows in flight
+  under the old send path). The dispatch sends such a unit again if no dispatcher holds its lock:
+  within Resend's 24-hour idempotency window, under its key, which *is* the look-up (Resend answers
+  with the original ids and sends nothing new). Past the window a resend could duplicate, so the
+  rows are failed with a "needs attention" reason for an operator.
+
+Rows without a queue (written before queues existed, or by the outbox, or while their connector had
+no key) are given their connector's key here first.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import task_names
+from shared import connector_store as store
 from shared.db import transaction
-from shared.models import EmailMessage
-from worker import ledger
-from worker.batching import chunks
+from shared.errors import NotFound
+from shared.models import EmailMessage, MessageStatus
+from shared.rate_limit import api_key_hash
+from shared.sending.connectors import view_of
+from shared.sending.context import SendContext
+from shared.sending.dispatch import IDEMPOTENCY_WINDOW, needs_attention_reason
+from shared.sending.ledger import truncate
+from shared.sending.queue import UNIT_LOCK_KEY
 
-Publish = Callable[[str, dict[str, Any]], None]
-
-#: A queued row older than this has lost its task message.
-STUCK_QUEUED_AFTER = timedelta(minutes=5)
-#: Longer than any send task may run (worker.celery_app.SEND_TIME_LIMIT_S).
-STUCK_SENDING_AFTER = timedelta(minutes=10)
-#: Resend forgets idempotency keys after 24 h; keep an hour of margin.
-IDEMPOTENCY_WINDOW = timedelta(hours=23)
-#: Rows handled per run; the next run takes the rest.
+#: A queued row older than this may have lost its dispatch (senders schedule one within seconds;
+#: a key with a backlog is woken needlessly, which costs one reservation check).
+STUCK_QUEUED_AFTER = timedelta(seconds=30)
+#: A unit due again (or in flight) this long without a dispatch taking it has lost its dispatch.
+STUCK_SENDING_AFTER = timedelta(minutes=2)
+#: Rows examined per run; the next run takes the rest.
 MAX_ROWS_PER_RUN = 5000
-#: Rows named by one resume task.
-ROWS_PER_TASK = 100
 
 
-def release_deferred(factory: sessionmaker[Session], publish: Publish, *, now: datetime) -> int:
-    """Queue and publish the deferred rows that are due; how many."""
+def release_deferred(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> int:
+    """Queue the deferred rows whose time has come and dispatch their queues; how many rows."""
+    due = and_(EmailMessage.status == MessageStatus.DEFERRED, EmailMessage.next_attempt_at <= now)
     with transaction(factory) as session:
-        rows = _claim(
-            session,
-            (EmailMessage.status == "deferred") & (EmailMessage.next_attempt_at <= now),
-            order=EmailMessage.next_attempt_at,
-        )
-        _requeue(session, rows)
-    return publish_resumes(rows, publish)
+        ids = session.scalars(
+            select(EmailMessage.id).where(due).limit(MAX_ROWS_PER_RUN).with_for_update(skip_locked=True)
+        ).all()
+        if ids:
+            session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.id.in_(ids))
+                .values(status=MessageStatus.QUEUED, next_attempt_at=None)
+            )
+    released = and_(EmailMessage.id.in_(ids), EmailMessage.status == MessageStatus.QUEUED)
+    _wake(factory, ctx, released)
+    return len(ids)
 
 
-def sweep(factory: sessionmaker[Session], publish: Publish, *, now: datetime) -> int:
-    """Publish again the queued rows nobody touched for a while; how many."""
-    with transaction(factory) as session:
-        rows = _claim(
-            session,
-            (EmailMessage.status == "queued") & (EmailMessage.updated_at < now - STUCK_QUEUED_AFTER),
-            order=EmailMessage.updated_at,
-        )
-        _requeue(session, rows)  # refreshes updated_at: the next sweep waits its turn
-    return publish_resumes(rows, publish)
-
-
-def reconcile(factory: sessionmaker[Session], publish: Publish, *, now: datetime) -> tuple[int, int]:
-    """Resend (same key) or give up on ``sending`` rows whose sender is gone; (resent, given up)."""
-    with transaction(factory) as session:
-        stale = _claim(
-            session,
-            (EmailMessage.status == "sending") & (EmailMessage.updated_at < now - STUCK_SENDING_AFTER),
-            order=EmailMessage.updated_at,
-        )
-        # Transaction locks: a pooled session hands its connection back at commit, and session locks
-        # left on it would keep these rows from every sender (they stayed ``sending`` for good).
-        free = ledger.try_lock(session, [row.id for row in stale], transaction=True)  # no live sender
-        orphans = [row for row in stale if row.id in free]
-        resend = [row for row in orphans if row.created_at > now - IDEMPOTENCY_WINDOW]
-        for row in orphans:
-            if row.created_at <= now - IDEMPOTENCY_WINDOW:
-                ledger.mark_final(row, "failed", needs_attention_reason(row))
-        _touch(session, resend)
-    return publish_resumes(resend, publish), len(orphans) - len(resend)
-
-
-def needs_attention_reason(row: EmailMessage) -> str:
-    """Why a row was failed without knowing whether Resend sent it."""
-    return (
-        "needs attention: outcome unknown and Resend's 24 h idempotency window has passed, so it was "
-        f"not sent again; look for tag message_id={row.id} in Resend (last error: {row.last_error})"
+def sweep(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> int:
+    """Dispatch the queues holding queued rows nobody touched for a while; how many rows."""
+    stuck = and_(
+        EmailMessage.status == MessageStatus.QUEUED, EmailMessage.updated_at < now - STUCK_QUEUED_AFTER
     )
+    return _wake(factory, ctx, stuck)
 
 
-def publish_resumes(rows: Sequence[EmailMessage], publish: Publish) -> int:
-    """One resume task per connector and :data:`ROWS_PER_TASK` rows; rows published."""
-    by_connector: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-    for row in rows:
-        by_connector[row.connector_id].append(row.id)
-    for connector_id, ids in by_connector.items():
-        for part in chunks(ids, ROWS_PER_TASK):
-            kwargs = {"connector_id": str(connector_id), "message_ids": [str(i) for i in part]}
-            publish(task_names.SEND_EMAIL, kwargs)
-    return len(rows)
+def reconcile(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> tuple[int, int]:
+    """Wake the queues of units nobody is finishing, or give up on those too old to send again.
 
-
-def _claim(session: Session, condition: Any, *, order: Any) -> list[EmailMessage]:
-    query = (
-        select(EmailMessage)
-        .where(condition)
-        .order_by(order)
-        .limit(MAX_ROWS_PER_RUN)
-        .with_for_update(skip_locked=True)
+    Returns (rows whose queue was woken, rows given up).
+    """
+    nobody = and_(
+        EmailMessage.status == MessageStatus.SENDING,
+        or_(
+            EmailMessage.next_attempt_at <= now - STUCK_SENDING_AFTER,
+            and_(EmailMessage.next_attempt_at.is_(None), EmailMessage.updated_at < now - STUCK_SENDING_AFTER),
+        ),
     )
-    return list(session.scalars(query))
-
-
-def _requeue(session: Session, rows: Sequence[EmailMessage]) -> None:
-    if rows:
-        session.execute(
-            update(EmailMessage)
-            .where(EmailMessage.id.in_([row.id for row in rows]))
-            .values(status="queued", next_attempt_at=None, updated_at=ledger.now())
+    with transaction(factory) as session:
+        too_old = list(
+            session.scalars(
+                select(EmailMessage)
+                .where(nobody, EmailMessage.created_at <= now - IDEMPOTENCY_WINDOW)
+                .limit(MAX_ROWS_PER_RUN)
+                .with_for_update(skip_locked=True)
+            )
         )
+        # Only units no live dispatcher holds (its lock) are given up on.
+        free = {
+            row.attempt_key for row in too_old if row.attempt_key and _unit_free(session, row.attempt_key)
+        }
+        given_up = [row for row in too_old if row.attempt_key is None or row.attempt_key in free]
+        for row in given_up:
+            row.status = MessageStatus.FAILED
+            row.next_attempt_at = None
+            row.last_error = truncate(needs_attention_reason(row.id, row.last_error))
+    return _wake(factory, ctx, nobody), len(given_up)
 
 
-def _touch(session: Session, rows: Sequence[EmailMessage]) -> None:
-    if rows:
-        session.execute(
-            update(EmailMessage)
-            .where(EmailMessage.id.in_([row.id for row in rows]))
-            .values(updated_at=ledger.now())
+def _unit_free(session: Session, unit: str) -> bool:
+    """Whether no dispatcher holds unit ``unit`` (the lock taken here lasts until the commit)."""
+    statement = text("SELECT pg_try_advisory_xact_lock(" + UNIT_LOCK_KEY.format(unit=":unit") + ")")
+    return bool(session.scalar(statement, {"unit": unit}))
+
+
+def _wake(factory: sessionmaker[Session], ctx: SendContext, condition: ColumnElement[bool]) -> int:
+    """Give the rows matching ``condition`` their queue if they have none; dispatch those queues."""
+    with transaction(factory) as session:
+        unassigned = session.scalars(
+            select(EmailMessage.connector_id)
+            .where(condition, EmailMessage.dispatch_key.is_(None))
+            .distinct()
+            .limit(MAX_ROWS_PER_RUN)
+        ).all()
+        for connector_id in unassigned:
+            _assign_key(session, ctx, connector_id, condition)
+        counts = session.execute(
+            select(EmailMessage.dispatch_key, func.count())
+            .where(condition)
+            .group_by(EmailMessage.dispatch_key)
+        ).all()
+    for key, _ in counts:
+        if key is not None:
+            ctx.scheduler.schedule(key, 0.0)
+    return sum(int(count) for _, count in counts)
+
+
+def _assign_key(
+    session: Session, ctx: SendContext, connector_id: uuid.UUID, condition: ColumnElement[bool]
+) -> None:
+    """Put the connector's rows matching ``condition`` and without a queue in its key's queue."""
+    try:
+        connector = store.get_connector(session, connector_id)
+    except NotFound:
+        return
+    view = view_of(connector, ctx.keyring, ctx.settings.resend_api_key)
+    if view.api_key is None:
+        return  # no key to send with: the rows wait (the dispatcher would only defer them again)
+    session.execute(
+        update(EmailMessage)
+        .where(condition, EmailMessage.connector_id == connector_id, EmailMessage.dispatch_key.is_(None))
+        # updated_at kept: the rows still match ``condition`` when the queues to wake are counted.
+        .values(
+            dispatch_key=api_key_hash(view.api_key.get_secret_value()), updated_at=EmailMessage.updated_at
         )
+    )

@@ -2,10 +2,12 @@
 
 Metrics (prometheus-client)::
 
-    pilot_sends_total{result}                  recipients answered: sent|suppressed|deferred|failed|pending
+    pilot_sends_total{result}                  outcomes decided for recipients: sent|suppressed|deferred|
+                                               failed (a row deferred, then sent, counts once for each)
     pilot_resend_responses_total{status,error_name}    Resend's answers (status "none": none arrived)
     pilot_deferrals_total{reason}              rows made to wait: hour|day|budget|requests|cooldown|
                                                redis_unavailable|connector_blocked|<Resend error name>
+    pilot_emails_per_request                   emails each request to Resend carried (histogram)
     pilot_bucket_tokens_remaining{connector_id,window} hour|day tokens left (sampled, most recent)
     pilot_task_duration_seconds{task}          run time of each task, by task name
     pilot_worker_rejected_messages_total{reason}   broker messages refused and dead-lettered (worker
@@ -49,6 +51,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKET_SAMPLE_INTERVAL_S = 5.0
 #: Task durations from a few milliseconds (one email) to the send time limit.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: Emails per request, from a single send to a full batch.
+UNIT_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 75, 100)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Instruments:
     sends: Counter
     resend_responses: Counter
     deferrals: Counter
+    unit_size: Histogram
     bucket_tokens: Gauge
     task_duration: Histogram
     rejected_messages: Counter
@@ -82,13 +87,16 @@ def _build_instruments() -> Instruments:
     from prometheus_client import Counter, Gauge, Histogram
 
     return Instruments(
-        sends=Counter("pilot_sends_total", "Recipients answered by send tasks, by result.", ["result"]),
+        sends=Counter("pilot_sends_total", "Outcomes decided for recipients, by result.", ["result"]),
         resend_responses=Counter(
             "pilot_resend_responses_total",
             "Answers from Resend by HTTP status and error name.",
             ["status", "error_name"],
         ),
         deferrals=Counter("pilot_deferrals_total", "Ledger rows made to wait, by reason.", ["reason"]),
+        unit_size=Histogram(
+            "pilot_emails_per_request", "Emails carried by each request to Resend.", buckets=UNIT_SIZE_BUCKETS
+        ),
         bucket_tokens=Gauge(
             "pilot_bucket_tokens_remaining",
             "Email tokens left in a connector's bucket (sampled).",
@@ -129,6 +137,11 @@ def count_deferrals(reason: str, rows: int = 1) -> None:
     """``rows`` ledger rows made to wait for ``reason``."""
     if rows:
         instruments().deferrals.labels(reason).inc(rows)
+
+
+def count_unit(rows: int) -> None:
+    """A request to Resend carried ``rows`` emails."""
+    instruments().unit_size.observe(rows)
 
 
 def count_rejected_message(reason: str) -> None:
@@ -246,3 +259,28 @@ def mark_process_dead(pid: int) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid)
+
+
+class WorkerSendMetrics:
+    """The send pipeline's metrics (``shared.sending.observers.SendMetrics``) as this module's."""
+
+    def count_results(self, statuses: Iterable[str]) -> None:
+        """See :func:`count_results`."""
+        count_results(statuses)
+
+    def count_response(self, status: int | None, error_name: str | None = None) -> None:
+        """See :func:`count_response`."""
+        count_response(status, error_name)
+
+    def count_deferrals(self, reason: str, rows: int = 1) -> None:
+        """See :func:`count_deferrals`."""
+        count_deferrals(reason, rows)
+
+    def count_units(self, rows: int) -> None:
+        """See :func:`count_unit`."""
+        count_unit(rows)
+
+    def sample_buckets(self, limiter: RateLimiter, connector_id: object, limits: ConnectorLimits) -> None:
+        """See :func:`sample_buckets`."""
+        if isinstance(connector_id, uuid.UUID):
+            sample_buckets(limiter, connector_id, limits)

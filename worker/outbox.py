@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from shared import task_names
 from shared.errors import PayloadInvalid
-from worker.payloads import SendEmailPayload, parse_send_email
-from worker.sending import prepare
+from shared.sending.payloads import SendEmailPayload, parse_send_email
+from shared.sending.pipeline import prepare
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def enqueue_send(session: Session, celery_app: TaskSender, **payload: Any) -> li
         raise PayloadInvalid("message_ids: the outbox writes rows itself; give the email's content")
     # A stable reference for the derived keys: the caller's task, else a new one per call.
     reference = str(parsed.task_id or uuid.uuid4())
-    connector, ids = prepare(session, parsed, task_ref=reference)
-    _publish_after_commit(session, celery_app, {"connector_id": str(connector.id), "message_ids": ids})
+    connector_id, ids = prepare(session, parsed, task_ref=reference)
+    _publish_after_commit(session, celery_app, {"connector_id": str(connector_id), "message_ids": ids})
     return ids
 
 

@@ -1,26 +1,30 @@
 """The Celery tasks: thin adapters that build nothing themselves and call plain functions.
 
-Send tasks retry by re-publishing the same kwargs (``self.retry``: same task id, so the same
-derived keys), only for waits of a minute or less; :mod:`worker.sending` stores longer waits in
-PostgreSQL. ``max_retries=None`` because the ledger's own attempt counter caps real attempts.
+Send tasks record their rows and run their API key's dispatch once (:mod:`shared.sending.pipeline`);
+every later wait is kept in the rows and in one scheduled ``pilot.dispatch`` per key, never in a
+retry of the task. A task retries only when the database is unreachable (its rows may not be
+written yet): ``max_retries=None``, because the ledger's own attempt counter caps real attempts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Celery, Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import task_names
 from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker
+from shared.errors import RateLimitBackendUnavailable
+from shared.sending import pipeline
+from shared.sending.context import SendContext, process_context
+from shared.sending.outcomes import SendOutcome
+from shared.sending.scheduling import ReservingScheduler
 from shared.settings import get_settings
-from worker import maintenance, metrics, sending, status_checks
-from worker.context import SendContext, process_context
-from worker.results import SendOutcome
+from worker import maintenance, metrics, status_checks
 
-#: Database unreachable or no connection free: retry through the broker with backoff (the rows, if
-#: any, wait in PostgreSQL). Any other exception acks the task: a send not yet in the ledger is lost.
 _SEND_OPTIONS: dict[str, Any] = {
     "bind": True,
     "max_retries": None,
@@ -29,13 +33,25 @@ _SEND_OPTIONS: dict[str, Any] = {
     "retry_backoff_max": 60,
     "retry_jitter": True,
 }
-#: Countdown after a soft time limit: the rows stay open and the same task resumes them.
+#: Countdown after a soft time limit: the rows are in the ledger; the same task looks at them again.
 SOFT_LIMIT_RETRY_S = 5.0
+#: What an API key's hash looks like (``shared.rate_limit.api_key_hash``).
+_KEY_HASH = re.compile(r"^[0-9a-f]{20}$")
 
 
-def context() -> SendContext:
-    """This process's send context (built on first use, after fork)."""
-    return process_context(get_settings)
+def context(app: Celery) -> SendContext:
+    """This process's send context (built on first use, after fork), scheduling through ``app``."""
+    return process_context(lambda: _build_context(app))
+
+
+def _build_context(app: Celery) -> SendContext:
+    ctx = SendContext.from_settings(get_settings(), metrics=metrics.WorkerSendMetrics())
+
+    def publish(name: str, kwargs: dict[str, Any], countdown: float) -> None:
+        app.send_task(name, kwargs=kwargs, countdown=countdown)
+
+    ctx.scheduler = ReservingScheduler(ctx.limiter, publish)
+    return ctx
 
 
 # Both take ``*args`` only to refuse them with a recorded reason (a payload given positionally would
@@ -43,48 +59,52 @@ def context() -> SendContext:
 @shared_task(name=task_names.SEND_EMAIL, **_SEND_OPTIONS)
 def send_email(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Send one email (one Resend email per mailbox of ``to``, ``cc`` and ``bcc``)."""
-    return _run(self, sending.send_email, args, kwargs)
+    return _run(self, pipeline.send_email, args, kwargs)
 
 
 @shared_task(name=task_names.SEND_BATCH, **_SEND_OPTIONS)
 def send_batch(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Send many emails in ``POST /emails/batch`` calls of up to 100."""
-    return _run(self, sending.send_batch, args, kwargs)
+    """Send many emails; their API key's queue carries them, up to 100 a request."""
+    return _run(self, pipeline.send_batch, args, kwargs)
 
 
 def _run(task: Task, send: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     try:
-        outcome: SendOutcome = send(context(), kwargs, task_ref=task.request.id or "eager", args=args)
+        outcome: SendOutcome = send(context(task.app), kwargs, task_ref=task.request.id or "eager", args=args)
     except SoftTimeLimitExceeded:
         raise task.retry(countdown=SOFT_LIMIT_RETRY_S, max_retries=None) from None
-    metrics.count_results(result.status for result in outcome.results)
-    if outcome.retry_in is not None:
-        raise task.retry(countdown=outcome.retry_in, max_retries=None)
     return outcome.as_dict()
 
 
-def _publish(task: Task) -> maintenance.Publish:
-    def publish(name: str, kwargs: dict[str, Any]) -> None:
-        task.app.send_task(name, kwargs=kwargs)
-
-    return publish
+@shared_task(name=task_names.DISPATCH, **_SEND_OPTIONS)
+def dispatch(self: Task, dispatch_key: str, at_ms: int | None = None) -> dict[str, int]:
+    """Send the queue of one API key (named by its hash) while its request tokens allow."""
+    if not isinstance(dispatch_key, str) or not _KEY_HASH.match(dispatch_key):
+        return {"rows": 0}  # not a key of ours: nothing to send
+    ctx = context(self.app)
+    started_ms = int(ctx.clock().timestamp() * 1000)
+    if isinstance(at_ms, int):
+        started_ms = max(started_ms, at_ms)
+    with contextlib.suppress(RateLimitBackendUnavailable):  # the dispatch fails closed below
+        ctx.limiter.release_dispatch(dispatch_key, started_ms)
+    return {"rows": len(pipeline.dispatch(ctx, dispatch_key))}
 
 
 @shared_task(bind=True, name=task_names.RELEASE_DEFERRED)
 def release_deferred(self: Task) -> int:
-    """Re-enqueue deferred rows whose time has come."""
-    ctx = context()
-    return maintenance.release_deferred(make_sessionmaker(ctx.engine), _publish(self), now=ctx.clock())
+    """Dispatch the queues of deferred rows whose time has come."""
+    ctx = context(self.app)
+    return maintenance.release_deferred(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
 
 
 @shared_task(bind=True, name=task_names.SWEEP)
 def sweep(self: Task) -> dict[str, int]:
-    """Re-enqueue sends stuck in ``queued`` and webhook events stored but never processed."""
+    """Dispatch queues whose rows wait too long, and process webhook events stored but never processed."""
     from worker.event_tasks import process_pending_events  # the webhook side's half of the sweep
 
-    ctx = context()
+    ctx = context(self.app)
     factory = make_sessionmaker(ctx.engine)
-    sends = maintenance.sweep(factory, _publish(self), now=ctx.clock())
+    sends = maintenance.sweep(factory, ctx, now=ctx.clock())
 
     def enqueue_event(event_id: str) -> None:
         self.app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)])
@@ -95,16 +115,16 @@ def sweep(self: Task) -> dict[str, int]:
 
 @shared_task(bind=True, name=task_names.RECONCILE)
 def reconcile(self: Task) -> dict[str, int]:
-    """Resolve rows whose outcome has been unknown for too long."""
-    ctx = context()
-    resent, given_up = maintenance.reconcile(make_sessionmaker(ctx.engine), _publish(self), now=ctx.clock())
+    """Send again, or give up on, units whose outcome has been unknown for too long."""
+    ctx = context(self.app)
+    resent, given_up = maintenance.reconcile(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
     return {"resent": resent, "needs_attention": given_up}
 
 
-@shared_task(name=task_names.CHECK_CONNECTOR_STATUS)
-def check_connector_status() -> list[dict[str, Any]]:
+@shared_task(bind=True, name=task_names.CHECK_CONNECTOR_STATUS)
+def check_connector_status(self: Task) -> list[dict[str, Any]]:
     """Test every connector's key; record status, last check and last error."""
-    ctx = context()
+    ctx = context(self.app)
     outcomes = status_checks.check_connectors(
         make_sessionmaker(ctx.engine),
         ctx.resend_client,

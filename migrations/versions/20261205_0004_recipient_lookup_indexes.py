@@ -24,6 +24,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from shared.index_builds import create_index_concurrently, drop_index_concurrently
+
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -36,33 +38,17 @@ TASK_RECIPIENT = "ix_email_messages_task_id_lower_recipient"
 
 def upgrade() -> None:
     with op.get_context().autocommit_block():
-        _create_concurrently(ORGANIZATION_RECIPIENT, ["organization_id", sa.text("lower(recipient)")])
-        _create_concurrently(TASK_RECIPIENT, ["task_id", sa.text("lower(recipient)")])
-        _drop_concurrently("ix_email_messages_organization_id")
-        _drop_concurrently("ix_email_messages_task_id")
+        create_index_concurrently(
+            ORGANIZATION_RECIPIENT, TABLE, ["organization_id", sa.text("lower(recipient)")]
+        )
+        create_index_concurrently(TASK_RECIPIENT, TABLE, ["task_id", sa.text("lower(recipient)")])
+        drop_index_concurrently("ix_email_messages_organization_id", TABLE)
+        drop_index_concurrently("ix_email_messages_task_id", TABLE)
 
 
 def downgrade() -> None:
     with op.get_context().autocommit_block():
-        _create_concurrently("ix_email_messages_organization_id", ["organization_id"])
-        _create_concurrently("ix_email_messages_task_id", ["task_id"])
-        _drop_concurrently(ORGANIZATION_RECIPIENT)
-        _drop_concurrently(TASK_RECIPIENT)
-
-
-def _create_concurrently(name: str, columns: list[str | sa.TextClause]) -> None:
-    if _is_invalid(name):
-        _drop_concurrently(name)
-    op.create_index(name, TABLE, columns, unique=False, postgresql_concurrently=True, if_not_exists=True)
-
-
-def _drop_concurrently(name: str) -> None:
-    op.drop_index(name, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
-
-
-def _is_invalid(name: str) -> bool:
-    """Whether index ``name`` exists but is unusable (what an interrupted concurrent build leaves)."""
-    if op.get_context().as_sql:
-        return False  # offline (--sql): no database to ask
-    query = sa.text("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)")
-    return bool(op.get_bind().scalar(query, {"name": name}))
+        create_index_concurrently("ix_email_messages_organization_id", TABLE, ["organization_id"])
+        create_index_concurrently("ix_email_messages_task_id", TABLE, ["task_id"])
+        drop_index_concurrently(ORGANIZATION_RECIPIENT, TABLE)
+        drop_index_concurrently(TASK_RECIPIENT, TABLE)

@@ -38,12 +38,16 @@ class ConnectorResult:
     """The outcome of one send (or check): ``message_id`` on success, ``error`` otherwise.
 
     ``metadata`` keeps what the caller passed with the message and what the provider said about it.
+    A send's ``status`` says where its email stands: ``sent``, ``pending`` (it leaves with its API
+    key's next request), ``deferred`` (waiting for a budget; ``metadata["next_attempt_at"]``),
+    ``suppressed`` or ``failed``; a check has none.
     """
 
     success: bool
     message_id: str | None = None
     error: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    status: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ the Redis client and the HTTP client are one per process, never one per call.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
@@ -24,7 +25,10 @@ from shared.models import Connector
 from shared.rate_limit import RateLimiter
 from shared.resend_client import process_http_client
 from shared.resend_http import ResendHTTP
+from shared.sending.context import SendContext
+from shared.sending.scheduling import ReservingScheduler
 from shared.settings import Settings, get_settings
+from shared.task_producer import TaskProducer
 
 if TYPE_CHECKING:
     from shared.connectors.base import BaseConnector, UsageLimiter
@@ -35,13 +39,15 @@ INACTIVE_STATUSES = frozenset({"paused", "error"})
 
 @dataclass(frozen=True)
 class ConnectorContext:
-    """What a connector type needs to build itself from its row."""
+    """What a connector type needs to build itself from its row (``sending``: the send path's
+    collaborators, made on first use)."""
 
     settings: Settings
     keyring: KeyRing | None
     http: ResendHTTP
     limiter: UsageLimiter
     recorder: ConnectorRecorder
+    sending: Callable[[], SendContext] | None = None
 
 
 def load_connector(
@@ -69,12 +75,16 @@ def load_connector(
         if row.status in INACTIVE_STATUSES and not include_inactive:
             reason = f": {row.last_error}" if row.last_error else ""
             raise ConnectorPaused(f"connector {row.id} is {row.status}{reason}", connector_id=row.id)
+        keyring = KeyRing.from_settings(settings) if settings.pilot_encryption_keys else None
+        http = http or process_http_client(settings)
+        limiter = limiter or _default_limiter(settings)
         context = ConnectorContext(
             settings=settings,
-            keyring=KeyRing.from_settings(settings) if settings.pilot_encryption_keys else None,
-            http=http or process_http_client(settings),
-            limiter=limiter or _default_limiter(settings),
+            keyring=keyring,
+            http=http,
+            limiter=limiter,
             recorder=DatabaseRecorder(factory),
+            sending=_send_context(settings, factory, keyring, http, limiter),
         )
         return cls.from_record(row, context)
 
@@ -113,6 +123,37 @@ def _default_session_factory(settings: Settings) -> sessionmaker[Session]:
     if factory is None:
         factory = _session_factories[settings.database_url] = make_sessionmaker(make_engine(settings))
     return factory
+
+
+def _send_context(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    keyring: KeyRing | None,
+    http: ResendHTTP,
+    limiter: UsageLimiter,
+) -> Callable[[], SendContext] | None:
+    """The send path's context for direct sends (one per process and setup), made on first use;
+    None without a rate limiter (the connector then refuses to send)."""
+    if not isinstance(limiter, RateLimiter):
+        return None
+    engine = factory.kw["bind"]
+
+    def build() -> SendContext:
+        key = (engine, limiter, http)
+        ctx = _send_contexts.get(key)
+        if ctx is None:
+            ctx = SendContext(settings=settings, engine=engine, limiter=limiter, http=http, keyring=keyring)
+            producer = TaskProducer(settings.broker_url)
+            ctx.scheduler = ReservingScheduler(limiter, producer.send)
+            ctx = _send_contexts.setdefault(key, ctx)
+        return ctx
+
+    return build
+
+
+#: One per engine, limiter and HTTP client (each of them one per process by default): a context holds
+#: a database connection per thread, so one per call would drain the pool.
+_send_contexts: dict[tuple[Engine, RateLimiter, ResendHTTP], SendContext] = {}
 
 
 def _default_limiter(settings: Settings) -> RateLimiter:

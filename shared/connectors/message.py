@@ -1,8 +1,10 @@
-"""Turn the seed's ``send_email`` arguments into a Resend request: sender default, task id, metadata tags.
+"""The seed's ``send_email`` arguments as a ``pilot.send_email`` payload, for the one send path.
 
-``task_id`` becomes the ``X-Task-ID`` header and a ``task_id`` tag. Each metadata entry whose name and
-value fit Resend's tag rules (``[A-Za-z0-9_-]{1,256}``, at most 75 tags) becomes a tag too, so it
-comes back in every webhook event; the others are listed as ``untagged_metadata`` in the result.
+``body`` is the HTML part (``html`` is accepted too), ``from_`` (or ``from``) the sender. Each metadata
+entry whose name and value fit Resend's tag rules (``[A-Za-z0-9_-]{1,256}``, at most 75 tags) is sent
+as a tag, so it comes back in every webhook event; the others are listed as ``untagged_metadata`` in
+the result. ``task_id`` names the request (the ``X-Task-ID`` header and its idempotency keys); when it
+is the id of a ``tasks`` row of the connector's organization, the task counts the emails too.
 """
 
 from __future__ import annotations
@@ -14,74 +16,80 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import PayloadInvalid
-from shared.resend_schemas import MAX_TAGS, TAG_PATTERN, SendEmailRequest, parse_send_request
+from shared.resend_schemas import MAX_TAGS, TAG_PATTERN
+from shared.sending.payloads import RESERVED_TAGS
 
-TASK_ID_HEADER = "X-Task-ID"
-TASK_ID_TAG = "task_id"
-#: Keys a ``send_batch`` item (or ``send_email``) may carry; ``from`` is accepted for ``from_``.
-ACCEPTED_FIELDS = frozenset(
-    {
-        "to", "subject", "body", "html", "text", "from_", "from", "reply_to", "cc", "bcc", "headers",
-        "attachments", "tags", "scheduled_at", "task_id", "metadata", "idempotency_key",
-    }
-)  # fmt: skip
+#: Keys a ``send_batch`` item (or ``send_email``) may carry, and their payload names.
+FIELD_NAMES = {
+    "to": "to",
+    "subject": "subject",
+    "body": "html",
+    "html": "html",
+    "text": "text",
+    "from_": "from",
+    "from": "from",
+    "reply_to": "reply_to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "headers": "headers",
+    "tags": "tags",
+    "idempotency_key": "idempotency_key",
+}
+#: Resend features the send path does not carry yet: refused with a reason, never dropped silently.
+NOT_YET = frozenset({"attachments", "scheduled_at"})
+#: The request reference of sends without a task.
+DIRECT = "direct"
 _TAG = re.compile(TAG_PATTERN)
 
 
 @dataclass(frozen=True)
-class EmailFields:
-    """A validated request and what travels with it (task id, caller metadata, idempotency key)."""
+class SeedEmail:
+    """One email of the seed's API as the send path takes it, and what stays with its result."""
 
-    request: SendEmailRequest
-    task_id: str | None = None
+    payload: dict[str, Any]
+    task_ref: str
+    task_id: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     untagged: list[str] = field(default_factory=list)
-    idempotency_key: str | None = None
 
-    def result_metadata(self, idempotency_key: str | None) -> dict[str, Any]:
+    def result_metadata(self) -> dict[str, Any]:
         """What a :class:`ConnectorResult` keeps about this email."""
         return {
             "metadata": dict(self.metadata),
             "task_id": self.task_id,
-            "to": list(self.request.to),
-            "idempotency_key": idempotency_key,
+            "to": self.payload.get("to"),
+            "idempotency_key": self.payload.get("idempotency_key"),
             "untagged_metadata": list(self.untagged),
         }
 
 
-def build_request(fields: Mapping[str, Any], *, default_from: str | None, batch: bool = False) -> EmailFields:
-    """Validate ``fields`` into a Resend request, or raise :class:`PayloadInvalid` naming the field."""
-    unknown = sorted(str(key) for key in fields if key not in ACCEPTED_FIELDS)
+def seed_email(
+    fields: Mapping[str, Any], *, connector_id: uuid.UUID, task_row: uuid.UUID | None = None
+) -> SeedEmail:
+    """``fields`` as a payload for ``connector_id``; :class:`PayloadInvalid` names a field it cannot take.
+
+    ``task_row``: the ``tasks`` row ``fields["task_id"]`` names, if it names one.
+    """
+    unknown = sorted(
+        str(key) for key in fields if key not in FIELD_NAMES and key not in ("task_id", "metadata")
+    )
     if unknown:
-        raise PayloadInvalid(f"{unknown[0]}: unknown field")
-    if batch and fields.get("attachments"):
-        raise PayloadInvalid("attachments: not allowed in a batch send")
-    sender = fields.get("from_") or fields.get("from") or default_from
-    if not sender:
-        raise PayloadInvalid("from_: not given and the connector has no default_from")
+        name = unknown[0]
+        if name in NOT_YET:
+            raise PayloadInvalid(f"{name}: not supported by the send path yet")
+        raise PayloadInvalid(f"{name}: unknown field")
     task_id = None if fields.get("task_id") is None else str(fields["task_id"])
     metadata = _metadata(fields.get("metadata"))
-    tags, untagged = _tags(task_id, list(fields.get("tags") or []), metadata)
-    headers = dict(fields.get("headers") or {})
-    if task_id is not None:
-        headers[TASK_ID_HEADER] = task_id
-    wire = {
-        "from": sender,
-        "to": fields.get("to"),
-        "subject": fields.get("subject"),
-        "html": fields.get("body", fields.get("html")),
-        "text": fields.get("text"),
-        "cc": fields.get("cc"),
-        "bcc": fields.get("bcc"),
-        "reply_to": fields.get("reply_to"),
-        "headers": headers,
-        "attachments": fields.get("attachments"),
-        "tags": tags,
-        "scheduled_at": fields.get("scheduled_at"),
-    }
-    request = parse_send_request({key: value for key, value in wire.items() if value is not None})
-    key = fields.get("idempotency_key")
-    return EmailFields(request, task_id, metadata, untagged, None if key is None else str(key))
+    tagged, untagged = _tagged(metadata, taken=_tag_names(fields.get("tags")))
+    payload: dict[str, Any] = {"connector_id": str(connector_id)}
+    for name, value in fields.items():
+        if name in FIELD_NAMES and value is not None:
+            payload[FIELD_NAMES[name]] = value
+    if tagged:
+        payload["metadata"] = tagged
+    if task_row is not None:
+        payload["task_id"] = str(task_row)
+    return SeedEmail(payload, task_id or DIRECT, task_id, metadata, untagged)
 
 
 def _metadata(value: Any) -> dict[str, Any]:
@@ -92,21 +100,31 @@ def _metadata(value: Any) -> dict[str, Any]:
     return {str(key): item for key, item in value.items()}
 
 
-def _tags(task_id: str | None, given: list[Any], metadata: dict[str, Any]) -> tuple[list[Any], list[str]]:
-    """Tags to send (task id first, then the caller's, then metadata that fits) and metadata left out."""
-    tags = list(given)
-    if task_id is not None and _TAG.fullmatch(task_id):
-        tags.insert(0, {"name": TASK_ID_TAG, "value": task_id})
-    taken = {tag.get("name") if isinstance(tag, Mapping) else getattr(tag, "name", None) for tag in tags}
-    untagged = []
+def _tag_names(tags: Any) -> set[str]:
+    if isinstance(tags, Mapping):
+        return {str(name) for name in tags}
+    if isinstance(tags, list):
+        return {str(tag.get("name")) for tag in tags if isinstance(tag, Mapping)}
+    return set()
+
+
+def _tagged(metadata: dict[str, Any], *, taken: set[str]) -> tuple[dict[str, str], list[str]]:
+    """The metadata sent as tags, and the names of the entries left out."""
+    tagged: dict[str, str] = {}
+    untagged: list[str] = []
+    room = MAX_TAGS - len(taken)
     for name, value in metadata.items():
         text = _tag_value(value)
-        if text is None or not _TAG.fullmatch(name) or name in taken or len(tags) >= MAX_TAGS:
+        fits = text is not None and _fits(name) and name not in RESERVED_TAGS and name not in taken
+        if fits and len(tagged) < room and text is not None:
+            tagged[name] = text
+        else:
             untagged.append(name)
-            continue
-        tags.append({"name": name, "value": text})
-        taken.add(name)
-    return tags, untagged
+    return tagged, untagged
+
+
+def _fits(text: str) -> bool:
+    return _TAG.fullmatch(text) is not None
 
 
 def _tag_value(value: Any) -> str | None:
@@ -115,5 +133,5 @@ def _tag_value(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str | int | uuid.UUID):
         text = str(value)
-        return text if _TAG.fullmatch(text) else None
+        return text if _fits(text) else None
     return None

@@ -1,22 +1,21 @@
-"""The Resend connector: the seed's ``send_email``/``send_batch`` convenience layer over ResendClient.
+"""The Resend connector: the seed's ``send_email``/``send_batch`` for direct use, on the one send path.
 
-For direct use (tools, upstream apps calling in-process). The worker uses :class:`ResendClient`
-with its own ledger instead. Every send takes the connector's hour and day tokens first, carries an
-``Idempotency-Key`` (given, or derived from the task id and the exact body), the ``X-Task-ID`` header
-and ``task_id`` tag, and reports failures as unsuccessful results with the reason (never raises for
-Resend's answers). Caller metadata goes back in the result and, where it fits Resend's tag rules, as
-tags.
+Tools and upstream apps calling in-process get what ``pilot.send_email`` gets: ledger rows (one per
+mailbox), the organization's suppression list, the connector's budgets and the API key's request
+rate, deterministic idempotency keys, and every outcome recorded. The call waits a little for its
+key's request tokens and answers each email as it stands then: ``sent``, ``pending`` (queued for its
+key's next request, which the worker sends), ``deferred`` (waiting for a budget, with until when),
+``suppressed`` or ``failed``, with the reason. Resend's answers never raise.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Self
 
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.addresses import check_address
@@ -30,32 +29,21 @@ from shared.connectors.base import (
     EmailConnector,
     UsageLimiter,
 )
-from shared.connectors.message import EmailFields, build_request
-from shared.errors import (
-    PilotError,
-    ResendAuthError,
-    ResendError,
-    ResendQuotaExceeded,
-    ResendRateLimited,
-)
-from shared.models import Connector
-from shared.resend_client import BatchSendResult, KeyCheck, ResendClient, encode_body
+from shared.connectors.message import SeedEmail, seed_email
+from shared.errors import PilotError, ResendAuthError, ResendError
+from shared.models import Connector, Task
+from shared.rate_limit import RateLimiter
+from shared.resend_client import KeyCheck, ResendClient
 from shared.resend_http import ResendHTTP
-from shared.resend_schemas import MAX_BATCH_SIZE
+from shared.sending import pipeline
+from shared.sending.context import SendContext
+from shared.sending.outcomes import RecipientResult, SendOutcome
 from shared.settings import Settings
 
 #: Resend API keys start with this prefix (resend-api.md §1).
 API_KEY_PREFIX = "re_"
-_T = TypeVar("_T")
-_SAFE_TASK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-
-
-def chunked(items: Sequence[_T], size: int = MAX_BATCH_SIZE) -> Iterator[list[_T]]:
-    """Consecutive slices of at most ``size`` items."""
-    if size < 1:
-        raise ValueError("size must be at least 1")
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
+#: Seconds a direct send waits at most for its API key's next request tokens before answering.
+DIRECT_SEND_PATIENCE_S = 5.0
 
 
 class ResendConnector(BaseConnector, EmailConnector):
@@ -63,16 +51,28 @@ class ResendConnector(BaseConnector, EmailConnector):
 
     type_name = "resend"
 
-    def __init__(self, *, api_key: SecretStr | None, http: ResendHTTP, **base: Any) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: SecretStr | None,
+        http: ResendHTTP,
+        sending: Callable[[], SendContext] | None = None,
+        patience_s: float = DIRECT_SEND_PATIENCE_S,
+        **base: Any,
+    ) -> None:
         super().__init__(**base)
         self._api_key = api_key
         self._client = None if not api_key else ResendClient(http=http, api_key=api_key)
+        #: The send path's collaborators (database, buckets, HTTP), from the factory.
+        self._sending = sending
+        self._patience = patience_s
 
     @classmethod
     def from_record(cls, row: Connector, context: factory.ConnectorContext) -> Self:
         """Build from a ``connectors`` row: the stored key, else ``RESEND_API_KEY``."""
         api_key = factory.stored_api_key(row, context) or context.settings.resend_api_key
-        return cls(api_key=api_key, http=context.http, **factory.base_arguments(row, context))
+        arguments = factory.base_arguments(row, context)
+        return cls(api_key=api_key, http=context.http, sending=context.sending, **arguments)
 
     @property
     def default_from(self) -> str | None:
@@ -113,95 +113,66 @@ class ResendConnector(BaseConnector, EmailConnector):
         metadata: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ConnectorResult:
-        """Send one email; ``extra`` takes ``text``, ``cc``, ``bcc``, ``headers``, ``attachments``,
-        ``scheduled_at`` and ``idempotency_key``."""
+        """Send one email (one Resend email per mailbox of ``to``, ``cc`` and ``bcc``); ``extra`` takes
+        ``text``, ``cc``, ``bcc``, ``headers``, ``tags`` and ``idempotency_key``."""
         fields: dict[str, Any] = {"to": to, "subject": subject, "body": body, "from_": from_}
         fields |= {"reply_to": reply_to, "task_id": task_id, "metadata": metadata, **extra}
-        try:
-            email = build_request(fields, default_from=self.default_from)
-        except PilotError as exc:
-            return ConnectorResult(False, error=str(exc), metadata=_caller_metadata(fields))
-        refusal = self._refusal(1)
-        if refusal is not None:
-            return _failed(refusal, email)
-        key = email.idempotency_key or derive_idempotency_key(
-            self.connector_id, email.task_id, email.request.to_wire()
-        )
-        return self._send_one(email, key)
+        [result] = self._send([fields])
+        return result
 
     def send_batch(self, emails: Sequence[Mapping[str, Any]]) -> BatchResult:
-        """Send ``emails`` in calls of at most 100; invalid items fail alone, the rest go."""
-        results: list[ConnectorResult | None] = [None] * len(emails)
-        valid: list[tuple[int, EmailFields]] = []
-        for index, fields in enumerate(emails):
+        """Send ``emails``: they leave with their API key's queue, up to 100 a request. An invalid
+        email is refused alone; the others go."""
+        return BatchResult.of(self._send(emails))
+
+    def _send(self, emails: Sequence[Mapping[str, Any]]) -> list[ConnectorResult]:
+        refusal = self._refusal()
+        if refusal is not None or self._sending is None:
+            reason = refusal or "this connector was not loaded from the database: use create_resend_connector"
+            return [_refused(reason, fields) for fields in emails]
+        ctx = self._sending()
+        organization_id = self._organization_id(ctx)
+        prepared: list[tuple[SeedEmail | None, pipeline.Submission]] = []
+        for fields in emails:
             try:
-                valid.append((index, build_request(fields, default_from=self.default_from, batch=True)))
+                task_row = _task_row(ctx, fields.get("task_id"), organization_id)
+                email = seed_email(fields, connector_id=self.connector_id, task_row=task_row)
             except PilotError as exc:
-                results[index] = ConnectorResult(False, error=str(exc), metadata=_caller_metadata(fields))
-        stop: str | None = None
-        for chunk in chunked(valid):
-            chunk_results = [_failed(stop, email) for _, email in chunk] if stop else self._send_chunk(chunk)
-            for (index, _), result in zip(chunk, chunk_results, strict=True):
-                results[index] = result
-            stop = stop or _stop_reason(chunk_results)
-        return BatchResult.of([result for result in results if result is not None])
+                prepared.append(
+                    (
+                        None,
+                        pipeline.Submission(outcome=SendOutcome([RecipientResult("", "failed", str(exc))])),
+                    )
+                )
+                continue
+            prepared.append((email, pipeline.submit_email(ctx, email.payload, task_ref=email.task_ref)))
+        outcomes = pipeline.finish(ctx, [submission for _, submission in prepared], patience_s=self._patience)
+        self._refresh_status(ctx)
+        return [
+            _connector_result(outcome, email, fields)
+            for (email, _), outcome, fields in zip(prepared, outcomes, emails, strict=True)
+        ]
 
-    def _send_one(self, email: EmailFields, key: str) -> ConnectorResult:
-        assert self._client is not None  # _refusal checked it
-        try:
-            sent = self._client.send_email(email.request, idempotency_key=key)
-        except ResendError as exc:
-            self.record_usage(emails=0, requests=1)
-            error, details = self._record_failure(exc)
-            return ConnectorResult(False, error=error, metadata={**email.result_metadata(key), **details})
-        self.record_usage(emails=1, requests=1)
-        metadata = {**email.result_metadata(key), "rate_limit": sent.rate_limit.__dict__}
-        return ConnectorResult(True, message_id=sent.email_id, metadata=metadata)
-
-    def _send_chunk(self, chunk: list[tuple[int, EmailFields]]) -> list[ConnectorResult]:
-        emails = [email for _, email in chunk]
-        refusal = self._refusal(len(emails))
-        if refusal is not None:
-            return [_failed(refusal, email) for email in emails]
-        assert self._client is not None
-        key = derive_idempotency_key(self.connector_id, None, [email.request.to_wire() for email in emails])
-        try:
-            answer = self._client.send_batch([email.request for email in emails], idempotency_key=key)
-        except ResendError as exc:
-            self.record_usage(emails=0, requests=1)
-            error, details = self._record_failure(exc)
-            return [
-                ConnectorResult(False, error=error, metadata={**email.result_metadata(key), **details})
-                for email in emails
-            ]
-        return self._batch_results(answer, emails, key)
-
-    def _batch_results(
-        self, answer: BatchSendResult, emails: list[EmailFields], key: str
-    ) -> list[ConnectorResult]:
-        results = []
-        for item, email in zip(answer.items, emails, strict=True):
-            metadata = {**email.result_metadata(key), "batch_index": item.index}
-            if item.email_id is None:
-                results.append(ConnectorResult(False, error=self._scrub(item.error or ""), metadata=metadata))
-            else:
-                results.append(ConnectorResult(True, message_id=item.email_id, metadata=metadata))
-        self.record_usage(emails=sum(result.success for result in results), requests=1)
-        return results
-
-    def _refusal(self, n: int) -> str | None:
-        """Why ``n`` emails may not go now (status, key, budget), taking the tokens when they may."""
+    def _refusal(self) -> str | None:
+        """Why this connector may not send at all now (its status, its key, its buckets)."""
         if self.status not in SENDABLE_STATUSES:
             return f"connector {self.connector_id} is {self.status}"
         if self._client is None:
             return NO_KEY
-        try:
-            decision = self._require_limiter().acquire_emails(self.connector_id, n, self.limits)
-        except PilotError as exc:
-            return str(exc)
-        if not decision.granted:
-            return f"{decision.blocked_by} budget spent; retry in {decision.wait_seconds:.0f}s"
+        if not isinstance(self._limiter, RateLimiter):
+            return "no rate limiter: the connector's budgets cannot be checked"
         return None
+
+    def _organization_id(self, ctx: SendContext) -> uuid.UUID | None:
+        with Session(ctx.engine) as session:
+            return session.scalar(select(Connector.organization_id).where(Connector.id == self.connector_id))
+
+    def _refresh_status(self, ctx: SendContext) -> None:
+        """A send may have found the key refused (the connector is then ``error``): read it again."""
+        with Session(ctx.engine) as session:
+            current = session.get(Connector, self.connector_id)
+            if current is not None:
+                self.status, self.last_error = current.status, current.last_error
 
     # Failures -------------------------------------------------------------------------------------
 
@@ -235,19 +206,6 @@ class ResendConnector(BaseConnector, EmailConnector):
 
 
 NO_KEY = "no Resend API key: none stored for the connector and RESEND_API_KEY is not set"
-
-
-def derive_idempotency_key(connector_id: uuid.UUID, task_id: str | None, body: Any) -> str:
-    """``<connector>/<task or direct>/<sha256 of the canonical wire body>``.
-
-    A repeat of the same send reuses it; any change in content or recipients makes a new one
-    (Resend keeps keys 24 h). A task id that is long or not header-safe is replaced by its hash.
-    """
-    digest = hashlib.sha256(encode_body(body)).hexdigest()
-    task = task_id or "direct"
-    if not _SAFE_TASK_ID.fullmatch(task):
-        task = hashlib.sha256(task.encode()).hexdigest()[:32]
-    return f"{connector_id}/{task}/{digest[:40]}"
 
 
 def config_problems(config: Mapping[str, Any]) -> list[str]:
@@ -291,26 +249,42 @@ def _key_problems(api_key: SecretStr | None) -> list[str]:
     return []
 
 
-def _failed(reason: str, email: EmailFields) -> ConnectorResult:
-    return ConnectorResult(False, error=reason, metadata=email.result_metadata(None))
-
-
 def _caller_metadata(fields: Mapping[str, Any]) -> dict[str, Any]:
     metadata = fields.get("metadata")
     return {"metadata": dict(metadata)} if isinstance(metadata, Mapping) else {}
 
 
-def _stop_reason(results: list[ConnectorResult]) -> str | None:
-    """After an unusable key, a spent quota or a rate limit, later chunks are not attempted."""
-    for result in results:
-        if result.metadata.get("error_type") in _STOPPING_ERRORS:
-            return f"not attempted after: {result.error}"
-    return None
+def _refused(reason: str, fields: Mapping[str, Any]) -> ConnectorResult:
+    return ConnectorResult(False, error=reason, metadata=_caller_metadata(fields), status="failed")
 
 
-_STOPPING_ERRORS = frozenset(
-    cls.__name__ for cls in (ResendAuthError, ResendQuotaExceeded, ResendRateLimited)
-)
+def _task_row(ctx: SendContext, task_id: Any, organization_id: uuid.UUID | None) -> uuid.UUID | None:
+    """The ``tasks`` row of the organization that ``task_id`` names, if it names one."""
+    try:
+        candidate = uuid.UUID(str(task_id))
+    except ValueError:
+        return None
+    with Session(ctx.engine) as session:
+        owner = session.scalar(select(Task.organization_id).where(Task.id == candidate))
+    return candidate if owner is not None and owner == organization_id else None
+
+
+def _connector_result(
+    outcome: SendOutcome, email: SeedEmail | None, fields: Mapping[str, Any]
+) -> ConnectorResult:
+    """One email's result from its recipients' results (one per mailbox)."""
+    metadata = email.result_metadata() if email is not None else _caller_metadata(fields)
+    results = outcome.results
+    metadata["recipients"] = [result.as_dict() for result in results]
+    waiting = [result for result in results if result.status != "sent"]
+    if not waiting:
+        ids = {result.resend_id for result in results}
+        message_id = ids.pop() if len(ids) == 1 else None
+        return ConnectorResult(True, message_id=message_id, metadata=metadata, status="sent")
+    first = waiting[0]
+    if first.next_attempt_at is not None:
+        metadata["next_attempt_at"] = first.next_attempt_at
+    return ConnectorResult(False, error=first.reason, metadata=metadata, status=first.status)
 
 
 def create_resend_connector(

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.cli import cli
 from shared.crypto import generate_key
 from shared.db import make_engine, make_sessionmaker
-from shared.rate_limit import RateLimiter
+from shared.rate_limit import RateLimiter, api_key_hash
+from shared.sending.context import SendContext
 from shared.settings import get_settings, load_settings
 from tests.conftest import create_database, drop_database
 from tests.fake_resend import BASE_URL, FakeResend
-from tests.send_helpers import API_KEY, add_connector
-from worker.context import SendContext
+from tests.send_helpers import FakeClock, RecordingScheduler, add_connector
 
 Pilot = Callable[..., Result]
 
@@ -45,7 +45,7 @@ def pilot(
     get_settings.cache_clear()
 
 
-# --- sending: worker.sending on real PostgreSQL ------------------------------------------------------
+# --- sending: shared.sending on real PostgreSQL ------------------------------------------------------
 
 
 @pytest.fixture
@@ -79,17 +79,56 @@ def engine(template_database: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def ctx(engine: Engine, resend: FakeResend, limiter: RateLimiter) -> Iterator[SendContext]:
+def api_key() -> str:
+    """The Resend API key of this test's connectors (the settings' fallback key): one queue per test."""
+    return f"re_test_{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The send context's clock: now, until the test moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def scheduler() -> RecordingScheduler:
+    """The dispatches the pipeline asks for, recorded (none runs by itself)."""
+    return RecordingScheduler()
+
+
+@pytest.fixture
+def ctx(
+    engine: Engine,
+    resend: FakeResend,
+    limiter: RateLimiter,
+    api_key: str,
+    clock: FakeClock,
+    scheduler: RecordingScheduler,
+) -> Iterator[SendContext]:
     """A worker's send context on the module's database, the fake Resend and the fakeredis buckets."""
     settings = load_settings(
         database_url=str(engine.url.render_as_string(hide_password=False)),
-        resend_api_key=API_KEY,
+        resend_api_key=api_key,
         resend_base_url=BASE_URL,
     )
     http = resend.client()
-    ctx = SendContext(settings=settings, engine=engine, limiter=limiter, http=http, rand=lambda: 0.5)
+    ctx = SendContext(
+        settings=settings,
+        engine=engine,
+        limiter=limiter,
+        http=http,
+        rand=lambda: 0.5,
+        clock=clock,
+        scheduler=scheduler,
+    )
     yield ctx
     ctx.release()
+
+
+@pytest.fixture
+def key_hash(api_key: str) -> str:
+    """The dispatch key (queue) of this test's connectors."""
+    return api_key_hash(api_key)
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from sqlalchemy import Engine, func, select
 from shared.db import make_engine, make_sessionmaker
 from shared.models import EmailMessage, Task
 from shared.rate_limit import RateLimiter
+from shared.sending import pipeline as sending
+from shared.sending.context import SendContext
 from shared.settings import Settings, load_settings
 from tests.fake_resend import BASE_URL, FakeResend
 from tests.send_helpers import add_connector, add_task, batch_payload
-from worker import sending
-from worker.context import SendContext
 
 pytestmark = pytest.mark.integration
 

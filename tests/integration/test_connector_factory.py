@@ -199,7 +199,9 @@ def test_a_key_error_puts_the_connector_in_error_with_an_audit_row(
     assert (stored.status, stored.last_error) == ("error", "403 invalid_api_key: API key is invalid")
     with session_factory() as session:
         audit = session.scalars(
-            select(AuditLog).where(AuditLog.connector_id == connector_id, AuditLog.actor == "connector")
+            select(AuditLog).where(
+                AuditLog.connector_id == connector_id, AuditLog.action == "connector.status_change"
+            )
         ).one()
     assert (audit.action, audit.details) == ("connector.status_change", {"from": "active", "to": "error"})
 

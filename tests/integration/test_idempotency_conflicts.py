@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 
 from shared.models import AuditLog
+from shared.sending import pipeline as sending
 from tests.send_helpers import email, rows, send_payload, sends
-from worker import sending
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
 from shared.models import EmailMessage
+from shared.sending.context import ledger_usage_source
+from shared.sending.ledger import recent_usage
 from tests.send_helpers import add_connector
-from worker.context import ledger_usage_source
-from worker.ledger import recent_usage
 
 pytestmark = pytest.mark.integration
 

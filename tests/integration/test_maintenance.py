@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import fakeredis
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, select, text, update
@@ -15,15 +16,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import task_names
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import AuditLog, Connector, EmailMessage
+from shared.rate_limit import RateLimiter, api_key_hash
 from shared.resend_client import ResendClient
+from shared.sending.context import SendContext
+from shared.sending.payloads import SendEmailPayload, parse_send_email
+from shared.sending.pipeline import prepare
 from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.fake_resend import FakeResend, error_body
-from tests.send_helpers import add_connector, send_payload
-from worker import ledger, maintenance, status_checks
+from tests.send_helpers import RecordingScheduler, add_connector, send_payload
+from worker import maintenance, status_checks
 from worker.outbox import enqueue_send
-from worker.payloads import SendEmailPayload, parse_send_email
-from worker.sending import prepare
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +47,39 @@ def factory(engine: Engine) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
-class Published(list[tuple[str, dict[str, Any]]]):
-    def __call__(self, name: str, kwargs: dict[str, Any]) -> None:
-        self.append((name, kwargs))
+@pytest.fixture
+def ctx(engine: Engine, redis_prefix: str) -> Iterator[SendContext]:
+    """A send context whose fallback API key is this test's own (so its own queue)."""
+    settings = load_settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        resend_api_key=f"re_maint_{uuid.uuid4().hex[:12]}",
+    )
+    limiter = RateLimiter(fakeredis.FakeRedis(), key_prefix=redis_prefix)
+    context = SendContext(
+        settings=settings,
+        engine=engine,
+        limiter=limiter,
+        http=FakeResend().client(),
+        scheduler=RecordingScheduler(),
+    )
+    yield context
+    context.release()
 
-    def ids(self) -> set[str]:
-        return {i for _, kwargs in self for i in kwargs["message_ids"]}
+
+def woken(ctx: SendContext) -> set[str]:
+    """The keys whose dispatch beat asked for."""
+    assert isinstance(ctx.scheduler, RecordingScheduler)
+    return {key for key, _ in ctx.scheduler.calls}
+
+
+def queue_of(ctx: SendContext) -> str:
+    key = ctx.settings.resend_api_key
+    assert key is not None
+    return api_key_hash(key.get_secret_value())
 
 
 def add_row(factory: sessionmaker[Session], connector_id: uuid.UUID, **values: Any) -> uuid.UUID:
-    """A rendered ledger row for one recipient, then ``values`` set on it."""
+    """A rendered ledger row for one recipient (in no queue, as the outbox writes it), then ``values``."""
     payload = parse_send_email(send_payload(connector_id, f"{uuid.uuid4().hex[:8]}@example.test"))
     assert isinstance(payload, SendEmailPayload)
     with transaction(factory) as session:
@@ -69,69 +95,123 @@ def status(factory: sessionmaker[Session], row_id: uuid.UUID) -> EmailMessage:
         return session.get_one(EmailMessage, row_id)
 
 
-def test_release_deferred_queues_and_publishes_due_rows_only(factory) -> None:
+def test_release_deferred_queues_due_rows_only_and_wakes_their_queue(factory, ctx) -> None:
     _, connector_id = add_connector(factory)
-    due = add_row(factory, connector_id, status="deferred", next_attempt_at=NOW - timedelta(seconds=1))
-    later = add_row(factory, connector_id, status="deferred", next_attempt_at=NOW + timedelta(hours=1))
-    published = Published()
+    key = queue_of(ctx)
+    due = add_row(
+        factory, connector_id, status="deferred", next_attempt_at=NOW - timedelta(seconds=1), dispatch_key=key
+    )
+    other = add_row(
+        factory,
+        connector_id,
+        status="deferred",
+        next_attempt_at=NOW + timedelta(hours=1),
+        dispatch_key="a" * 20,
+    )
 
-    maintenance.release_deferred(factory, published, now=NOW)
+    released = maintenance.release_deferred(factory, ctx, now=NOW)
 
-    assert published.ids() >= {str(due)} and str(later) not in published.ids()
-    assert {name for name, _ in published} == {task_names.SEND_EMAIL}
-    assert (status(factory, due).status, status(factory, later).status) == ("queued", "deferred")
+    assert released >= 1 and key in woken(ctx) and "a" * 20 not in woken(ctx)
+    assert (status(factory, due).status, status(factory, other).status) == ("queued", "deferred")
 
 
-def test_sweep_republishes_queued_rows_nobody_touched(factory) -> None:
+def test_release_deferred_gives_rows_without_a_queue_their_connectors(factory, ctx) -> None:
     _, connector_id = add_connector(factory)
-    stale = add_row(factory, connector_id)
-    with transaction(factory) as session:
-        session.execute(
-            update(EmailMessage).where(EmailMessage.id == stale).values(updated_at=NOW - timedelta(hours=1))
-        )
-    fresh = add_row(factory, connector_id)
-    published = Published()
+    row_id = add_row(factory, connector_id, status="deferred", next_attempt_at=NOW - timedelta(seconds=1))
 
-    maintenance.sweep(factory, published, now=NOW)
+    maintenance.release_deferred(factory, ctx, now=NOW)
 
-    assert str(stale) in published.ids() and str(fresh) not in published.ids()
+    assert status(factory, row_id).dispatch_key == queue_of(ctx)
+    assert queue_of(ctx) in woken(ctx)
 
 
-def stale_sending(factory: sessionmaker[Session], connector_id: uuid.UUID, created: datetime) -> uuid.UUID:
-    row_id = add_row(factory, connector_id)
-    with transaction(factory) as session:
-        session.execute(
-            update(EmailMessage)
-            .where(EmailMessage.id == row_id)
-            .values(status="sending", attempts=1, created_at=created, updated_at=NOW - timedelta(hours=1))
-        )
-    return row_id
+def test_sweep_wakes_the_queue_of_queued_rows_nobody_touched(factory, ctx) -> None:
+    _, connector_id = add_connector(factory)
+    stale = add_row(factory, connector_id, updated_at=NOW - timedelta(hours=1))
+    fresh = add_row(factory, connector_id, updated_at=NOW, dispatch_key="b" * 20)
+
+    maintenance.sweep(factory, ctx, now=NOW)
+
+    assert status(factory, stale).dispatch_key == queue_of(ctx)
+    assert queue_of(ctx) in woken(ctx) and status(factory, fresh).dispatch_key not in woken(ctx)
 
 
-def test_reconcile_resends_within_the_idempotency_window_and_gives_up_after(factory) -> None:
+def stale_sending(
+    factory: sessionmaker[Session], connector_id: uuid.UUID, created: datetime, **values: Any
+) -> uuid.UUID:
+    """A row sent under the old send path (no lease) whose sender is long gone."""
+    return add_row(
+        factory,
+        connector_id,
+        status="sending",
+        attempts=1,
+        attempt_key=f"legacy/{uuid.uuid4()}",
+        created_at=created,
+        updated_at=NOW - timedelta(hours=1),
+        **values,
+    )
+
+
+def test_reconcile_wakes_units_in_flight_too_long_and_gives_up_past_the_idempotency_window(
+    factory, ctx
+) -> None:
     _, connector_id = add_connector(factory)
     recent = stale_sending(factory, connector_id, NOW - timedelta(hours=2))
-    old = stale_sending(factory, connector_id, NOW - timedelta(days=2))
-    published = Published()
+    old = stale_sending(
+        factory, connector_id, NOW - timedelta(days=2), next_attempt_at=NOW - timedelta(hours=1)
+    )
 
-    maintenance.reconcile(factory, published, now=NOW)
+    woke, gave_up = maintenance.reconcile(factory, ctx, now=NOW)
 
-    assert str(recent) in published.ids() and str(old) not in published.ids()
-    gave_up = status(factory, old)
-    assert gave_up.status == "failed" and (gave_up.last_error or "").startswith("needs attention")
+    assert (woke, gave_up) == (1, 1)
+    assert status(factory, recent).dispatch_key == queue_of(ctx) and queue_of(ctx) in woken(ctx)
+    failed = status(factory, old)
+    assert failed.status == "failed" and (failed.last_error or "").startswith("needs attention")
 
 
-def test_reconcile_leaves_a_row_whose_sender_is_alive(factory, engine) -> None:
+def test_reconcile_does_not_give_up_on_a_unit_a_live_dispatcher_holds(factory, ctx, engine) -> None:
     _, connector_id = add_connector(factory)
-    row_id = stale_sending(factory, connector_id, NOW - timedelta(hours=2))
-    published = Published()
-    with engine.connect() as sender:
-        sender.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ledger.lock_key(row_id)})
+    old = stale_sending(factory, connector_id, NOW - timedelta(days=2))
+    unit = status(factory, old).attempt_key
+    with engine.connect() as live:
+        live.execute(text("SELECT pg_advisory_lock(hashtextextended(:unit, 7))"), {"unit": unit})
 
-        maintenance.reconcile(factory, published, now=NOW)
+        maintenance.reconcile(factory, ctx, now=NOW)
 
-        sender.execute(text("SELECT pg_advisory_unlock_all()"))
-    assert str(row_id) not in published.ids()
+        live.execute(text("SELECT pg_advisory_unlock_all()"))
+    assert status(factory, old).status == "sending"
+
+
+def test_reconcile_wakes_the_queue_of_a_unit_whose_retry_nobody_ran(factory, ctx) -> None:
+    _, connector_id = add_connector(factory)
+    key = queue_of(ctx)
+    stale_sending(
+        factory,
+        connector_id,
+        NOW - timedelta(hours=2),
+        next_attempt_at=NOW - timedelta(hours=1),
+        dispatch_key=key,
+    )
+
+    maintenance.reconcile(factory, ctx, now=NOW)
+
+    assert key in woken(ctx)
+
+
+def test_reconcile_leaves_a_unit_in_flight_alone(factory, ctx) -> None:
+    _, connector_id = add_connector(factory)
+    leased = stale_sending(
+        factory,
+        connector_id,
+        NOW - timedelta(hours=2),
+        next_attempt_at=NOW + timedelta(minutes=4),
+        dispatch_key="c" * 20,
+    )
+
+    maintenance.reconcile(factory, ctx, now=NOW)
+
+    assert status(factory, leased).next_attempt_at == NOW + timedelta(minutes=4)
+    assert "c" * 20 not in woken(ctx)
 
 
 # --- connector status checks ------------------------------------------------------------------

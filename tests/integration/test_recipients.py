@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
+from shared.sending import pipeline as sending
 from tests.send_helpers import add_suppressions, batch_payload, email, rows, send_payload, sends
-from worker import sending
 
 pytestmark = pytest.mark.integration
 

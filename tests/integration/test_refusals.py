@@ -6,8 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from shared.models import AuditLog
+from shared.sending import pipeline as sending
 from tests.send_helpers import add_connector, batch_payload, email, rows, send_payload, sends
-from worker import sending, tasks
+from worker import tasks
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +53,7 @@ def test_unstorable_address_is_recorded_failed_in_a_storable_form(
 def test_a_payload_given_as_positional_args_is_a_failed_row_naming_args(
     ctx, resend, factory, connector_id, monkeypatch, task
 ) -> None:
-    monkeypatch.setattr(tasks, "context", lambda: ctx)
+    monkeypatch.setattr(tasks, "context", lambda app: ctx)
     payload = send_payload(connector_id, "ann@example.test")
     if task is tasks.send_batch:
         payload = batch_payload(connector_id, ["ann@example.test"])

@@ -1,26 +1,29 @@
-"""worker.sending on the real PostgreSQL, with fakeredis buckets and a fake Resend (MockTransport)."""
+"""The send pipeline (record, then dispatch the API key's queue) on the real PostgreSQL, with fakeredis
+buckets and a fake Resend (MockTransport). Each test's connectors use an API key of their own."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
 from shared import resend_client
 from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
-from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
+from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.sending import pipeline
+from shared.sending.dispatch import ORPHANED_AFTER_S
+from shared.sending.payloads import SendEmailPayload, parse_send_email
+from shared.sending.retry_policy import MAX_ATTEMPTS
 from tests.fake_resend import error_body
 from tests.send_helpers import (
-    API_KEY,
-    SENDER,
     add_connector,
     add_suppressions,
     add_task,
@@ -29,18 +32,26 @@ from tests.send_helpers import (
     send_payload,
     sends,
 )
-from worker import ledger, sending
-from worker.payloads import SendEmailPayload, parse_send_email
-from worker.rendering import render_email
-from worker.retry_policy import MAX_ATTEMPTS
 
 pytestmark = pytest.mark.integration
+
+
+def bodies(call: httpx.Request) -> list[dict[str, Any]]:
+    body = json.loads(call.content)
+    return body if isinstance(body, list) else [body]
+
+
+def redispatch(ctx, clock, key_hash, *, after: float) -> dict:
+    """Move the clock on ``after`` seconds and run the key's dispatch, as its scheduled run would."""
+    clock.advance(after)
+    return pipeline.dispatch(ctx, key_hash)
+
 
 # --- send_email ---------------------------------------------------------------------------------
 
 
 def test_send_email_sends_and_records_the_resend_id(ctx, resend, factory, connector_id) -> None:
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     [row] = rows(factory, connector_id)
     assert outcome.as_dict()["counts"] == {"sent": 1}
@@ -49,9 +60,10 @@ def test_send_email_sends_and_records_the_resend_id(ctx, resend, factory, connec
 
 
 def test_send_email_sends_the_stored_request_with_the_row_key(ctx, resend, factory, connector_id) -> None:
-    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     [row] = rows(factory, connector_id)
+    assert resend.last.url.path == "/emails"
     assert resend.last.headers["Idempotency-Key"] == row.idempotency_key
     body = resend.last_json()
     assert body == row.request
@@ -61,12 +73,11 @@ def test_send_email_sends_the_stored_request_with_the_row_key(ctx, resend, facto
 
 def test_send_email_fans_a_to_list_out_to_one_email_per_recipient(ctx, resend, factory, connector_id) -> None:
     to = ["a@example.test", "b@example.test", "c@example.test"]
-    outcome = sending.send_email(ctx, send_payload(connector_id, to), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, to), task_ref="t1")
 
     [call] = sends(resend)  # one request for the whole list: the request rate is the scarce budget
     assert call.url.path == "/emails/batch"
-    # in the unit's canonical order (by idempotency key), so a retry rebuilds the same body
-    assert sorted(item["to"] for item in json.loads(call.content)) == [[a] for a in to]
+    assert sorted(item["to"] for item in bodies(call)) == [[a] for a in to]
     assert [r.status for r in rows(factory, connector_id)] == ["sent"] * 3
     assert len({r.idempotency_key for r in rows(factory, connector_id)}) == 3
     assert outcome.counts() == {"sent": 3}
@@ -74,95 +85,267 @@ def test_send_email_fans_a_to_list_out_to_one_email_per_recipient(ctx, resend, f
 
 def test_send_email_delivered_twice_sends_once(ctx, resend, factory, connector_id) -> None:
     payload = send_payload(connector_id, "ann@example.test")
-    first = sending.send_email(ctx, payload, task_ref="same-task-id")
-    second = sending.send_email(ctx, payload, task_ref="same-task-id")
+    first = pipeline.send_email(ctx, payload, task_ref="same-task-id")
+    second = pipeline.send_email(ctx, payload, task_ref="same-task-id")
 
     assert len(sends(resend)) == 1
     assert second.results == first.results
 
 
-def test_send_email_retry_after_a_server_error_is_byte_identical(ctx, resend, factory, connector_id) -> None:
+def test_send_email_redelivered_after_sending_answers_from_the_row(
+    ctx, resend, factory, connector_id
+) -> None:
+    payload = send_payload(connector_id, "ann@example.test")
+    pipeline.send_email(ctx, payload, task_ref="t1")
+
+    again = pipeline.send_email(ctx, payload, task_ref="t1")
+
+    assert again.counts() == {"sent": 1} and again.results[0].resend_id == "email-0001"
+    assert len(sends(resend)) == 1
+
+
+# --- pending sends of one API key leave together ---------------------------------------------------
+
+
+@pytest.fixture
+def paced(ctx, clock, fake_redis, redis_prefix) -> RateLimiter:
+    """The context's limiter on the test's clock: the key's request token comes back only as time moves."""
+    ctx.limiter = RateLimiter(
+        fake_redis, key_prefix=redis_prefix, clock_ms=lambda: int(clock.now.timestamp() * 1000)
+    )
+    return ctx.limiter
+
+
+def test_rows_waiting_for_the_request_token_leave_together_in_one_batch(
+    ctx, resend, factory, connector_id, paced, clock, key_hash, scheduler
+) -> None:
+    # Given the key's request token was just taken (by another dispatcher)
+    assert paced.acquire_request_for(key_hash).granted
+
+    # When five single-recipient tasks arrive
+    outcomes = [
+        pipeline.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
+        for n in range(5)
+    ]
+
+    # Then nothing went yet; each asked for the key's next dispatch (the scheduler keeps one)
+    assert sends(resend) == []
+    assert {result.status for outcome in outcomes for result in outcome.results} == {"pending"}
+    assert {key for key, _ in scheduler.calls} == {key_hash}
+    # When the dispatch runs with the next token, all five leave in one batch request
+    redispatch(ctx, clock, key_hash, after=1.0)
+    [call] = sends(resend)
+    assert call.url.path == "/emails/batch" and len(bodies(call)) == 5
+    assert [r.status for r in rows(factory, connector_id)] == ["sent"] * 5
+
+
+def test_rows_of_two_connectors_on_one_key_leave_in_one_request(
+    ctx, resend, factory, paced, clock, key_hash
+) -> None:
+    (_, first), (_, second) = add_connector(factory), add_connector(factory)
+    assert paced.acquire_request_for(key_hash).granted
+    pipeline.send_email(ctx, send_payload(first, "a@example.test"), task_ref="t1")
+    pipeline.send_email(ctx, send_payload(second, "b@example.test"), task_ref="t2")
+
+    redispatch(ctx, clock, key_hash, after=1.0)
+
+    [call] = sends(resend)
+    assert sorted(item["to"][0] for item in bodies(call)) == ["a@example.test", "b@example.test"]
+    assert rows(factory, first)[0].status == rows(factory, second)[0].status == "sent"
+    with factory() as session:
+        usage = session.execute(
+            select(ConnectorUsage.connector_id, ConnectorUsage.emails_sent, ConnectorUsage.requests).where(
+                ConnectorUsage.connector_id.in_([first, second])
+            )
+        ).all()
+    assert sorted((emails, requests) for _, emails, requests in usage) == [(1, 1), (1, 1)]
+
+
+def test_a_dispatch_sends_the_oldest_ready_rows_first_up_to_a_hundred(
+    ctx, resend, factory, connector_id, paced, clock, key_hash
+) -> None:
+    assert paced.acquire_request_for(key_hash).granted
+    recipients = [f"r{n:03d}@example.test" for n in range(150)]
+    pipeline.send_batch(ctx, batch_payload(connector_id, recipients[:100]), task_ref="old")
+    pipeline.send_batch(ctx, batch_payload(connector_id, recipients[100:]), task_ref="new")
+
+    redispatch(ctx, clock, key_hash, after=1.0)  # one token: the oldest hundred
+    [first] = sends(resend)
+    redispatch(ctx, clock, key_hash, after=1.0)
+
+    second = sends(resend)[1]
+    assert sorted(item["to"][0] for item in bodies(first)) == recipients[:100]
+    assert sorted(item["to"][0] for item in bodies(second)) == recipients[100:]
+
+
+def test_a_task_whose_rows_another_dispatch_sent_makes_no_request(
+    ctx, resend, factory, connector_id, paced, clock, key_hash
+) -> None:
+    assert paced.acquire_request_for(key_hash).granted
+    payload = send_payload(connector_id, "ann@example.test")
+    pipeline.send_email(ctx, payload, task_ref="t1")
+    redispatch(ctx, clock, key_hash, after=1.0)  # the scheduled dispatch sends it
+
+    clock.advance(1.0)
+    again = pipeline.send_email(ctx, payload, task_ref="t1")  # the task, redelivered
+
+    assert len(sends(resend)) == 1
+    assert again.counts() == {"sent": 1}
+
+
+def test_an_email_that_must_go_alone_is_sent_alone(ctx, resend, factory, connector_id, key_hash) -> None:
+    pipeline.send_batch(ctx, batch_payload(connector_id, ["a@example.test", "b@example.test"]), task_ref="b1")
+    resend.requests.clear()
+    with factory.begin() as session:  # two queued rows: one with an attachment, one plain
+        for row in session.scalars(select(EmailMessage).where(EmailMessage.connector_id == connector_id)):
+            row.status, row.attempt_key, row.attempts = "queued", None, 0
+            if row.recipient == "a@example.test":
+                row.request = {**row.request, "attachments": [{"filename": "a.txt", "content": "YQ=="}]}
+
+    pipeline.dispatch(ctx, key_hash)
+
+    paths = [call.url.path for call in sends(resend)]
+    assert sorted(paths) == ["/emails", "/emails"]
+    assert [r.status for r in rows(factory, connector_id)] == ["sent", "sent"]
+
+
+# --- outcomes unknown: the same unit again, under its key --------------------------------------------
+
+
+def test_send_email_retry_after_a_server_error_is_byte_identical(
+    ctx, resend, factory, connector_id, clock, key_hash, scheduler
+) -> None:
     resend.reply(500, error_body(500, "internal_server_error", "boom"))
     payload = send_payload(connector_id, "ann@example.test")
 
-    first = sending.send_email(ctx, payload, task_ref="t1")
-    sending.send_email(ctx, payload, task_ref="t1")
+    first = pipeline.send_email(ctx, payload, task_ref="t1")
+    [(_, backoff)] = [call for call in scheduler.calls if call[1] > 0]
+    redispatch(ctx, clock, key_hash, after=backoff)
 
-    assert first.retry_in is not None and first.results[0].status == "pending"
+    assert first.results[0].status == "pending"
     a, b = sends(resend)
     assert a.content == b.content
     assert a.headers["Idempotency-Key"] == b.headers["Idempotency-Key"]
     assert rows(factory, connector_id)[0].status == "sent"
 
 
-def test_send_email_retry_of_an_unknown_outcome_takes_no_second_email_token(
-    ctx, resend, factory, limiter
+def test_a_retry_of_an_unknown_outcome_takes_no_second_email_token(
+    ctx, resend, factory, clock, key_hash, limiter
 ) -> None:
     _, connector_id = add_connector(factory, per_hour=1, per_day=10)
     resend.reply(500, error_body(500, "internal_server_error", "boom"))
-    payload = send_payload(connector_id, "ann@example.test")
 
-    sending.send_email(ctx, payload, task_ref="t1")  # takes the hour's only token; outcome unknown
-    retry = sending.send_email(ctx, payload, task_ref="t1")
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    redispatch(ctx, clock, key_hash, after=60)
 
-    assert retry.counts() == {"sent": 1} and len(sends(resend)) == 2
+    assert [r.status for r in rows(factory, connector_id)] == ["sent"] and len(sends(resend)) == 2
     assert limiter.get_usage_stats(connector_id, "hour", ConnectorLimits(1, 10)).used == 1
 
 
-def test_resume_resends_an_unknown_single_send_alone_under_its_own_key(
-    ctx, resend, factory, connector_id
+def test_a_batch_whose_outcome_is_unknown_is_sent_again_whole(
+    ctx, resend, factory, connector_id, clock, key_hash
 ) -> None:
-    resend.reply(500, error_body(500, "internal_server_error", "boom"))
-    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")  # outcome unknown
-    sending.send_batch(
-        ctx, batch_payload(connector_id, ["bob@example.test", "cy@example.test"]), task_ref="t2"
-    )
-    [ann, *_] = rows(factory, connector_id)
-    with factory() as session:  # bob and cy back to queued: as if their task's message had been lost
-        session.execute(
-            text("UPDATE email_messages SET status = 'queued' WHERE recipient <> 'ann@example.test'")
-        )
-        session.commit()
-    ids = [str(row.id) for row in rows(factory, connector_id)]
-
-    sending.send_email(ctx, {"connector_id": str(connector_id), "message_ids": ids}, task_ref="sweep")
-
-    ann_first, _, ann_again, pair = sends(resend)
-    assert ann_again.url.path == "/emails" and ann_again.content == ann_first.content
-    assert ann_again.headers["Idempotency-Key"] == ann_first.headers["Idempotency-Key"] == ann.idempotency_key
-    assert pair.url.path == "/emails/batch" and len(json.loads(pair.content)) == 2
-
-
-def test_resume_of_part_of_an_unknown_batch_resends_the_whole_batch(
-    ctx, resend, factory, connector_id
-) -> None:
-    resend.reply(500, error_body(500, "internal_server_error", "boom"))
+    resend.fail(httpx.ReadTimeout("slow"))
     recipients = ["a@example.test", "b@example.test", "c@example.test"]
-    sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")  # outcome unknown
-    first_row = rows(factory, connector_id)[0]
+    pipeline.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+    pipeline.send_email(ctx, send_payload(connector_id, "later@example.test"), task_ref="t2")
 
-    resume = {"connector_id": str(connector_id), "message_ids": [str(first_row.id)]}
-    outcome = sending.send_email(ctx, resume, task_ref="reconcile")
+    redispatch(ctx, clock, key_hash, after=60)
+
+    first, later, again = sends(resend)
+    assert again.content == first.content
+    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
+    assert [item["to"] for item in bodies(later)] == [["later@example.test"]]
+    assert [r.status for r in rows(factory, connector_id)] == ["sent"] * 4
+
+
+def test_a_unit_sent_again_carries_its_rows_answered_since(
+    ctx, resend, factory, connector_id, clock, key_hash
+) -> None:
+    resend.fail(httpx.ReadTimeout("slow"))
+    pipeline.send_batch(ctx, batch_payload(connector_id, ["a@example.test", "b@example.test"]), task_ref="b1")
+    with factory.begin() as session:  # a webhook says one of them was delivered meanwhile
+        row = session.scalars(
+            select(EmailMessage).where(
+                EmailMessage.recipient == "a@example.test", EmailMessage.connector_id == connector_id
+            )
+        ).one()
+        row.status, row.resend_email_id = "delivered", "email-a"
+
+    redispatch(ctx, clock, key_hash, after=60)
+
+    first, again = sends(resend)
+    assert again.content == first.content  # the same unit, not a smaller one under another key
+    by_recipient = {r.recipient: r.status for r in rows(factory, connector_id)}
+    assert by_recipient == {"a@example.test": "delivered", "b@example.test": "sent"}
+
+
+def test_a_unit_whose_dispatcher_died_mid_request_is_sent_again_whole(
+    ctx, resend, factory, connector_id, key_hash, scheduler
+) -> None:
+    pipeline.send_batch(ctx, batch_payload(connector_id, ["a@example.test", "b@example.test"]), task_ref="b1")
+    with factory.begin() as session:  # as if the process had died after committing the attempt
+        session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.connector_id == connector_id)
+            .values(status="sending", resend_email_id=None, next_attempt_at=None)
+        )
+
+    assert pipeline.dispatch(ctx, key_hash) == {}  # in flight only just now: looked at later
+    assert scheduler.calls[-1] == (key_hash, ORPHANED_AFTER_S + 1)
+    with factory.begin() as session:  # ... later: nobody holds the unit's lock
+        session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.connector_id == connector_id)
+            .values(updated_at=datetime.now(UTC) - timedelta(seconds=ORPHANED_AFTER_S + 1))
+        )
+    pipeline.dispatch(ctx, key_hash)
 
     first, again = sends(resend)
     assert again.content == first.content
-    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"] == first_row.attempt_key
-    assert outcome.counts() == {"sent": 1}
-    assert [row.status for row in rows(factory, connector_id)] == ["sent"] * 3
+    assert again.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
+    assert [r.status for r in rows(factory, connector_id)] == ["sent", "sent"]
 
 
-def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_id) -> None:
+def test_a_unit_in_flight_is_not_taken_by_another_dispatcher(
+    ctx, resend, factory, connector_id, key_hash
+) -> None:
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    [row] = rows(factory, connector_id)
+    with factory.begin() as session:
+        session.execute(
+            update(EmailMessage)
+            .where(EmailMessage.id == row.id)
+            .values(
+                status="sending", next_attempt_at=None, updated_at=datetime.now(UTC) - timedelta(minutes=5)
+            )
+        )
+    with ctx.engine.connect() as live:  # its dispatcher, alive, still waiting for Resend's answer
+        live.execute(text("SELECT pg_advisory_lock(hashtextextended(:unit, 7))"), {"unit": row.attempt_key})
+
+        later = pipeline.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
+
+        live.execute(text("SELECT pg_advisory_unlock_all()"))
+    assert [call.headers["Idempotency-Key"] for call in sends(resend)][1:] == [
+        rows(factory, connector_id)[1].idempotency_key
+    ]
+    assert later.counts() == {"sent": 1}  # the queue goes on meanwhile
+
+
+def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_id, clock, key_hash) -> None:
     for _ in range(MAX_ATTEMPTS):
         resend.reply(503, error_body(503, "service_unavailable", "down"))
-    payload = send_payload(connector_id, "ann@example.test")
 
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
     for _ in range(MAX_ATTEMPTS + 2):
-        outcome = sending.send_email(ctx, payload, task_ref="t1")
+        redispatch(ctx, clock, key_hash, after=60)
 
     [row] = rows(factory, connector_id)
     assert len(sends(resend)) == MAX_ATTEMPTS
     assert row.status == "failed" and row.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
-    assert outcome.retry_in is None
+
+
+# --- each row's own rules ------------------------------------------------------------------------
 
 
 def test_send_email_answers_a_suppressed_recipient_without_a_call_or_token(
@@ -171,7 +354,7 @@ def test_send_email_answers_a_suppressed_recipient_without_a_call_or_token(
     organization_id, connector_id = ids
     add_suppressions(factory, organization_id, ["ann@example.test"])
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "Ann <ANN@Example.test>"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "Ann <ANN@Example.test>"), task_ref="t1")
 
     [result] = outcome.results
     today = datetime.now(UTC).date().isoformat()
@@ -180,35 +363,64 @@ def test_send_email_answers_a_suppressed_recipient_without_a_call_or_token(
     assert limiter.get_usage_stats(connector_id, "hour", ConnectorLimits(1000, 10000)).used == 0
 
 
+def test_a_unit_with_a_suppressed_address_and_a_spent_budget_sends_the_others(
+    ctx, resend, factory, paced, clock, key_hash
+) -> None:
+    organization_id, open_connector = add_connector(factory)
+    _, spent_connector = add_connector(factory, per_hour=1, per_day=10)
+    add_suppressions(factory, organization_id, ["gone@example.test"])
+    assert paced.acquire_request_for(key_hash).granted
+    pipeline.send_batch(
+        ctx, batch_payload(open_connector, ["ok@example.test", "gone@example.test"]), task_ref="b1"
+    )
+    pipeline.send_batch(
+        ctx, batch_payload(spent_connector, ["s1@example.test", "s2@example.test"]), task_ref="b2"
+    )
+
+    redispatch(ctx, clock, key_hash, after=1.0)
+
+    [call] = sends(resend)
+    sent_to = sorted(item["to"][0] for item in bodies(call))
+    assert len(sent_to) == 2 and sent_to[0] == "ok@example.test"
+    assert {r.recipient: r.status for r in rows(factory, open_connector)} == {
+        "ok@example.test": "sent",
+        "gone@example.test": "suppressed",
+    }
+    assert sorted(r.status for r in rows(factory, spent_connector)) == ["deferred", "sent"]
+
+
 def test_send_email_rate_limited_waits_retry_after_without_using_an_attempt(
-    ctx, resend, factory, connector_id, limiter
+    ctx, resend, factory, connector_id, api_key, key_hash, scheduler, paced, clock
 ) -> None:
     resend.reply(429, error_body(429, "rate_limit_exceeded", "slow down"), headers={"retry-after": "7"})
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     [row] = rows(factory, connector_id)
-    assert outcome.retry_in is not None and outcome.retry_in >= 7
-    assert (row.status, row.attempts) == ("queued", 0)
-    cooldown = limiter.acquire_request(API_KEY)
+    assert outcome.counts() == {"deferred": 1}
+    assert (row.status, row.attempts, row.attempt_key) == ("deferred", 0, None)
+    assert (key_hash, 7.0) in scheduler.calls
+    cooldown = paced.acquire_request(api_key)
     assert (cooldown.granted, cooldown.blocked_by) == (False, "cooldown")
 
 
-def test_send_email_long_retry_after_defers_the_row(ctx, resend, factory, connector_id) -> None:
+def test_send_email_long_retry_after_defers_the_row_and_schedules_nothing(
+    ctx, resend, factory, connector_id, scheduler
+) -> None:
     resend.reply(429, error_body(429, "rate_limit_exceeded", "slow down"), headers={"retry-after": "600"})
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     [row] = rows(factory, connector_id)
-    assert outcome.retry_in is None
     assert (row.status, row.attempts) == ("deferred", 0)
     assert row.next_attempt_at is not None
+    assert all(delay <= 60 for _, delay in scheduler.calls)  # beat releases it
 
 
 def test_send_email_quota_exceeded_defers_without_failing(ctx, resend, factory, connector_id) -> None:
     resend.reply(429, error_body(429, "daily_quota_exceeded", "quota"), headers={"retry-after": "5000"})
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     assert outcome.counts() == {"deferred": 1}
     assert rows(factory, connector_id)[0].attempts == 0
@@ -227,11 +439,10 @@ def test_send_email_permanent_refusal_fails_with_resends_message(
 ) -> None:
     resend.reply(status, error_body(status, name, message))
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     [result] = outcome.results
     assert result.status == "failed" and message in (result.reason or "")
-    assert outcome.retry_in is None
 
 
 def test_send_email_rejected_key_fails_and_marks_the_connector_error(
@@ -239,7 +450,7 @@ def test_send_email_rejected_key_fails_and_marks_the_connector_error(
 ) -> None:
     resend.reply(401, error_body(401, "invalid_api_key", "API key is invalid"))
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     assert outcome.counts() == {"failed": 1}
     with factory() as session:
@@ -252,9 +463,23 @@ def test_send_email_rejected_key_fails_and_marks_the_connector_error(
 def test_send_email_to_a_paused_connector_defers_without_a_call(ctx, resend, factory) -> None:
     _, connector_id = add_connector(factory, status="paused")
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     assert outcome.counts() == {"deferred": 1}
+    assert sends(resend) == []
+
+
+def test_send_email_to_a_connector_paused_since_its_rows_were_queued_defers(
+    ctx, resend, factory, connector_id, paced, clock, key_hash
+) -> None:
+    assert paced.acquire_request_for(key_hash).granted
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    with factory.begin() as session:
+        store.pause(session, connector_id, actor="test")
+
+    redispatch(ctx, clock, key_hash, after=1.0)
+
+    assert [r.status for r in rows(factory, connector_id)] == ["deferred"]
     assert sends(resend) == []
 
 
@@ -262,7 +487,7 @@ def test_send_email_over_the_hour_budget_defers_without_using_attempts(ctx, rese
     _, connector_id = add_connector(factory, per_hour=2, per_day=10)
 
     for n in range(3):
-        sending.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
+        pipeline.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
 
     assert [(r.status, r.attempts) for r in rows(factory, connector_id)] == [
         ("sent", 1),
@@ -288,39 +513,36 @@ def test_emails_over_a_spent_budget_take_no_request_tokens_after_the_first_refus
     ctx, resend, factory, monkeypatch
 ) -> None:
     _, connector_id = add_connector(factory, per_hour=2, per_day=10)
-    taken = calls_to(ctx.limiter, "acquire_request", monkeypatch)
+    taken = calls_to(ctx.limiter, "acquire_request_for", monkeypatch)
 
     for n in range(7):
-        sending.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
+        pipeline.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
 
     assert len(sends(resend)) == 2
     assert len(taken) == 3  # two sends, and the one refused its email token
     assert [r.status for r in rows(factory, connector_id)].count("deferred") == 5
 
 
-def test_batches_over_a_spent_budget_take_no_request_tokens_after_the_first_refusal(
-    ctx, resend, factory, monkeypatch
-) -> None:
-    _, connector_id = add_connector(factory, per_hour=5, per_day=50)
-    taken = calls_to(ctx.limiter, "acquire_request", monkeypatch)
+def test_a_suppressed_recipient_is_answered_at_once_while_the_budget_is_spent(ctx, resend, factory) -> None:
+    organization_id, connector_id = add_connector(factory, per_hour=1, per_day=10)
+    add_suppressions(factory, organization_id, ["gone@example.test", "left@example.test"])
+    pipeline.send_email(ctx, send_payload(connector_id, "first@example.test"), task_ref="t1")
+    pipeline.send_email(ctx, send_payload(connector_id, "second@example.test"), task_ref="t2")  # seen spent
 
-    for b in range(3):
-        to = [f"b{b}-{n}@example.test" for n in range(8)]
-        sending.send_batch(ctx, batch_payload(connector_id, to), task_ref=f"b{b}")
+    to = ["gone@example.test", "left@example.test", "third@example.test"]
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, to), task_ref="t3")
 
-    assert len(sends(resend)) == 1
-    assert len(taken) == 1  # the first batch: 5 sent, 3 parked; the next two parked without one
-    assert [r.status for r in rows(factory, connector_id)].count("deferred") == 19
+    assert outcome.counts() == {"deferred": 1, "suppressed": 2}
 
 
-def test_emails_parked_for_a_spent_budget_come_back_one_refill_apart(ctx, resend, factory) -> None:
+def test_emails_parked_for_a_spent_budget_come_back_one_refill_apart(ctx, resend, factory, clock) -> None:
     # 10/hour refills a token every 360 s. Each email over the budget parks behind the ones parked
     # before it, rather than all of them coming back for the same next token.
     _, connector_id = add_connector(factory, per_hour=10, per_day=100)
-    started = ctx.clock()
+    started = clock.now
 
     for n in range(13):
-        sending.send_email(ctx, send_payload(connector_id, f"r{n:02d}@example.test"), task_ref=f"t{n}")
+        pipeline.send_email(ctx, send_payload(connector_id, f"r{n:02d}@example.test"), task_ref=f"t{n}")
 
     parked = sorted(
         (r.next_attempt_at - started).total_seconds()
@@ -330,57 +552,69 @@ def test_emails_parked_for_a_spent_budget_come_back_one_refill_apart(ctx, resend
     assert [round(seconds / 360) for seconds in parked] == [1, 2, 3]
 
 
-def test_send_email_with_redis_down_sends_nothing_and_defers(ctx, resend, factory, connector_id) -> None:
+def test_parked_rows_go_when_their_time_has_come(ctx, resend, factory, paced, clock, key_hash) -> None:
+    _, connector_id = add_connector(factory, per_hour=1, per_day=10)
+    pipeline.send_email(ctx, send_payload(connector_id, "r1@example.test"), task_ref="t1")
+    clock.advance(1.0)
+    pipeline.send_email(ctx, send_payload(connector_id, "r2@example.test"), task_ref="t2")
+    [parked] = [r for r in rows(factory, connector_id) if r.status == "deferred"]
+
+    clock.now = parked.next_attempt_at
+    pipeline.dispatch(ctx, key_hash)
+
+    assert [r.status for r in rows(factory, connector_id)] == ["sent", "sent"]
+
+
+def test_send_email_with_redis_down_sends_nothing_and_waits(ctx, resend, factory, connector_id) -> None:
     ctx.limiter = RateLimiter(redis.Redis(port=1, socket_connect_timeout=0.2), key_prefix="down:")
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
-    assert outcome.counts() == {"deferred": 1}
+    assert outcome.counts() == {"pending": 1}
     assert sends(resend) == []
+    assert [r.status for r in rows(factory, connector_id)] == ["queued"]
 
 
 def test_send_email_learns_the_request_rate_from_ratelimit_limit(
-    ctx, resend, connector_id, fake_redis, redis_prefix
+    ctx, resend, connector_id, fake_redis, redis_prefix, key_hash
 ) -> None:
     resend.reply(200, {"id": "e1"}, headers={"ratelimit-limit": "10"})
 
-    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
-    rate = fake_redis.hgetall(f"{redis_prefix}requests:{api_key_hash(API_KEY)}:rate")
+    rate = fake_redis.hgetall(f"{redis_prefix}requests:{key_hash}:rate")
     assert rate == {b"capacity": b"1", b"period_ms": b"125"}  # 10/s, one at a time, paced at 80 %
 
 
-def test_send_email_skips_a_row_another_worker_is_sending(ctx, resend, factory, connector_id) -> None:
-    payload = send_payload(connector_id, "ann@example.test")
-    email = parse_send_email(payload)
-    assert isinstance(email, SendEmailPayload)
-    [message] = render_email(email, connector_id=connector_id, task_ref="t1", default_from=SENDER)
-    with ctx.engine.connect() as other:
-        other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": ledger.lock_key(message.id)})
+def test_a_row_whose_recipient_is_busy_waits_for_a_later_unit(ctx, resend, factory, ids, key_hash) -> None:
+    organization_id, connector_id = ids
+    with ctx.engine.connect() as other:  # a suppression (or another send) of the recipient in progress
+        other.execute(
+            text("SELECT pg_advisory_lock(hashtextextended(CAST(:org AS text) || '/' || :email, 0))"),
+            {"org": str(organization_id), "email": "ann@example.test"},
+        )
 
-        outcome = sending.send_email(ctx, payload, task_ref="t1")
+        outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
         other.execute(text("SELECT pg_advisory_unlock_all()"))
     assert outcome.results[0].status == "pending"
     assert sends(resend) == []
+    pipeline.dispatch(ctx, key_hash)
+    assert [r.status for r in rows(factory, connector_id)] == ["sent"]
 
 
-def test_send_email_resumes_existing_rows_by_message_ids(
-    ctx, resend, factory, connector_id, fake_redis
-) -> None:
-    resend.reply(429, error_body(429, "rate_limit_exceeded", "slow"), headers={"retry-after": "600"})
-    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
-    [row] = rows(factory, connector_id)
-    fake_redis.flushall()  # the cooldown is over
-    with factory.begin() as session:
-        session.get_one(EmailMessage, row.id).next_attempt_at = datetime.now(UTC)
+def test_send_email_resumes_rows_the_outbox_wrote_by_message_ids(ctx, resend, factory, connector_id) -> None:
+    payload = parse_send_email(send_payload(connector_id, "ann@example.test"))
+    assert isinstance(payload, SendEmailPayload)
+    with factory.begin() as session:  # rows the outbox wrote: in no queue yet
+        _, ids = pipeline.prepare(session, payload, task_ref="o1")
+    assert [r.dispatch_key for r in rows(factory, connector_id)] == [None]
 
-    outcome = sending.send_email(
-        ctx, {"connector_id": str(connector_id), "message_ids": [str(row.id)]}, task_ref="sweep-1"
+    outcome = pipeline.send_email(
+        ctx, {"connector_id": str(connector_id), "message_ids": [str(i) for i in ids]}, task_ref="resume-1"
     )
 
     assert outcome.counts() == {"sent": 1}
-    assert sends(resend)[0].content == sends(resend)[1].content
 
 
 def test_send_email_updates_task_counts_and_connector_usage(ctx, resend, factory, ids) -> None:
@@ -388,7 +622,7 @@ def test_send_email_updates_task_counts_and_connector_usage(ctx, resend, factory
     task_id = add_task(factory, organization_id)
     add_suppressions(factory, organization_id, ["b@example.test"])
 
-    sending.send_email(
+    pipeline.send_email(
         ctx,
         send_payload(connector_id, ["a@example.test", "b@example.test"], task_id=str(task_id)),
         task_ref="x",
@@ -403,6 +637,23 @@ def test_send_email_updates_task_counts_and_connector_usage(ctx, resend, factory
     assert usage == [1]
 
 
+def advisory_locks(factory: sessionmaker[Session]) -> int:
+    with factory() as session:
+        query = text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return int(session.scalar(query) or 0)
+
+
+def test_send_email_leaves_no_advisory_lock_behind(ctx, resend, factory, connector_id) -> None:
+    pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    resend.reply(503, error_body(503, "service_unavailable", "down"))
+    pipeline.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
+
+    assert advisory_locks(factory) == 0
+
+
 # --- invalid payloads -----------------------------------------------------------------------------
 
 
@@ -411,16 +662,16 @@ def test_invalid_payload_is_recorded_as_failed_rows_with_the_reason(
 ) -> None:
     payload = {**send_payload(connector_id, "ann@example.test"), "subjet": "typo"}
 
-    outcome = sending.send_email(ctx, payload, task_ref="t1")
+    outcome = pipeline.send_email(ctx, payload, task_ref="t1")
 
     [row] = rows(factory, connector_id)
     assert row.status == "failed" and "subjet: unknown field" in (row.last_error or "")
-    assert outcome.retry_in is None and outcome.counts() == {"failed": 1}
+    assert outcome.counts() == {"failed": 1}
     assert sends(resend) == []
 
 
 def test_invalid_payload_without_a_known_connector_is_audited(ctx, resend, factory) -> None:
-    outcome = sending.send_email(ctx, send_payload(uuid.uuid4(), "ann@example.test"), task_ref="t9")
+    outcome = pipeline.send_email(ctx, send_payload(uuid.uuid4(), "ann@example.test"), task_ref="t9")
 
     with factory() as session:
         [entry] = session.scalars(select(AuditLog).where(AuditLog.target == "celery-task:t9")).all()
@@ -431,7 +682,7 @@ def test_invalid_payload_without_a_known_connector_is_audited(ctx, resend, facto
 def test_payload_without_a_sender_fails_when_the_connector_has_no_default(ctx, resend, factory) -> None:
     _, connector_id = add_connector(factory, default_from=None)
 
-    outcome = sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
 
     assert "from: required" in (outcome.results[0].reason or "")
 
@@ -442,27 +693,27 @@ def test_payload_without_a_sender_fails_when_the_connector_has_no_default(ctx, r
 def test_send_batch_chunks_at_100_with_distinct_keys(ctx, resend, factory, connector_id) -> None:
     recipients = [f"r{n:03d}@example.test" for n in range(250)]
 
-    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+    outcome = pipeline.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
 
     calls = sends(resend)
-    assert [len(json.loads(c.content)) for c in calls] == [100, 100, 50]
+    assert [len(bodies(c)) for c in calls] == [100, 100, 50]
     assert {c.url.path for c in calls} == {"/emails/batch"}
     assert len({c.headers["Idempotency-Key"] for c in calls}) == 3
     assert outcome.counts() == {"sent": 250}
 
 
-def test_send_batch_sends_the_requests_it_rendered_without_validating_them_again(
+def test_send_batch_sends_the_stored_requests_without_validating_them_again(
     ctx, resend, factory, connector_id, monkeypatch
 ) -> None:
     validated = calls_to(resend_client, "parse_send_request", monkeypatch)
     recipients = [f"r{n:03d}@example.test" for n in range(3)]
 
-    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+    outcome = pipeline.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
 
     assert outcome.counts() == {"sent": 3}
     assert validated == []
     stored = [row.request for row in rows(factory, connector_id)]  # by recipient
-    assert sorted(json.loads(sends(resend)[0].content), key=lambda body: body["to"]) == stored
+    assert sorted(bodies(sends(resend)[0]), key=lambda body: body["to"]) == stored
 
 
 def test_send_batch_maps_per_index_errors_to_their_recipients(ctx, resend, factory, connector_id) -> None:
@@ -472,10 +723,10 @@ def test_send_batch_maps_per_index_errors_to_their_recipients(ctx, resend, facto
     )
     recipients = ["a@example.test", "b@example.test", "c@example.test"]
 
-    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+    outcome = pipeline.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
 
     [call] = sends(resend)  # the batch body is in the unit's canonical order: indexes follow it
-    first, second, third = (item["to"][0] for item in json.loads(call.content))
+    first, second, third = (item["to"][0] for item in bodies(call))
     by_recipient = {r.recipient: (r.status, r.resend_id, r.reason) for r in outcome.results}
     assert by_recipient == {
         first: ("sent", "e0", None),
@@ -489,94 +740,36 @@ def test_send_batch_leaves_suppressed_recipients_out_of_the_call(ctx, resend, fa
     recipients = [f"r{n:03d}@example.test" for n in range(100)]
     add_suppressions(factory, organization_id, [r.upper() for r in recipients[:37]])
 
-    outcome = sending.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
+    outcome = pipeline.send_batch(ctx, batch_payload(connector_id, recipients), task_ref="b1")
 
     [call] = sends(resend)
-    assert len(json.loads(call.content)) == 63
+    assert len(bodies(call)) == 63
     assert outcome.counts() == {"sent": 63, "suppressed": 37}
-
-
-def test_send_batch_retry_of_a_failed_chunk_uses_the_same_key(ctx, resend, factory, connector_id) -> None:
-    resend.fail(httpx.ReadTimeout("slow"))
-    payload = batch_payload(connector_id, ["a@example.test", "b@example.test"])
-
-    sending.send_batch(ctx, payload, task_ref="b1")
-    sending.send_batch(ctx, payload, task_ref="b1")
-
-    first, second = sends(resend)
-    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
-    assert first.content == second.content
 
 
 def test_send_batch_sends_what_the_budget_allows_and_defers_the_rest(ctx, resend, factory) -> None:
     _, connector_id = add_connector(factory, per_hour=5, per_day=50)
 
-    outcome = sending.send_batch(
+    outcome = pipeline.send_batch(
         ctx, batch_payload(connector_id, [f"r{n}@example.test" for n in range(8)]), task_ref="b1"
     )
 
     assert outcome.counts() == {"deferred": 3, "sent": 5}
 
 
-def test_send_batch_defers_the_rest_until_tokens_for_all_of_them(ctx, resend, factory) -> None:
-    # 250/hour refills one token every 14.4 s: waiting for one token would be a short countdown, but the
-    # ten rows left need 144 s of refill, so they are parked in PostgreSQL, not retried through the broker.
+def test_send_batch_defers_the_rest_until_tokens_for_all_of_them(ctx, resend, factory, clock) -> None:
+    # 250/hour refills one token every 14.4 s: the ten rows left need 144 s of refill, so they are
+    # parked until then, not brought back one token at a time.
     _, connector_id = add_connector(factory, per_hour=250, per_day=2000)
-    started = ctx.clock()
+    started = clock.now
 
-    outcome = sending.send_batch(
+    outcome = pipeline.send_batch(
         ctx, batch_payload(connector_id, [f"r{n}@example.test" for n in range(260)]), task_ref="b2"
     )
 
     assert outcome.counts() == {"deferred": 10, "sent": 250}
-    assert outcome.retry_in is None
     deferred = [r for r in rows(factory, connector_id) if r.status == "deferred"]
     assert all(
         r.next_attempt_at is not None and (r.next_attempt_at - started).total_seconds() >= 143
         for r in deferred
     )
-
-
-# --- the single-recipient fast path ---------------------------------------------------------------
-
-
-def advisory_locks(factory: sessionmaker[Session]) -> int:
-    with factory() as session:
-        query = text(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-        return int(session.scalar(query) or 0)
-
-
-def test_send_email_leaves_no_advisory_lock_behind(ctx, resend, factory, connector_id) -> None:
-    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
-    resend.reply(503, error_body(503, "service_unavailable", "down"))
-    sending.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
-
-    assert advisory_locks(factory) == 0
-
-
-def test_send_email_to_a_connector_paused_since_its_last_send_defers(
-    ctx, resend, factory, connector_id
-) -> None:
-    sending.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")  # cached now
-    with factory.begin() as session:
-        store.pause(session, connector_id, actor="test")
-
-    outcome = sending.send_email(ctx, send_payload(connector_id, "bob@example.test"), task_ref="t2")
-
-    assert outcome.counts() == {"deferred": 1}
-    assert len(sends(resend)) == 1
-
-
-def test_send_email_redelivered_after_sending_answers_from_the_row(
-    ctx, resend, factory, connector_id
-) -> None:
-    payload = send_payload(connector_id, "ann@example.test")
-    sending.send_email(ctx, payload, task_ref="t1")
-
-    again = sending.send_email(ctx, payload, task_ref="t1")
-
-    assert again.counts() == {"sent": 1} and again.results[0].resend_id == "email-0001"
-    assert len(sends(resend)) == 1

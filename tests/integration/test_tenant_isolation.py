@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
+from shared.sending import pipeline as sending
 from tests.fake_resend import error_body
 from tests.send_helpers import add_connector, add_suppressions, add_task, rows, send_payload, sends
-from worker import sending
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from shared.sending.context import SendContext
 from shared.settings import load_settings
 from worker import tasks
-from worker.context import SendContext
 
 pytestmark = pytest.mark.integration
 
@@ -56,5 +56,5 @@ def test_send_context_gives_every_thread_its_own_held_connection(fresh_database_
     ],
 )
 def test_send_tasks_retry_database_outages_and_pool_timeouts(task: object, error: Exception) -> None:
-    # psycopg errors come unwrapped from the single-recipient fast path (raw psycopg connection).
+    # psycopg errors come unwrapped from the dispatcher (raw psycopg connection).
     assert isinstance(error, task.autoretry_for)  # type: ignore[attr-defined]

@@ -34,7 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import task_names
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import EmailMessage
-from shared.settings import load_settings
+from shared.sending.context import SendContext
+from shared.sending.scheduling import Publish, ReservingScheduler
+from shared.settings import Settings, load_settings
 from tests.reliability.servers import RedisServer
 from tests.sandbox_process import SandboxHandle
 from tests.send_helpers import add_connector, send_payload
@@ -189,6 +191,7 @@ class Beat(threading.Thread):
         self.stopping = threading.Event()
         self.published = Counter[str]()
         self.app = make_celery(load_settings(database_url=stack.database_url, redis_url=stack.redis.url))
+        self.ctx = send_context(stack, self._publish_dispatch)
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
@@ -196,13 +199,13 @@ class Beat(threading.Thread):
 
     def tick(self) -> None:
         """One round of every maintenance task."""
-        factory, publish = self.stack.factory, self._publish
+        factory, ctx = self.stack.factory, self.ctx
         steps: list[tuple[str, Callable[[], object]]] = [
-            ("released", lambda: maintenance.release_deferred(factory, publish, now=utc_now())),
-            ("swept", lambda: maintenance.sweep(factory, publish, now=utc_now() + self.sweep_shift)),
+            ("released", lambda: maintenance.release_deferred(factory, ctx, now=utc_now())),
+            ("swept", lambda: maintenance.sweep(factory, ctx, now=utc_now() + self.sweep_shift)),
             (
                 "reconciled",
-                lambda: maintenance.reconcile(factory, publish, now=utc_now() + self.reconcile_shift)[0],
+                lambda: maintenance.reconcile(factory, ctx, now=utc_now() + self.reconcile_shift)[0],
             ),
             ("events", lambda: process_pending_events(factory, self._enqueue_event, grace=self.events_grace)),
         ]
@@ -214,8 +217,8 @@ class Beat(threading.Thread):
             else:
                 self.published[name] += int(count)  # type: ignore[call-overload]
 
-    def _publish(self, name: str, kwargs: dict[str, Any]) -> None:
-        self.app.send_task(name, kwargs=kwargs)
+    def _publish_dispatch(self, name: str, kwargs: dict[str, Any], countdown: float) -> None:
+        self.app.send_task(name, kwargs=kwargs, countdown=countdown)
 
     def _enqueue_event(self, event_id: str) -> None:
         self.app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[event_id], queue=task_names.EVENTS_QUEUE)
@@ -223,7 +226,19 @@ class Beat(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=30)
+        self.ctx.close()
         self.app.close()
+
+
+def send_context(stack: Stack, publish: Publish) -> SendContext:
+    """A send context configured as the scenario's workers are (their environment), scheduling
+    dispatches through ``publish``: what beat's maintenance runs with."""
+    fields = {
+        name.lower(): value for name, value in stack.env.items() if name.lower() in Settings.model_fields
+    }
+    ctx = SendContext.from_settings(load_settings(**fields))
+    ctx.scheduler = ReservingScheduler(ctx.limiter, publish)
+    return ctx
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from shared.models import EmailMessage
 from shared.rate_limit import DAY_MS, HOUR_MS, connector_bucket_key
-from tests.reliability.harness import Stack, recipients, settle, size, stack
+from tests.reliability.harness import Stack, recipients, send_context, settle, size, stack
 from tests.reliability.servers import RedisServer
 from tests.sandbox_process import running_sandbox
 from tests.worker_process import running_worker
@@ -76,9 +76,11 @@ def test_spent_day_budget_parks_pending_sends_in_postgres_and_sends_them_once_af
         assert soonest - parked_at > timedelta(minutes=1)  # a stored wait, not a countdown
 
         refill(s, connector_id)
-        released = maintenance.release_deferred(
-            s.factory, lambda name, kwargs: s.app.send_task(name, kwargs=kwargs), now=latest
-        )
+        ctx = send_context(s, lambda name, kwargs, countdown: s.app.send_task(name, kwargs=kwargs))
+        try:
+            released = maintenance.release_deferred(s.factory, ctx, now=latest)
+        finally:
+            ctx.close()
         settle(
             lambda: s.statuses(connector_id)["sent"] == PER_DAY + PENDING,
             "every pending send sent after the refill",

@@ -1,4 +1,4 @@
-"""worker.batching: fixed chunks of at most 100, fan-out flattening, de-duplication, counts."""
+"""shared.sending.batching: fixed chunks of at most 100, fan-out flattening, de-duplication, counts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from worker.batching import chunks, count_by, flatten, unique_by_key
+from shared.sending.batching import chunks, count_by, flatten, unique_by_key
 
 
 @pytest.mark.parametrize(

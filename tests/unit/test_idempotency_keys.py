@@ -1,4 +1,4 @@
-"""worker.rendering: deterministic idempotency keys, row ids, chunk keys and the rendered request."""
+"""shared.sending.rendering: deterministic idempotency keys, row ids, chunk keys and the rendered request."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from shared.addresses import bare_address
 from shared.errors import PayloadInvalid
-from worker.payloads import SendEmailPayload, parse_send_email
-from worker.rendering import (
+from shared.sending.payloads import SendEmailPayload, parse_send_email
+from shared.sending.rendering import (
     chunk_key,
     message_id_for,
     message_key,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from shared.rate_limit import RateLimiter
-from worker.pacing import MAX_PACE_SLEEPS, PACE_SLEEP_MAX_S, take_request_token
+from shared.rate_limit import RateLimiter, api_key_hash
+from shared.sending.pacing import MAX_PACE_SLEEPS, PACE_SLEEP_MAX_S, take_request_token
 
 API_KEY = "re_pacing_test_key"
+KEY_HASH = api_key_hash(API_KEY)
 
 
 class Clock:
@@ -39,7 +40,7 @@ def limiter_at(
 
 
 def test_a_free_token_is_taken_without_sleeping(clock: Clock) -> None:
-    decision = take_request_token(limiter_at(clock, 100), API_KEY, clock.sleep)
+    decision = take_request_token(limiter_at(clock, 100), KEY_HASH, clock.sleep)
 
     assert decision.granted
     assert clock.slept == []
@@ -47,9 +48,9 @@ def test_a_free_token_is_taken_without_sleeping(clock: Clock) -> None:
 
 def test_a_short_pacing_wait_is_slept_and_the_token_taken(clock: Clock) -> None:
     limiter = limiter_at(clock, 100)  # one request every 12.5 ms (80 % of 100/s)
-    take_request_token(limiter, API_KEY, clock.sleep)
+    take_request_token(limiter, KEY_HASH, clock.sleep)
 
-    decision = take_request_token(limiter, API_KEY, clock.sleep)
+    decision = take_request_token(limiter, KEY_HASH, clock.sleep)
 
     assert decision.granted
     assert clock.slept == [0.013]
@@ -57,9 +58,9 @@ def test_a_short_pacing_wait_is_slept_and_the_token_taken(clock: Clock) -> None:
 
 def test_a_wait_longer_than_the_sleep_limit_is_returned_at_once(clock: Clock) -> None:
     limiter = limiter_at(clock, 2)  # Resend's default: one request every 625 ms
-    take_request_token(limiter, API_KEY, clock.sleep)
+    take_request_token(limiter, KEY_HASH, clock.sleep)
 
-    decision = take_request_token(limiter, API_KEY, clock.sleep)
+    decision = take_request_token(limiter, KEY_HASH, clock.sleep)
 
     assert not decision.granted
     assert decision.blocked_by == "requests"
@@ -71,7 +72,7 @@ def test_the_cooldown_after_a_429_is_never_slept_through(clock: Clock) -> None:
     limiter = limiter_at(clock, 100)
     limiter.start_cooldown(API_KEY, 0.01)
 
-    decision = take_request_token(limiter, API_KEY, clock.sleep)
+    decision = take_request_token(limiter, KEY_HASH, clock.sleep)
 
     assert (decision.granted, decision.blocked_by) == (False, "cooldown")
     assert clock.slept == []
@@ -85,8 +86,8 @@ def test_the_refusal_is_returned_after_a_few_sleeps_when_other_workers_keep_winn
         clock.sleep(seconds)
         assert rival.acquire_request(API_KEY).granted
 
-    take_request_token(limiter, API_KEY, clock.sleep)
-    decision = take_request_token(limiter, API_KEY, sleep_while_a_rival_takes_the_next_token)
+    take_request_token(limiter, KEY_HASH, clock.sleep)
+    decision = take_request_token(limiter, KEY_HASH, sleep_while_a_rival_takes_the_next_token)
 
     assert not decision.granted
     assert len(clock.slept) == MAX_PACE_SLEEPS

@@ -1,4 +1,4 @@
-"""worker.payloads: what pilot.send_email and pilot.send_batch accept, and how refusals read."""
+"""shared.sending.payloads: what pilot.send_email and pilot.send_batch accept, and how refusals read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shared.errors import PayloadInvalid
-from worker.payloads import (
+from shared.sending.payloads import (
     EmailFields,
     RefusedEmail,
     ResumePayload,

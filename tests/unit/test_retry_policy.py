@@ -1,4 +1,4 @@
-"""worker.retry_policy: backoff with full jitter, and Resend's taxonomy mapped to actions."""
+"""shared.sending.retry_policy: backoff with full jitter, and Resend's taxonomy mapped to actions."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from shared.errors import (
     ResendServerError,
     ResendTransportError,
 )
-from worker.retry_policy import (
+from shared.sending.retry_policy import (
     BACKOFF_CAP_S,
     DEFAULT_QUOTA_WAIT_S,
     DEFAULT_RATE_LIMIT_WAIT_S,

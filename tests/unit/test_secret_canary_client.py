@@ -23,13 +23,18 @@ import fakeredis
 import httpx
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
-from shared.connectors.resend import ResendConnector
+from shared.connectors.resend import create_resend_connector
 from shared.errors import PilotError
+from shared.models import Connector
 from shared.rate_limit import RateLimiter
 from shared.resend_client import ResendClient
 from shared.resend_http import ResendHTTP
+from shared.settings import load_settings
 from tests.local_http import LocalHTTPServer
+from tests.send_helpers import add_connector
 
 CANARY = "re_CANARY_client_5b8e2d71"
 WRONG_PREFIX_CANARY = "sk_CANARY_client_0c4a9f"
@@ -190,29 +195,50 @@ def test_client_refusals_before_any_call_never_show_the_key(caplog: pytest.LogCa
     assert_no_canary(texts, caplog)
 
 
+@pytest.mark.integration  # the connector sends through the ledger: a database of its own
 @pytest.mark.parametrize("api_key", [CANARY, WRONG_PREFIX_CANARY])
 def test_connector_error_paths_never_show_the_key(
-    server: ScriptedServer, http: ResendHTTP, caplog: pytest.LogCaptureFixture, api_key: str
+    server: ScriptedServer,
+    http: ResendHTTP,
+    caplog: pytest.LogCaptureFixture,
+    api_key: str,
+    session_factory: sessionmaker[Session],
+    fresh_database_url: str,
+    isolated_redis_url: str,
 ) -> None:
-    connector = ResendConnector(
-        api_key=SecretStr(api_key),
-        http=http,
-        connector_id=uuid.uuid4(),
-        config={"default_from": "a@acme.test", "rate_limit_per_hour": 10_000, "rate_limit_per_day": 10_000},
-        limiter=RateLimiter(fakeredis.FakeRedis(), key_prefix=f"canary-{uuid.uuid4().hex}:"),
+    _, connector_id = add_connector(
+        session_factory, per_hour=10_000, per_day=10_000, default_from="a@acme.test"
     )
-    texts = [repr(connector), repr(connector.get_status()), repr(connector.validate_config())]
-    for answer in ERROR_ANSWERS:
+    settings = load_settings(
+        database_url=fresh_database_url, redis_url=isolated_redis_url, resend_api_key=api_key
+    )
+    limiter = RateLimiter(
+        fakeredis.FakeRedis(), key_prefix=f"canary-{uuid.uuid4().hex}:", requests_per_second=1e6
+    )
+    connector = create_resend_connector(
+        connector_id, session_factory=session_factory, settings=settings, http=http, limiter=limiter
+    )
+
+    def active() -> None:  # a key error before made it ``error``: every answer must be tried
+        with session_factory.begin() as session:
+            session.execute(update(Connector).where(Connector.id == connector_id).values(status="active"))
         connector.status = "active"
+
+    texts = [repr(connector), repr(connector.get_status()), repr(connector.validate_config())]
+    for n, answer in enumerate(ERROR_ANSWERS):
+        active()
         server.answers.append(answer)
-        texts.append(repr(connector.send_email("b@acme.test", "S", "<p/>", metadata={"k": "v"})))
+        texts.append(repr(connector.send_email("b@acme.test", f"S{n}", "<p/>", metadata={"k": "v"})))
+        active()
         server.answers.append(answer)
-        texts.append(repr(connector.send_batch([{"to": "b@acme.test", "subject": "S", "body": "x"}] * 3)))
+        batch = [{"to": f"b{i}@acme.test", "subject": f"B{n}", "body": "x"} for i in range(3)]
+        texts.append(repr(connector.send_batch(batch)))
         server.answers.append(answer)
         texts.append(repr(connector.test_connection()))
         texts += [repr(connector.last_error), repr(connector.get_status())]
+    active()
     server.answers.append(2.0)
-    texts.append(repr(connector.send_email("b@acme.test", "S", "<p/>")))
+    texts.append(repr(connector.send_email("b@acme.test", "S-timeout", "<p/>")))
 
     assert any("1010" in text for text in texts)
     assert_no_canary(texts, caplog)

@@ -8,7 +8,7 @@ import fakeredis
 import pytest
 
 from shared.rate_limit import ConnectorLimits, Decision, RateLimiter
-from worker.spent_budgets import SpentBudgets
+from shared.sending.spent_budgets import SpentBudgets
 
 CONNECTOR = uuid.uuid4()
 LIMITS = ConnectorLimits(per_hour=2, per_day=100)

@@ -1,4 +1,4 @@
-"""The collaborators a worker process sends with, built once per process and passed down.
+"""The collaborators a process sends with, built once per process and passed down.
 
 Nothing here connects at import. :func:`process_context` builds the context lazily in each process
 (Celery prefork children after ``fork``; the main process under the threads pool), keyed by pid so a
@@ -30,10 +30,11 @@ from shared.errors import RateLimitBackendUnavailable
 from shared.rate_limit import RateLimiter, api_key_hash
 from shared.resend_client import ResendClient, make_http_client
 from shared.resend_http import ResendHTTP
+from shared.sending.connectors import ConnectorCache
+from shared.sending.ledger import recent_usage
+from shared.sending.observers import DispatchScheduler, NoMetrics, NoScheduler, SendMetrics
+from shared.sending.spent_budgets import SpentBudgets
 from shared.settings import Settings
-from worker.connector_cache import ConnectorCache
-from worker.ledger import recent_usage
-from worker.spent_budgets import SpentBudgets
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def _utc_now() -> datetime:
 
 @dataclass
 class SendContext:
-    """Everything :mod:`worker.sending` needs: database, buckets, HTTP, keys, clock, randomness."""
+    """Everything :mod:`shared.sending` needs: database, buckets, HTTP, keys, clock, randomness, and
+    where it reports (metrics) and asks for later dispatches (scheduler)."""
 
     settings: Settings
     engine: Engine
@@ -53,13 +55,15 @@ class SendContext:
     keyring: KeyRing | None = None
     clock: Callable[[], datetime] = _utc_now
     rand: Callable[[], float] = random.random
-    #: Sleeps through short pacing waits for a request token (see :mod:`worker.pacing`).
+    #: Sleeps through short pacing waits for a request token (see :mod:`shared.sending.pacing`).
     sleep: Callable[[float], None] = time.sleep
     #: Request rates already pushed to Redis, by API-key hash (saves a write per send).
     known_rates: dict[str, float] = field(default_factory=dict)
-    #: Connectors read recently (keys, limits), for the single-recipient fast path.
+    metrics: SendMetrics = field(default_factory=NoMetrics)
+    scheduler: DispatchScheduler = field(default_factory=NoScheduler)
+    #: Connectors read recently (keys, limits): a dispatch reads no connector row, decrypts no key.
     connectors: ConnectorCache = field(default_factory=ConnectorCache)
-    #: Connectors whose budget this process saw spent (see :mod:`worker.spent_budgets`).
+    #: Connectors whose budget this process saw spent (see :mod:`shared.sending.spent_budgets`).
     spent_budgets: SpentBudgets = field(default_factory=SpentBudgets)
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
@@ -84,7 +88,7 @@ class SendContext:
 
     @contextlib.contextmanager
     def held_autocommit(self) -> Iterator[psycopg.Connection[Any]]:
-        """This thread's autocommit psycopg connection (the fast path's), kept open between sends.
+        """This thread's autocommit psycopg connection (the dispatcher's), kept open between sends.
 
         Outside the engine's pool, so its autocommit mode never leaks into an ORM session. Any error
         closes it, which also releases every advisory lock it held.
@@ -120,11 +124,12 @@ class SendContext:
         return ResendClient(http=self.http, api_key=api_key)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SendContext:
+    def from_settings(cls, settings: Settings, *, metrics: SendMetrics | None = None) -> SendContext:
         """A context for this process from ``settings`` (connections open on first use)."""
         keyring = KeyRing.from_settings(settings) if settings.pilot_encryption_keys else None
         engine = make_engine(settings, max_overflow=-1)
         return cls(
+            metrics=metrics or NoMetrics(),
             settings=settings,
             # Each thread keeps one connection between sends (held_connection): a bounded overflow
             # made the 11th thread of a threads pool wait 30 s, then fail its task (and, for a
@@ -168,13 +173,13 @@ _contexts: dict[int, SendContext] = {}
 _lock = threading.Lock()
 
 
-def process_context(settings_factory: Callable[[], Settings]) -> SendContext:
-    """This process's context, built on first use."""
+def process_context(build: Callable[[], SendContext]) -> SendContext:
+    """This process's context, built by ``build`` on first use."""
     pid = os.getpid()
     with _lock:
         context = _contexts.get(pid)
         if context is None:
-            context = _contexts[pid] = SendContext.from_settings(settings_factory())
+            context = _contexts[pid] = build()
         return context
 
 

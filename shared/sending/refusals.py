@@ -20,13 +20,14 @@ from sqlalchemy import select
 
 from shared import audit
 from shared.addresses import bare_address, mailbox_key
-from shared.db import make_sessionmaker, transaction
+from shared.db import make_sessionmaker, raw_connection, transaction
 from shared.models import Connector, Task
-from worker import ledger
-from worker.context import SendContext
-from worker.payloads import storable_text
-from worker.rendering import RenderedMessage, message_id_for, recipient_hash, task_reference
-from worker.results import RecipientResult, SendOutcome
+from shared.sending import ledger, queue
+from shared.sending.context import SendContext
+from shared.sending.ledger import Placement
+from shared.sending.outcomes import RecipientResult, SendOutcome
+from shared.sending.payloads import storable_text
+from shared.sending.rendering import RenderedMessage, message_id_for, recipient_hash, task_reference
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ ACTOR = "worker"
 
 def record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str) -> SendOutcome:
     """Write the failure (rows or an audit entry) and return every recipient as ``failed``."""
+    outcome = _record_invalid(ctx, kwargs, reason, task_ref=task_ref)
+    ctx.metrics.count_results(result.status for result in outcome.results)
+    return outcome
+
+
+def _record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str) -> SendOutcome:
     reason = storable_text(reason)
     logger.warning("send task %s refused: %s", task_ref, reason)
     data = kwargs if isinstance(kwargs, Mapping) else {}
@@ -67,9 +74,10 @@ def record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str)
             organization_id=connector.organization_id,
             connector_id=connector.id,
             task_id=task_id,
+            placement=Placement(None),
         )
         if task_id is not None:
-            ledger.refresh_task_counts(session, task_id)
+            queue.refresh_task_counts(raw_connection(session), [task_id])
         rows = ledger.load_messages(session, [message.id for message in messages], connector_id=connector.id)
         return SendOutcome([RecipientResult.of(row) for row in rows])
 

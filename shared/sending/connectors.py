@@ -1,7 +1,7 @@
 """A connector as the send path needs it (organization, limits, sender default, decrypted key), cached.
 
 Each worker process keeps what it read for :data:`CACHE_TTL_S` seconds, so a single send reads no
-connector row and decrypts no key. The connector's *status* is not taken from here: the fast path
+connector row and decrypts no key. The connector's *status* is not taken from here: the dispatcher
 reads it live with its claim (a pause or an ``error`` applies at once); a changed key, budget or
 ``default_from`` applies within the TTL.
 """

@@ -2,11 +2,11 @@
 
 The request bucket paces a key's requests one at a time (``request_bucket_shape``): at a high
 request rate the wait for the next token is a few milliseconds whenever two workers ask within
-one period. Spending such a wait as a task retry costs far more than the wait itself (a ledger
-write, a new broker message, a countdown the worker's main process holds), so a wait up to
-:data:`PACE_SLEEP_MAX_S` is slept here instead, a few times at most. Longer waits (at Resend's
-default 2 requests/s the period is 625 ms) and the cooldown after a 429 go back to the caller,
-which retries or defers the task as before.
+one period. Scheduling a dispatch for such a wait costs far more than the wait itself (a broker
+message and a countdown the worker's main process holds), so a wait up to :data:`PACE_SLEEP_MAX_S`
+is slept here instead, a few times at most. Longer waits (at Resend's default 2 requests/s the
+period is 625 ms) and the cooldown after a 429 go back to the caller, which schedules the key's
+next dispatch.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ PACE_SLEEP_MAX_S = 0.05
 MAX_PACE_SLEEPS = 3
 
 
-def take_request_token(limiter: RateLimiter, api_key: str, sleep: Callable[[float], None]) -> Decision:
-    """One request token for ``api_key``; the refusal only after a long wait or a few short ones.
+def take_request_token(limiter: RateLimiter, key_hash: str, sleep: Callable[[float], None]) -> Decision:
+    """One request token for the API key ``key_hash``; the refusal only after a long wait or a few
+    short ones.
 
-    Raises what :meth:`RateLimiter.acquire_request` raises.
+    Raises what :meth:`RateLimiter.acquire_request_for` raises.
     """
-    decision = limiter.acquire_request(api_key)
+    decision = limiter.acquire_request_for(key_hash)
     for _ in range(MAX_PACE_SLEEPS):
         if decision.granted or decision.blocked_by != "requests" or decision.wait_seconds > PACE_SLEEP_MAX_S:
             return decision
         sleep(decision.wait_seconds)
-        decision = limiter.acquire_request(api_key)
+        decision = limiter.acquire_request_for(key_hash)
     return decision

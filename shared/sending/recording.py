@@ -22,14 +22,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import audit
-from shared.connector_config import ConnectorConfig
 from shared.errors import PayloadInvalid
-from shared.models import Connector, EmailMessage
-from worker import ledger
-from worker.invalid_payloads import refused_messages
-from worker.payloads import EmailFields, RefusedEmail, SendBatchPayload, SendEmailPayload, parse_emails
-from worker.rendering import RenderedMessage, render_email, stored_content_hash
-from worker.results import RecipientResult
+from shared.models import EmailMessage
+from shared.sending import ledger
+from shared.sending.connectors import ConnectorView
+from shared.sending.ledger import Placement
+from shared.sending.outcomes import RecipientResult
+from shared.sending.payloads import (
+    EmailFields,
+    RefusedEmail,
+    SendBatchPayload,
+    SendEmailPayload,
+    parse_emails,
+)
+from shared.sending.refusals import refused_messages
+from shared.sending.rendering import RenderedMessage, render_email, stored_content_hash
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +47,13 @@ ACTOR = "worker"
 class Prepared:
     """The rows a task sends, in order, and the answers known without a row to send."""
 
-    connector: Connector
+    connector: ConnectorView
     #: Messages rendered by this task (none for a resume), each checked against Resend's model.
     messages: list[RenderedMessage] = field(default_factory=list)
     ids: list[uuid.UUID] = field(default_factory=list)
     answered: list[RecipientResult] = field(default_factory=list)
+    #: Recipients refused here (written ``failed``, or answered without a row).
+    refused: int = 0
 
     def results(self, from_rows: Sequence[RecipientResult]) -> list[RecipientResult]:
         """The rows' results followed by the answers given without a row."""
@@ -52,9 +61,15 @@ class Prepared:
 
 
 def prepare_rows(
-    session: Session, payload: SendEmailPayload | SendBatchPayload, connector: Connector, *, task_ref: str
+    session: Session,
+    payload: SendEmailPayload | SendBatchPayload,
+    connector: ConnectorView,
+    *,
+    task_ref: str,
+    placement: Placement,
 ) -> Prepared:
-    """Render ``payload``, write its rows and answer its conflicts (nothing is committed here).
+    """Render ``payload``, write its rows where ``placement`` says and answer its conflicts (nothing
+    is committed here).
 
     Raises :class:`PayloadInvalid` if a single email (``pilot.send_email``) cannot be rendered.
     """
@@ -67,6 +82,7 @@ def prepare_rows(
         organization_id=connector.organization_id,
         connector_id=connector.id,
         task_id=payload.task_id,
+        placement=placement,
     )
     taken = _taken_keys(session, connector, messages)
     for message in messages:
@@ -74,14 +90,21 @@ def prepare_rows(
             _answer_conflict(session, connector, message, prepared)
     prepared.messages = [message for message in messages if message.id not in taken]
     prepared.ids = [message.id for message in prepared.messages]
+    prepared.refused = len(prepared.answered) + sum(
+        message.refusal is not None for message in prepared.messages
+    )
     return prepared
 
 
 def render(
-    payload: SendEmailPayload | SendBatchPayload, connector: Connector, *, task_ref: str, prepared: Prepared
+    payload: SendEmailPayload | SendBatchPayload,
+    connector: ConnectorView,
+    *,
+    task_ref: str,
+    prepared: Prepared,
 ) -> list[RenderedMessage]:
     """Every mailbox's message, fanned out, in order; a batch's invalid emails as refused messages."""
-    default_from = ConnectorConfig.model_validate(connector.config).default_from
+    default_from = connector.default_from
     ref = str(payload.task_id) if payload.task_id is not None else task_ref
 
     def one(email: EmailFields) -> list[RenderedMessage]:
@@ -104,7 +127,7 @@ def render(
 
 
 def _refused(
-    connector: Connector, ref: str, raw: object, refusal: RefusedEmail, prepared: Prepared
+    connector: ConnectorView, ref: str, raw: object, refusal: RefusedEmail, prepared: Prepared
 ) -> list[RenderedMessage]:
     """The ``failed`` messages of a batch email refused alone; an answer if it names no mailbox."""
     data = raw if isinstance(raw, Mapping) else {}
@@ -116,7 +139,7 @@ def _refused(
 
 
 def _without_repeats(
-    session: Session, connector: Connector, rendered: list[RenderedMessage], prepared: Prepared
+    session: Session, connector: ConnectorView, rendered: list[RenderedMessage], prepared: Prepared
 ) -> list[RenderedMessage]:
     """``rendered`` with each key once: a repeat of the same content is the same email (sent once);
     a repeat with other content is a conflict, answered and audited."""
@@ -129,7 +152,7 @@ def _without_repeats(
 
 
 def _taken_keys(
-    session: Session, connector: Connector, messages: Sequence[RenderedMessage]
+    session: Session, connector: ConnectorView, messages: Sequence[RenderedMessage]
 ) -> set[uuid.UUID]:
     """The caller-keyed messages whose key an earlier email of other content holds already."""
     keyed = {message.id: message for message in messages if message.caller_keyed and message.refusal is None}
@@ -148,7 +171,7 @@ def _taken_keys(
 
 
 def _answer_conflict(
-    session: Session, connector: Connector, message: RenderedMessage, prepared: Prepared
+    session: Session, connector: ConnectorView, message: RenderedMessage, prepared: Prepared
 ) -> None:
     reason = (
         f"idempotency_key: already used for an email with other content (message {message.id}); "

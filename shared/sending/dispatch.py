@@ -1,0 +1,529 @@
+"""Dispatch an API key's queue: whoever gets the key's request token sends its oldest ready rows.
+
+Resend limits requests, not emails, and a batch request carries 100 emails: the rows of one API key
+leave together, whatever their task, connector or organization. A run of :class:`Dispatcher`:
+
+1. takes the key's request token (short pacing waits are slept); refused, it schedules the key's
+   next dispatch for when the token will be there and stops (one scheduled dispatch per key, however
+   many tasks are refused: their rows are in PostgreSQL, the dispatch finds them);
+2. claims a unit (:mod:`shared.sending.queue`): a unit due again if any, else the oldest ready rows;
+3. decides each claimed row by its own rules: its connector may send (else it waits), its key is
+   still the key (else it moves to its new key's queue), its attempts are not spent, its
+   organization has not suppressed its recipient (no token, no request), its connector's hour and
+   day budget pays for it (else it is parked behind the rows parked before it);
+4. commits the unit (members, key, attempt) before the request, sends it, records the answer
+   (:mod:`shared.sending.retry_policy` decides what an error means), and goes on with the next unit
+   while tokens allow, up to :data:`MAX_UNITS_PER_RUN`.
+
+A unit whose outcome is unknown (a timeout, a 5xx, a dispatcher that died mid-request: the unit's lock
+its connection held is free) is sent again only as itself: the same members in the same order under
+the same key.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from pydantic import SecretStr
+from sqlalchemy.orm import Session
+
+from shared import connector_store as store
+from shared.errors import (
+    PayloadInvalid,
+    RateLimitBackendUnavailable,
+    ResendError,
+    ResendIdempotencyMismatch,
+)
+from shared.models import Connector, MessageStatus
+from shared.rate_limit import api_key_hash
+from shared.resend_client import BatchSendResult, SendResult
+from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
+from shared.sending import budgets, queue, units
+from shared.sending.connectors import SENDABLE_STATUSES, ConnectorView, view_of
+from shared.sending.context import SendContext
+from shared.sending.outcomes import RecipientResult
+from shared.sending.pacing import take_request_token
+from shared.sending.queue import Answer, QueuedRow, RowChange
+from shared.sending.retry_policy import (
+    PAUSED_CONNECTOR_WAIT_S,
+    ActionKind,
+    action_for,
+    attempts_exhausted,
+    compute_backoff,
+    is_short_wait,
+)
+from shared.sending.suppression_check import describe
+
+logger = logging.getLogger(__name__)
+
+#: A unit in flight longer than this is looked at: if its dispatcher is gone (its lock is free), it
+#: is sent again. A live dispatcher holds the lock however long its request takes.
+ORPHANED_AFTER_S = 5.0
+#: Units one run sends at most; then a scheduled run goes on (a worker slot is not held for long).
+MAX_UNITS_PER_RUN = 10
+#: Resend keeps idempotency keys 24 hours: a unit first sent longer ago than this is not sent again
+#: (it could be sent twice); its rows need an operator.
+IDEMPOTENCY_WINDOW = timedelta(hours=23)
+#: Wait when Redis (the buckets) cannot be reached: fail closed, the rows wait in PostgreSQL.
+BACKEND_DOWN_WAIT_S = 30.0
+#: Wait before a unit whose recipient is being suppressed (or sent another email) is tried again.
+RECIPIENT_BUSY_WAIT_S = 1.0
+#: Actor of audit rows the dispatcher writes.
+ACTOR = "worker"
+
+
+@dataclass
+class _Plan:
+    """What one claim came to: the unit to send (if any) and every claimed row's new state."""
+
+    key: str
+    now: datetime
+    members: list[QueuedRow] = field(default_factory=list)
+    #: The members still waiting for an answer (a unit sent again may hold rows answered since).
+    open_ids: set[uuid.UUID] = field(default_factory=set)
+    unit: str | None = None
+    api_key: SecretStr | None = None
+    retry: bool = False
+    changes: list[RowChange] = field(default_factory=list)
+    results: dict[uuid.UUID, RecipientResult] = field(default_factory=dict)
+    #: Claimed rows left for a later unit (busy recipients, emails that must go alone, a full unit).
+    more: bool = False
+    #: Rows that moved to another API key's queue, by key.
+    moved: dict[str | None, list[uuid.UUID]] = field(default_factory=lambda: defaultdict(list))
+    #: Seconds until rows made to wait here are due (each short one gets a scheduled dispatch).
+    waits: list[float] = field(default_factory=list)
+    tasks: set[uuid.UUID] = field(default_factory=set)
+    #: Nothing to send now, but a unit is in flight (and its dispatcher may be gone).
+    idle: bool = False
+
+    def decide(self, row: QueuedRow, change: RowChange, *, reason: str | None = None) -> None:
+        """Give ``row`` its new state, and its answer."""
+        self.changes.append(change)
+        if row.task_id is not None:
+            self.tasks.add(row.task_id)
+        self.results[row.id] = RecipientResult.answer(
+            row.recipient,
+            change.status,
+            reason=reason or change.error,
+            message_id=row.id,
+            next_attempt_at=change.next_attempt_at,
+        )
+
+    def wait(self, row: QueuedRow, seconds: float, reason: str, *, until: datetime | None = None) -> None:
+        """``row`` waits (``deferred``) ``seconds``, or until ``until``."""
+        due = until or self.now + timedelta(seconds=seconds)
+        self.decide(row, RowChange(row.id, MessageStatus.DEFERRED, next_attempt_at=due, error=reason))
+        self.waits.append((due - self.now).total_seconds())
+
+
+class Dispatcher:
+    """Sends the queues of API keys with one process's collaborators (:class:`SendContext`)."""
+
+    def __init__(self, ctx: SendContext) -> None:
+        self.ctx = ctx
+
+    def run(
+        self, key: str, *, max_units: int = MAX_UNITS_PER_RUN, patience_s: float = 0.0
+    ) -> dict[uuid.UUID, RecipientResult]:
+        """Send units of the queue of API key ``key`` while its request tokens allow.
+
+        ``patience_s``: waits for the next token are slept while they fit in it (a caller waiting
+        for its answer), instead of being left to a scheduled dispatch.
+        Returns the answer of every row this run decided (sent, failed, waiting...), by row id.
+        """
+        decided: dict[uuid.UUID, RecipientResult] = {}
+        patience = patience_s
+        with self.ctx.held_autocommit() as conn:
+            for _ in range(max_units):
+                try:
+                    token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
+                    while not token.granted and token.wait_seconds <= patience:
+                        patience -= token.wait_seconds
+                        self.ctx.sleep(token.wait_seconds)
+                        token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
+                except RateLimitBackendUnavailable as exc:
+                    # Fail closed: the rows wait in PostgreSQL; beat's sweep dispatches them again.
+                    logger.warning("dispatch of API key %s stopped: %s", key, exc)
+                    return decided
+                if not token.granted:
+                    self.ctx.scheduler.schedule(key, token.wait_seconds)
+                    return decided
+                plan = self._plan(conn, key)
+                if plan is None:
+                    return decided
+                if plan.idle:
+                    # A unit may be in flight with its dispatcher gone: look again once it could be.
+                    self.ctx.scheduler.schedule(key, ORPHANED_AFTER_S + 1)
+                    return decided
+                self._after_planning(conn, plan)
+                if plan.members:
+                    self._send(conn, plan)
+                self.ctx.metrics.count_results(
+                    result.status for result in plan.results.values() if result.status != "pending"
+                )
+                decided.update(plan.results)
+                if not plan.more:
+                    return decided
+            self.ctx.scheduler.schedule(key, 0.0)
+        return decided
+
+    # Claiming and deciding ------------------------------------------------------------------------
+
+    def _plan(self, conn: psycopg.Connection[Any], key: str) -> _Plan | None:
+        """Claim and decide a unit, and commit it (before its request); None if nothing is ready."""
+        now = self.ctx.clock()
+        plan = _Plan(key, now)
+        with conn.transaction():
+            found = queue.claim(conn, key, limit=MAX_BATCH_SIZE, now=now, orphaned_after=ORPHANED_AFTER_S)
+            due = list(dict.fromkeys(found.due_units))
+            taken = bool(due) and self._plan_retry(conn, plan, due)
+            if not taken:
+                rows = found.rows
+                if found.due_units:  # every due unit is held by a live dispatcher: the queue goes on
+                    rows = queue.claim_ready(conn, key, limit=MAX_BATCH_SIZE, now=now)
+                if rows:
+                    self._plan_new(conn, plan, rows)
+                elif found.in_flight or found.due_units:
+                    plan.idle = True
+                    return plan
+                else:
+                    return None
+            queue.write_attempt(conn, plan.changes, unit=plan.unit)
+            for new_key, ids in plan.moved.items():
+                queue.rekey(conn, ids, new_key)
+            if not plan.members:
+                queue.refresh_task_counts(conn, list(plan.tasks))
+        return plan
+
+    def _plan_new(
+        self, conn: psycopg.Connection[Any], plan: _Plan, claimed: list[tuple[uuid.UUID, bool]]
+    ) -> None:
+        free = [message_id for message_id, locked in claimed if locked]
+        rows = queue.read_claimed(conn, free, now=plan.now)
+        # A row that went out before goes again only in its own unit (legacy rows waiting with one).
+        earlier = [row for row in rows if row.attempt_key is not None]
+        for row in earlier:
+            plan.decide(row, RowChange(row.id, MessageStatus.SENDING, next_attempt_at=plan.now))
+        candidates, left = units.form([row for row in rows if row.attempt_key is None])
+        plan.more = bool(left) or bool(earlier) or len(free) < len(claimed) or len(claimed) == MAX_BATCH_SIZE
+        if len(free) < len(claimed):
+            self.ctx.metrics.count_deferrals("recipient_busy", len(claimed) - len(free))
+        paid: list[QueuedRow] = []
+        for connector_id, group in _by_connector(candidates):
+            paid += self._paid_rows(conn, plan, connector_id, group)
+        if paid:
+            plan.members = units.in_unit_order(paid)
+            plan.unit = units.unit_key(plan.members)
+            plan.open_ids = {row.id for row in paid}
+            for row in paid:
+                plan.decide(row, RowChange(row.id, MessageStatus.SENDING, attempt=1))
+
+    def _paid_rows(
+        self, conn: psycopg.Connection[Any], plan: _Plan, connector_id: uuid.UUID, rows: list[QueuedRow]
+    ) -> list[QueuedRow]:
+        """The rows of one connector that go in the unit; the others are decided here."""
+        view, blocked = self._connector(connector_id, rows[0].connector_status)
+        if blocked is not None or view is None or view.api_key is None:
+            self.ctx.metrics.count_deferrals("connector_blocked", len(rows))
+            for row in rows:
+                plan.wait(row, PAUSED_CONNECTOR_WAIT_S, blocked or "connector unavailable")
+            return []
+        key = api_key_hash(view.api_key.get_secret_value())
+        if key != plan.key:
+            plan.moved[key] += [row.id for row in rows]
+            return []
+        payable = []
+        for row in rows:
+            if attempts_exhausted(row.attempts):
+                reason = f"gave up after {row.attempts} attempts: {row.last_error}"
+                plan.decide(row, RowChange(row.id, MessageStatus.FAILED, error=reason))
+            elif row.suppressed is not None:
+                reason = describe(*row.suppressed)
+                plan.decide(row, RowChange(row.id, MessageStatus.SUPPRESSED, error=reason))
+            else:
+                payable.append(row)
+        if not payable:
+            return []
+        try:
+            take = budgets.take_emails(self.ctx, connector_id, view.limits, len(payable))
+        except RateLimitBackendUnavailable as exc:
+            self.ctx.metrics.count_deferrals("redis_unavailable", len(payable))
+            for row in payable:
+                plan.wait(row, BACKEND_DOWN_WAIT_S, str(exc))
+            return []
+        waiting = payable[take.paid :]
+        if waiting and take.wait is not None:
+            self.ctx.metrics.count_deferrals(take.wait.kind, len(waiting))
+            until = budgets.parked_until(
+                self.ctx, conn, connector_id, view.limits, count=len(waiting), wait=take.wait, now=plan.now
+            )
+            for row in waiting:
+                plan.wait(row, 0.0, take.wait.reason, until=until)
+        plan.api_key = view.api_key
+        return payable[: take.paid]
+
+    def _plan_retry(self, conn: psycopg.Connection[Any], plan: _Plan, due_units: list[str]) -> bool:
+        """Take the first due unit no other dispatcher holds and send it again whole (or decide why
+        not); False when every one is held."""
+        for unit in due_units:
+            claimed = queue.claim_unit(conn, unit)
+            if claimed is None:
+                continue
+            rows = queue.read_claimed(conn, [message_id for message_id, _ in claimed], now=plan.now)
+            open_rows = [row for row in rows if row.status == MessageStatus.SENDING]
+            if not open_rows:
+                continue
+            plan.retry = plan.more = True
+            if not all(locked for _, locked in claimed):
+                self.ctx.metrics.count_deferrals("recipient_busy", len(open_rows))
+                later = plan.now + timedelta(seconds=RECIPIENT_BUSY_WAIT_S)
+                for row in open_rows:
+                    plan.decide(row, RowChange(row.id, MessageStatus.SENDING, next_attempt_at=later))
+                plan.waits.append(RECIPIENT_BUSY_WAIT_S)
+                return True
+            self._decide_retry(plan, unit, rows, open_rows)
+            return True
+        return False
+
+    def _decide_retry(
+        self, plan: _Plan, unit: str, rows: list[QueuedRow], open_rows: list[QueuedRow]
+    ) -> None:
+        members = units.in_unit_order(rows)
+        view, blocked = self._connector(open_rows[0].connector_id, open_rows[0].connector_status)
+        reason = self._retry_refusal(plan, unit, members, open_rows, view)
+        if reason is not None:
+            for row in open_rows:
+                plan.decide(row, RowChange(row.id, MessageStatus.FAILED, error=reason))
+            return
+        if blocked is not None or view is None or view.api_key is None:
+            # The outcome is still unknown: the unit keeps its key and waits (no new attempt).
+            later = plan.now + timedelta(seconds=PAUSED_CONNECTOR_WAIT_S)
+            for row in open_rows:
+                plan.decide(row, RowChange(row.id, MessageStatus.SENDING, next_attempt_at=later))
+            return
+        suppressed = members[0].suppressed if len(members) == 1 else None
+        if suppressed is not None:
+            # Alone, a suppressed recipient is left out safely: no other email shares its key.
+            row = members[0]
+            plan.decide(row, RowChange(row.id, MessageStatus.SUPPRESSED, error=describe(*suppressed)))
+            return
+        plan.members, plan.unit, plan.api_key = members, unit, view.api_key
+        plan.open_ids = {row.id for row in open_rows}
+        for row in open_rows:
+            plan.decide(row, RowChange(row.id, MessageStatus.SENDING, attempt=1))
+
+    def _retry_refusal(
+        self,
+        plan: _Plan,
+        unit: str,
+        members: list[QueuedRow],
+        open_rows: list[QueuedRow],
+        view: ConnectorView | None,
+    ) -> str | None:
+        """Why a due unit may not be sent again (its rows fail), or None."""
+        if units.unit_key(members) != unit:
+            return f"needs attention: unit {unit} cannot be rebuilt whole (a member is gone); not sent again"
+        if any(row.created_at <= plan.now - IDEMPOTENCY_WINDOW for row in open_rows):
+            return needs_attention_reason(open_rows[0].id, open_rows[0].last_error)
+        key = view.api_key if view is not None else None
+        if key is not None and api_key_hash(key.get_secret_value()) != plan.key:
+            return "needs attention: the connector's API key changed while the outcome was unknown"
+        exhausted = [row for row in open_rows if attempts_exhausted(row.attempts)]
+        if exhausted:
+            return f"gave up after {exhausted[0].attempts} attempts: {exhausted[0].last_error}"
+        return None
+
+    def _connector(
+        self, connector_id: uuid.UUID, live_status: str
+    ) -> tuple[ConnectorView | None, str | None]:
+        """The connector's view (cached), and why it cannot send now (its live status first)."""
+        if live_status not in SENDABLE_STATUSES:
+            self.ctx.connectors.forget(connector_id)
+            return None, f"connector is {live_status}"
+        view = self.ctx.connectors.get(connector_id, lambda: self._load_view(connector_id))
+        if view is None:
+            return None, "connector unavailable"
+        return view, view.blocked
+
+    def _load_view(self, connector_id: uuid.UUID) -> ConnectorView | None:
+        with Session(self.ctx.engine) as session:
+            connector = session.get(Connector, connector_id)
+            if connector is None:
+                return None
+            return view_of(connector, self.ctx.keyring, self.ctx.settings.resend_api_key)
+
+    def _after_planning(self, conn: psycopg.Connection[Any], plan: _Plan) -> None:
+        """Schedule what the plan left waiting for soon; release the locks of a plan that sends nothing."""
+        for new_key in plan.moved:
+            if new_key is not None:
+                self.ctx.scheduler.schedule(new_key, 0.0)
+        soon = [seconds for seconds in plan.waits if is_short_wait(seconds)]
+        if soon:
+            self.ctx.scheduler.schedule(plan.key, min(soon))
+        if not plan.members:
+            queue.unlock_all(conn)
+
+    # Sending and recording --------------------------------------------------------------------------
+
+    def _send(self, conn: psycopg.Connection[Any], plan: _Plan) -> None:
+        assert plan.api_key is not None and plan.unit is not None
+        client = self.ctx.resend_client(plan.api_key)
+        # The stored bodies were checked against Resend's model when they were rendered.
+        requests = [CheckedRequest(row.request) for row in plan.members]
+        try:
+            if len(requests) == 1:
+                answer: SendResult | BatchSendResult = client.send_email(
+                    requests[0], idempotency_key=plan.unit
+                )
+            else:
+                answer = client.send_batch(requests, idempotency_key=plan.unit)
+        except (ResendError, PayloadInvalid) as exc:
+            answers = self._failure(plan, exc)
+        else:
+            answers = self._success(plan, answer)
+        self.ctx.metrics.count_units(len(plan.members))
+        at = self.ctx.clock()
+        emails = defaultdict(int, {row.connector_id: 0 for row in plan.members})
+        for item in answers:
+            if item.email_id is not None:
+                emails[self._row(plan, item.id).connector_id] += 1
+        queue.record_answer(conn, answers, at=at, usage=dict(emails))
+        if plan.tasks:
+            with conn.transaction():
+                queue.refresh_task_counts(conn, list(plan.tasks))
+        for item in answers:
+            row = self._row(plan, item.id)
+            plan.results[row.id] = RecipientResult.answer(
+                row.recipient,
+                item.status,
+                reason=item.error,
+                resend_id=item.email_id,
+                message_id=row.id,
+                next_attempt_at=item.next_attempt_at,
+            )
+
+    def _success(self, plan: _Plan, answer: SendResult | BatchSendResult) -> list[Answer]:
+        assert plan.api_key is not None
+        self.ctx.metrics.count_response(200)
+        self.ctx.learn_rate(plan.api_key, answer.rate_limit.limit)
+        if isinstance(answer, SendResult):
+            return [Answer(plan.members[0].id, MessageStatus.SENT, email_id=answer.email_id)]
+        answers = []
+        for item in answer.items:
+            row = plan.members[item.index]
+            if row.id not in plan.open_ids:
+                continue
+            if item.email_id is not None:
+                answers.append(Answer(row.id, MessageStatus.SENT, email_id=item.email_id))
+            else:
+                answers.append(Answer(row.id, MessageStatus.FAILED, error=f"refused by Resend: {item.error}"))
+        return answers
+
+    def _failure(self, plan: _Plan, exc: ResendError | PayloadInvalid) -> list[Answer]:
+        open_rows = [row for row in plan.members if row.id in plan.open_ids]
+        reason = str(exc)
+        if isinstance(exc, PayloadInvalid):  # a stored body the client refuses: never sent again
+            return [Answer(row.id, MessageStatus.FAILED, error=reason) for row in open_rows]
+        assert plan.api_key is not None
+        self.ctx.metrics.count_response(exc.status_code, exc.error_name)
+        limit = exc.rate_limit.get("ratelimit-limit")
+        self.ctx.learn_rate(plan.api_key, int(limit) if limit and limit.isdigit() else None)
+        attempts = max(row.attempts for row in open_rows) + 1
+        action = action_for(exc, attempts=attempts, rand=self.ctx.rand)
+        if action.kind is ActionKind.RETRY:
+            return self._retry_later(plan, open_rows, reason)
+        if action.kind in (ActionKind.WAIT, ActionKind.DEFER):
+            return self._wait(plan, open_rows, exc, action.delay)
+        if isinstance(exc, ResendIdempotencyMismatch):
+            logger.error("idempotency key reused with another payload (a bug): %s", reason)
+        if action.kind is ActionKind.FAIL_AUTH:
+            self._disable_connectors({row.connector_id for row in open_rows}, reason)
+        return [Answer(row.id, MessageStatus.FAILED, error=reason) for row in open_rows]
+
+    def _retry_later(self, plan: _Plan, rows: list[QueuedRow], reason: str) -> list[Answer]:
+        """Outcome unknown: the same unit under the same key later, or failed once attempts are spent."""
+        answers = []
+        delays = []
+        for row in rows:
+            attempts = row.attempts + 1
+            if attempts_exhausted(attempts):
+                answers.append(
+                    Answer(row.id, MessageStatus.FAILED, error=f"gave up after {attempts} attempts: {reason}")
+                )
+            else:
+                delay = compute_backoff(attempts, rand=self.ctx.rand)
+                delays.append(delay)
+                due = plan.now + timedelta(seconds=delay)
+                answers.append(Answer(row.id, MessageStatus.SENDING, error=reason, next_attempt_at=due))
+        if delays:
+            self.ctx.scheduler.schedule(plan.key, max(delays))
+        return answers
+
+    def _wait(self, plan: _Plan, rows: list[QueuedRow], exc: ResendError, delay: float) -> list[Answer]:
+        """Resend refused the request before doing anything (429): nothing was sent, no attempt used."""
+        self.ctx.metrics.count_deferrals(exc.error_name or "rate_limited", len(rows))
+        self._cool_down(plan, delay)
+        due = plan.now + timedelta(seconds=delay)
+        if is_short_wait(delay):
+            self.ctx.scheduler.schedule(plan.key, delay)
+        reason = str(exc)
+        if plan.retry:  # an earlier unit keeps its key: its first attempt's outcome is still unknown
+            return [
+                Answer(row.id, MessageStatus.SENDING, error=reason, next_attempt_at=due, refund=True)
+                for row in rows
+            ]
+        return [
+            Answer(
+                row.id,
+                MessageStatus.DEFERRED,
+                error=reason,
+                next_attempt_at=due,
+                refund=True,
+                forget_unit=True,
+            )
+            for row in rows
+        ]
+
+    def _cool_down(self, plan: _Plan, seconds: float) -> None:
+        """Every worker waits for this key (Resend's 429 is per team, not per process)."""
+        if seconds <= 0 or plan.api_key is None:
+            return
+        try:
+            self.ctx.limiter.start_cooldown(plan.api_key.get_secret_value(), seconds)
+        except RateLimitBackendUnavailable:
+            logger.warning("could not record a Resend cooldown: Redis unavailable")
+
+    def _disable_connectors(self, connector_ids: Iterable[uuid.UUID], reason: str) -> None:
+        """Resend refused the key: its connectors are marked ``error`` until a status check passes."""
+        with Session(self.ctx.engine) as session, session.begin():
+            for connector_id in sorted(connector_ids):
+                connector = store.get_connector(session, connector_id, for_update=True)
+                store.set_last_error(connector, reason)
+                store.set_status(session, connector, "error", actor=ACTOR, reason=reason)
+                self.ctx.connectors.forget(connector_id)
+
+    @staticmethod
+    def _row(plan: _Plan, message_id: uuid.UUID) -> QueuedRow:
+        return next(row for row in plan.members if row.id == message_id)
+
+
+def needs_attention_reason(message_id: uuid.UUID, last_error: str | None) -> str:
+    """Why a row was failed without knowing whether Resend sent it."""
+    return (
+        "needs attention: outcome unknown and Resend's 24 h idempotency window has passed, so it was "
+        f"not sent again; look for tag message_id={message_id} in Resend (last error: {last_error})"
+    )
+
+
+def _by_connector(rows: Sequence[QueuedRow]) -> list[tuple[uuid.UUID, list[QueuedRow]]]:
+    groups: dict[uuid.UUID, list[QueuedRow]] = defaultdict(list)
+    for row in rows:
+        groups[row.connector_id].append(row)
+    return list(groups.items())

@@ -1,0 +1,161 @@
+"""The send ledger (``email_messages``) as the recording side and beat see it: write rows, read them.
+
+Functions take a session and add to its transaction; the caller decides when to commit. What the
+dispatcher does to rows (claim a unit, write its attempt, record the answer) is in
+:mod:`shared.sending.queue`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from psycopg.types.json import Jsonb
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.db import raw_connection
+from shared.models import EmailMessage, MessageStatus
+from shared.sending.rendering import RenderedMessage
+
+#: Statuses a send may still act on; every other status is final for the sender.
+OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
+#: ``last_error`` is shown to operators; keep it short.
+MAX_ERROR_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where new rows go: the queue of API key ``dispatch_key`` (its hash), ``queued``; or ``deferred``
+    until ``until`` with ``reason`` (a paused connector, a spent budget)."""
+
+    dispatch_key: str | None
+    until: datetime | None = None
+    reason: str | None = None
+
+    @property
+    def status(self) -> MessageStatus:
+        """The status new rows are written with."""
+        return MessageStatus.QUEUED if self.until is None else MessageStatus.DEFERRED
+
+
+def now() -> datetime:
+    """The current time (UTC)."""
+    return datetime.now(UTC)
+
+
+def insert_messages(
+    session: Session,
+    messages: Sequence[RenderedMessage],
+    *,
+    organization_id: uuid.UUID,
+    connector_id: uuid.UUID,
+    task_id: uuid.UUID | None,
+    placement: Placement,
+) -> None:
+    """Write one row per message where ``placement`` says; a row whose key exists is left as it is.
+
+    A message with a ``refusal`` is written ``failed`` with that reason instead.
+    """
+    if not messages:
+        return
+    waiting = [message.refusal is None for message in messages]
+    raw_connection(session).execute(
+        _INSERT,
+        {
+            "organization": organization_id,
+            "connector": connector_id,
+            "task": task_id,
+            "ids": [message.id for message in messages],
+            "keys": [message.idempotency_key for message in messages],
+            "recipients": [message.recipient for message in messages],
+            "subjects": [message.subject for message in messages],
+            "requests": [Jsonb(message.request) for message in messages],
+            "queues": [placement.dispatch_key if ok else None for ok in waiting],
+            "statuses": [placement.status if ok else MessageStatus.FAILED for ok in waiting],
+            "next": [placement.until if ok else None for ok in waiting],
+            "errors": [
+                truncate(placement.reason if ok else message.refusal)
+                for ok, message in zip(waiting, messages, strict=True)
+            ],
+        },
+    )
+
+
+# One statement whatever the number of rows (arrays, not a VALUES list compiled per row count), and
+# no ORM bookkeeping: the rows are read back by id when needed.
+_INSERT = """
+INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
+                            subject, request, dispatch_key, status, next_attempt_at, last_error)
+SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.request,
+       v.queue, v.status, v.next_at, v.error
+FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
+            %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[], %(next)s::timestamptz[],
+            %(errors)s::text[]) AS v(id, key, recipient, subject, request, queue, status, next_at, error)
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+def load_messages(
+    session: Session, ids: Sequence[uuid.UUID], *, connector_id: uuid.UUID, refresh: bool = False
+) -> list[EmailMessage]:
+    """The connector's rows with ``ids``, in the order of ``ids`` (missing ids, and rows of any other
+    connector, are left out: a caller-supplied id never reaches another tenant's row).
+
+    ``refresh`` overwrites rows the session already holds with what the database says now.
+    """
+    query = select(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.connector_id == connector_id)
+    if refresh:
+        query = query.execution_options(populate_existing=True)
+    found = {row.id: row for row in session.scalars(query)}
+    return [found[message_id] for message_id in ids if message_id in found]
+
+
+def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:
+    """Deferred rows answered: their recipients are suppressed (``reasons`` by row id)."""
+    if not reasons:
+        return
+    rows = [
+        {
+            "id": message_id,
+            "status": MessageStatus.SUPPRESSED,
+            "last_error": truncate(reason),
+            "next_attempt_at": None,
+        }
+        for message_id, reason in reasons.items()
+    ]
+    # By primary key, as one executemany; a row in any other state is left as it is.
+    statement = update(EmailMessage).where(EmailMessage.status == MessageStatus.DEFERRED)
+    session.execute(statement.execution_options(synchronize_session=None), rows)
+
+
+def recent_usage(session: Session, connector_id: uuid.UUID, moment: datetime) -> tuple[int, int]:
+    """Emails of the connector that took a token within the hour and the day before ``moment``.
+
+    Sent rows count at ``sent_at`` (whatever their status became since); rows still ``sending``
+    (outcome unknown) at their last update. What rate-limit buckets lost by Redis are rebuilt from.
+    """
+    hour_ago, day_ago = moment - timedelta(hours=1), moment - timedelta(days=1)
+    at = func.coalesce(EmailMessage.sent_at, EmailMessage.updated_at)
+    hour, day = session.execute(
+        select(
+            func.count().filter(at >= hour_ago),
+            func.count().filter(at >= day_ago),
+        ).where(
+            EmailMessage.connector_id == connector_id,
+            (EmailMessage.sent_at >= day_ago) | (EmailMessage.status == MessageStatus.SENDING),
+        )
+    ).one()
+    return int(hour), int(day)
+
+
+def defer_until(seconds: float, moment: datetime) -> datetime:
+    """``moment`` plus ``seconds``."""
+    return moment + timedelta(seconds=seconds)
+
+
+def truncate(reason: str | None) -> str | None:
+    """``reason`` cut to :data:`MAX_ERROR_LENGTH` characters."""
+    return None if reason is None else reason[:MAX_ERROR_LENGTH]

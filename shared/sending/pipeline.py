@@ -1,0 +1,359 @@
+"""The one send path: record a request's rows, then dispatch its API key's queue.
+
+Every send takes it, whoever asks: ``pilot.send_email`` and ``pilot.send_batch`` (a payload, or
+``message_ids`` of rows written already by the outbox), the seed's ``ResendConnector.send_email``
+and ``send_batch``, and ``pilot send``.
+
+1. **Record.** The payload is validated and written as ledger rows, one per mailbox, each with its
+   deterministic idempotency key and stored body, in the queue of the connector's API key
+   (:mod:`shared.sending.recording`). Refusals are recorded too (:mod:`shared.sending.refusals`).
+2. **Dispatch.** The caller then runs the key's dispatcher once (:mod:`shared.sending.dispatch`):
+   when the key's request token is free (nothing waiting), its rows leave at once; otherwise they
+   leave with the next unit, which may carry rows of many tasks and connectors.
+
+The answer is every recipient's result as it stands when the call returns: rows still waiting for
+their key's next request are ``pending``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared import connector_store as store
+from shared.addresses import mailbox_key
+from shared.db import raw_connection
+from shared.errors import NotFound, PayloadInvalid, RateLimitBackendUnavailable
+from shared.models import Connector, MessageStatus, Task
+from shared.rate_limit import api_key_hash
+from shared.sending import budgets, ledger, queue
+from shared.sending.connectors import ConnectorView, view_of
+from shared.sending.context import SendContext
+from shared.sending.dispatch import Dispatcher
+from shared.sending.ledger import Placement
+from shared.sending.outcomes import RecipientResult, SendOutcome
+from shared.sending.payloads import (
+    ResumePayload,
+    SendBatchPayload,
+    SendEmailPayload,
+    parse_send_batch,
+    parse_send_email,
+)
+from shared.sending.recording import prepare_rows
+from shared.sending.refusals import record_invalid
+from shared.sending.rendering import RenderedMessage
+from shared.sending.retry_policy import PAUSED_CONNECTOR_WAIT_S
+from shared.sending.suppression_check import suppressed_reasons
+
+POSITIONAL_REFUSAL = (
+    "args: positional arguments are not accepted; send the payload as keyword arguments (kwargs)"
+)
+
+
+@dataclass
+class Recorded:
+    """What recording wrote: the rows (in order) and their queue, and the answers given without a row."""
+
+    connector_id: uuid.UUID
+    dispatch_key: str | None
+    ids: list[uuid.UUID] = field(default_factory=list)
+    answered: list[RecipientResult] = field(default_factory=list)
+    #: Recipients refused while recording (their rows written ``failed``, or answered without one).
+    refused: int = 0
+
+
+@dataclass
+class Submission:
+    """A request after recording: its rows (``recorded``), or the answer it got already (``outcome``:
+    refused, recorded as failed)."""
+
+    recorded: Recorded | None = None
+    outcome: SendOutcome | None = None
+
+
+def send_email(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> SendOutcome:
+    """Run ``pilot.send_email``: one email (one per mailbox of ``to``, ``cc`` and ``bcc``), or the rows
+    named by ``message_ids``."""
+    [outcome] = finish(ctx, [submit_email(ctx, kwargs, task_ref=task_ref, args=args)])
+    return outcome
+
+
+def send_batch(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> SendOutcome:
+    """Run ``pilot.send_batch``: many emails of one connector, each checked on its own."""
+    [outcome] = finish(ctx, [submit_batch(ctx, kwargs, task_ref=task_ref, args=args)])
+    return outcome
+
+
+def submit_email(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> Submission:
+    """Record ``pilot.send_email`` kwargs (or their refusal); nothing is dispatched yet."""
+    if args:
+        return Submission(outcome=_refuse_positional(ctx, args, kwargs, task_ref=task_ref))
+    try:
+        payload = parse_send_email(kwargs)
+    except PayloadInvalid as exc:
+        return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+    return _submit(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def submit_batch(
+    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+) -> Submission:
+    """Record ``pilot.send_batch`` kwargs (or their refusal); nothing is dispatched yet."""
+    if args:
+        return Submission(outcome=_refuse_positional(ctx, args, kwargs, task_ref=task_ref))
+    try:
+        payload = parse_send_batch(kwargs)
+    except PayloadInvalid as exc:
+        return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+    return _submit(ctx, kwargs, payload, task_ref=task_ref)
+
+
+def finish(
+    ctx: SendContext, submissions: Sequence[Submission], *, patience_s: float = 0.0
+) -> list[SendOutcome]:
+    """Dispatch the queues the submissions wrote to (once each), then answer each submission.
+
+    ``patience_s``: how long the dispatch may wait for its key's next request tokens (see
+    :meth:`Dispatcher.run`); a worker task waits for none, a caller holding on for its answer may.
+    """
+    keys = dict.fromkeys(
+        s.recorded.dispatch_key for s in submissions if s.recorded is not None and s.recorded.dispatch_key
+    )
+    decided: dict[uuid.UUID, RecipientResult] = {}
+    for key in keys:
+        if key is not None:
+            decided.update(Dispatcher(ctx).run(key, patience_s=patience_s))
+    return [_answer(ctx, submission, decided) for submission in submissions]
+
+
+def _answer(
+    ctx: SendContext, submission: Submission, decided: Mapping[uuid.UUID, RecipientResult]
+) -> SendOutcome:
+    if submission.outcome is not None:
+        return submission.outcome
+    recorded = submission.recorded
+    assert recorded is not None  # a submission holds one or the other
+    return SendOutcome([*results(ctx, recorded, decided), *recorded.answered])
+
+
+def dispatch(ctx: SendContext, key: str) -> dict[uuid.UUID, RecipientResult]:
+    """Run ``pilot.dispatch``: send the queue of API key ``key`` while its tokens allow."""
+    return Dispatcher(ctx).run(key)
+
+
+def _refuse_positional(
+    ctx: SendContext, args: Sequence[Any], kwargs: Mapping[str, Any], *, task_ref: str
+) -> SendOutcome:
+    """A payload sent as positional ``args`` is refused, and recorded against what it names."""
+    payload = args[0] if len(args) == 1 and not kwargs and isinstance(args[0], Mapping) else kwargs
+    return record_invalid(ctx, payload, POSITIONAL_REFUSAL, task_ref=task_ref)
+
+
+def _submit(
+    ctx: SendContext,
+    kwargs: Mapping[str, Any],
+    payload: SendEmailPayload | ResumePayload | SendBatchPayload,
+    *,
+    task_ref: str,
+) -> Submission:
+    try:
+        return Submission(recorded=record(ctx, payload, task_ref=task_ref))
+    except PayloadInvalid as exc:
+        return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+
+
+def record(
+    ctx: SendContext, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
+) -> Recorded:
+    """Check the routing fields and write the rows in their key's queue (committed on return).
+
+    A resume (``message_ids``) writes nothing new: the connector's rows among them that wait
+    unassigned, or in an old key's queue, join its key's queue. Raises :class:`PayloadInvalid` for an
+    unknown connector or task, a foreign organization, or an email that cannot be rendered.
+    """
+    with ctx.held_connection() as connection, Session(bind=connection, expire_on_commit=False) as session:
+        try:
+            view = _connector(ctx, session, payload)
+            if isinstance(payload, ResumePayload):
+                recorded = _resume(session, payload, view)
+            else:
+                recorded = _write(ctx, session, payload, view, task_ref=task_ref)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return recorded
+
+
+def _write(
+    ctx: SendContext,
+    session: Session,
+    payload: SendEmailPayload | SendBatchPayload,
+    view: ConnectorView,
+    *,
+    task_ref: str,
+) -> Recorded:
+    placement = _placement(ctx, session, view)
+    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement)
+    suppressed = 0
+    if placement.until is not None:
+        # Rows made to wait are answered now if their recipient is suppressed (as a dispatch would),
+        # not hours later; the dispatch checks the others again when their time comes.
+        suppressed = _answer_suppressed(session, view, prepared.messages)
+    if payload.task_id is not None:
+        queue.refresh_task_counts(raw_connection(session), [payload.task_id])
+    refused_rows = prepared.refused - len(prepared.answered)
+    waiting = len(prepared.ids) - refused_rows - suppressed if placement.until is not None else 0
+    ctx.metrics.count_results(
+        ["failed"] * prepared.refused + ["suppressed"] * suppressed + ["deferred"] * waiting
+    )
+    key = placement.dispatch_key if placement.until is None else None
+    return Recorded(view.id, key, prepared.ids, prepared.answered, prepared.refused)
+
+
+def _answer_suppressed(session: Session, view: ConnectorView, messages: Sequence[RenderedMessage]) -> int:
+    """Mark the waiting rows of suppressed recipients ``suppressed``; how many."""
+    waiting = [message for message in messages if message.refusal is None]
+    reasons = suppressed_reasons(session, view.organization_id, [message.recipient for message in waiting])
+    found = {
+        message.id: reasons[mailbox_key(message.recipient)]
+        for message in waiting
+        if mailbox_key(message.recipient) in reasons
+    }
+    ledger.mark_suppressed(session, found)
+    return len(found)
+
+
+def _placement(ctx: SendContext, session: Session, view: ConnectorView) -> Placement:
+    """Where a connector's new rows go: its key's queue; or waiting, when it cannot send now or its
+    budget is known to be spent (they come back behind the rows parked before them)."""
+    if view.blocked is not None or view.api_key is None:
+        ctx.metrics.count_deferrals("connector_blocked")
+        until = ledger.defer_until(PAUSED_CONNECTOR_WAIT_S, ctx.clock())
+        return Placement(None, until, view.blocked or "connector unavailable")
+    key = api_key_hash(view.api_key.get_secret_value())
+    try:
+        refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits)
+    except RateLimitBackendUnavailable:
+        return Placement(key)  # the dispatcher fails closed and says so
+    if refused is None:
+        return Placement(key)
+    wait = budgets.refusal_wait(refused)
+    now = ctx.clock()
+    until = budgets.parked_until(
+        ctx, raw_connection(session), view.id, view.limits, count=1, wait=wait, now=now
+    )
+    ctx.metrics.count_deferrals(wait.kind)
+    return Placement(key, until, wait.reason)
+
+
+def _resume(session: Session, payload: ResumePayload, view: ConnectorView) -> Recorded:
+    rows = ledger.load_messages(session, payload.message_ids, connector_id=view.id)
+    key = api_key_hash(view.api_key.get_secret_value()) if view.api_key is not None else None
+    stray = [
+        row.id
+        for row in rows
+        if row.status in (MessageStatus.QUEUED, MessageStatus.DEFERRED) and row.dispatch_key != key
+    ]
+    queue.rekey(raw_connection(session), stray, key)
+    return Recorded(view.id, key, [row.id for row in rows])
+
+
+def results(
+    ctx: SendContext, recorded: Recorded, decided: Mapping[uuid.UUID, RecipientResult]
+) -> list[RecipientResult]:
+    """Each recorded row's result: what the dispatch decided, else the row as it stands now."""
+    missing = [message_id for message_id in recorded.ids if message_id not in decided]
+    found: dict[uuid.UUID, RecipientResult] = {}
+    if missing:
+        with ctx.held_connection() as connection, Session(bind=connection) as session:
+            rows = ledger.load_messages(session, missing, connector_id=recorded.connector_id)
+            found = {row.id: RecipientResult.of(row) for row in rows}
+            session.rollback()
+    merged = {**found, **decided}
+    return [merged[message_id] for message_id in recorded.ids if message_id in merged]
+
+
+def prepare(
+    session: Session, payload: SendEmailPayload | SendBatchPayload, *, task_ref: str
+) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """Write the payload's rows in ``session``'s transaction, not yet in any key's queue: the resume
+    task published after the commit puts them there (the outbox). Returns the connector id and the
+    rows' ids.
+
+    Raises :class:`PayloadInvalid` for bad routing, an email that cannot be rendered, or an
+    ``idempotency_key`` already used for other content (nothing of this payload is written then).
+    """
+    connector = _load(session, payload.connector_id)
+    if connector is None:
+        raise PayloadInvalid(f"connector_id: no connector {payload.connector_id}")
+    view = view_of(connector, None, None)  # no key is needed: the rows join no queue yet
+    _check_routing(session, payload, view)
+    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=Placement(None))
+    if prepared.answered:
+        raise PayloadInvalid("; ".join(str(result.reason) for result in prepared.answered))
+    if payload.task_id is not None:
+        queue.refresh_task_counts(raw_connection(session), [payload.task_id])
+    return view.id, prepared.ids
+
+
+def _connector(
+    ctx: SendContext, session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload
+) -> ConnectorView:
+    """The payload's connector (cached), after checking it and the task belong to its organization."""
+
+    def load() -> ConnectorView | None:
+        connector = _load(session, payload.connector_id)
+        return None if connector is None else view_of(connector, ctx.keyring, ctx.settings.resend_api_key)
+
+    view = ctx.connectors.get(payload.connector_id, load)
+    if view is None:
+        raise PayloadInvalid(f"connector_id: no connector {payload.connector_id}")
+    _check_routing(session, payload, view)
+    return view
+
+
+def _load(session: Session, connector_id: uuid.UUID) -> Connector | None:
+    try:
+        return store.get_connector(session, connector_id)
+    except NotFound:
+        return None
+
+
+def _check_routing(
+    session: Session, payload: SendEmailPayload | ResumePayload | SendBatchPayload, view: ConnectorView
+) -> None:
+    if payload.organization_id is not None and payload.organization_id != view.organization_id:
+        raise PayloadInvalid("organization_id: the connector belongs to another organization")
+    if payload.task_id is not None:
+        owner = session.scalar(select(Task.organization_id).where(Task.id == payload.task_id))
+        if owner is None:
+            raise PayloadInvalid(f"task_id: no task {payload.task_id}")
+        if owner != view.organization_id:
+            raise PayloadInvalid("task_id: the task belongs to another organization")
+
+
+__all__ = [
+    "Recorded",
+    "Submission",
+    "dispatch",
+    "finish",
+    "prepare",
+    "record",
+    "results",
+    "send_batch",
+    "send_email",
+    "submit_batch",
+    "submit_email",
+]

@@ -1,0 +1,372 @@
+"""The send queue of an API key, in PostgreSQL: claim a unit, write its attempt, record the answer.
+
+Every statement here runs on the dispatcher's own psycopg connection, which also holds the recipient
+locks (session advisory locks, see ``shared.suppression.RECIPIENT_LOCK_KEY``) from the suppression
+check until the answer is recorded. One round trip per step:
+
+1. :func:`claim` (in a transaction): the units due again of the key if any (``sending`` rows whose
+   lease or retry time has passed), else its oldest ready rows (``queued``, or ``deferred`` whose
+   time has come), row-locked (``SKIP LOCKED``: two dispatchers never take the same row) with their
+   recipients' locks tried;
+2. :func:`read_claimed`: the claimed rows read again *after* their recipient locks were taken, with
+   their organization's suppression and their connector's live status;
+3. :func:`write_attempt`: the unit's rows ``sending`` under its key (attempt counted, in flight:
+   no retry time, the unit's lock held), the others ``suppressed``, ``failed`` or ``deferred``;
+   committed before the request;
+4. :func:`record_answer` (autocommit, after the request): each row's outcome, the connectors' usage,
+   and the recipient locks released.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+
+from shared.suppression import RECIPIENT_LOCK_KEY
+
+#: Due units looked at per claim (the first one free is taken).
+RETRY_CANDIDATES = 5
+
+_RLOCK = RECIPIENT_LOCK_KEY.format(org="m.organization_id", email="m.recipient")
+
+# A unit is due again when its retry time has come, or when it has been in flight (no retry time)
+# for a while: then its dispatcher may be gone, which :func:`claim_unit` tells by its lock.
+_DUE = f"""
+due AS (
+    SELECT attempt_key FROM email_messages
+    WHERE dispatch_key = %(key)s AND status = 'sending'
+        AND (next_attempt_at <= %(now)s
+             OR (next_attempt_at IS NULL AND updated_at < now() - make_interval(secs => %(orphaned)s)))
+    ORDER BY next_attempt_at NULLS FIRST LIMIT {RETRY_CANDIDATES}
+), flying AS (
+    SELECT FROM email_messages
+    WHERE dispatch_key = %(key)s AND status = 'sending' AND next_attempt_at IS NULL LIMIT 1
+)"""
+# The oldest ready rows: queued, or deferred whose time has come (``{only}``: unless a unit is due).
+_READY = """
+queued AS (
+    SELECT id, created_at FROM email_messages
+    WHERE dispatch_key = %(key)s AND status = 'queued' {only}
+    ORDER BY created_at, id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), waited AS (
+    SELECT id, created_at FROM email_messages
+    WHERE dispatch_key = %(key)s AND status = 'deferred' AND next_attempt_at <= %(now)s {only}
+    ORDER BY next_attempt_at LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM waited) AS ready
+    ORDER BY created_at, id LIMIT %(limit)s
+)"""
+_TAKE = (
+    "SELECT m.id, pg_try_advisory_lock(" + _RLOCK + "){extra} FROM email_messages m JOIN picked USING (id)"
+)
+_CLAIM = (
+    "WITH"
+    + _DUE
+    + ","
+    + _READY.format(only="AND NOT EXISTS (SELECT FROM due)")
+    + """
+SELECT DISTINCT NULL::uuid, NULL::bool, attempt_key FROM due
+UNION ALL
+SELECT NULL, NULL, '' FROM flying
+UNION ALL
+"""
+    + _TAKE.format(extra=", NULL")
+)
+_CLAIM_READY = "WITH" + _READY.format(only="") + "\n" + _TAKE.format(extra="")
+
+#: A unit's lock: held (session level) by its dispatcher from its attempt until its answer, so a unit
+#: in flight is never taken by another, and one whose dispatcher died (its connection closed) is.
+UNIT_LOCK_KEY = "hashtextextended({unit}, 7)"
+_LOCK_UNIT = "SELECT pg_try_advisory_xact_lock(" + UNIT_LOCK_KEY.format(unit="%(unit)s") + ")"
+
+# Every row of the unit, whatever became of it since: a retry resends the unit whole (same members,
+# same key, same body), and only its rows still ``sending`` take the answer.
+_CLAIM_UNIT = f"""
+SELECT m.id, pg_try_advisory_lock({_RLOCK}) FROM email_messages m
+WHERE m.attempt_key = %(unit)s
+FOR UPDATE
+"""
+
+_READ = """
+SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
+       m.attempts, m.attempt_key, m.last_error, m.status, m.created_at, c.status, s.reason, s.created_at
+FROM email_messages m
+JOIN connectors c ON c.id = m.connector_id
+LEFT JOIN suppression_list s ON s.organization_id = m.organization_id AND s.email = lower(btrim(m.recipient))
+    AND (s.expires_at IS NULL OR s.expires_at > %(now)s)
+WHERE m.id = ANY(%(ids)s)
+ORDER BY m.created_at, m.id
+"""
+
+_WRITE = (
+    """
+UPDATE email_messages AS m SET
+    status = v.status,
+    attempts = m.attempts + v.attempt,
+    attempt_key = CASE WHEN v.status = 'sending' THEN COALESCE(m.attempt_key, %(unit)s)
+                       ELSE m.attempt_key END,
+    next_attempt_at = v.next_at,
+    last_error = COALESCE(v.error, m.last_error),
+    updated_at = now()
+FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(attempts)s::int[], %(next)s::timestamptz[],
+            %(errors)s::text[]) AS v(id, status, attempt, next_at, error),
+    (SELECT pg_advisory_lock("""
+    + UNIT_LOCK_KEY.format(unit="%(unit)s")
+    + """)) AS held
+WHERE m.id = v.id
+"""
+)
+
+_REKEY = "UPDATE email_messages SET dispatch_key = %(key)s, updated_at = now() WHERE id = ANY(%(ids)s)"
+
+_ANSWER = """
+WITH outcome AS (
+    UPDATE email_messages AS m SET
+        status = v.status,
+        resend_email_id = COALESCE(v.email_id, m.resend_email_id),
+        sent_at = CASE WHEN v.email_id IS NULL THEN m.sent_at ELSE %(at)s END,
+        last_error = v.error,
+        next_attempt_at = v.next_at,
+        attempts = m.attempts - v.refund,
+        attempt_key = CASE WHEN v.forget THEN NULL ELSE m.attempt_key END,
+        updated_at = now()
+    FROM unnest(%(ids)s::uuid[], %(statuses)s::text[], %(email_ids)s::text[], %(errors)s::text[],
+                %(next)s::timestamptz[], %(refunds)s::int[], %(forget)s::bool[])
+        AS v(id, status, email_id, error, next_at, refund, forget)
+    WHERE m.id = v.id
+), usage AS (
+    INSERT INTO connector_usage (connector_id, hour, emails_sent, requests)
+    SELECT u.connector_id, %(hour)s, u.emails, 1
+    FROM unnest(%(connectors)s::uuid[], %(emails)s::int[]) AS u(connector_id, emails)
+    ON CONFLICT (connector_id, hour) DO UPDATE SET
+        emails_sent = connector_usage.emails_sent + excluded.emails_sent,
+        requests = connector_usage.requests + excluded.requests
+)
+SELECT pg_advisory_unlock_all()
+"""
+
+_LOCK_TASKS = "SELECT id FROM tasks WHERE id = ANY(%(tasks)s) ORDER BY id FOR NO KEY UPDATE"
+
+#: A new statement after the locks: its snapshot sees every commit made before them, so the last
+#: writer always writes the full count. ``||`` keeps the other keys (``delivery`` is webhook processing's).
+RECOUNT = """
+WITH counted AS (
+    SELECT task_id, status, count(*) AS n FROM email_messages WHERE task_id = ANY(%(tasks)s)
+    GROUP BY task_id, status
+), sends AS (
+    SELECT task_id, jsonb_object_agg(status, n) || jsonb_build_object('total', sum(n)) AS sends
+    FROM counted GROUP BY task_id
+)
+UPDATE tasks AS t SET execution_result = t.execution_result || jsonb_build_object('sends', sends.sends)
+FROM sends WHERE t.id = sends.task_id
+"""
+
+_PARKED_AHEAD = """
+SELECT count(*) FROM email_messages
+WHERE connector_id = %(connector)s AND status = 'deferred' AND next_attempt_at > %(now)s
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What :func:`claim` found: due units to retry (their attempt keys), or new rows (with whether
+    their recipient's lock was taken), at most one of the two; and whether a unit is in flight."""
+
+    due_units: list[str]
+    rows: list[tuple[uuid.UUID, bool]]
+    in_flight: bool = False
+
+
+@dataclass
+class QueuedRow:
+    """A claimed row read after its locks: what the dispatcher decides on and sends."""
+
+    id: uuid.UUID
+    connector_id: uuid.UUID
+    organization_id: uuid.UUID
+    task_id: uuid.UUID | None
+    idempotency_key: str
+    recipient: str
+    request: dict[str, Any]
+    attempts: int
+    attempt_key: str | None
+    last_error: str | None
+    status: str
+    created_at: datetime
+    connector_status: str
+    #: ``(reason, since)`` of the recipient's active suppression in the row's organization.
+    suppressed: tuple[str, datetime] | None
+
+
+@dataclass(frozen=True)
+class RowChange:
+    """The new state of one row: status, attempts added, retry or lease time, reason."""
+
+    id: uuid.UUID
+    status: str
+    attempt: int = 0
+    next_attempt_at: datetime | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The recorded outcome of one row after a request (or its refusal)."""
+
+    id: uuid.UUID
+    status: str
+    email_id: str | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+    #: Give back the attempt this request counted (Resend refused it before doing anything).
+    refund: bool = False
+    #: Forget the unit: Resend never saw it, so the row may go again in any unit.
+    forget_unit: bool = False
+
+
+def claim(
+    conn: psycopg.Connection[Any], key: str, *, limit: int, now: datetime, orphaned_after: float
+) -> Claim:
+    """Due units of the API key ``key`` if any (retry time passed, or in flight for longer than
+    ``orphaned_after`` seconds), else up to ``limit`` of its oldest ready rows, row-locked until the
+    transaction ends, with their recipient locks tried."""
+    due: list[str] = []
+    rows: list[tuple[uuid.UUID, bool]] = []
+    in_flight = False
+    params = {"key": key, "limit": limit, "now": now, "orphaned": orphaned_after}
+    for message_id, free, unit in conn.execute(_CLAIM, params):
+        if unit == "":
+            in_flight = True
+        elif unit is not None:
+            due.append(unit)
+        else:
+            rows.append((message_id, bool(free)))
+    return Claim(due, rows, in_flight)
+
+
+def claim_ready(
+    conn: psycopg.Connection[Any], key: str, *, limit: int, now: datetime
+) -> list[tuple[uuid.UUID, bool]]:
+    """Up to ``limit`` of the key's oldest ready rows, whatever units are due (none could be taken)."""
+    params = {"key": key, "limit": limit, "now": now}
+    return [(message_id, bool(free)) for message_id, free in conn.execute(_CLAIM_READY, params)]
+
+
+def claim_unit(conn: psycopg.Connection[Any], unit: str) -> list[tuple[uuid.UUID, bool]] | None:
+    """Every row of unit ``unit``, row-locked, with their recipient locks tried; None when another
+    dispatcher holds the unit (a live one sending it, or one claiming it now)."""
+    locked = conn.execute(_LOCK_UNIT, {"unit": unit}).fetchone()
+    if not locked or not locked[0]:
+        return None
+    return [(message_id, bool(free)) for message_id, free in conn.execute(_CLAIM_UNIT, {"unit": unit})]
+
+
+def read_claimed(
+    conn: psycopg.Connection[Any], ids: Sequence[uuid.UUID], *, now: datetime
+) -> list[QueuedRow]:
+    """The rows ``ids`` as they are now, oldest first, with suppression and connector status."""
+    if not ids:
+        return []
+    return [_queued_row(row) for row in conn.execute(_READ, {"ids": list(ids), "now": now})]
+
+
+def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
+    message_id, connector_id, organization_id, task_id, key, recipient, request, attempts = row[:8]
+    attempt_key, last_error, status, created_at, connector_status, reason, since = row[8:]
+    return QueuedRow(
+        message_id,
+        connector_id,
+        organization_id,
+        task_id,
+        key,
+        recipient,
+        request,
+        attempts,
+        attempt_key,
+        last_error,
+        status,
+        created_at,
+        connector_status,
+        suppressed=None if reason is None else (reason, since),
+    )
+
+
+def write_attempt(conn: psycopg.Connection[Any], changes: Sequence[RowChange], *, unit: str | None) -> None:
+    """Write the claimed rows' new states (members ``sending`` under ``unit``) in one statement, and
+    take the unit's lock for the connection (until :func:`record_answer`)."""
+    if not changes:
+        return
+    conn.execute(
+        _WRITE,
+        {
+            "unit": unit,
+            "ids": [change.id for change in changes],
+            "statuses": [change.status for change in changes],
+            "attempts": [change.attempt for change in changes],
+            "next": [change.next_attempt_at for change in changes],
+            "errors": [change.error for change in changes],
+        },
+    )
+
+
+def rekey(conn: psycopg.Connection[Any], ids: Sequence[uuid.UUID], key: str | None) -> None:
+    """Move rows to the queue of API key ``key`` (their connector's key changed)."""
+    if ids:
+        conn.execute(_REKEY, {"key": key, "ids": list(ids)})
+
+
+def record_answer(
+    conn: psycopg.Connection[Any],
+    answers: Sequence[Answer],
+    *,
+    at: datetime,
+    usage: dict[uuid.UUID, int],
+) -> None:
+    """Write each row's outcome and the connectors' usage (``usage``: emails sent per connector, each
+    charged one request), then release every lock of the connection (its recipients', its unit's)."""
+    conn.execute(
+        _ANSWER,
+        {
+            "ids": [answer.id for answer in answers],
+            "statuses": [answer.status for answer in answers],
+            "email_ids": [answer.email_id for answer in answers],
+            "errors": [answer.error for answer in answers],
+            "next": [answer.next_attempt_at for answer in answers],
+            "refunds": [1 if answer.refund else 0 for answer in answers],
+            "forget": [answer.forget_unit for answer in answers],
+            "at": at,
+            "hour": at.replace(minute=0, second=0, microsecond=0),
+            "connectors": list(usage),
+            "emails": list(usage.values()),
+        },
+    )
+
+
+def unlock_all(conn: psycopg.Connection[Any]) -> None:
+    """Release every advisory lock the connection holds (recipients', units')."""
+    conn.execute("SELECT pg_advisory_unlock_all()")
+
+
+def refresh_task_counts(conn: psycopg.Connection[Any], task_ids: Sequence[uuid.UUID]) -> None:
+    """Recount the tasks' ledger rows by status into ``execution_result["sends"]`` (in the caller's
+    transaction). ``FOR NO KEY UPDATE``: the key-share locks that inserting a task's rows takes on the
+    task (their foreign key) do not conflict with it, so parallel senders of one campaign never
+    deadlock; two recounts still take turns."""
+    if not task_ids:
+        return
+    tasks = sorted(set(task_ids))
+    conn.execute(_LOCK_TASKS, {"tasks": tasks})
+    conn.execute(RECOUNT, {"tasks": tasks})
+
+
+def parked_ahead(conn: psycopg.Connection[Any], connector_id: uuid.UUID, *, now: datetime) -> int:
+    """The connector's rows parked until after ``now``: they take its tokens before rows parked now."""
+    found = conn.execute(_PARKED_AHEAD, {"connector": connector_id, "now": now}).fetchone()
+    return int(found[0]) if found else 0

@@ -1,0 +1,70 @@
+"""Scheduling an API key's next dispatch through the broker: at most one pending per key.
+
+A dispatch refused the key's request token (or leaving work for later) asks for the key's next
+dispatch at the time it can run. However many ask, one ``pilot.dispatch`` is published: a note in
+Redis (:meth:`RateLimiter.reserve_dispatch`) says which time is scheduled, and only an earlier time
+publishes another. A dispatch that starts clears the note if its time has come (it serves every
+need noted until then, even that of a dispatch whose message was lost), and the note expires shortly
+after its time anyway, so a lost message blocks nothing for long; beat's sweep dispatches whatever
+still waits after that. Waits longer than a broker countdown
+should hold are not scheduled here: the rows wait in PostgreSQL (``deferred``) and beat releases them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shared import task_names
+from shared.errors import RateLimitBackendUnavailable
+from shared.rate_limit import RateLimiter
+from shared.sending.retry_policy import is_short_wait
+
+logger = logging.getLogger(__name__)
+
+#: ``publish(task name, kwargs, countdown seconds)``: send a task to the broker.
+Publish = Callable[[str, dict[str, Any], float], None]
+#: A scheduled dispatch not started this long after its time is taken for lost: the next need
+#: publishes another. A late one that still runs is harmless (dispatches of a key take turns in
+#: PostgreSQL), while waiting for one that never comes would hold the key's queue.
+RESERVATION_KEEP_MS = 5_000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ReservingScheduler:
+    """A :class:`~shared.sending.observers.DispatchScheduler` publishing ``pilot.dispatch``."""
+
+    def __init__(
+        self, limiter: RateLimiter, publish: Publish, *, clock_ms: Callable[[], int] = _now_ms
+    ) -> None:
+        self._limiter = limiter
+        self._publish = publish
+        self._clock_ms = clock_ms
+
+    def schedule(self, key_hash: str, delay_s: float) -> None:
+        """Dispatch ``key_hash``'s queue in ``delay_s`` seconds, unless one is scheduled by then."""
+        delay_s = max(0.0, delay_s)
+        if not is_short_wait(delay_s):
+            return  # a long wait is kept in the rows; beat releases them
+        at_ms = self._clock_ms() + math.ceil(delay_s * 1000)
+        try:
+            if not self._limiter.reserve_dispatch(key_hash, at_ms, keep_ms=RESERVATION_KEEP_MS):
+                return
+        except RateLimitBackendUnavailable:
+            logger.warning("dispatch of API key %s not scheduled: Redis unavailable", key_hash)
+            return
+        try:
+            self._publish(task_names.DISPATCH, {"dispatch_key": key_hash, "at_ms": at_ms}, delay_s)
+        except Exception:
+            logger.exception(
+                "dispatch of API key %s not published; beat's sweep will find its rows", key_hash
+            )
+            with contextlib.suppress(RateLimitBackendUnavailable):  # else the note expires on its own
+                self._limiter.release_dispatch(key_hash, at_ms)
