@@ -280,7 +280,9 @@ def results(
         with ctx.held_connection() as connection, Session(bind=connection) as session:
             rows = ledger.load_messages(session, missing, connector_id=recorded.connector_id)
             found = {row.id: RecipientResult.of(row) for row in rows}
-            session.rollback()
+            # Ends the read with a commit: a rollback would also drop the connection's prepared
+            # statements (psycopg clears them on every rollback), re-parsing the next sends'.
+            session.commit()
     merged = {**found, **decided}
     return [merged[message_id] for message_id in recorded.ids if message_id in merged]
 
