@@ -145,7 +145,11 @@ class ResendConnector(BaseConnector, EmailConnector):
                     )
                 )
                 continue
-            prepared.append((email, pipeline.submit_email(ctx, email.payload, task_ref=email.task_ref)))
+            # A lone email may go alone (at once when its key's queue is empty); a batch's join the queue.
+            submission = pipeline.submit_email(
+                ctx, email.payload, task_ref=email.task_ref, alone_ok=len(emails) == 1
+            )
+            prepared.append((email, submission))
         outcomes = pipeline.finish(ctx, [submission for _, submission in prepared], patience_s=self._patience)
         self._refresh_status(ctx)
         return [

@@ -42,7 +42,7 @@ from shared.errors import (
     ResendIdempotencyMismatch,
 )
 from shared.models import Connector, MessageStatus
-from shared.rate_limit import api_key_hash
+from shared.rate_limit import Decision, api_key_hash
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
 from shared.sending import budgets, queue, units
@@ -50,7 +50,7 @@ from shared.sending.connectors import SENDABLE_STATUSES, ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.outcomes import RecipientResult
 from shared.sending.pacing import take_request_token
-from shared.sending.queue import Answer, QueuedRow, RowChange
+from shared.sending.queue import AloneRow, Answer, QueuedRow, RowChange
 from shared.sending.retry_policy import (
     PAUSED_CONNECTOR_WAIT_S,
     ActionKind,
@@ -77,6 +77,15 @@ BACKEND_DOWN_WAIT_S = 30.0
 RECIPIENT_BUSY_WAIT_S = 1.0
 #: Actor of audit rows the dispatcher writes.
 ACTOR = "worker"
+
+
+@dataclass(frozen=True)
+class Alone:
+    """What the alone lane came to: the email's answer; or none (it goes through the queue), with
+    whether the request token taken for it is handed on (``token_held``)."""
+
+    result: RecipientResult | None = None
+    token_held: bool = False
 
 
 @dataclass
@@ -130,31 +139,35 @@ class Dispatcher:
         self.ctx = ctx
 
     def run(
-        self, key: str, *, max_units: int = MAX_UNITS_PER_RUN, patience_s: float = 0.0
+        self,
+        key: str,
+        *,
+        max_units: int = MAX_UNITS_PER_RUN,
+        patience_s: float = 0.0,
+        token_held: bool = False,
     ) -> dict[uuid.UUID, RecipientResult]:
         """Send units of the queue of API key ``key`` while its request tokens allow.
 
         ``patience_s``: waits for the next token are slept while they fit in it (a caller waiting
-        for its answer), instead of being left to a scheduled dispatch.
+        for its answer), instead of being left to a scheduled dispatch. ``token_held``: the caller
+        took the first unit's token already (a single email that could not go alone).
         Returns the answer of every row this run decided (sent, failed, waiting...), by row id.
         """
         decided: dict[uuid.UUID, RecipientResult] = {}
         patience = patience_s
         with self.ctx.held_autocommit() as conn:
             for _ in range(max_units):
-                try:
-                    token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
-                    while not token.granted and token.wait_seconds <= patience:
-                        patience -= token.wait_seconds
-                        self.ctx.sleep(token.wait_seconds)
-                        token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
-                except RateLimitBackendUnavailable as exc:
-                    # Fail closed: the rows wait in PostgreSQL; beat's sweep dispatches them again.
-                    logger.warning("dispatch of API key %s stopped: %s", key, exc)
-                    return decided
-                if not token.granted:
-                    self.ctx.scheduler.schedule(key, token.wait_seconds)
-                    return decided
+                if not token_held:
+                    try:
+                        token, patience = self._take_token(key, patience)
+                    except RateLimitBackendUnavailable as exc:
+                        # Fail closed: the rows wait in PostgreSQL; beat's sweep dispatches them again.
+                        logger.warning("dispatch of API key %s stopped: %s", key, exc)
+                        return decided
+                    if not token.granted:
+                        self.ctx.scheduler.schedule(key, token.wait_seconds)
+                        return decided
+                token_held = False
                 plan = self._plan(conn, key)
                 if plan is None:
                     return decided
@@ -165,14 +178,75 @@ class Dispatcher:
                 self._after_planning(conn, plan)
                 if plan.members:
                     self._send(conn, plan)
-                self.ctx.metrics.count_results(
-                    result.status for result in plan.results.values() if result.status != "pending"
-                )
+                self._count(plan)
                 decided.update(plan.results)
                 if not plan.more:
                     return decided
             self.ctx.scheduler.schedule(key, 0.0)
         return decided
+
+    def _take_token(self, key: str, patience: float) -> tuple[Decision, float]:
+        """The key's next request token, sleeping waits that fit in ``patience`` (what is left of it)."""
+        token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
+        while not token.granted and token.wait_seconds <= patience:
+            patience -= token.wait_seconds
+            self.ctx.sleep(token.wait_seconds)
+            token = take_request_token(self.ctx.limiter, key, self.ctx.sleep)
+        return token, patience
+
+    def _count(self, plan: _Plan) -> None:
+        self.ctx.metrics.count_results(
+            result.status for result in plan.results.values() if result.status != "pending"
+        )
+
+    # The alone lane -------------------------------------------------------------------------------
+
+    def send_alone(self, row: AloneRow, view: ConnectorView) -> Alone:
+        """Send a single email at once when nothing waits in its key's queue, as its own unit.
+
+        The request token is taken first (a busy key refuses it: the email joins the queue without a
+        read of PostgreSQL); then one read checks the email may skip the queue (see
+        :func:`queue.claim_alone`), its connector's budget pays for it, and its row is written
+        already in flight. Anything else (a waiting queue, a taken key, a suppressed recipient, a
+        spent budget, a paused connector) sends it through the queue, which decides it as any row;
+        the token taken here is then handed to that dispatch (``Alone.token_held``).
+        """
+        assert view.api_key is not None
+        ctx, key = self.ctx, api_key_hash(view.api_key.get_secret_value())
+        try:
+            if ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits) is not None:
+                return Alone()
+            token = take_request_token(ctx.limiter, key, ctx.sleep)
+        except RateLimitBackendUnavailable:
+            return Alone()  # the queue's dispatch fails closed and says so
+        if not token.granted:
+            return Alone()
+        with ctx.held_autocommit() as conn:
+            now = ctx.clock()
+            found = queue.claim_alone(conn, row, key, now=now)
+            if not (self._may_go_alone(row, view, found) and queue.start_alone(conn, row, key)):
+                if found.locked:
+                    queue.unlock_all(conn)
+                return Alone(token_held=True)
+            plan = _Plan(key, now, unit=row.idempotency_key, api_key=view.api_key, open_ids={row.id})
+            plan.members = [_in_flight(row, now, found.connector_status or "")]
+            plan.tasks = {row.task_id} if row.task_id is not None else set()
+            self._send(conn, plan)
+        self._count(plan)
+        return Alone(plan.results[row.id])
+
+    def _may_go_alone(self, row: AloneRow, view: ConnectorView, found: queue.AloneClaim) -> bool:
+        """Whether the claimed email may skip the queue; its connector's budget pays for it if so."""
+        if not found.locked or found.key_taken or found.queue_waiting or found.suppressed:
+            return False
+        if found.connector_status not in SENDABLE_STATUSES:
+            return False
+        if row.task_id is not None and found.task_organization_id != row.organization_id:
+            return False  # recording refuses it, naming the task
+        try:
+            return budgets.take_emails(self.ctx, view.id, view.limits, 1).paid == 1
+        except RateLimitBackendUnavailable:
+            return False
 
     # Claiming and deciding ------------------------------------------------------------------------
 
@@ -347,10 +421,14 @@ class Dispatcher:
         if live_status not in SENDABLE_STATUSES:
             self.ctx.connectors.forget(connector_id)
             return None, f"connector is {live_status}"
-        view = self.ctx.connectors.get(connector_id, lambda: self._load_view(connector_id))
+        view = self.view(connector_id)
         if view is None:
             return None, "connector unavailable"
         return view, view.blocked
+
+    def view(self, connector_id: uuid.UUID) -> ConnectorView | None:
+        """The connector as sending needs it, cached a few seconds (None: no such connector)."""
+        return self.ctx.connectors.get(connector_id, lambda: self._load_view(connector_id))
 
     def _load_view(self, connector_id: uuid.UUID) -> ConnectorView | None:
         with Session(self.ctx.engine) as session:
@@ -519,6 +597,26 @@ def needs_attention_reason(message_id: uuid.UUID, last_error: str | None) -> str
     return (
         "needs attention: outcome unknown and Resend's 24 h idempotency window has passed, so it was "
         f"not sent again; look for tag message_id={message_id} in Resend (last error: {last_error})"
+    )
+
+
+def _in_flight(row: AloneRow, now: datetime, connector_status: str) -> QueuedRow:
+    """The alone lane's row as the dispatcher sends it (read before its attempt, as a claim reads)."""
+    return QueuedRow(
+        row.id,
+        row.connector_id,
+        row.organization_id,
+        row.task_id,
+        row.idempotency_key,
+        row.recipient,
+        row.request,
+        attempts=0,
+        attempt_key=None,
+        last_error=None,
+        status=MessageStatus.SENDING,
+        created_at=now,
+        connector_status=connector_status,
+        suppressed=None,
     )
 
 

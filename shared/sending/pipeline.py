@@ -11,6 +11,10 @@ and ``send_batch``, and ``pilot send``.
    when the key's request token is free (nothing waiting), its rows leave at once; otherwise they
    leave with the next unit, which may carry rows of many tasks and connectors.
 
+A single email (``pilot.send_email`` to one mailbox) whose key's queue is empty takes the alone lane
+instead: it is sent at once as its own unit, its row written already in flight
+(:meth:`Dispatcher.send_alone`), with the same checks and the same exactly-once guarantee.
+
 The answer is every recipient's result as it stands when the call returns: rows still waiting for
 their key's next request are ``pending``.
 """
@@ -44,7 +48,8 @@ from shared.sending.payloads import (
     parse_send_batch,
     parse_send_email,
 )
-from shared.sending.recording import prepare_rows
+from shared.sending.queue import AloneRow
+from shared.sending.recording import Prepared, prepare_rows, render
 from shared.sending.refusals import record_invalid
 from shared.sending.rendering import RenderedMessage
 from shared.sending.retry_policy import PAUSED_CONNECTOR_WAIT_S
@@ -74,6 +79,8 @@ class Submission:
 
     recorded: Recorded | None = None
     outcome: SendOutcome | None = None
+    #: A request token of the rows' key was taken for them already (the alone lane's, handed on).
+    token_held: bool = False
 
 
 def send_email(
@@ -81,7 +88,7 @@ def send_email(
 ) -> SendOutcome:
     """Run ``pilot.send_email``: one email (one per mailbox of ``to``, ``cc`` and ``bcc``), or the rows
     named by ``message_ids``."""
-    [outcome] = finish(ctx, [submit_email(ctx, kwargs, task_ref=task_ref, args=args)])
+    [outcome] = finish(ctx, [submit_email(ctx, kwargs, task_ref=task_ref, args=args, alone_ok=True)])
     return outcome
 
 
@@ -94,15 +101,26 @@ def send_batch(
 
 
 def submit_email(
-    ctx: SendContext, kwargs: Mapping[str, Any], *, task_ref: str, args: Sequence[Any] = ()
+    ctx: SendContext,
+    kwargs: Mapping[str, Any],
+    *,
+    task_ref: str,
+    args: Sequence[Any] = (),
+    alone_ok: bool = False,
 ) -> Submission:
-    """Record ``pilot.send_email`` kwargs (or their refusal); nothing is dispatched yet."""
+    """Record ``pilot.send_email`` kwargs (or their refusal); nothing is dispatched yet.
+
+    ``alone_ok``: a single email whose key's queue is empty is sent now, alone (its submission holds
+    the answer); only for a caller that dispatches right after, as :func:`finish` does.
+    """
     if args:
         return Submission(outcome=_refuse_positional(ctx, args, kwargs, task_ref=task_ref))
     try:
         payload = parse_send_email(kwargs)
     except PayloadInvalid as exc:
         return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+    if alone_ok and isinstance(payload, SendEmailPayload):
+        return _submit_alone(ctx, kwargs, payload, task_ref=task_ref)
     return _submit(ctx, kwargs, payload, task_ref=task_ref)
 
 
@@ -127,13 +145,14 @@ def finish(
     ``patience_s``: how long the dispatch may wait for its key's next request tokens (see
     :meth:`Dispatcher.run`); a worker task waits for none, a caller holding on for its answer may.
     """
-    keys = dict.fromkeys(
-        s.recorded.dispatch_key for s in submissions if s.recorded is not None and s.recorded.dispatch_key
-    )
-    decided: dict[uuid.UUID, RecipientResult] = {}
-    for key in keys:
+    held: dict[str, bool] = {}
+    for submission in submissions:
+        key = submission.recorded.dispatch_key if submission.recorded is not None else None
         if key is not None:
-            decided.update(Dispatcher(ctx).run(key, patience_s=patience_s))
+            held[key] = held.get(key, False) or submission.token_held
+    decided: dict[uuid.UUID, RecipientResult] = {}
+    for key, token_held in held.items():
+        decided.update(Dispatcher(ctx).run(key, patience_s=patience_s, token_held=token_held))
     return [_answer(ctx, submission, decided) for submission in submissions]
 
 
@@ -166,21 +185,62 @@ def _submit(
     payload: SendEmailPayload | ResumePayload | SendBatchPayload,
     *,
     task_ref: str,
+    rendered: list[RenderedMessage] | None = None,
+    token_held: bool = False,
 ) -> Submission:
     try:
-        return Submission(recorded=record(ctx, payload, task_ref=task_ref))
+        recorded = record(ctx, payload, task_ref=task_ref, rendered=rendered)
     except PayloadInvalid as exc:
         return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
+    return Submission(recorded=recorded, token_held=token_held)
+
+
+def _submit_alone(
+    ctx: SendContext, kwargs: Mapping[str, Any], payload: SendEmailPayload, *, task_ref: str
+) -> Submission:
+    """Send a single email alone if it may go so; else record it for its key's queue."""
+    dispatcher = Dispatcher(ctx)
+    view = dispatcher.view(payload.connector_id)
+    if view is None or view.api_key is None or view.blocked is not None:
+        return _submit(ctx, kwargs, payload, task_ref=task_ref)
+    if payload.organization_id not in (None, view.organization_id):
+        return _submit(ctx, kwargs, payload, task_ref=task_ref)  # refused there, naming the field
+    try:
+        messages = render(payload, view, task_ref=task_ref, prepared=Prepared(view))
+    except PayloadInvalid:
+        return _submit(ctx, kwargs, payload, task_ref=task_ref)
+    if len(messages) != 1:
+        return _submit(ctx, kwargs, payload, task_ref=task_ref, rendered=messages)
+    [message] = messages
+    row = AloneRow(
+        message.id,
+        message.idempotency_key,
+        view.organization_id,
+        view.id,
+        payload.task_id,
+        message.recipient,
+        message.subject,
+        message.request,
+    )
+    alone = dispatcher.send_alone(row, view)
+    if alone.result is not None:
+        return Submission(outcome=SendOutcome([alone.result]))
+    return _submit(ctx, kwargs, payload, task_ref=task_ref, rendered=messages, token_held=alone.token_held)
 
 
 def record(
-    ctx: SendContext, payload: SendEmailPayload | ResumePayload | SendBatchPayload, *, task_ref: str
+    ctx: SendContext,
+    payload: SendEmailPayload | ResumePayload | SendBatchPayload,
+    *,
+    task_ref: str,
+    rendered: list[RenderedMessage] | None = None,
 ) -> Recorded:
     """Check the routing fields and write the rows in their key's queue (committed on return).
 
     A resume (``message_ids``) writes nothing new: the connector's rows among them that wait
     unassigned, or in an old key's queue, join its key's queue. Raises :class:`PayloadInvalid` for an
     unknown connector or task, a foreign organization, or an email that cannot be rendered.
+    ``rendered``: the payload's messages, rendered already for the same connector.
     """
     with ctx.held_connection() as connection, Session(bind=connection, expire_on_commit=False) as session:
         try:
@@ -188,7 +248,7 @@ def record(
             if isinstance(payload, ResumePayload):
                 recorded = _resume(session, payload, view)
             else:
-                recorded = _write(ctx, session, payload, view, task_ref=task_ref)
+                recorded = _write(ctx, session, payload, view, task_ref=task_ref, rendered=rendered)
             session.commit()
         except BaseException:
             session.rollback()
@@ -203,9 +263,10 @@ def _write(
     view: ConnectorView,
     *,
     task_ref: str,
+    rendered: list[RenderedMessage] | None = None,
 ) -> Recorded:
     placement = _placement(ctx, session, view)
-    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement)
+    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, rendered=rendered)
     suppressed = 0
     if placement.until is not None:
         # Rows made to wait are answered now if their recipient is suppressed (as a dispatch would),

@@ -67,14 +67,16 @@ def prepare_rows(
     *,
     task_ref: str,
     placement: Placement,
+    rendered: list[RenderedMessage] | None = None,
 ) -> Prepared:
-    """Render ``payload``, write its rows where ``placement`` says and answer its conflicts (nothing
-    is committed here).
+    """Render ``payload`` (unless ``rendered`` holds its messages already), write its rows where
+    ``placement`` says and answer its conflicts (nothing is committed here).
 
     Raises :class:`PayloadInvalid` if a single email (``pilot.send_email``) cannot be rendered.
     """
     prepared = Prepared(connector)
-    rendered = render(payload, connector, task_ref=task_ref, prepared=prepared)
+    if rendered is None:
+        rendered = render(payload, connector, task_ref=task_ref, prepared=prepared)
     messages = _without_repeats(session, connector, rendered, prepared)
     ledger.insert_messages(
         session,

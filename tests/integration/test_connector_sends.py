@@ -19,6 +19,7 @@ from shared.connectors.resend import ResendConnector, create_resend_connector
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Connector, EmailMessage
 from shared.rate_limit import RateLimiter
+from shared.sending import queue
 from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.fake_resend import BASE_URL, FakeResend, error_body
@@ -91,6 +92,18 @@ def test_send_email_writes_a_ledger_row_and_returns_the_resend_id(connector, res
     [body] = bodies(resend)
     assert (body["from"], body["to"], body["html"]) == (SENDER, ["a@acme.test"], "<p>Hello</p>")
     assert resend.last.headers["Idempotency-Key"] == row.idempotency_key
+
+
+def test_send_email_with_nothing_waiting_goes_alone(connector, resend, factory, ids, monkeypatch) -> None:
+    claims: list[object] = []
+    claim = queue.claim
+    monkeypatch.setattr(queue, "claim", lambda *args, **kwargs: claims.append(args) or claim(*args, **kwargs))
+
+    connector.send_email("a@acme.test", "Hi", "<p>Hello</p>")
+
+    [row] = rows(factory, ids[1])
+    assert (row.status, row.attempt_key) == ("sent", row.idempotency_key)
+    assert resend.last.url.path == "/emails" and claims == []
 
 
 def test_send_email_to_a_suppressed_address_makes_no_request(connector, resend, factory, ids) -> None:

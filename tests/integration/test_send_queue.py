@@ -18,7 +18,7 @@ from shared.sending import ledger, queue
 from shared.sending.ledger import Placement
 from shared.sending.queue import Answer, RowChange
 from shared.sending.rendering import RenderedMessage, message_id_for
-from tests.send_helpers import add_connector
+from tests.send_helpers import add_connector, add_suppressions
 
 pytestmark = pytest.mark.integration
 
@@ -195,3 +195,113 @@ def test_parked_ahead_counts_the_connectors_rows_parked_for_later(session_factor
 
     assert queue.parked_ahead(conn, connector_id, now=NOW) == 2
     assert queue.parked_ahead(conn, connector_id, now=NOW + timedelta(hours=1)) == 0
+
+
+# --- the alone lane: a single email that finds its key's queue empty --------------------------------
+
+
+def alone_row(factory: sessionmaker[Session], recipient: str = "ann@example.test") -> queue.AloneRow:
+    """A single email of a new connector, not written yet."""
+    organization_id, connector_id = add_connector(factory)
+    key = f"alone/{uuid.uuid4()}"
+    request = {"from": "a@example.test", "to": [recipient], "subject": "Hi", "text": "x"}
+    return queue.AloneRow(
+        message_id_for(key), key, organization_id, connector_id, None, recipient, "Hi", request
+    )
+
+
+def test_claim_alone_on_an_empty_queue_finds_nothing_in_the_way_and_holds_both_locks(
+    session_factory, conn
+) -> None:
+    row = alone_row(session_factory)
+
+    found = queue.claim_alone(conn, row, KEY, now=NOW)
+
+    assert found == queue.AloneClaim(
+        key_taken=False,
+        queue_waiting=False,
+        connector_status="active",
+        task_organization_id=None,
+        suppressed=False,
+        locked=True,
+    )
+    held = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    )
+    assert held.fetchone() == (2,)
+
+
+def test_claim_alone_sees_ready_rows_waiting_in_the_keys_queue(session_factory, conn) -> None:
+    written(session_factory, 1)
+
+    found = queue.claim_alone(conn, alone_row(session_factory), KEY, now=NOW)
+
+    assert found.queue_waiting
+
+
+def test_claim_alone_ignores_rows_parked_for_later(session_factory, conn) -> None:
+    written(session_factory, 1, placement=Placement(KEY, NOW + timedelta(hours=1), "budget"))
+
+    found = queue.claim_alone(conn, alone_row(session_factory), KEY, now=NOW)
+
+    assert not found.queue_waiting
+
+
+def test_claim_alone_sees_a_taken_key(session_factory, conn) -> None:
+    row = alone_row(session_factory)
+    assert queue.start_alone(conn, row, KEY) is not None
+    queue.unlock_all(conn)
+
+    assert queue.claim_alone(conn, row, "another-key", now=NOW).key_taken
+
+
+def test_claim_alone_sees_an_active_suppression_of_the_recipient(session_factory, conn) -> None:
+    row = alone_row(session_factory)
+    add_suppressions(session_factory, row.organization_id, ["ANN@example.test"])
+
+    assert queue.claim_alone(conn, row, KEY, now=NOW).suppressed
+
+
+def test_claim_alone_holds_no_lock_when_the_recipient_is_busy(session_factory, conn, other) -> None:
+    row = alone_row(session_factory)
+    assert queue.claim_alone(other, row, KEY, now=NOW).locked  # another sender holds it
+
+    found = queue.claim_alone(conn, row, KEY, now=NOW)
+
+    assert not found.locked
+    held = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+    )
+    assert held.fetchone() == (0,)
+
+
+def test_start_alone_writes_the_row_in_flight_under_its_own_key(session_factory, conn) -> None:
+    row = alone_row(session_factory)
+
+    assert queue.start_alone(conn, row, KEY) is not None
+
+    with session_factory() as session:
+        stored = session.get_one(EmailMessage, row.id)
+    assert (stored.status, stored.attempts, stored.attempt_key, stored.dispatch_key) == (
+        "sending",
+        1,
+        row.idempotency_key,
+        KEY,
+    )
+    assert (stored.next_attempt_at, stored.request) == (None, row.request)
+
+
+def test_start_alone_writes_nothing_for_a_recipient_suppressed_since_the_claim(session_factory, conn) -> None:
+    row = alone_row(session_factory)
+    add_suppressions(session_factory, row.organization_id, ["ann@example.test"])
+
+    assert queue.start_alone(conn, row, KEY) is None
+    with session_factory() as session:
+        assert session.get(EmailMessage, row.id) is None
+
+
+def test_start_alone_writes_nothing_when_the_key_is_taken(session_factory, conn) -> None:
+    row = alone_row(session_factory)
+    assert queue.start_alone(conn, row, KEY) is not None
+
+    assert queue.start_alone(conn, row, KEY) is None

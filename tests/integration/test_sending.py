@@ -18,7 +18,7 @@ from shared import connector_store as store
 from shared import resend_client
 from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
-from shared.sending import pipeline
+from shared.sending import pipeline, queue
 from shared.sending.dispatch import ORPHANED_AFTER_S
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.retry_policy import MAX_ATTEMPTS
@@ -343,6 +343,90 @@ def test_send_email_gives_up_after_max_attempts(ctx, resend, factory, connector_
     [row] = rows(factory, connector_id)
     assert len(sends(resend)) == MAX_ATTEMPTS
     assert row.status == "failed" and row.last_error.startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+
+
+# --- a single email with nothing waiting goes alone -------------------------------------------------
+
+
+def test_a_single_email_with_nothing_waiting_goes_alone_without_a_claim(
+    ctx, resend, factory, connector_id, monkeypatch
+) -> None:
+    claims = calls_to(queue, "claim", monkeypatch)
+
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "ann@example.test"), task_ref="t1")
+
+    [row] = rows(factory, connector_id)
+    [call] = sends(resend)
+    assert call.url.path == "/emails" and call.headers["Idempotency-Key"] == row.idempotency_key
+    assert (row.status, row.attempts, row.attempt_key) == ("sent", 1, row.idempotency_key)
+    assert outcome.counts() == {"sent": 1} and claims == []
+
+
+def test_a_single_email_behind_waiting_rows_leaves_with_them_on_the_token_it_took(
+    ctx, resend, factory, connector_id, paced, clock, key_hash
+) -> None:
+    assert paced.acquire_request_for(key_hash).granted
+    for n in range(2):
+        pipeline.send_email(ctx, send_payload(connector_id, f"r{n}@example.test"), task_ref=f"t{n}")
+    clock.advance(1.0)  # the next token is free: the next email takes it
+
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "last@example.test"), task_ref="t2")
+
+    [call] = sends(resend)  # not alone: the older rows go first, in the same request
+    assert call.url.path == "/emails/batch" and len(bodies(call)) == 3
+    assert outcome.counts() == {"sent": 1}
+    assert [r.status for r in rows(factory, connector_id)] == ["sent"] * 3
+
+
+def test_a_single_email_sent_alone_counts_in_its_task(ctx, resend, factory, ids) -> None:
+    organization_id, connector_id = ids
+    task_id = add_task(factory, organization_id)
+
+    pipeline.send_email(
+        ctx, send_payload(connector_id, "ann@example.test", task_id=str(task_id)), task_ref="x"
+    )
+
+    with factory() as session:
+        task = session.get_one(Task, task_id)
+    assert task.execution_result["sends"] == {"sent": 1, "total": 1}
+
+
+def test_a_single_email_naming_another_organizations_task_is_refused_without_a_request(
+    ctx, resend, factory, connector_id
+) -> None:
+    foreign_task = add_task(factory, add_connector(factory)[0])
+
+    outcome = pipeline.send_email(
+        ctx, send_payload(connector_id, "ann@example.test", task_id=str(foreign_task)), task_ref="x"
+    )
+
+    [result] = outcome.results
+    assert result.status == "failed" and "task_id: the task belongs to another organization" in result.reason
+    assert sends(resend) == []
+    assert [r.status for r in rows(factory, connector_id)] == ["failed"]  # recorded, never sent
+
+
+def test_a_single_email_whose_key_names_an_earlier_email_is_answered_from_it_without_a_request(
+    ctx, resend, factory, connector_id
+) -> None:
+    payload = send_payload(connector_id, "ann@example.test", idempotency_key="invoice/1")
+    first = pipeline.send_email(ctx, payload, task_ref="t1")
+
+    again = pipeline.send_email(ctx, payload, task_ref="t2")
+
+    assert len(sends(resend)) == 1
+    assert again.results == first.results
+
+
+def test_a_single_email_over_a_spent_budget_is_parked_not_sent_alone(ctx, resend, factory) -> None:
+    _, connector_id = add_connector(factory, per_hour=1)
+    pipeline.send_email(ctx, send_payload(connector_id, "a@example.test"), task_ref="t1")
+
+    outcome = pipeline.send_email(ctx, send_payload(connector_id, "b@example.test"), task_ref="t2")
+
+    assert len(sends(resend)) == 1
+    assert outcome.results[0].status == "deferred"
+    assert advisory_locks(factory) == 0
 
 
 # --- each row's own rules ------------------------------------------------------------------------
