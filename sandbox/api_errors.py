@@ -1,4 +1,4 @@
-"""Resend's error answers: ``{"statusCode", "message", "name"}`` (resend-api.md §1, §7)."""
+"""Resend's error answers: ``{"statusCode", "message", "name"}``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bearer API keys answered as Resend does (resend-api.md §5, §7)."""
+"""Bearer API keys answered as Resend does."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What happens to an email: the sequence of Resend events it produces, from what happens to each recipient.
 
-Resend's test addresses (https://resend.com/docs/dashboard/emails/send-test-emails, resend-api.md §8)
+Resend's test addresses (https://resend.com/docs/dashboard/emails/send-test-emails)
 behave as documented, with an optional ``+label``; the event sequences are inferred, not documented.
 Other recipients are delivered, with configurable shares of soft bounces, failures, opens and clicks.
 Resend sends one event per email naming its whole ``to`` list, so an email with several recipients

@@ -1,4 +1,4 @@
-"""Resend's webhook bodies for outbound email events (resend-api.md §9)."""
+"""Resend's webhook bodies for outbound email events."""
 
 from __future__ import annotations
 

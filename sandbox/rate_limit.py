@@ -27,7 +27,7 @@ class RateDecision:
             "ratelimit-limit": str(self.limit),
             "ratelimit-remaining": str(self.remaining),
             "ratelimit-reset": str(self.reset),
-            # Observed on Resend's answers though undocumented (resend-api.md §6).
+            # Observed on Resend's answers though undocumented.
             "ratelimit-policy": f"{self.limit};w={max(1, self.reset)}",
         }
         if not self.allowed:

@@ -1,4 +1,4 @@
-"""Request-body checks of `POST /emails` and `POST /emails/batch`, as Resend does them (resend-api.md §2-4).
+"""Request-body checks of `POST /emails` and `POST /emails/batch`, as Resend does them.
 
 Plain dict checks on purpose: they run on every request and must stay cheap.
 """

@@ -21,7 +21,7 @@ from sandbox.config import SandboxConfig
 from sandbox.store import Stats
 from shared.webhook_signature import signature_headers
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Delay before each attempt, measured from the previous failure (Resend "retries and replays"):
 #: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. Multiplied by the time scale.
@@ -144,7 +144,7 @@ class WebhookDispatcher:
             try:
                 self._attempt(delivery)
             except Exception:  # a bug here must not kill the thread and strand the queue
-                log.exception("webhook delivery crashed")
+                logger.exception("webhook delivery crashed")
             finally:
                 with self._cond:
                     self._in_flight -= 1
@@ -193,7 +193,7 @@ class WebhookDispatcher:
         try:
             response = http.post(url, content=delivery.body, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
-            log.debug(
+            logger.debug(
                 "webhook %s attempt %d failed: %s", delivery.svix_id, delivery.attempts, type(exc).__name__
             )
             return False

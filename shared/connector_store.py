@@ -18,7 +18,7 @@ from shared import audit
 from shared.connector_config import ConnectorConfig, parse_connector_config
 from shared.crypto import KeyRing
 from shared.errors import ConnectorNotFound, OrganizationNotFound, PayloadInvalid
-from shared.models import Connector, ConnectorUsage, Organization
+from shared.models import Connector, ConnectorStatus, ConnectorUsage, Organization
 
 #: last_error is shown to operators; keep it short.
 MAX_ERROR_LENGTH = 500
@@ -74,7 +74,7 @@ def create_connector(
         type=type,
         name=name,
         config=parsed.model_dump(exclude_none=True),
-        status="active",
+        status=ConnectorStatus.ACTIVE,
     )
     session.add(connector)
     if api_key is not None:
@@ -176,7 +176,7 @@ def pause(
     return set_status(
         session,
         get_connector(session, connector_id, for_update=True),
-        "paused",
+        ConnectorStatus.PAUSED,
         actor=actor,
         reason=reason,
         action="connector.pause",
@@ -189,7 +189,9 @@ def resume(
     """Resume a paused connector."""
     connector = get_connector(session, connector_id, for_update=True)
     connector.last_error = None
-    return set_status(session, connector, "active", actor=actor, reason=reason, action="connector.resume")
+    return set_status(
+        session, connector, ConnectorStatus.ACTIVE, actor=actor, reason=reason, action="connector.resume"
+    )
 
 
 def set_status(

@@ -15,7 +15,6 @@ Context travels in attributes, never secrets::
     │   ├── ConnectorPaused            the connector is paused (or in error) and may not send
     │   └── ConnectorConfigInvalid     validate_config found problems (all listed)
     ├── RateLimitError
-    │   ├── RateLimited                a bucket is empty: wait ``retry_after`` seconds
     │   ├── RequestExceedsCapacity     asked for more tokens than a bucket can ever hold
     │   └── RateLimitBackendUnavailable  Redis cannot be reached: fail closed
     ├── ResendError                    an answer from Resend (or no answer), see ``shared.resend_client``
@@ -103,15 +102,6 @@ class ConnectorConfigInvalid(ConnectorError):
 
 class RateLimitError(PilotError):
     """Raised when a rate-limit check cannot grant tokens."""
-
-
-class RateLimited(RateLimitError):
-    """Raised when a bucket has too few tokens; retry after ``retry_after`` seconds."""
-
-    def __init__(self, retry_after: float, *, bucket: str) -> None:
-        super().__init__(f"rate limited by the {bucket} bucket; retry in {retry_after:.3f}s")
-        self.retry_after = retry_after
-        self.bucket = bucket
 
 
 class RequestExceedsCapacity(RateLimitError, ValueError):

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -37,7 +38,20 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-CONNECTOR_STATUSES = ("active", "paused", "error", "rate_limited")
+
+class ConnectorStatus(StrEnum):
+    """Whether a connector may send: ``active`` and ``rate_limited`` may (its buckets decide how
+    much); ``paused`` by an operator; ``error`` since Resend refused its key (until a check passes)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ERROR = "error"
+    RATE_LIMITED = "rate_limited"
+
+
+CONNECTOR_STATUSES = tuple(status.value for status in ConnectorStatus)
+#: Statuses in which a connector may send.
+SENDABLE_STATUSES = frozenset({ConnectorStatus.ACTIVE, ConnectorStatus.RATE_LIMITED})
 
 
 class MessageStatus(StrEnum):
@@ -62,6 +76,9 @@ class MessageStatus(StrEnum):
 
 
 MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
+#: Statuses of a row the sender may still act on (its Resend id may not be committed yet); every
+#: other status is final for the sender.
+OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
 SUPPRESSION_REASONS = (
     "hard_bounce",
     "spam_complaint",
@@ -139,7 +156,7 @@ class Connector(Base):
     credentials_ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary)
     credentials_key_version: Mapped[str | None] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
-    status: Mapped[str] = mapped_column(Text, server_default="active")
+    status: Mapped[str] = mapped_column(Text, server_default=ConnectorStatus.ACTIVE.value)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created_at()
@@ -183,8 +200,8 @@ class EmailMessage(Base):
         # The budget rebuild counts a connector's sends of the last day (shared.sending.ledger.recent_usage).
         Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
         # A recipient's messages, case-insensitively, in its organization (the soft-bounce history,
-        # worker.event_suppression) and in its task (an event found by its tags only,
-        # worker.event_processing). The leading column serves every lookup by organization or task
+        # worker.events.suppression) and in its task (an event found by its tags only,
+        # worker.events.processing). The leading column serves every lookup by organization or task
         # alone, their foreign keys' cascades included.
         Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
         Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
@@ -284,6 +301,10 @@ class Suppression(Base):
     created_at: Mapped[datetime] = _created_at()
 
 
+#: How ``webhook_events.error`` starts for an event kept as an orphan (its email never found).
+ORPHAN_PREFIX = "orphan: "
+
+
 class WebhookEvent(Base):
     """A verified webhook delivery, stored raw before it is acknowledged."""
 
@@ -304,6 +325,11 @@ class WebhookEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     error: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def orphaned(cls) -> ColumnElement[bool]:
+        """The events kept as orphans (processed; their email never found in the ledger)."""
+        return cls.error.startswith(ORPHAN_PREFIX, autoescape=True)
 
 
 class ConnectorUsage(Base):

@@ -2,7 +2,7 @@
 
 With :mod:`shared.resend_http` (the connection), the one module that knows about ``httpx``: transport
 failures become :class:`~shared.errors.ResendTransportError` here, and every non-2xx answer goes through
-:func:`shared.resend_errors.error_for_answer` (the taxonomy of ``design.md``). Exceptions carry
+:func:`shared.resend_errors.error_for_answer` (the taxonomy in docs/architecture.md). Exceptions carry
 ``status_code``, Resend's ``error_name`` and ``message``, ``retry_after`` and the rate-limit headers.
 
 The API key is set per request (one pooled :class:`~shared.resend_http.ResendHTTP` serves every

@@ -1,4 +1,5 @@
-"""Resend's unsuccessful answers, read into our exceptions (``design.md``, "Error taxonomy").
+"""Resend's unsuccessful answers, read into our exceptions (see docs/architecture.md, "Errors and what
+the send path does").
 
 Pure functions over a status code, headers and body text; ``shared.resend_client`` calls
 :func:`error_for_answer` for every non-2xx answer::

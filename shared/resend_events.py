@@ -1,6 +1,6 @@
 """Resend webhook events, normalized on entry: one :class:`TrackingEvent` per stored delivery.
 
-Parsing is tolerant (reliability.md §5: "notifications may gain fields"): a missing or ill-typed field
+Parsing is tolerant (Resend may add fields to its notifications): a missing or ill-typed field
 becomes ``None``, an unknown ``type`` becomes :attr:`EventType.UNKNOWN`. The raw payload stays in
 ``webhook_events``; only what event processing needs is lifted out here. The recipient is the bare,
 lower-cased address (``Ann <Ann@X.org>`` becomes ``ann@x.org``), as everywhere in the schema, and a
@@ -37,7 +37,7 @@ class EventType(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-# https://resend.com/docs/webhooks/event-types (resend-api.md §9): all eleven email.* types.
+# All eleven email.* types (https://resend.com/docs/webhooks/event-types).
 # contact.*, domain.*, suppression.* and topic.* are not about a sent email: they map to UNKNOWN.
 RESEND_EVENT_TYPES: dict[str, EventType] = {
     "email.sent": EventType.SENT,

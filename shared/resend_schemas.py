@@ -2,7 +2,7 @@
 
 Field names and limits follow the official spec (``resend-openapi.yaml``, schemas ``SendEmailRequest``,
 ``Attachment``, ``Tag``, ``CreateBatchEmailsResponse``) and the documented limits that the spec leaves
-out (``resend-api.md`` §2-3): at most 50 ``to`` addresses, 75 tags, tag names and values of
+out: at most 50 ``to`` addresses, 75 tags, tag names and values of
 ``[A-Za-z0-9_-]{1,256}``, 40 MB of attachments per email, no attachments in a batch.
 
 Bad input raises :class:`shared.errors.PayloadInvalid` through :func:`parse_send_request`, with one

@@ -125,13 +125,6 @@ def find_suppressions(
     return {row.email: row for row in rows}
 
 
-def is_suppressed(
-    session: Session, organization_id: uuid.UUID, email: str, *, now: datetime | None = None
-) -> bool:
-    """Whether ``email`` is on the organization's active suppression list."""
-    return bool(find_suppressions(session, organization_id, [email], now=now))
-
-
 def suppress(
     session: Session,
     organization_id: uuid.UUID,

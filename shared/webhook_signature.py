@@ -7,7 +7,7 @@ family; the unbranded ``webhook-*`` family is the same scheme.
 
 Written here rather than wrapped around ``standardwebhooks`` 1.1.0 because that library raises plain
 ``ValueError``/``binascii.Error``/``UnicodeDecodeError`` on malformed entries and bodies, accepts
-fractional timestamps and 1-byte secrets (reliability.md §1). Here every request-borne problem raises
+fractional timestamps and 1-byte secrets. Here every request-borne problem raises
 :class:`~shared.errors.WebhookVerificationError` with a short ``reason``, so the receiver answers 400.
 A misconfigured *secret* is a server problem and raises ``ValueError`` instead.
 """

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import Connector, EmailMessage, Organization, Task, WebhookEvent
 
-#: The secret of resend-api.md's test vectors.
+#: The secret of the signing test vectors.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -87,7 +87,7 @@ def resend_payload(
     tags: dict[str, str] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """A Resend webhook body (resend-api.md §9) for ``email.<event_type>``."""
+    """A Resend webhook body for ``email.<event_type>``."""
     data: dict[str, Any] = {
         "email_id": email_id,
         "created_at": _iso(T0 - timedelta(seconds=1)),

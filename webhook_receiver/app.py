@@ -31,7 +31,7 @@ from webhook_receiver.views import EXTENSION, OUTCOME, WEBHOOK_PATH, blueprint, 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Seconds Resend is asked to wait after a 503 (Svix retries on its own schedule anyway).
 RETRY_AFTER_S = 30
@@ -119,19 +119,19 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(WebhookVerificationError)
     def unverified(exc: WebhookVerificationError) -> tuple[Response, int]:
         # The reason is ours ("timestamp too old"...), never the secret, signature or body.
-        log.info("webhook refused: %s", exc.reason)
+        logger.info("webhook refused: %s", exc.reason)
         request.environ[OUTCOME] = rejection_reason(exc.reason)
         return _error(400, "invalid_signature", exc.reason)
 
     @app.errorhandler(PayloadInvalid)
     def invalid(exc: PayloadInvalid) -> tuple[Response, int]:
-        log.info("webhook refused: %s", exc)
+        logger.info("webhook refused: %s", exc)
         request.environ[OUTCOME] = "malformed"
         return _error(400, "invalid_payload", str(exc))
 
     @app.errorhandler(StorageUnavailable)
     def unavailable(exc: StorageUnavailable) -> tuple[Response, int]:
-        log.error("webhook not stored, answering 503: %s", exc)
+        logger.error("webhook not stored, answering 503: %s", exc)
         response, status = _error(503, "unavailable", "try again later")
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response, status
@@ -141,7 +141,7 @@ def _register_error_handlers(app: Flask) -> None:
         status = exc.code or 500
         request.environ[OUTCOME] = reason = HTTP_REJECTIONS.get(status)
         if reason is not None and request.path == WEBHOOK_PATH:
-            log.info("webhook refused (%d): %s", status, exc.description)
+            logger.info("webhook refused (%d): %s", status, exc.description)
         return _error(status, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 

@@ -1,4 +1,4 @@
-"""Read a request body whole, or refuse it: never truncated silently (reliability.md §5).
+"""Read a request body whole, or refuse it: never truncated silently.
 
 Werkzeug caps a body with ``Content-Length`` (413 up front), but a chunked body without one is cut at
 the limit by a single ``read`` and the cut body is then "valid" input. Reading until EOF and counting

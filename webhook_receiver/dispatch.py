@@ -21,7 +21,7 @@ from celery import Celery
 
 from shared import task_names
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Seconds to wait for the broker before giving the events up to the sweep.
 BROKER_TIMEOUT_S = 2.0
@@ -144,7 +144,7 @@ class BatchingDispatcher:
             self._publisher.publish(batch)
         except Exception as exc:
             # Stored is safe: the sweep enqueues unprocessed events, so nothing is lost here.
-            log.warning(
+            logger.warning(
                 "%d stored webhook events not enqueued (%s); the sweep will process them",
                 len(batch),
                 type(exc).__name__,

@@ -1,7 +1,7 @@
 """Group commit: the events of concurrent requests stored by one INSERT and one commit.
 
 One INSERT per request costs PostgreSQL a transaction and a WAL flush each, and the worker a round
-trip each (about 3x the database CPU of batches, measured). So rows are written in batches, by the
+trip each, several times the database CPU of a batch. So rows are written in batches, by the
 request threads themselves: the thread that finds no write in progress becomes the leader, stores
 every waiting row (its own first) in one multi-row ``INSERT … ON CONFLICT DO NOTHING`` (autocommit:
 committed when the statement returns) and wakes each row's request with its result; rows that arrived

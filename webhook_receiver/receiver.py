@@ -1,4 +1,4 @@
-"""The webhook pipeline without HTTP: verify → parse → store → enqueue (design.md "Webhook").
+"""The webhook pipeline without HTTP: verify → parse → store → enqueue.
 
 Nothing is stored unless the signature verifies, and nothing is acknowledged unless it is stored.
 """
@@ -20,7 +20,7 @@ from shared.webhook_signature import verify
 from webhook_receiver.dispatch import Dispatcher
 from webhook_receiver.group_writer import GroupWriter
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class WebhookReceiver:
         except WebhookVerificationError:
             raise
         except Exception as exc:
-            # Defence in depth: no malformed request may become a 500 (reliability.md §1).
+            # Defence in depth: no malformed request may become a 500.
             raise WebhookVerificationError(f"unverifiable request ({type(exc).__name__})") from None
 
     def _enqueue(self, event_id: uuid.UUID, svix_id: str) -> bool:
@@ -78,7 +78,7 @@ class WebhookReceiver:
             self.dispatcher.enqueue(str(event_id))
         except Exception as exc:
             # Stored is safe: the sweep enqueues unprocessed events, so this is not worth a 503.
-            log.warning(
+            logger.warning(
                 "webhook %s stored, not enqueued (%s); the sweep will process it", svix_id, type(exc).__name__
             )
             return False

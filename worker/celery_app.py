@@ -32,9 +32,9 @@ SEND_TIME_LIMIT_S = 120
 VISIBILITY_TIMEOUT_S = 3600
 
 #: Modules whose import registers tasks on the app.
-TASK_MODULES = ["worker.tasks", "worker.event_tasks", "worker.dead_letter_tasks"]
+TASK_MODULES = ["worker.tasks", "worker.beat.tasks", "worker.events.tasks", "worker.broker.tasks"]
 #: Our consumer: a message it cannot run is dead-lettered instead of stopping the worker.
-WORKER_CONSUMER = "worker.broker_consumer:GuardedConsumer"
+WORKER_CONSUMER = "worker.broker.consumer:GuardedConsumer"
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-connector-status": {"task": task_names.CHECK_CONNECTOR_STATUS, "schedule": 300.0},
@@ -45,7 +45,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    """Celery settings implied by reliability.md section 2 (at-least-once, no lost work)."""
+    """Celery settings for at-least-once delivery: no task is lost when a worker dies."""
     queues = sorted(set(task_names.TASK_QUEUES.values()))
     return {
         "broker_url": settings.broker_url,

@@ -5,7 +5,7 @@ Metrics (prometheus-client)::
     pilot_sends_total{result}                  outcomes decided for recipients: sent|suppressed|deferred|
                                                failed (a row deferred, then sent, counts once for each)
     pilot_resend_responses_total{status,error_name}    Resend's answers (status "none": none arrived)
-    pilot_deferrals_total{reason}              rows made to wait: hour|day|budget|requests|cooldown|
+    pilot_deferrals_total{reason}              rows made to wait: hour|day|budget|recipient_busy|
                                                redis_unavailable|connector_blocked|<Resend error name>
     pilot_emails_per_request                   emails each request to Resend carried (histogram)
     pilot_bucket_tokens_remaining{connector_id,window} hour|day tokens left (sampled, most recent)

@@ -1,4 +1,4 @@
-"""The Celery tasks: thin adapters that build nothing themselves and call plain functions.
+"""The send tasks: thin adapters that build nothing themselves and call :mod:`shared.sending`.
 
 Send tasks record their rows and run their API key's dispatch once (:mod:`shared.sending.pipeline`);
 every later wait is kept in the rows and in one scheduled ``pilot.dispatch`` per key, never in a
@@ -12,18 +12,15 @@ import contextlib
 import re
 from typing import Any
 
-from celery import Celery, Task, shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import task_names
-from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker
+from shared.db import DATABASE_UNAVAILABLE
 from shared.errors import RateLimitBackendUnavailable
 from shared.sending import pipeline
-from shared.sending.context import SendContext, process_context
 from shared.sending.outcomes import SendOutcome
-from shared.sending.scheduling import ReservingScheduler
-from shared.settings import get_settings
-from worker import maintenance, metrics, status_checks
+from worker.context import context
 
 _SEND_OPTIONS: dict[str, Any] = {
     "bind": True,
@@ -37,21 +34,6 @@ _SEND_OPTIONS: dict[str, Any] = {
 SOFT_LIMIT_RETRY_S = 5.0
 #: What an API key's hash looks like (``shared.rate_limit.api_key_hash``).
 _KEY_HASH = re.compile(r"^[0-9a-f]{20}$")
-
-
-def context(app: Celery) -> SendContext:
-    """This process's send context (built on first use, after fork), scheduling through ``app``."""
-    return process_context(lambda: _build_context(app))
-
-
-def _build_context(app: Celery) -> SendContext:
-    ctx = SendContext.from_settings(get_settings(), metrics=metrics.WorkerSendMetrics())
-
-    def publish(name: str, kwargs: dict[str, Any], countdown: float) -> None:
-        app.send_task(name, kwargs=kwargs, countdown=countdown)
-
-    ctx.scheduler = ReservingScheduler(ctx.limiter, publish)
-    return ctx
 
 
 # Both take ``*args`` only to refuse them with a recorded reason (a payload given positionally would
@@ -88,51 +70,3 @@ def dispatch(self: Task, dispatch_key: str, at_ms: int | None = None) -> dict[st
     with contextlib.suppress(RateLimitBackendUnavailable):  # the dispatch fails closed below
         ctx.limiter.release_dispatch(dispatch_key, started_ms)
     return {"rows": len(pipeline.dispatch(ctx, dispatch_key))}
-
-
-@shared_task(bind=True, name=task_names.RELEASE_DEFERRED)
-def release_deferred(self: Task) -> int:
-    """Dispatch the queues of deferred rows whose time has come."""
-    ctx = context(self.app)
-    return maintenance.release_deferred(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
-
-
-@shared_task(bind=True, name=task_names.SWEEP)
-def sweep(self: Task) -> dict[str, int]:
-    """Dispatch queues whose rows wait too long, and process webhook events stored but never processed."""
-    from worker.event_tasks import process_pending_events  # the webhook side's half of the sweep
-
-    ctx = context(self.app)
-    factory = make_sessionmaker(ctx.engine)
-    sends = maintenance.sweep(factory, ctx, now=ctx.clock())
-
-    def enqueue_event(event_id: str) -> None:
-        self.app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)])
-
-    events = process_pending_events(factory, enqueue_event, now=ctx.clock())
-    return {"sends": sends, "webhook_events": events}
-
-
-@shared_task(bind=True, name=task_names.RECONCILE)
-def reconcile(self: Task) -> dict[str, int]:
-    """Send again, or give up on, units whose outcome has been unknown for too long."""
-    ctx = context(self.app)
-    resent, given_up = maintenance.reconcile(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
-    return {"resent": resent, "needs_attention": given_up}
-
-
-@shared_task(bind=True, name=task_names.CHECK_CONNECTOR_STATUS)
-def check_connector_status(self: Task) -> list[dict[str, Any]]:
-    """Test every connector's key; record status, last check and last error."""
-    ctx = context(self.app)
-    outcomes = status_checks.check_connectors(
-        make_sessionmaker(ctx.engine),
-        ctx.resend_client,
-        keyring=ctx.keyring,
-        fallback_key=ctx.settings.resend_api_key,
-        now=ctx.clock(),
-    )
-    return [
-        {"connector_id": str(o.connector_id), "ok": o.ok, "error": o.error, "status": o.status}
-        for o in outcomes
-    ]

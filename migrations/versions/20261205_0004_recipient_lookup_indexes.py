@@ -3,8 +3,8 @@
 Revision ID: 0004
 Revises: 0003
 Every soft bounce reads the recipient's delivery history in its organization
-(``worker.event_suppression.delivery_history``), and an event found by its tags only looks its
-recipient up in its task (``worker.event_processing._by_tags``). Both match ``lower(recipient)``,
+(``worker.events.suppression.delivery_history``), and an event found by its tags only looks its
+recipient up in its task (``worker.events.processing._by_tags``). Both match ``lower(recipient)``,
 which no index covered: a sequential scan of the ledger per event, linear in its size. The
 expression indexes answer both from the recipient's own entries. Their leading columns serve every
 lookup by organization or task alone, so the single-column indexes are dropped (no index more to

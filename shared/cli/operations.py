@@ -116,7 +116,7 @@ def status(ctx: CliContext) -> None:
             select(
                 func.count(),
                 func.count().filter(WebhookEvent.processed_at.is_(None)),
-                func.count().filter(WebhookEvent.error.like("orphan%")),
+                func.count().filter(WebhookEvent.orphaned()),
             )
         ).one()
     ctx.console.print(_connectors_table(connectors))
@@ -180,7 +180,7 @@ def _replay_conditions(
             raise PayloadInvalid("event ids must be UUIDs (the id column of webhook_events)") from None
         conditions.append(WebhookEvent.id.in_(parsed))
     if orphans:
-        conditions.append(WebhookEvent.error.like("orphan%"))
+        conditions.append(WebhookEvent.orphaned())
     if unprocessed:
         conditions.append(WebhookEvent.processed_at.is_(None))
     if since:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import ValidationError
 
+from shared import models
 from shared.connector_config import ConnectorConfig
 from shared.connectors.recording import ConnectorRecorder, NullRecorder
 from shared.errors import ConfigError, ConnectorConfigInvalid
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 Period = Literal["hour", "day"]
 #: Statuses in which a connector may send (``rate_limited`` is decided by the buckets, not here).
-SENDABLE_STATUSES = frozenset({"active", "rate_limited"})
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class BaseConnector(ABC):
         connector_id: uuid.UUID | str,
         config: Mapping[str, Any],
         name: str = "",
-        status: str = "active",
+        status: str = models.ConnectorStatus.ACTIVE,
         limiter: UsageLimiter | None = None,
         recorder: ConnectorRecorder | None = None,
         last_error: str | None = None,
@@ -154,7 +154,7 @@ class BaseConnector(ABC):
             type=self.type_name,
             name=self.name,
             status=self.status,
-            can_send=self.status in SENDABLE_STATUSES,
+            can_send=self.status in models.SENDABLE_STATUSES,
             last_error=self.last_error,
             last_checked_at=self.last_checked_at,
         )
@@ -171,7 +171,7 @@ class BaseConnector(ABC):
 
     def can_execute(self, n: int = 1) -> bool:
         """Whether ``n`` emails may go now: the connector may send and both budgets have room."""
-        return self.status in SENDABLE_STATUSES and self._require_limiter().can_execute(
+        return self.status in models.SENDABLE_STATUSES and self._require_limiter().can_execute(
             self.connector_id, self.limits, n
         )
 

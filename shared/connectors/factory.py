@@ -21,7 +21,7 @@ from shared.connectors.recording import ConnectorRecorder, DatabaseRecorder
 from shared.crypto import KeyRing
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.errors import ConfigError, ConnectorPaused
-from shared.models import Connector
+from shared.models import Connector, ConnectorStatus
 from shared.rate_limit import RateLimiter
 from shared.resend_client import process_http_client
 from shared.resend_http import ResendHTTP
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from shared.connectors.base import BaseConnector, UsageLimiter
 
 #: A connector in one of these may not be loaded for sending (``include_inactive`` loads it anyway).
-INACTIVE_STATUSES = frozenset({"paused", "error"})
+INACTIVE_STATUSES = frozenset({ConnectorStatus.PAUSED, ConnectorStatus.ERROR})
 
 
 @dataclass(frozen=True)

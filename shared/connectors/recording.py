@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import connector_store as store
 from shared.db import transaction
 from shared.errors import PilotError
+from shared.models import ConnectorStatus
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,9 @@ class DatabaseRecorder:
                 connector = store.get_connector(session, connector_id, for_update=True)
                 store.set_last_error(connector, error)
                 if unusable:
-                    store.set_status(session, connector, "error", actor=ACTOR, reason=error[:200])
+                    store.set_status(
+                        session, connector, ConnectorStatus.ERROR, actor=ACTOR, reason=error[:200]
+                    )
         except (SQLAlchemyError, PilotError) as exc:
             logger.warning("connector %s: error not recorded (%s)", connector_id, type(exc).__name__)
 

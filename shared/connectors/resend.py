@@ -22,7 +22,6 @@ from shared.addresses import check_address
 from shared.connector_config import SECRET_FIELD
 from shared.connectors import factory
 from shared.connectors.base import (
-    SENDABLE_STATUSES,
     BaseConnector,
     BatchResult,
     ConnectorResult,
@@ -31,7 +30,7 @@ from shared.connectors.base import (
 )
 from shared.connectors.message import SeedEmail, seed_email
 from shared.errors import PilotError, ResendAuthError, ResendError
-from shared.models import Connector, Task
+from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, Task
 from shared.rate_limit import RateLimiter
 from shared.resend_client import KeyCheck, ResendClient
 from shared.resend_http import ResendHTTP
@@ -40,7 +39,7 @@ from shared.sending.context import SendContext
 from shared.sending.outcomes import RecipientResult, SendOutcome
 from shared.settings import Settings
 
-#: Resend API keys start with this prefix (resend-api.md §1).
+#: Resend API keys start with this prefix.
 API_KEY_PREFIX = "re_"
 #: Seconds a direct send waits at most for its API key's next request tokens before answering.
 DIRECT_SEND_PATIENCE_S = 5.0
@@ -189,7 +188,7 @@ class ResendConnector(BaseConnector, EmailConnector):
         unusable = isinstance(exc, ResendAuthError)
         self.last_error = error
         if unusable:
-            self.status = "error"
+            self.status = ConnectorStatus.ERROR
         self._recorder.record_error(self.connector_id, error, unusable=unusable)
         return error, {
             "error_type": type(exc).__name__,

@@ -10,7 +10,7 @@ from celery import Celery
 
 from shared import task_names
 
-#: Resend's test addresses (resend-api.md section 8) and ordinary readers.
+#: Resend's test addresses and ordinary readers.
 ORDINARY_READERS = 244
 DELIVERED_TEST = 20
 BOUNCED_TEST = 15

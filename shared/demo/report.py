@@ -57,7 +57,7 @@ def webhook_counts(session: Session) -> dict[str, int]:
         select(
             func.count(),
             func.count(WebhookEvent.processed_at),
-            func.count().filter(WebhookEvent.error.like("orphan%")),
+            func.count().filter(WebhookEvent.orphaned()),
         )
     ).one()
     return {"stored": total, "processed": processed, "waiting": total - processed, "orphaned": orphaned}

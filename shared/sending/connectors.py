@@ -20,13 +20,11 @@ from shared import connector_store as store
 from shared.connector_config import ConnectorConfig
 from shared.crypto import KeyRing
 from shared.errors import ConfigError, CryptoError, PayloadInvalid
-from shared.models import Connector
+from shared.models import SENDABLE_STATUSES, Connector
 from shared.rate_limit import ConnectorLimits
 
 #: Seconds a process trusts what it read of a connector (key, limits, sender default).
 CACHE_TTL_S = 2.0
-#: Statuses in which a connector may send (``rate_limited`` is decided by the buckets).
-SENDABLE_STATUSES = frozenset({"active", "rate_limited"})
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,12 @@ from shared.errors import (
     ResendError,
     ResendIdempotencyMismatch,
 )
-from shared.models import Connector, MessageStatus
+from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, MessageStatus
 from shared.rate_limit import Decision, api_key_hash
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
 from shared.sending import budgets, queue, units
-from shared.sending.connectors import SENDABLE_STATUSES, ConnectorView, view_of
+from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.outcomes import RecipientResult
 from shared.sending.pacing import take_request_token
@@ -584,7 +584,7 @@ class Dispatcher:
             for connector_id in sorted(connector_ids):
                 connector = store.get_connector(session, connector_id, for_update=True)
                 store.set_last_error(connector, reason)
-                store.set_status(session, connector, "error", actor=ACTOR, reason=reason)
+                store.set_status(session, connector, ConnectorStatus.ERROR, actor=ACTOR, reason=reason)
                 self.ctx.connectors.forget(connector_id)
 
     @staticmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import func, select, update
@@ -20,8 +20,6 @@ from shared.db import raw_connection
 from shared.models import EmailMessage, MessageStatus
 from shared.sending.rendering import RenderedMessage
 
-#: Statuses a send may still act on; every other status is final for the sender.
-OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
 #: ``last_error`` is shown to operators; keep it short.
 MAX_ERROR_LENGTH = 500
 
@@ -39,11 +37,6 @@ class Placement:
     def status(self) -> MessageStatus:
         """The status new rows are written with."""
         return MessageStatus.QUEUED if self.until is None else MessageStatus.DEFERRED
-
-
-def now() -> datetime:
-    """The current time (UTC)."""
-    return datetime.now(UTC)
 
 
 def insert_messages(

@@ -1,8 +1,9 @@
-"""When and how a send is tried again: pure functions, no I/O (design.md, "Error taxonomy → action").
+"""When and how a send is tried again: pure functions, no I/O.
 
-Every Resend answer (or missing answer) maps to one :class:`Action`; waits become either a Celery
-countdown (short) or a deferral stored in PostgreSQL (long), because a long countdown parks the task
-on the broker, where the Redis visibility timeout can redeliver it (reliability.md section 2)::
+Every Resend answer (or missing answer) maps to one :class:`Action` (the table in
+docs/architecture.md, "Errors and what the send path does"). Every wait is kept in the rows, in
+PostgreSQL, with one scheduled ``pilot.dispatch`` of the key for a short one; never as a long Celery
+countdown, which would park the task on the broker, where the visibility timeout can redeliver it::
 
     ResendRateLimited          WAIT     retry-after (shared cooldown), no attempt used
     ResendQuotaExceeded        DEFER    until the quota resets, no attempt used, not a failure

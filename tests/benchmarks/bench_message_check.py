@@ -22,14 +22,14 @@ from kombu.utils.json import dumps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import worker.dead_letter_tasks
-import worker.event_tasks
+import worker.broker.tasks
+import worker.events.tasks
 import worker.tasks  # noqa: F401  (registers the tasks whose signatures are checked)
 from shared import task_names
 from shared.models import DeadLetterReason
+from worker.broker.dead_letters import dead_letter_record
+from worker.broker.message_check import Refusal, check_task_message, task_signatures
 from worker.celery_app import app
-from worker.dead_letters import dead_letter_record
-from worker.message_check import Refusal, check_task_message, task_signatures
 
 ROUNDS = 3
 MESSAGES = 20_000

@@ -42,8 +42,8 @@ from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.ledger_volume import LoadedLedger, analyze, load_ledger
 from tests.query_plans import explain, statements_of
-from worker.event_processing import find_message
-from worker.event_suppression import delivery_history
+from worker.events.processing import find_message
+from worker.events.suppression import delivery_history
 
 #: The task whose recipients are looked up by tag (campaigns are alike; any one will do).
 LOOKUP_TASK = 0

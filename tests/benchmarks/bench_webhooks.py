@@ -43,7 +43,7 @@ from tests.conftest import REDIS_URL, TEST_REDIS_DATABASES, create_database, dro
 from tests.receiver_process import running_gunicorn, running_receiver
 from tests.webhook_factories import make_message, make_organization, resend_body, resend_payload, store_event
 from tests.webhook_requests import PATH, SECRET_A, signed
-from worker.event_tasks import process_batch, process_one_by_one
+from worker.events.tasks import process_batch, process_one_by_one
 
 RUNS = 3
 REQUESTS = 3000

@@ -14,9 +14,9 @@ from shared.db import make_engine, make_sessionmaker
 from shared.models import DeadLetter, DeadLetterReason
 from shared.settings import get_settings
 from tests.integration.conftest import Pilot
-from worker.dead_letter_tasks import store_dead_letter
-from worker.dead_letters import BODY_LIMIT, dead_letter_record
-from worker.message_check import Refusal
+from worker.broker.dead_letters import BODY_LIMIT, dead_letter_record
+from worker.broker.message_check import Refusal
+from worker.broker.tasks import store_dead_letter
 
 pytestmark = pytest.mark.integration
 

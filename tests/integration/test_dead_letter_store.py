@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.models import DeadLetter, DeadLetterReason
-from worker.dead_letter_tasks import store_dead_letter
-from worker.dead_letters import DeadLetterRecord, dead_letter_record
-from worker.message_check import Refusal
+from worker.broker.dead_letters import DeadLetterRecord, dead_letter_record
+from worker.broker.message_check import Refusal
+from worker.broker.tasks import store_dead_letter
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""worker.event_processing on the real PostgreSQL, every event in its own committed transaction."""
+"""worker.events.processing on the real PostgreSQL, every event in its own committed transaction."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from shared.db import transaction
 from shared.models import EmailMessage, EmailMetric, Suppression, Task, WebhookEvent
 from tests.real_payloads import real_payload
 from tests.webhook_factories import T0, Ledger, make_ledger, make_message, resend_payload, store_event
-from worker.event_processing import NotInLedgerYet, Outcome, process_event, process_events
-from worker.event_tasks import process_batch, process_pending_events
+from worker.events.processing import NotInLedgerYet, Outcome, process_event, process_events
+from worker.events.tasks import process_batch, process_pending_events
 
 Factory = sessionmaker[Session]
 

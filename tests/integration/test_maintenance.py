@@ -19,14 +19,14 @@ from shared.models import AuditLog, Connector, EmailMessage
 from shared.rate_limit import RateLimiter, api_key_hash
 from shared.resend_client import ResendClient
 from shared.sending.context import SendContext
+from shared.sending.outbox import enqueue_send
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.pipeline import prepare
 from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.fake_resend import FakeResend, error_body
 from tests.send_helpers import RecordingScheduler, add_connector, send_payload
-from worker import maintenance, status_checks
-from worker.outbox import enqueue_send
+from worker.beat import maintenance, status_checks
 
 pytestmark = pytest.mark.integration
 

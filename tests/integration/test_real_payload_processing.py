@@ -10,7 +10,7 @@ from shared.models import EmailMetric, WebhookEvent
 from shared.resend_events import parse_event
 from tests.real_payloads import payload_names, real_payload
 from tests.webhook_factories import make_ledger, store_event
-from worker.event_processing import apply_event
+from worker.events.processing import apply_event
 
 pytestmark = pytest.mark.integration
 

@@ -22,8 +22,8 @@ from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
 from tests.ledger_volume import LoadedLedger, load_ledger
 from tests.query_plans import access_paths, plans_of
-from worker.event_processing import find_message
-from worker.event_suppression import delivery_history
+from worker.events.processing import find_message
+from worker.events.suppression import delivery_history
 
 pytestmark = pytest.mark.integration
 

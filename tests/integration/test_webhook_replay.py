@@ -19,7 +19,7 @@ from shared.models import EmailMessage, EmailMetric, WebhookEvent
 from tests.receiver_process import ReceiverHandle, running_receiver
 from tests.webhook_factories import make_ledger, resend_body
 from tests.webhook_requests import SECRET_A, signed
-from worker.event_processing import process_event
+from worker.events.processing import process_event
 
 REPLAYS = 1_000
 

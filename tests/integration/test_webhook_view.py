@@ -1,7 +1,7 @@
 """POST /api/webhooks/resend through the Flask test client, storing into the real PostgreSQL.
 
 Requests are signed by the standardwebhooks library (an independent signer) and with the test
-vectors of resend-api.md §10. Every malformed or forged variant must be a 4xx that stores nothing.
+signing test vectors. Every malformed or forged variant must be a 4xx that stores nothing.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ def test_webhook_repeat_delivery_is_200_and_stores_nothing(
     assert len(dispatcher.enqueued) == 1
 
 
-#: resend-api.md §10, vector V2: a Resend-shaped body, byte for byte.
+#: Test vector V2: a Resend-shaped body, byte for byte.
 V2_BODY = (
     b'{"type":"email.delivered","created_at":"2026-02-22T23:41:12.126Z","data":{"created_at":'
     b'"2026-02-22T23:41:11.894Z","email_id":"56761188-7520-42d8-8898-ff6fc54ce618",'

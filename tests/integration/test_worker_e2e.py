@@ -28,6 +28,7 @@ from shared import task_names
 from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import EmailMessage
+from shared.sending.outbox import enqueue_send
 from shared.settings import Settings, load_settings
 from tests.conftest import create_database, drop_database
 from tests.recording_proxy import RecordingProxy, recording_proxy
@@ -35,7 +36,6 @@ from tests.sandbox_process import SandboxHandle, running_sandbox
 from tests.send_helpers import SENDER, add_suppressions, batch_payload, send_payload
 from tests.worker_process import WorkerHandle, isolated_redis_db, running_worker, worker_env
 from worker.celery_app import make_celery
-from worker.outbox import enqueue_send
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

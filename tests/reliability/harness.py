@@ -35,16 +35,16 @@ from shared import task_names
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import EmailMessage
 from shared.sending.context import SendContext
+from shared.sending.outbox import enqueue_send
 from shared.sending.scheduling import Publish, ReservingScheduler
 from shared.settings import Settings, load_settings
 from tests.reliability.servers import RedisServer
 from tests.sandbox_process import SandboxHandle
 from tests.send_helpers import add_connector, send_payload
 from tests.worker_process import worker_env
-from worker import maintenance
+from worker.beat import maintenance
 from worker.celery_app import make_celery
-from worker.event_tasks import process_pending_events
-from worker.outbox import enqueue_send
+from worker.events.tasks import process_pending_events
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from tests.reliability.harness import Stack, recipients, send_context, settle, s
 from tests.reliability.servers import RedisServer
 from tests.sandbox_process import running_sandbox
 from tests.worker_process import running_worker
-from worker import maintenance
+from worker.beat import maintenance
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(size(180, 600))]
 

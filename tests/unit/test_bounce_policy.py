@@ -1,4 +1,4 @@
-"""worker.bounce_policy: 3 consecutive soft bounces spanning 72 h, no delivery between → 30 days."""
+"""worker.events.bounce_policy: 3 consecutive soft bounces spanning 72 h, no delivery between → 30 days."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
+from worker.events.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 POLICY = SoftBouncePolicy()

@@ -1,4 +1,4 @@
-"""worker.broker_consumer: refused messages are logged, counted, dead-lettered, then acknowledged;
+"""worker.broker.consumer: refused messages are logged, counted, dead-lettered, then acknowledged;
 Celery's consumer hooks and anything its handler raises take that same path."""
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from kombu.exceptions import ContentDisallowed, DecodeError
 from kombu.message import Message
 from prometheus_client import REGISTRY
 
-import worker.dead_letter_tasks
-import worker.event_tasks
+import worker.beat.tasks
+import worker.broker.tasks
+import worker.events.tasks
 import worker.tasks  # noqa: F401  (registers the tasks the consumer knows)
 from shared import task_names
 from shared.errors import DeadLetterNotPublished
 from shared.models import DeadLetterReason
-from worker.broker_consumer import GuardedConsumer, MessageRefuser, TolerantMessage
+from worker.broker.consumer import GuardedConsumer, MessageRefuser, TolerantMessage
+from worker.broker.dead_letters import DeadLetterRecord
+from worker.broker.message_check import Refusal
 from worker.celery_app import app
-from worker.dead_letters import DeadLetterRecord
-from worker.message_check import Refusal
 
 SENDS = task_names.SENDS_QUEUE
 
@@ -134,7 +135,7 @@ def test_message_refuser_logs_a_warning_with_name_id_queue_and_reason_but_no_bod
 ) -> None:
     msg = message(b'[[], {"to": ["ada@example.com"]}, {}]', {"task": "pilot.send_mail", "id": "m-3"})
 
-    with caplog.at_level(logging.WARNING, logger="worker.broker_consumer"):
+    with caplog.at_level(logging.WARNING, logger="worker.broker.consumer"):
         MessageRefuser(published)(
             msg, Refusal(DeadLetterReason.UNKNOWN_TASK, "task: 'pilot.send_mail' unknown")
         )

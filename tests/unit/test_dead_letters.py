@@ -1,4 +1,4 @@
-"""worker.dead_letters: a refused message becomes a bounded, JSON-safe record of all it carried."""
+"""worker.broker.dead_letters: a refused message becomes a bounded, JSON-safe record of all it carried."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ from kombu.message import Message
 
 from shared.errors import PayloadInvalid
 from shared.models import DeadLetterReason
-from worker.dead_letter_tasks import parse_record
-from worker.dead_letters import (
+from worker.broker.dead_letters import (
     BODY_LIMIT,
     HEADER_STRING_LIMIT,
     HEADER_VALUE_BUDGET,
@@ -23,7 +22,8 @@ from worker.dead_letters import (
     dead_letter_record,
     json_safe,
 )
-from worker.message_check import Refusal
+from worker.broker.message_check import Refusal
+from worker.broker.tasks import parse_record
 
 NOW = datetime(2026, 12, 10, 9, 30, tzinfo=UTC)
 REFUSAL = Refusal(DeadLetterReason.MALFORMED, "body: expected [args, kwargs, embed], got a string")

@@ -1,4 +1,4 @@
-"""worker.message_check: which broker messages Celery's consumer may take, and how refusals read."""
+"""worker.broker.message_check: which broker messages Celery's consumer may take, and how refusals read."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ import pytest
 from kombu.message import Message
 from kombu.utils.json import dumps
 
-import worker.dead_letter_tasks
-import worker.event_tasks
+import worker.beat.tasks
+import worker.broker.tasks
+import worker.events.tasks
 import worker.tasks  # noqa: F401  (registers the tasks whose signatures are checked)
 from shared import task_names
 from shared.models import DeadLetterReason
+from worker.broker.message_check import Refusal, check_task_message, describe, task_signatures
 from worker.celery_app import app
-from worker.message_check import Refusal, check_task_message, describe, task_signatures
 
 JSON = "application/json"
 SEND, EVENT, SWEEP = task_names.SEND_EMAIL, task_names.PROCESS_WEBHOOK_EVENT, task_names.SWEEP

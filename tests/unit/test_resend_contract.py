@@ -27,7 +27,7 @@ from shared.resend_schemas import SendEmailRequest
 from tests.fake_resend import FakeResend
 
 SPEC_PATH = Path(__file__).parent.parent / "fixtures" / "resend-openapi.yaml"
-#: sha256 of the upstream file, as recorded in resend-api.md.
+#: sha256 of the upstream file this fixture was copied from.
 SPEC_SHA256 = "636624a01ce2009c9034fe4bf3cb2f3d30b0f9077784c017022a65a24f1a80dc"
 SPEC_URI = "urn:resend-openapi"
 #: Schemas whose properties we close for the strict check.

@@ -1,4 +1,4 @@
-"""Recipient → event plan: Resend's test addresses and the configurable shares (resend-api.md §8)."""
+"""Recipient → event plan: Resend's test addresses and the configurable shares."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-key request windows with Resend's headers, and the daily quota (resend-api.md §6)."""
+"""Per-key request windows with Resend's headers, and the daily quota."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Send-body validation as Resend does it (resend-api.md §2-4)."""
+"""Send-body validation as Resend does it."""
 
 from __future__ import annotations
 

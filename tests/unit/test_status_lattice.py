@@ -1,4 +1,4 @@
-"""worker.status_lattice: the status is a function of the set of events, never of arrival order."""
+"""worker.events.lattice: the status is a function of the set of events, never of arrival order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.status_lattice import status_from_events
+from worker.events.lattice import status_from_events
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

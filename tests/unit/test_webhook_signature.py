@@ -1,4 +1,4 @@
-"""Svix / Standard Webhooks signing and verification (resend-api.md §10, reliability.md §1)."""
+"""Svix / Standard Webhooks signing and verification."""
 
 from __future__ import annotations
 

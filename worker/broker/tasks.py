@@ -1,7 +1,7 @@
 """``pilot.record_dead_letter``: write a refused broker message to the ``dead_letters`` table.
 
-Published by the worker's main process (:mod:`worker.broker_consumer`) with a
-:class:`~worker.dead_letters.DeadLetterRecord` as kwargs. Recording is idempotent: a message
+Published by the worker's main process (:mod:`worker.broker.consumer`) with a
+:class:`~worker.broker.dead_letters.DeadLetterRecord` as kwargs. Recording is idempotent: a message
 recorded twice (its acknowledgement was lost, so it was refused again) is one row, keyed by the
 message id as given and the body's SHA-256. Database outages are retried through the broker.
 """
@@ -20,11 +20,11 @@ from shared import task_names
 from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker, transaction
 from shared.errors import PayloadInvalid
 from shared.models import DeadLetter
-from worker.dead_letters import DeadLetterRecord
-from worker.message_check import printable
-from worker.tasks import context
+from worker.broker.dead_letters import DeadLetterRecord
+from worker.broker.message_check import printable
+from worker.context import context
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -59,5 +59,5 @@ def store_dead_letter(session_factory: sessionmaker[Session], record: DeadLetter
             insert(DeadLetter).values(values).on_conflict_do_nothing().returning(DeadLetter.id)
         ).first()
     if inserted is not None:
-        log.info("dead letter %s recorded (%s)", inserted.id, record.reason.value)
+        logger.info("dead letter %s recorded (%s)", inserted.id, record.reason.value)
     return inserted is not None

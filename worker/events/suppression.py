@@ -1,7 +1,7 @@
-"""Suppressions that webhook events cause (design.md "Event processing", reliability.md §6).
+"""Suppressions that webhook events cause.
 
 Hard bounce → ``hard_bounce``, complaint → ``spam_complaint``, ``email.suppressed`` →
-``provider_suppressed``, all without expiry; soft bounces escalate by :mod:`worker.bounce_policy`,
+``provider_suppressed``, all without expiry; soft bounces escalate by :mod:`worker.events.bounce_policy`,
 judged on the address's history across the organization in ``email_metrics``.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from shared.models import EmailMessage, EmailMetric, Suppression
 from shared.resend_events import EventType, TrackingEvent
 from shared.suppression import lock_recipient_for_suppression, suppress
-from worker.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
+from worker.events.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
 
 #: ``suppression_list.source`` of every entry written here.
 SOURCE = "resend_webhook"

@@ -28,20 +28,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.addresses import mailbox_key
 from shared.db import transaction
 from shared.errors import PilotError
-from shared.models import EmailMessage, EmailMetric, WebhookEvent
+from shared.models import OPEN_STATUSES, ORPHAN_PREFIX, EmailMessage, EmailMetric, WebhookEvent
 from shared.resend_events import EventType, TrackingEvent, parse_event
-from worker import task_metrics
-from worker.bounce_policy import SoftBouncePolicy
-from worker.event_suppression import apply_suppression
-from worker.status_lattice import EVENT_STATUS, status_from_events
+from worker.events import task_metrics
+from worker.events.bounce_policy import SoftBouncePolicy
+from worker.events.lattice import EVENT_STATUS, status_from_events
+from worker.events.suppression import apply_suppression
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Webhooks can outrun the commit of the send that produced them; after this long an event whose
 #: email is still unknown is kept as an orphan (its reason in ``webhook_events.error``).
 DEFAULT_ORPHAN_AFTER = timedelta(minutes=10)
-#: Ledger statuses of a send whose Resend id may not be committed yet.
-IN_FLIGHT = frozenset({"queued", "deferred", "sending"})
 #: Events that may suppress the recipient.
 SUPPRESSING = frozenset({EventType.BOUNCED, EventType.COMPLAINED, EventType.SUPPRESSED})
 #: Events that concern no sent email of ours: stored and acknowledged, no metric row.
@@ -128,9 +126,14 @@ def _apply_in_batch(
             event.attempts += 1
             event.error = f"{type(exc).__name__}: {exc}"[:500]
             return None
-        _finish(event, now, error=f"orphan: {exc}")
-        log.warning("webhook event %s kept as orphan: %s", event.svix_id, exc)
-        return Outcome("orphan")
+        return _keep_as_orphan(event, now, exc)
+
+
+def _keep_as_orphan(event: WebhookEvent, now: datetime, exc: NotInLedgerYet) -> Outcome:
+    """Mark ``event`` processed with the orphan reason: its email never reached the ledger."""
+    _finish(event, now, error=f"{ORPHAN_PREFIX}{exc}")
+    logger.warning("webhook event %s kept as orphan: %s", event.svix_id, exc)
+    return Outcome("orphan")
 
 
 def _locked_events(session: Session, event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, WebhookEvent]:
@@ -176,9 +179,7 @@ def process_event(
             except NotInLedgerYet as exc:
                 if not give_up:
                     raise
-                _finish(event, now, error=f"orphan: {exc}")
-                log.warning("webhook event %s kept as orphan: %s", event.svix_id, exc)
-                return Outcome("orphan")
+                return _keep_as_orphan(event, now, exc)
     except Exception as exc:
         record_failure(session_factory, event_id, exc)
         raise
@@ -236,7 +237,7 @@ def find_message(session: Session, event: TrackingEvent, *, adopt_in_flight: boo
         raise NotInLedgerYet(f"no ledger row for email {event.email_id} (tags: {dict(event.tags)})")
     if message.resend_email_id not in (None, event.email_id):
         raise NotInLedgerYet(f"tagged message {message.id} belongs to another email")
-    if message.status in IN_FLIGHT and message.resend_email_id is None and not adopt_in_flight:
+    if message.status in OPEN_STATUSES and message.resend_email_id is None and not adopt_in_flight:
         raise NotInLedgerYet(f"message {message.id} is still {message.status}")
     if message.resend_email_id is None:
         message.resend_email_id = event.email_id
@@ -339,4 +340,4 @@ def record_failure(session_factory: sessionmaker[Session], event_id: uuid.UUID, 
                 .values(attempts=WebhookEvent.attempts + 1, error=reason[:500])
             )
     except Exception:  # the database may be what failed; the original error matters more
-        log.warning("could not record the failure of webhook event %s", event_id, exc_info=True)
+        logger.warning("could not record the failure of webhook event %s", event_id, exc_info=True)

@@ -1,4 +1,4 @@
-"""When soft bounces escalate to a suppression (reliability.md §6), as a pure function.
+"""When soft bounces escalate to a suppression, as a pure function.
 
 Default (configurable, our choice after Mailchimp, Emailit and keila#181): suppress after 3 consecutive
 soft bounces spanning at least 72 h with no delivery in between, for 30 days. ``Undetermined`` bounces

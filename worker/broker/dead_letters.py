@@ -2,7 +2,7 @@
 
 The worker's main process builds a :class:`DeadLetterRecord` from the raw ``kombu.Message`` and
 publishes it as the kwargs of ``pilot.record_dead_letter``; a pool child writes it to the
-``dead_letters`` table (:mod:`worker.dead_letter_tasks`). The main process never opens a database
+``dead_letters`` table (:mod:`worker.broker.tasks`). The main process never opens a database
 connection. Whatever the message holds, the record is JSON-safe and bounded: strings cleaned of what
 PostgreSQL cannot store (NUL, lone surrogates), headers cut to a budget of values, the body kept up
 to :data:`BODY_LIMIT` bytes with the size and SHA-256 of the whole.
@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, JsonValue, field_validator
 
 from shared.models import DeadLetterReason
-from worker.message_check import JSON_CONTENT_TYPE, Refusal, printable
+from worker.broker.message_check import JSON_CONTENT_TYPE, Refusal, printable
 
 #: Bytes of a refused body kept (the size and digest always describe the whole body).
 BODY_LIMIT = 256 * 1024

@@ -23,12 +23,12 @@ from shared import connector_store as store
 from shared.crypto import KeyRing
 from shared.db import transaction
 from shared.errors import ConfigError, CryptoError, PayloadInvalid, ResendAuthError, ResendError
-from shared.models import Connector
+from shared.models import Connector, ConnectorStatus
 from shared.resend_client import ResendClient
 
 logger = logging.getLogger(__name__)
 
-CHECKED_STATUSES = ("active", "rate_limited", "error")
+CHECKED_STATUSES = (ConnectorStatus.ACTIVE, ConnectorStatus.RATE_LIMITED, ConnectorStatus.ERROR)
 ACTOR = "status-check"
 
 
@@ -96,9 +96,11 @@ def record_check(
         connector.last_checked_at = now
         store.set_last_error(connector, error)
         if rejected:
-            store.set_status(session, connector, "error", actor=ACTOR, reason=error)
-        elif error is None and connector.status == "error":
-            store.set_status(session, connector, "active", actor=ACTOR, reason="status check passed")
+            store.set_status(session, connector, ConnectorStatus.ERROR, actor=ACTOR, reason=error)
+        elif error is None and connector.status == ConnectorStatus.ERROR:
+            store.set_status(
+                session, connector, ConnectorStatus.ACTIVE, actor=ACTOR, reason="status check passed"
+            )
         if error:
             logger.warning("connector %s check failed: %s", connector_id, error)
         return CheckOutcome(connector_id, error is None, error, connector.status)

@@ -1,4 +1,4 @@
-"""Celery entry points for webhook events: thin adapters over :mod:`worker.event_processing`.
+"""Celery entry points for webhook events: thin adapters over :mod:`worker.events.processing`.
 
 ``pilot.process_webhook_event(event_id)`` is enqueued by the receiver after it stored the event.
 :func:`process_pending_events` is the safety net the sweep calls: events stored while the broker was
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,12 +25,11 @@ from shared import task_names
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import WebhookEvent
 from shared.settings import get_settings
-from worker import event_processing
-from worker.celery_app import app
+from worker.events import processing
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
-#: Retry delays double from this, capped: countdowns stay short (design.md: no long waits on the broker).
+#: Retry delays double from this, capped: countdowns stay short (long waits live in PostgreSQL).
 RETRY_BASE_S = 2.0
 RETRY_MAX_S = 60.0
 #: The sweep leaves events this young to the task already enqueued for them.
@@ -51,7 +51,7 @@ def _session_factory() -> sessionmaker[Session]:
     return make_sessionmaker(make_engine(get_settings()))
 
 
-@app.task(name=task_names.PROCESS_WEBHOOK_EVENT, bind=True, max_retries=None, acks_late=True)
+@shared_task(name=task_names.PROCESS_WEBHOOK_EVENT, bind=True, max_retries=None, acks_late=True)
 def process_webhook_event(self: Any, event_ids: str | list[str]) -> dict[str, int]:
     """Apply stored webhook event(s): one id, or a list (the receiver batches its publishes).
 
@@ -76,9 +76,9 @@ def process_batch(
     ids = _parsed_ids(event_ids)
     if ids is not None:
         try:
-            batch = event_processing.process_events(session_factory, ids)
+            batch = processing.process_events(session_factory, ids)
         except Exception as exc:
-            log.warning("batch of %d webhook events failed (%s); one by one", len(ids), type(exc).__name__)
+            logger.warning("batch of %d webhook events failed (%s); one by one", len(ids), type(exc).__name__)
         else:
             retry = [str(event_id) for event_id in batch.not_in_ledger]
             outcomes = Counter(outcome.kind for outcome in batch.outcomes.values())
@@ -95,13 +95,13 @@ def process_one_by_one(
     retry: list[str] = []
     for event_id in event_ids:
         try:
-            kind = event_processing.process_event(session_factory, uuid.UUID(event_id)).kind
-        except (event_processing.NotInLedgerYet, OperationalError):
+            kind = processing.process_event(session_factory, uuid.UUID(event_id)).kind
+        except (processing.NotInLedgerYet, OperationalError):
             retry.append(event_id)
             kind = "retry"
         except Exception:
             # Recorded on the event by process_event; the sweep tries again later.
-            log.exception("webhook event %s failed", event_id)
+            logger.exception("webhook event %s failed", event_id)
             kind = "error"
         outcomes[kind] = outcomes.get(kind, 0) + 1
     return outcomes, retry
@@ -141,10 +141,5 @@ def process_pending_events(
     for event_id in ids:
         enqueue(str(event_id))
     if ids:
-        log.info("sweep re-enqueued %d unprocessed webhook events", len(ids))
+        logger.info("sweep re-enqueued %d unprocessed webhook events", len(ids))
     return len(ids)
-
-
-def enqueue_event(event_id: str) -> None:
-    """Send ``pilot.process_webhook_event`` for ``event_id`` on the events queue."""
-    app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[event_id], queue=task_names.EVENTS_QUEUE)

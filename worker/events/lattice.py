@@ -1,4 +1,4 @@
-"""The message status lattice (design.md), as a pure function of a message's events.
+"""The message status lattice, as a pure function of a message's events.
 
 ``queued < deferred < sending < sent < delivery_delayed < delivered``; ``bounced``, ``complained``,
 ``failed`` and ``suppressed`` dominate any positive status; ``opened``/``clicked`` (and ``scheduled``)
@@ -11,24 +11,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from shared.models import MessageStatus as S
+from shared.resend_events import EventType as E
+
 #: Positive statuses, lowest first. A message only ever moves up this list.
-POSITIVE_ORDER = ("queued", "deferred", "sending", "sent", "delivery_delayed", "delivered")
+POSITIVE_ORDER = (S.QUEUED, S.DEFERRED, S.SENDING, S.SENT, S.DELIVERY_DELAYED, S.DELIVERED)
 #: Dominant statuses; on equal ``created_at`` the one listed later wins (a complaint is the strongest).
-DOMINANT_ORDER = ("failed", "suppressed", "bounced", "complained")
+DOMINANT_ORDER = (S.FAILED, S.SUPPRESSED, S.BOUNCED, S.COMPLAINED)
 
 #: The status each event implies; events not listed leave the status alone.
-EVENT_STATUS = {
-    "sent": "sent",
-    "delivery_delayed": "delivery_delayed",
-    "delivered": "delivered",
-    "bounced": "bounced",
-    "complained": "complained",
-    "failed": "failed",
-    "suppressed": "suppressed",
+EVENT_STATUS: dict[str, S] = {
+    E.SENT: S.SENT,
+    E.DELIVERY_DELAYED: S.DELIVERY_DELAYED,
+    E.DELIVERED: S.DELIVERED,
+    E.BOUNCED: S.BOUNCED,
+    E.COMPLAINED: S.COMPLAINED,
+    E.FAILED: S.FAILED,
+    E.SUPPRESSED: S.SUPPRESSED,
 }
 
-_POSITIVE_RANK = {status: rank for rank, status in enumerate(POSITIVE_ORDER)}
-_DOMINANT_RANK = {status: rank for rank, status in enumerate(DOMINANT_ORDER)}
+_POSITIVE_RANK: dict[str, int] = {status: rank for rank, status in enumerate(POSITIVE_ORDER)}
+_DOMINANT_RANK: dict[str, int] = {status: rank for rank, status in enumerate(DOMINANT_ORDER)}
 
 
 def status_from_events(events: Iterable[tuple[str, datetime]], base: str | None = None) -> str | None:
@@ -43,14 +46,9 @@ def status_from_events(events: Iterable[tuple[str, datetime]], base: str | None 
     dominant = [(at, _DOMINANT_RANK[status], status) for status, at in statuses if status in _DOMINANT_RANK]
     if dominant:
         return max(dominant)[2]
-    positive = [status for status, _ in statuses]
+    positive: list[str] = [status for status, _ in statuses]
     if base in _POSITIVE_RANK:
         positive.append(base)
     if not positive:
         return base
     return max(positive, key=_POSITIVE_RANK.__getitem__)
-
-
-def is_positive(status: str) -> bool:
-    """Whether ``status`` is on the positive chain (not bounced, complained, failed or suppressed)."""
-    return status in _POSITIVE_RANK

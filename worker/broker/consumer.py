@@ -1,11 +1,11 @@
 """The worker's consumer: a broker message it cannot run is dead-lettered; the worker keeps consuming.
 
 Installed through Celery's ``worker_consumer`` setting. Before Celery's own task handler unpacks a
-message in the main process, :func:`worker.message_check.check_task_message` looks at its shape;
+message in the main process, :func:`worker.broker.message_check.check_task_message` looks at its shape;
 Celery's handler then runs inside a catch-all for anything the check did not foresee. Celery's own
 refusal hooks (unknown message, unknown task, invalid task, decode error) take the same path:
 
-1. the message is described in a :class:`~worker.dead_letters.DeadLetterRecord`, logged at WARNING
+1. the message is described in a :class:`~worker.broker.dead_letters.DeadLetterRecord`, logged at WARNING
    (task name, message id, queue and what was wrong, never the body) and counted in
    ``pilot_worker_rejected_messages_total{reason}``;
 2. the record is published as ``pilot.record_dead_letter``, which a pool child writes to
@@ -31,8 +31,8 @@ from shared import task_names
 from shared.errors import DeadLetterNotPublished
 from shared.models import DeadLetterReason
 from worker import metrics
-from worker.dead_letters import DeadLetterRecord, dead_letter_record
-from worker.message_check import Refusal, check_task_message, decode_problem, quoted, task_signatures
+from worker.broker.dead_letters import DeadLetterRecord, dead_letter_record
+from worker.broker.message_check import Refusal, check_task_message, decode_problem, quoted, task_signatures
 
 logger = logging.getLogger(__name__)
 

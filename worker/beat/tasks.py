@@ -1,0 +1,59 @@
+"""Beat's tasks: thin adapters over :mod:`worker.beat.maintenance` and :mod:`worker.beat.status_checks`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task, shared_task
+
+from shared import task_names
+from shared.db import make_sessionmaker
+from worker.beat import maintenance, status_checks
+from worker.context import context
+from worker.events.tasks import process_pending_events
+
+
+@shared_task(bind=True, name=task_names.RELEASE_DEFERRED)
+def release_deferred(self: Task) -> int:
+    """Dispatch the queues of deferred rows whose time has come."""
+    ctx = context(self.app)
+    return maintenance.release_deferred(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
+
+
+@shared_task(bind=True, name=task_names.SWEEP)
+def sweep(self: Task) -> dict[str, int]:
+    """Dispatch queues whose rows wait too long, and process webhook events stored but never processed."""
+    ctx = context(self.app)
+    factory = make_sessionmaker(ctx.engine)
+    sends = maintenance.sweep(factory, ctx, now=ctx.clock())
+
+    def enqueue_event(event_id: str) -> None:
+        self.app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)])
+
+    events = process_pending_events(factory, enqueue_event, now=ctx.clock())
+    return {"sends": sends, "webhook_events": events}
+
+
+@shared_task(bind=True, name=task_names.RECONCILE)
+def reconcile(self: Task) -> dict[str, int]:
+    """Send again, or give up on, units whose outcome has been unknown for too long."""
+    ctx = context(self.app)
+    resent, given_up = maintenance.reconcile(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
+    return {"resent": resent, "needs_attention": given_up}
+
+
+@shared_task(bind=True, name=task_names.CHECK_CONNECTOR_STATUS)
+def check_connector_status(self: Task) -> list[dict[str, Any]]:
+    """Test every connector's key; record status, last check and last error."""
+    ctx = context(self.app)
+    outcomes = status_checks.check_connectors(
+        make_sessionmaker(ctx.engine),
+        ctx.resend_client,
+        keyring=ctx.keyring,
+        fallback_key=ctx.settings.resend_api_key,
+        now=ctx.clock(),
+    )
+    return [
+        {"connector_id": str(o.connector_id), "ok": o.ok, "error": o.error, "status": o.status}
+        for o in outcomes
+    ]

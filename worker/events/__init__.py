@@ -1,0 +1,1 @@
+"""Webhook events after the receiver stored them: apply each to the ledger, metrics and suppression list."""
