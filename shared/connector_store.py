@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -240,17 +240,6 @@ def record_usage(
         },
     )
     session.execute(statement)
-
-
-def usage_since(session: Session, connector_id: uuid.UUID, since: datetime) -> int:
-    """Emails the connector sent from the hour of ``since`` on (from ``connector_usage``)."""
-    hour = since.replace(minute=0, second=0, microsecond=0)
-    total = session.scalar(
-        select(func.coalesce(func.sum(ConnectorUsage.emails_sent), 0)).where(
-            ConnectorUsage.connector_id == connector_id, ConnectorUsage.hour >= hour
-        )
-    )
-    return int(total or 0)
 
 
 def _seal_key(connector: Connector, api_key: SecretStr, keyring: KeyRing) -> None:

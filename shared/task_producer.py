@@ -1,14 +1,16 @@
 """Publish our Celery tasks by name from any process, without importing ``worker/``.
 
-A producer-only Celery client: the task names in :mod:`shared.task_names` are the contract, and each
-task goes to its queue. Publishing fails fast (no publish retries, short socket timeouts): callers
-keep what they publish in PostgreSQL first, so beat finds it if the broker is away.
+:func:`publish` is the one place a task name meets its queue (:mod:`shared.task_names` is the
+contract); :class:`TaskProducer` is a producer-only client for processes without a Celery app. It
+fails fast (no publish retries, short socket timeouts): callers keep what they publish in PostgreSQL
+first, so beat finds it if the broker is away.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from celery import Celery
 
@@ -16,6 +18,36 @@ from shared import task_names
 
 #: Seconds to wait for the broker before giving up a publish.
 BROKER_TIMEOUT_S = 2.0
+
+
+class TaskSender(Protocol):
+    """What publishing needs of a Celery app."""
+
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any: ...
+
+
+def publish(
+    sender: TaskSender,
+    name: str,
+    *,
+    args: Sequence[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    countdown: float = 0.0,
+) -> Any:
+    """Publish task ``name`` to its own queue, to run in ``countdown`` seconds; Celery's result handle."""
+    return sender.send_task(
+        name,
+        args=list(args) if args is not None else None,
+        kwargs=kwargs,
+        countdown=countdown or None,
+        queue=task_names.TASK_QUEUES.get(name),
+    )
+
+
+def publish_event_processing(sender: TaskSender, event_ids: Sequence[str]) -> None:
+    """``pilot.process_webhook_event`` for stored events, in one message (one id, or a list)."""
+    argument: str | list[str] = event_ids[0] if len(event_ids) == 1 else list(event_ids)
+    publish(sender, task_names.PROCESS_WEBHOOK_EVENT, args=[argument])
 
 
 class TaskProducer:
@@ -26,11 +58,13 @@ class TaskProducer:
         self._celery: Celery | None = None
         self._lock = threading.Lock()
 
+    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        """Celery's ``send_task`` on this producer's client (so :func:`publish` takes a producer)."""
+        return self._client().send_task(name, args=args, kwargs=kwargs, **options)
+
     def send(self, name: str, kwargs: dict[str, Any], countdown: float = 0.0) -> None:
         """Publish task ``name`` with ``kwargs`` to its queue, to run in ``countdown`` seconds."""
-        self._client().send_task(
-            name, kwargs=kwargs, countdown=countdown or None, queue=task_names.TASK_QUEUES.get(name)
-        )
+        publish(self, name, kwargs=kwargs, countdown=countdown)
 
     def close(self) -> None:
         """Close the broker connections."""

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from celery import Celery
 
-from shared import task_names
+from shared.task_producer import publish_event_processing
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +64,7 @@ class CeleryPublisher:
 
     def publish(self, event_ids: list[str]) -> None:
         """One task message for ``event_ids``; raises kombu/redis errors when the broker is down."""
-        argument: str | list[str] = event_ids[0] if len(event_ids) == 1 else event_ids
-        self._celery.send_task(
-            task_names.PROCESS_WEBHOOK_EVENT, args=[argument], queue=task_names.EVENTS_QUEUE
-        )
+        publish_event_processing(self._celery, event_ids)
 
     def enqueue(self, event_id: str) -> None:
         """Publish the task for ``event_id`` now (a :class:`Dispatcher` without batching)."""

@@ -110,15 +110,6 @@ class EventStore:
         return self._connection
 
 
-def store_events(engine: Engine, rows: Sequence[Row]) -> dict[str, uuid.UUID]:
-    """:meth:`EventStore.insert` on a connection of its own (tests, one-off writes)."""
-    store = EventStore(engine)
-    try:
-        return store.insert(rows)
-    finally:
-        store.close()
-
-
 def database_ok(engine: Engine) -> bool:
     """Whether the database answers ``SELECT 1``."""
     try:

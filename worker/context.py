@@ -10,6 +10,7 @@ from celery import Celery
 from shared.sending.context import SendContext, process_context
 from shared.sending.scheduling import ReservingScheduler
 from shared.settings import get_settings
+from shared.task_producer import publish
 from worker import metrics
 
 
@@ -21,8 +22,8 @@ def context(app: Celery) -> SendContext:
 def _build_context(app: Celery) -> SendContext:
     ctx = SendContext.from_settings(get_settings(), metrics=metrics.WorkerSendMetrics())
 
-    def publish(name: str, kwargs: dict[str, Any], countdown: float) -> None:
-        app.send_task(name, kwargs=kwargs, countdown=countdown)
+    def send(name: str, kwargs: dict[str, Any], countdown: float) -> None:
+        publish(app, name, kwargs=kwargs, countdown=countdown)
 
-    ctx.scheduler = ReservingScheduler(ctx.limiter, publish)
+    ctx.scheduler = ReservingScheduler(ctx.limiter, send)
     return ctx

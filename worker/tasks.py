@@ -16,20 +16,13 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import task_names
-from shared.db import DATABASE_UNAVAILABLE
 from shared.errors import RateLimitBackendUnavailable
 from shared.sending import pipeline
 from shared.sending.outcomes import SendOutcome
 from worker.context import context
+from worker.retry import DATABASE_RETRY
 
-_SEND_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "max_retries": None,
-    "autoretry_for": DATABASE_UNAVAILABLE,
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-}
+_SEND_OPTIONS: dict[str, Any] = {"bind": True, **DATABASE_RETRY}
 #: Countdown after a soft time limit: the rows are in the ledger; the same task looks at them again.
 SOFT_LIMIT_RETRY_S = 5.0
 #: What an API key's hash looks like (``shared.rate_limit.api_key_hash``).

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
-from celery import Celery
 from rich.table import Table
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -20,10 +19,11 @@ from shared.errors import PayloadInvalid
 from shared.models import Connector, ConnectorUsage, EmailMessage, WebhookEvent
 from shared.rate_limit import ConnectorLimits, RateLimiter
 from shared.resend_schemas import parse_send_request
+from shared.task_producer import TaskProducer, publish, publish_event_processing
 
 
-def _producer(ctx: CliContext) -> Celery:
-    return Celery("pilot-cli", broker=ctx.settings.broker_url, set_as_current=False)
+def _producer(ctx: CliContext) -> TaskProducer:
+    return TaskProducer(ctx.settings.broker_url)
 
 
 @click.command()
@@ -65,7 +65,7 @@ def send(
     kwargs |= {"idempotency_key": idempotency_key} if idempotency_key else {}
     producer = _producer(ctx)
     try:
-        result = producer.send_task(task_names.SEND_EMAIL, kwargs=kwargs, queue=task_names.SENDS_QUEUE)
+        result = publish(producer, task_names.SEND_EMAIL, kwargs=kwargs)
     finally:
         producer.close()
     click.echo(result.id)
@@ -159,9 +159,7 @@ def replay(
     producer = _producer(ctx)
     try:
         for event_id in ids:
-            producer.send_task(
-                task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)], queue=task_names.EVENTS_QUEUE
-            )
+            publish_event_processing(producer, [str(event_id)])
     finally:
         producer.close()
     click.echo(f"Replaying {len(ids)} event(s).")

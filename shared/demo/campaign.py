@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 
 from shared import task_names
+from shared.task_producer import publish
 
 #: Resend's test addresses and ordinary readers.
 ORDINARY_READERS = 244
@@ -71,7 +72,8 @@ def enqueue_batches(
     """Publish ``pilot.send_batch`` tasks of up to :data:`BATCH_SIZE` emails; return how many tasks."""
     batches = [recipients[i : i + BATCH_SIZE] for i in range(0, len(recipients), BATCH_SIZE)]
     for offset, batch in zip(range(0, len(recipients), BATCH_SIZE), batches, strict=True):
-        broker.send_task(
+        publish(
+            broker,
             task_names.SEND_BATCH,
             kwargs={
                 "connector_id": str(connector_id),
@@ -79,6 +81,5 @@ def enqueue_batches(
                 "task_id": str(task_id),
                 "emails": [email_for(r, offset + i) for i, r in enumerate(batch)],
             },
-            queue=task_names.SENDS_QUEUE,
         )
     return len(batches)

@@ -35,6 +35,7 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
+from shared.backoff import compute_backoff
 from shared.errors import (
     PayloadInvalid,
     RateLimitBackendUnavailable,
@@ -56,7 +57,6 @@ from shared.sending.retry_policy import (
     ActionKind,
     action_for,
     attempts_exhausted,
-    compute_backoff,
     is_short_wait,
 )
 from shared.sending.suppression_check import describe

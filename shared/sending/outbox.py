@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -24,16 +24,11 @@ from shared import task_names
 from shared.errors import PayloadInvalid
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.pipeline import prepare
+from shared.task_producer import TaskSender, publish
 
 logger = logging.getLogger(__name__)
 
 _PENDING = "pilot_outbox_pending"
-
-
-class TaskSender(Protocol):
-    """The part of a Celery app the outbox uses."""
-
-    def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any: ...
 
 
 def enqueue_send(session: Session, celery_app: TaskSender, **payload: Any) -> list[uuid.UUID]:
@@ -64,7 +59,7 @@ def _after_commit(session: Session) -> None:
     for celery_app, kwargs in session.info.pop(_PENDING, []):
         message = {**kwargs, "message_ids": [str(i) for i in kwargs["message_ids"]]}
         try:
-            celery_app.send_task(task_names.SEND_EMAIL, kwargs=message)
+            publish(celery_app, task_names.SEND_EMAIL, kwargs=message)
         except Exception:  # the rows are committed: the sweep publishes them later
             logger.exception("outbox publish failed; pilot.sweep will pick the rows up")
 

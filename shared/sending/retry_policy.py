@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.backoff import compute_backoff
 from shared.errors import (
     ResendAuthError,
     ResendError,
@@ -37,9 +38,6 @@ from shared.errors import (
 MAX_ATTEMPTS = 8
 #: Longest wait spent as a Celery countdown; longer waits are stored as ``next_attempt_at``.
 MAX_COUNTDOWN_S = 60.0
-#: First backoff step and cap (seconds); step n is ``min(cap, base * 2**(n-1))`` before jitter.
-BACKOFF_BASE_S = 2.0
-BACKOFF_CAP_S = 60.0
 #: Wait after a 429 that carried no usable ``retry-after``.
 DEFAULT_RATE_LIMIT_WAIT_S = 1.0
 #: Wait after a quota answer without a reset time (Resend's quotas reset daily or monthly).
@@ -65,24 +63,6 @@ class Action:
     kind: ActionKind
     delay: float = 0.0
     uses_attempt: bool = True
-
-
-def compute_backoff(
-    attempts: int,
-    *,
-    base: float = BACKOFF_BASE_S,
-    cap: float = BACKOFF_CAP_S,
-    rand: Callable[[], float] = random.random,
-) -> float:
-    """Seconds before retry number ``attempts`` (1 = first retry): full jitter, uniform in [0, step].
-
-    Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads the retries of many
-    workers that failed together, so they do not hit Resend again at the same instant.
-    """
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
-    step = min(cap, base * 2.0 ** min(attempts - 1, 32))
-    return float(step * rand())
 
 
 def action_for(error: ResendError, *, attempts: int, rand: Callable[[], float] = random.random) -> Action:

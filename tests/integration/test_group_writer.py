@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -19,7 +19,7 @@ from shared.models import WebhookEvent
 from shared.settings import load_settings
 from webhook_receiver import group_writer, storage
 from webhook_receiver.group_writer import GroupWriter, PendingRow, write_batch
-from webhook_receiver.storage import EventStore, StorageUnavailable, autocommit, store_events
+from webhook_receiver.storage import EventStore, Row, StorageUnavailable, autocommit
 
 PAYLOAD = json.dumps({"type": "email.sent", "data": {}})
 UNSTORABLE = json.dumps({"type": "email.sent", "data": {"s": "a\x00b"}})
@@ -30,6 +30,15 @@ def engine(fresh_database_url: str) -> Iterator[Engine]:
     engine = make_engine(load_settings(database_url=fresh_database_url))
     yield autocommit(engine)
     engine.dispose()
+
+
+def store_events(engine: Engine, rows: Sequence[Row]) -> dict[str, uuid.UUID]:
+    """:meth:`EventStore.insert` on a connection of its own."""
+    store = EventStore(engine)
+    try:
+        return store.insert(rows)
+    finally:
+        store.close()
 
 
 def rows(engine: Engine) -> int:

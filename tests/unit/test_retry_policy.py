@@ -1,4 +1,4 @@
-"""shared.sending.retry_policy: backoff with full jitter, and Resend's taxonomy mapped to actions."""
+"""shared.sending.retry_policy: Resend's taxonomy mapped to actions."""
 
 from __future__ import annotations
 
@@ -16,40 +16,14 @@ from shared.errors import (
     ResendTransportError,
 )
 from shared.sending.retry_policy import (
-    BACKOFF_CAP_S,
     DEFAULT_QUOTA_WAIT_S,
     DEFAULT_RATE_LIMIT_WAIT_S,
     MAX_ATTEMPTS,
     ActionKind,
     action_for,
     attempts_exhausted,
-    compute_backoff,
     is_short_wait,
 )
-
-
-@pytest.mark.parametrize(
-    ("attempts", "step"), [(1, 2.0), (2, 4.0), (3, 8.0), (5, 32.0), (6, 60.0), (40, 60.0)]
-)
-def test_compute_backoff_top_of_the_range_doubles_up_to_the_cap(attempts: int, step: float) -> None:
-    assert compute_backoff(attempts, rand=lambda: 1.0) == step
-
-
-def test_compute_backoff_full_jitter_can_be_zero() -> None:
-    assert compute_backoff(3, rand=lambda: 0.0) == 0.0
-
-
-def test_compute_backoff_is_uniform_within_the_step() -> None:
-    assert compute_backoff(3, rand=lambda: 0.25) == 2.0
-
-
-def test_compute_backoff_never_exceeds_the_cap_with_real_randomness() -> None:
-    assert all(0 <= compute_backoff(n) <= BACKOFF_CAP_S for n in range(1, 50))
-
-
-def test_compute_backoff_refuses_zero_attempts() -> None:
-    with pytest.raises(ValueError, match="attempts"):
-        compute_backoff(0)
 
 
 def error(cls: type[ResendError], retry_after: float | None = None) -> ResendError:

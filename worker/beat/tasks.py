@@ -8,6 +8,7 @@ from celery import Task, shared_task
 
 from shared import task_names
 from shared.db import make_sessionmaker
+from shared.task_producer import publish_event_processing
 from worker.beat import maintenance, status_checks
 from worker.context import context
 from worker.events.tasks import process_pending_events
@@ -28,7 +29,7 @@ def sweep(self: Task) -> dict[str, int]:
     sends = maintenance.sweep(factory, ctx, now=ctx.clock())
 
     def enqueue_event(event_id: str) -> None:
-        self.app.send_task(task_names.PROCESS_WEBHOOK_EVENT, args=[str(event_id)])
+        publish_event_processing(self.app, [event_id])
 
     events = process_pending_events(factory, enqueue_event, now=ctx.clock())
     return {"sends": sends, "webhook_events": events}

@@ -30,6 +30,7 @@ from kombu.transport import virtual
 from shared import task_names
 from shared.errors import DeadLetterNotPublished
 from shared.models import DeadLetterReason
+from shared.task_producer import publish
 from worker import metrics
 from worker.broker.dead_letters import DeadLetterRecord, dead_letter_record
 from worker.broker.message_check import Refusal, check_task_message, decode_problem, quoted, task_signatures
@@ -72,12 +73,12 @@ class MessageRefuser:
 
 
 def publish_with(app: Any) -> Publish:
-    """Publishes records as ``pilot.record_dead_letter`` tasks through ``app`` (routed by its config)."""
+    """Publishes records as ``pilot.record_dead_letter`` tasks through ``app``, to their queue."""
 
-    def publish(record: DeadLetterRecord) -> None:
-        app.send_task(task_names.RECORD_DEAD_LETTER, kwargs=record.model_dump(mode="json"))
+    def send(record: DeadLetterRecord) -> None:
+        publish(app, task_names.RECORD_DEAD_LETTER, kwargs=record.model_dump(mode="json"))
 
-    return publish
+    return send
 
 
 class GuardedConsumer(Consumer):  # type: ignore[misc]

@@ -17,12 +17,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import task_names
-from shared.db import DATABASE_UNAVAILABLE, make_sessionmaker, transaction
+from shared.db import make_sessionmaker, transaction
 from shared.errors import PayloadInvalid
 from shared.models import DeadLetter
 from worker.broker.dead_letters import DeadLetterRecord
 from worker.broker.message_check import printable
 from worker.context import context
+from worker.retry import DATABASE_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +31,7 @@ logger = logging.getLogger(__name__)
 @shared_task(
     name=task_names.RECORD_DEAD_LETTER,
     bind=True,
-    max_retries=None,
-    autoretry_for=DATABASE_UNAVAILABLE,
-    retry_backoff=2,
-    retry_backoff_max=60,
-    retry_jitter=True,
+    **DATABASE_RETRY,
 )
 def record_dead_letter(self: Any, **fields: Any) -> bool:
     """Store one dead letter; ``False`` if it was stored already."""

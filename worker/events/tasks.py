@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import random
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import task_names
+from shared.backoff import compute_backoff
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import WebhookEvent
 from shared.settings import get_settings
@@ -29,20 +29,11 @@ from worker.events import processing
 
 logger = logging.getLogger(__name__)
 
-#: Retry delays double from this, capped: countdowns stay short (long waits live in PostgreSQL).
-RETRY_BASE_S = 2.0
-RETRY_MAX_S = 60.0
 #: The sweep leaves events this young to the task already enqueued for them.
 PENDING_GRACE = timedelta(seconds=60)
 #: Events that failed this often are left for a human (their ``error`` says why).
 PENDING_MAX_ATTEMPTS = 25
 PENDING_BATCH = 500
-
-
-def retry_countdown(retries: int, *, rng: Callable[[], float] = random.random) -> float:
-    """Seconds before retry number ``retries + 1``: doubling from 2 s up to 60 s, with 0-25 % jitter."""
-    delay = min(RETRY_MAX_S, RETRY_BASE_S * 2.0 ** min(retries, 32))
-    return delay * (1 + rng() / 4)
 
 
 @functools.cache
@@ -61,7 +52,7 @@ def process_webhook_event(self: Any, event_ids: str | list[str]) -> dict[str, in
     ids = [event_ids] if isinstance(event_ids, str) else list(event_ids)
     outcomes, retry = process_batch(_session_factory(), ids)
     if retry:
-        raise self.retry(args=[retry], countdown=retry_countdown(self.request.retries))
+        raise self.retry(args=[retry], countdown=compute_backoff(self.request.retries + 1))
     return outcomes
 
 
