@@ -36,7 +36,7 @@ from shared.resend_client import KeyCheck, ResendClient
 from shared.resend_http import ResendHTTP
 from shared.sending import pipeline
 from shared.sending.context import SendContext
-from shared.sending.outcomes import RecipientResult, SendOutcome
+from shared.sending.outcomes import RecipientResult, ResultStatus, SendOutcome
 from shared.settings import Settings
 
 #: Resend API keys start with this prefix.
@@ -140,7 +140,9 @@ class ResendConnector(BaseConnector, EmailConnector):
                 prepared.append(
                     (
                         None,
-                        pipeline.Submission(outcome=SendOutcome([RecipientResult("", "failed", str(exc))])),
+                        pipeline.Submission(
+                            outcome=SendOutcome([RecipientResult("", ResultStatus.FAILED, str(exc))])
+                        ),
                     )
                 )
                 continue
@@ -258,7 +260,7 @@ def _caller_metadata(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _refused(reason: str, fields: Mapping[str, Any]) -> ConnectorResult:
-    return ConnectorResult(False, error=reason, metadata=_caller_metadata(fields), status="failed")
+    return ConnectorResult(False, error=reason, metadata=_caller_metadata(fields), status=ResultStatus.FAILED)
 
 
 def _task_row(ctx: SendContext, task_id: Any, organization_id: uuid.UUID | None) -> uuid.UUID | None:
@@ -279,11 +281,11 @@ def _connector_result(
     metadata = email.result_metadata() if email is not None else _caller_metadata(fields)
     results = outcome.results
     metadata["recipients"] = [result.as_dict() for result in results]
-    waiting = [result for result in results if result.status != "sent"]
+    waiting = [result for result in results if result.status != ResultStatus.SENT]
     if not waiting:
         ids = {result.resend_id for result in results}
         message_id = ids.pop() if len(ids) == 1 else None
-        return ConnectorResult(True, message_id=message_id, metadata=metadata, status="sent")
+        return ConnectorResult(True, message_id=message_id, metadata=metadata, status=ResultStatus.SENT)
     first = waiting[0]
     if first.next_attempt_at is not None:
         metadata["next_attempt_at"] = first.next_attempt_at

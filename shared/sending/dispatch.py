@@ -49,7 +49,7 @@ from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
 from shared.sending import budgets, queue, units
 from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
-from shared.sending.outcomes import RecipientResult
+from shared.sending.outcomes import RecipientResult, ResultStatus
 from shared.sending.pacing import take_request_token
 from shared.sending.queue import AloneRow, Answer, QueuedRow, RowChange
 from shared.sending.retry_policy import (
@@ -196,7 +196,7 @@ class Dispatcher:
 
     def _count(self, plan: _Plan) -> None:
         self.ctx.metrics.count_results(
-            result.status for result in plan.results.values() if result.status != "pending"
+            result.status for result in plan.results.values() if result.status != ResultStatus.PENDING
         )
 
     # The alone lane -------------------------------------------------------------------------------

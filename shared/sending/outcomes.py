@@ -10,10 +10,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from shared.models import EmailMessage, MessageStatus
 from shared.sending.batching import count_by
+
+
+class ResultStatus(StrEnum):
+    """A recipient's status as the caller sees it (the ledger's statuses, folded)."""
+
+    SENT = "sent"
+    PENDING = "pending"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
 
 #: Row statuses that mean Resend accepted the email.
 ACCEPTED_STATUSES = frozenset(
@@ -64,12 +76,18 @@ class RecipientResult:
         next_attempt_at: datetime | None = None,
     ) -> RecipientResult:
         """The result of a row in ``status`` (a ledger status), as the caller sees it."""
-        shown = "sent" if status in ACCEPTED_STATUSES else "pending" if status in PENDING_STATUSES else status
-        waiting = shown in ("deferred", "pending")
+        shown = (
+            ResultStatus.SENT
+            if status in ACCEPTED_STATUSES
+            else ResultStatus.PENDING
+            if status in PENDING_STATUSES
+            else status
+        )
+        waiting = shown in (ResultStatus.DEFERRED, ResultStatus.PENDING)
         return cls(
             recipient=recipient,
             status=str(shown),
-            reason=None if shown == "sent" else reason,
+            reason=None if shown == ResultStatus.SENT else reason,
             resend_id=resend_id,
             message_id=None if message_id is None else str(message_id),
             next_attempt_at=next_attempt_at.isoformat() if next_attempt_at and waiting else None,
@@ -95,8 +113,8 @@ class SendOutcome:
         counts = self.counts()
         return {
             "total": len(self.results),
-            "successful": counts.get("sent", 0),
-            "failed": counts.get("failed", 0),
+            "successful": counts.get(ResultStatus.SENT, 0),
+            "failed": counts.get(ResultStatus.FAILED, 0),
             "counts": counts,
             "results": [result.as_dict() for result in self.results],
         }

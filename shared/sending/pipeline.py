@@ -40,7 +40,7 @@ from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.dispatch import Dispatcher
 from shared.sending.ledger import Placement
-from shared.sending.outcomes import RecipientResult, SendOutcome
+from shared.sending.outcomes import RecipientResult, ResultStatus, SendOutcome
 from shared.sending.payloads import (
     ResumePayload,
     SendBatchPayload,
@@ -277,7 +277,9 @@ def _write(
     refused_rows = prepared.refused - len(prepared.answered)
     waiting = len(prepared.ids) - refused_rows - suppressed if placement.until is not None else 0
     ctx.metrics.count_results(
-        ["failed"] * prepared.refused + ["suppressed"] * suppressed + ["deferred"] * waiting
+        [ResultStatus.FAILED] * prepared.refused
+        + [ResultStatus.SUPPRESSED] * suppressed
+        + [ResultStatus.DEFERRED] * waiting
     )
     key = placement.dispatch_key if placement.until is None else None
     return Recorded(view.id, key, prepared.ids, prepared.answered, prepared.refused)

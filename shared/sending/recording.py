@@ -27,7 +27,7 @@ from shared.models import EmailMessage
 from shared.sending import ledger
 from shared.sending.connectors import ConnectorView
 from shared.sending.ledger import Placement
-from shared.sending.outcomes import RecipientResult
+from shared.sending.outcomes import RecipientResult, ResultStatus
 from shared.sending.payloads import (
     EmailFields,
     RefusedEmail,
@@ -136,7 +136,7 @@ def _refused(
     messages = refused_messages(connector.id, ref, data, refusal.reason, index=refusal.index)
     if not messages:
         logger.warning("send_batch email %d refused: %s", refusal.index, refusal.reason)
-        prepared.answered.append(RecipientResult("", "failed", refusal.reason))
+        prepared.answered.append(RecipientResult("", ResultStatus.FAILED, refusal.reason))
     return messages
 
 
@@ -190,4 +190,4 @@ def _answer_conflict(
         target=f"email_message:{message.id}",
         reason=reason,
     )
-    prepared.answered.append(RecipientResult(message.recipient, "failed", reason))
+    prepared.answered.append(RecipientResult(message.recipient, ResultStatus.FAILED, reason))

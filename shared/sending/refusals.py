@@ -25,7 +25,7 @@ from shared.models import Connector, Task
 from shared.sending import ledger, queue
 from shared.sending.context import SendContext
 from shared.sending.ledger import Placement
-from shared.sending.outcomes import RecipientResult, SendOutcome
+from shared.sending.outcomes import RecipientResult, ResultStatus, SendOutcome
 from shared.sending.payloads import storable_text
 from shared.sending.rendering import RenderedMessage, message_id_for, recipient_hash, task_reference
 
@@ -59,9 +59,9 @@ def _record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str
             _audit(session, data, reason, task_ref=task_ref, connector=connector, recipients=len(recipients))
             if len(recipients) > MAX_RECORDED_RECIPIENTS:
                 return SendOutcome(
-                    [RecipientResult("", "failed", f"{reason} ({len(recipients)} recipients)")]
+                    [RecipientResult("", ResultStatus.FAILED, f"{reason} ({len(recipients)} recipients)")]
                 )
-            return SendOutcome([RecipientResult(r, "failed", reason) for r in recipients or [""]])
+            return SendOutcome([RecipientResult(r, ResultStatus.FAILED, reason) for r in recipients or [""]])
         task_id = _uuid(data.get("task_id"))
         if task_id is not None and session.scalar(select(Task.organization_id).where(Task.id == task_id)) != (
             connector.organization_id
