@@ -30,6 +30,7 @@ from shared.db import make_engine, make_sessionmaker, transaction
 from shared.demo import campaign, processes, report
 from shared.models import Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.sending.ledger import count_by_status
 from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
 from shared.settings import Settings, load_settings
 from shared.suppression import suppress
@@ -323,7 +324,7 @@ def _settle(
     while time.monotonic() < deadline:
         _check_alive(children)
         with factory() as session:
-            ledger, events = report.ledger_counts(session, task_id), report.webhook_counts(session)
+            ledger, events = count_by_status(session, task_id=task_id), report.webhook_counts(session)
         yield ledger, events
         snapshot = (sorted(ledger.items()), events["stored"], events["processed"])
         if snapshot != last:
