@@ -28,7 +28,7 @@ from shared import migrations, task_names
 from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.demo import campaign, processes, report
-from shared.models import Task
+from shared.models import SuppressionReason, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
 from shared.sending.ledger import count_by_status
 from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
@@ -294,7 +294,7 @@ def _create_organization(
             actor="demo",
         )
         for address in audience.pre_suppressed:
-            suppress(session, org.id, address, "unsubscribed", source="demo")
+            suppress(session, org.id, address, SuppressionReason.UNSUBSCRIBED, source="demo")
         task = Task(id=uuid.uuid4(), organization_id=org.id, name="Spring campaign", status="running")
         session.add(task)
     return _Campaign(org.id, connector.id, task.id, limits)
