@@ -212,6 +212,20 @@ def set_status(
     return connector
 
 
+def record_check(
+    session: Session, connector: Connector, *, error: str | None, rejected: bool, now: datetime, actor: str
+) -> None:
+    """A key check's result (beat's status check, ``pilot connector test``): ``last_checked_at`` and
+    ``last_error``; a rejected key makes the connector ``error``, a passing check brings an ``error``
+    connector back to ``active`` (an operator's pause stays)."""
+    connector.last_checked_at = now
+    set_last_error(connector, error)
+    if rejected:
+        set_status(session, connector, ConnectorStatus.ERROR, actor=actor, reason=error)
+    elif error is None and connector.status == ConnectorStatus.ERROR:
+        set_status(session, connector, ConnectorStatus.ACTIVE, actor=actor, reason="status check passed")
+
+
 def set_last_error(connector: Connector, error: str | None) -> None:
     """Remember the latest error (already scrubbed by whoever raised it), truncated."""
     connector.last_error = None if error is None else error[:MAX_ERROR_LENGTH]

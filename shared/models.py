@@ -79,14 +79,20 @@ MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 #: Statuses of a row the sender may still act on (its Resend id may not be committed yet); every
 #: other status is final for the sender.
 OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
-SUPPRESSION_REASONS = (
-    "hard_bounce",
-    "spam_complaint",
-    "provider_suppressed",
-    "soft_bounce",
-    "manual",
-    "unsubscribed",
-)
+
+
+class SuppressionReason(StrEnum):
+    """Why an address is on an organization's suppression list."""
+
+    HARD_BOUNCE = "hard_bounce"
+    SPAM_COMPLAINT = "spam_complaint"
+    PROVIDER_SUPPRESSED = "provider_suppressed"  # Resend's own suppression list (email.suppressed)
+    SOFT_BOUNCE = "soft_bounce"  # repeated soft bounces; expires
+    MANUAL = "manual"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+SUPPRESSION_REASONS = tuple(reason.value for reason in SuppressionReason)
 
 
 class DeadLetterReason(StrEnum):

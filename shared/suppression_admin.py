@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import audit
 from shared.db import transaction
 from shared.errors import ImportInterrupted, NotFound, PayloadInvalid
-from shared.models import SUPPRESSION_REASONS, Suppression
+from shared.models import SUPPRESSION_REASONS, Suppression, SuppressionReason
 from shared.suppression import (
     FORMULA_PREFIXES,
     MAX_RECIPIENT_LOCKS,
@@ -62,7 +62,7 @@ class ImportReport:
 
 
 def parse_entry(
-    email: str, reason: str = "manual", expires_at: str | None = None, *, where: str = ""
+    email: str, reason: str = SuppressionReason.MANUAL, expires_at: str | None = None, *, where: str = ""
 ) -> Entry:
     """Validate one address, reason and expiry, or raise :class:`PayloadInvalid` saying which."""
     try:
@@ -145,7 +145,7 @@ def read_csv(data: bytes) -> list[Entry]:
             continue
         # The address rule itself takes a ' in front of a formula-like address (see _unescape).
         email = _cell(row, columns, "email")
-        reason = _unescape(_cell(row, columns, "reason")) or "manual"
+        reason = _unescape(_cell(row, columns, "reason")) or SuppressionReason.MANUAL
         try:
             entries.append(
                 parse_entry(email, reason, _unescape(_cell(row, columns, "expires_at")), where=where)

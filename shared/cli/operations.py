@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from rich.table import Table
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
@@ -16,10 +16,12 @@ from shared import task_names
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import cell
 from shared.errors import PayloadInvalid
-from shared.models import Connector, ConnectorUsage, EmailMessage, WebhookEvent
+from shared.models import Connector, ConnectorUsage
 from shared.rate_limit import ConnectorLimits, RateLimiter
 from shared.resend_schemas import parse_send_request
+from shared.sending.ledger import count_by_status
 from shared.task_producer import TaskProducer, publish, publish_event_processing
+from shared.webhook_events import event_counts, reopen_for_replay
 
 
 def _producer(ctx: CliContext) -> TaskProducer:
@@ -109,22 +111,16 @@ def status(ctx: CliContext) -> None:
     """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
-        ledger = session.execute(
-            select(EmailMessage.status, func.count()).group_by(EmailMessage.status)
-        ).all()
-        events = session.execute(
-            select(
-                func.count(),
-                func.count().filter(WebhookEvent.processed_at.is_(None)),
-                func.count().filter(WebhookEvent.orphaned()),
-            )
-        ).one()
+        ledger = count_by_status(session)
+        events = event_counts(session)
     ctx.console.print(_connectors_table(connectors))
     messages = Table("status", "messages", title="Send ledger")
-    for name, count in sorted(ledger, key=lambda row: -int(row[1])):
+    for name, count in sorted(ledger.items(), key=lambda item: -item[1]):
         messages.add_row(cell(name), str(count))
     ctx.console.print(messages)
-    ctx.console.print(f"Webhook events: {events[0]} stored, {events[1]} waiting, {events[2]} orphaned.")
+    ctx.console.print(
+        f"Webhook events: {events.stored} stored, {events.waiting} waiting, {events.orphaned} orphaned."
+    )
 
 
 def _connectors_table(connectors: list[Connector]) -> Table:
@@ -150,11 +146,9 @@ def replay(
     ctx: CliContext, event_ids: tuple[str, ...], orphans: bool, unprocessed: bool, since: datetime | None
 ) -> None:
     """Process stored events again (idempotent: each adds at most one metric row)."""
-    conditions = _replay_conditions(event_ids, orphans, unprocessed, since)
     with ctx.transaction() as session:
-        ids = list(session.scalars(select(WebhookEvent.id).where(*conditions)))
-        session.execute(
-            update(WebhookEvent).where(WebhookEvent.id.in_(ids)).values(processed_at=None, error=None)
+        ids = reopen_for_replay(
+            session, event_ids=event_ids, orphans=orphans, unprocessed=unprocessed, since=since
         )
     producer = _producer(ctx)
     try:
@@ -163,24 +157,3 @@ def replay(
     finally:
         producer.close()
     click.echo(f"Replaying {len(ids)} event(s).")
-
-
-def _replay_conditions(
-    event_ids: tuple[str, ...], orphans: bool, unprocessed: bool, since: datetime | None
-) -> list[Any]:
-    if not (event_ids or orphans or unprocessed or since):
-        raise PayloadInvalid("name event ids, or choose --orphans, --unprocessed or --since")
-    conditions: list[Any] = []
-    if event_ids:
-        try:
-            parsed = [uuid.UUID(value) for value in event_ids]
-        except ValueError:
-            raise PayloadInvalid("event ids must be UUIDs (the id column of webhook_events)") from None
-        conditions.append(WebhookEvent.id.in_(parsed))
-    if orphans:
-        conditions.append(WebhookEvent.orphaned())
-    if unprocessed:
-        conditions.append(WebhookEvent.processed_at.is_(None))
-    if since:
-        conditions.append(WebhookEvent.received_at >= since.replace(tzinfo=since.tzinfo or UTC))
-    return conditions

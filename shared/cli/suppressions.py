@@ -12,6 +12,7 @@ from shared import connector_store as store
 from shared import suppression_admin as admin
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import cell, printable
+from shared.models import SuppressionReason
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
@@ -47,7 +48,7 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
 @suppression.command("add")
 @ORG
 @click.argument("email")
-@click.option("--reason", default="manual", show_default=True)
+@click.option("--reason", default=SuppressionReason.MANUAL.value, show_default=True)
 @click.option("--expires-at", help="ISO 8601 time after which the entry lapses.")
 @ACTOR
 @pass_cli

@@ -80,14 +80,16 @@ class DatabaseRecorder:
             logger.warning("connector %s: error not recorded (%s)", connector_id, type(exc).__name__)
 
     def record_check(self, connector_id: uuid.UUID, *, error: str | None) -> None:
-        """Set ``last_checked_at`` and ``last_error`` (None when the check passed).
+        """Record a check as beat's status check does (a passing one brings ``error`` back to
+        ``active``); a rejected key was recorded already by :meth:`record_error`.
 
-        Not audited here: whoever asked for the check (CLI, beat) audits it under their own actor.
+        The check itself is audited by whoever asked for it (the CLI), under their own actor.
         """
         try:
             with transaction(self._factory) as session:
                 connector = store.get_connector(session, connector_id, for_update=True)
-                connector.last_checked_at = datetime.now(UTC)
-                store.set_last_error(connector, error)
+                store.record_check(
+                    session, connector, error=error, rejected=False, now=datetime.now(UTC), actor=ACTOR
+                )
         except (SQLAlchemyError, PilotError) as exc:
             logger.warning("connector %s: check not recorded (%s)", connector_id, type(exc).__name__)

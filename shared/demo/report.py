@@ -9,11 +9,13 @@ from typing import Any
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import EmailMessage, Suppression, Task, WebhookEvent
+from shared.models import Suppression, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.sending.ledger import count_by_status
+from shared.webhook_events import event_counts
 
 #: Statuses a message may still leave by itself (a webhook or a retry is on its way).
 IN_FLIGHT = ("queued", "sending")
@@ -41,26 +43,15 @@ class DemoReport:
         return {**asdict(self), "accounted": self.accounted}
 
 
-def ledger_counts(session: Session, task_id: uuid.UUID) -> dict[str, int]:
-    """Messages of the task by status."""
-    rows = session.execute(
-        select(EmailMessage.status, func.count())
-        .where(EmailMessage.task_id == task_id)
-        .group_by(EmailMessage.status)
-    )
-    return {status: int(count) for status, count in rows}
-
-
 def webhook_counts(session: Session) -> dict[str, int]:
     """Stored webhook events: total, processed, waiting, orphaned."""
-    total, processed, orphaned = session.execute(
-        select(
-            func.count(),
-            func.count(WebhookEvent.processed_at),
-            func.count().filter(WebhookEvent.orphaned()),
-        )
-    ).one()
-    return {"stored": total, "processed": processed, "waiting": total - processed, "orphaned": orphaned}
+    counts = event_counts(session)
+    return {
+        "stored": counts.stored,
+        "processed": counts.processed,
+        "waiting": counts.waiting,
+        "orphaned": counts.orphaned,
+    }
 
 
 def suppression_by_reason(session: Session, organization_id: uuid.UUID) -> dict[str, list[str]]:
@@ -100,7 +91,7 @@ def collect(
     delivery = dict((task.execution_result if task else {}).get("delivery", {}))
     return DemoReport(
         recipients=recipients,
-        ledger=ledger_counts(session, task_id),
+        ledger=count_by_status(session, task_id=task_id),
         delivery=delivery,
         suppression_list=suppression_by_reason(session, organization_id),
         usage=usage,

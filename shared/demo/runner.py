@@ -28,8 +28,9 @@ from shared import migrations, task_names
 from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.demo import campaign, processes, report
-from shared.models import Task
+from shared.models import SuppressionReason, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.sending.ledger import count_by_status
 from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
 from shared.settings import Settings, load_settings
 from shared.suppression import suppress
@@ -293,7 +294,7 @@ def _create_organization(
             actor="demo",
         )
         for address in audience.pre_suppressed:
-            suppress(session, org.id, address, "unsubscribed", source="demo")
+            suppress(session, org.id, address, SuppressionReason.UNSUBSCRIBED, source="demo")
         task = Task(id=uuid.uuid4(), organization_id=org.id, name="Spring campaign", status="running")
         session.add(task)
     return _Campaign(org.id, connector.id, task.id, limits)
@@ -323,7 +324,7 @@ def _settle(
     while time.monotonic() < deadline:
         _check_alive(children)
         with factory() as session:
-            ledger, events = report.ledger_counts(session, task_id), report.webhook_counts(session)
+            ledger, events = count_by_status(session, task_id=task_id), report.webhook_counts(session)
         yield ledger, events
         snapshot = (sorted(ledger.items()), events["stored"], events["processed"])
         if snapshot != last:

@@ -106,6 +106,14 @@ def load_messages(
     return [found[message_id] for message_id in ids if message_id in found]
 
 
+def count_by_status(session: Session, *, task_id: uuid.UUID | None = None) -> dict[str, int]:
+    """Ledger rows by status: all of them, or a task's."""
+    query = select(EmailMessage.status, func.count()).group_by(EmailMessage.status)
+    if task_id is not None:
+        query = query.where(EmailMessage.task_id == task_id)
+    return {status: int(count) for status, count in session.execute(query)}
+
+
 def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:
     """Deferred rows answered: their recipients are suppressed (``reasons`` by row id)."""
     if not reasons:

@@ -8,8 +8,9 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from shared import connector_store as store
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import WebhookEvent
+from shared.models import ConnectorStatus, WebhookEvent
 from shared.settings import get_settings, load_settings
 from tests.integration.conftest import Pilot
 from tests.sandbox_process import running_sandbox
@@ -130,3 +131,25 @@ def test_connector_test_reports_a_rejected_key(pilot: Pilot, monkeypatch: pytest
     assert result.exit_code == 1
     assert "connection test failed" in result.output
     assert "re_wrong_key" not in result.output
+
+
+def test_connector_test_that_passes_brings_a_connector_in_error_back_to_active(
+    pilot: Pilot, fresh_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(load_settings(database_url=fresh_database_url))
+    factory = make_sessionmaker(engine)
+    with running_sandbox(rate_limit_per_second=0) as sandbox:
+        monkeypatch.setenv("RESEND_BASE_URL", sandbox.url)
+        get_settings.cache_clear()
+        connector = new_connector(pilot, "--api-key", "re_cli_test_key")
+        with transaction(factory) as session:  # as a key Resend refused earlier leaves it
+            row = store.get_connector(session, connector, for_update=True)
+            store.set_status(session, row, ConnectorStatus.ERROR, actor="test", reason="key refused")
+
+        result = pilot("connector", "test", connector)
+
+    assert result.exit_code == 0, result.output
+    with factory() as session:
+        row = store.get_connector(session, connector)
+        assert (row.status, row.last_error) == (ConnectorStatus.ACTIVE, None)
+    engine.dispose()

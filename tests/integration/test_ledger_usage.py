@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db import transaction
 from shared.models import EmailMessage
 from shared.sending.context import ledger_usage_source
-from shared.sending.ledger import recent_usage
-from tests.send_helpers import add_connector
+from shared.sending.ledger import count_by_status, recent_usage
+from tests.send_helpers import add_connector, add_task
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +76,16 @@ def test_ledger_usage_source_reads_the_ledger_by_connector_id_string(fresh_datab
         assert ledger_usage_source(engine)(str(connector_id)) == (1, 1)
     finally:
         engine.dispose()
+
+
+def test_count_by_status_counts_all_rows_or_a_tasks(session_factory: sessionmaker[Session]) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    task_id = add_task(session_factory, organization_id)
+    with transaction(session_factory) as session:
+        for status in ("sent", "sent", "failed"):
+            add_row(session, connector_id, organization_id, status)
+        session.execute(update(EmailMessage).where(EmailMessage.status == "failed").values(task_id=task_id))
+
+    with session_factory() as session:
+        assert count_by_status(session) == {"sent": 2, "failed": 1}
+        assert count_by_status(session, task_id=task_id) == {"failed": 1}

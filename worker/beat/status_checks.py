@@ -93,14 +93,7 @@ def record_check(
     """Store one check's result and move the status it implies."""
     with transaction(factory) as session:
         connector = store.get_connector(session, connector_id, for_update=True)
-        connector.last_checked_at = now
-        store.set_last_error(connector, error)
-        if rejected:
-            store.set_status(session, connector, ConnectorStatus.ERROR, actor=ACTOR, reason=error)
-        elif error is None and connector.status == ConnectorStatus.ERROR:
-            store.set_status(
-                session, connector, ConnectorStatus.ACTIVE, actor=ACTOR, reason="status check passed"
-            )
+        store.record_check(session, connector, error=error, rejected=rejected, now=now, actor=ACTOR)
         if error:
             logger.warning("connector %s check failed: %s", connector_id, error)
         return CheckOutcome(connector_id, error is None, error, connector.status)

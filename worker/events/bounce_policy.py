@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
+from shared.models import SuppressionReason
+
 #: Consecutive soft bounces that escalate.
 DEFAULT_SOFT_BOUNCES = 3
 #: The run must cover at least this long: three bounces in one minute are one bad hour, not a dead box.
@@ -43,7 +45,7 @@ def soft_bounce_expiry(history: Iterable[DeliveryFact], policy: SoftBouncePolicy
     """
     run: list[datetime] = []
     for fact in sorted(history, key=lambda fact: fact.occurred_at):
-        if fact.kind == "soft_bounce":
+        if fact.kind == SuppressionReason.SOFT_BOUNCE:
             run.append(fact.occurred_at)
         else:
             run = []

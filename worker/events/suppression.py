@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import EmailMessage, EmailMetric, Suppression
+from shared.models import EmailMessage, EmailMetric, Suppression, SuppressionReason
 from shared.resend_events import EventType, TrackingEvent
 from shared.suppression import lock_recipient_for_suppression, suppress
 from worker.events.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bounce_expiry
@@ -21,8 +21,8 @@ from worker.events.bounce_policy import DeliveryFact, SoftBouncePolicy, soft_bou
 SOURCE = "resend_webhook"
 
 _IMMEDIATE = {
-    EventType.COMPLAINED: "spam_complaint",
-    EventType.SUPPRESSED: "provider_suppressed",
+    EventType.COMPLAINED: SuppressionReason.SPAM_COMPLAINT,
+    EventType.SUPPRESSED: SuppressionReason.PROVIDER_SUPPRESSED,
 }
 
 
@@ -30,7 +30,7 @@ def apply_suppression(
     session: Session, message: EmailMessage, event: TrackingEvent, *, policy: SoftBouncePolicy
 ) -> str | None:
     """Suppress ``message``'s recipient if ``event`` calls for it; returns the reason, if any."""
-    reason = "hard_bounce" if event.is_hard_bounce else _IMMEDIATE.get(event.type)
+    reason = SuppressionReason.HARD_BOUNCE if event.is_hard_bounce else _IMMEDIATE.get(event.type)
     if reason is not None or event.is_soft_bounce:
         # A send to this address may be between its suppression check and its HTTP call: wait for
         # it, so no email is delivered after this suppression commits.
@@ -61,12 +61,12 @@ def _escalate_soft_bounces(
         session,
         message.organization_id,
         message.recipient,
-        "soft_bounce",
+        SuppressionReason.SOFT_BOUNCE,
         source=SOURCE,
         details=details,
         expires_at=expires_at,
     )
-    return "soft_bounce"
+    return SuppressionReason.SOFT_BOUNCE
 
 
 def delivery_history(session: Session, message: EmailMessage) -> list[DeliveryFact]:
@@ -76,15 +76,15 @@ def delivery_history(session: Session, message: EmailMessage) -> list[DeliveryFa
         .join(EmailMessage, EmailMessage.id == EmailMetric.message_id)
         .where(EmailMessage.organization_id == message.organization_id)
         .where(func.lower(EmailMessage.recipient) == message.recipient.lower())
-        .where(EmailMetric.event.in_(("delivered", "bounced")))
+        .where(EmailMetric.event.in_((EventType.DELIVERED, EventType.BOUNCED)))
     ).all()
     return [DeliveryFact(_kind(event, bounce_type), occurred_at) for event, occurred_at, bounce_type in rows]
 
 
 def _kind(event: str, bounce_type: str | None) -> str:
-    if event == "delivered":
-        return "delivered"
-    return "hard_bounce" if bounce_type == "Permanent" else "soft_bounce"
+    if event == EventType.DELIVERED:
+        return EventType.DELIVERED
+    return SuppressionReason.HARD_BOUNCE if bounce_type == "Permanent" else SuppressionReason.SOFT_BOUNCE
 
 
 def _already_covered(session: Session, message: EmailMessage, expires_at: datetime) -> bool:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from shared.models import EmailMetric, Task
+from shared.resend_events import EventType as E
 
 #: Rates with their numerator and denominator named, so a reader knows what "open rate" means here.
 RATES = {
@@ -37,20 +38,20 @@ def _rows(event: str) -> ColumnElement[int]:
 
 _HARD = EmailMetric.metadata_["bounce_type"].astext == "Permanent"
 _COUNTS: dict[str, ColumnElement[int]] = {
-    "sent": _messages("sent"),
-    "delivered": _messages("delivered"),
-    "opened_unique": _messages("opened"),
-    "opened_total": _rows("opened"),
-    "clicked_unique": _messages("clicked"),
-    "clicked_total": _rows("clicked"),
-    "bounced": _messages("bounced"),
+    "sent": _messages(E.SENT),
+    "delivered": _messages(E.DELIVERED),
+    "opened_unique": _messages(E.OPENED),
+    "opened_total": _rows(E.OPENED),
+    "clicked_unique": _messages(E.CLICKED),
+    "clicked_total": _rows(E.CLICKED),
+    "bounced": _messages(E.BOUNCED),
     "bounced_hard": func.count(distinct(EmailMetric.message_id)).filter(
-        EmailMetric.event == "bounced", _HARD
+        EmailMetric.event == E.BOUNCED, _HARD
     ),
-    "complained": _messages("complained"),
-    "delayed": _messages("delivery_delayed"),
-    "suppressed": _messages("suppressed"),
-    "failed": _messages("failed"),
+    "complained": _messages(E.COMPLAINED),
+    "delayed": _messages(E.DELIVERY_DELAYED),
+    "suppressed": _messages(E.SUPPRESSED),
+    "failed": _messages(E.FAILED),
     "events": func.count(),
 }
 

@@ -1,0 +1,85 @@
+"""Stored webhook events as operators see them: how many wait or were kept as orphans, and which to
+process again (``pilot status``, ``pilot events replay``, the demo's report)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from shared.errors import PayloadInvalid
+from shared.models import WebhookEvent
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """Stored events: all, processed, and kept as orphans (processed, their email never found)."""
+
+    stored: int
+    processed: int
+    orphaned: int
+
+    @property
+    def waiting(self) -> int:
+        """Events not processed yet."""
+        return self.stored - self.processed
+
+
+def event_counts(session: Session) -> EventCounts:
+    """How many events are stored, processed and kept as orphans."""
+    stored, processed, orphaned = session.execute(
+        select(
+            func.count(), func.count(WebhookEvent.processed_at), func.count().filter(WebhookEvent.orphaned())
+        )
+    ).one()
+    return EventCounts(int(stored), int(processed), int(orphaned))
+
+
+def reopen_for_replay(
+    session: Session,
+    *,
+    event_ids: Sequence[str] = (),
+    orphans: bool = False,
+    unprocessed: bool = False,
+    since: datetime | None = None,
+) -> list[uuid.UUID]:
+    """Mark the chosen events unprocessed again, with their attempts and error cleared (in ``session``'s
+    transaction); their ids, to enqueue once committed. The choices add up: every condition given holds.
+
+    Raises :class:`PayloadInvalid` when nothing is chosen or an id is not a UUID.
+    """
+    conditions = _chosen(event_ids, orphans=orphans, unprocessed=unprocessed, since=since)
+    ids = list(session.scalars(select(WebhookEvent.id).where(*conditions)))
+    session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.id.in_(ids))
+        .values(processed_at=None, error=None, attempts=0)
+        .execution_options(synchronize_session=False)
+    )
+    return ids
+
+
+def _chosen(
+    event_ids: Sequence[str], *, orphans: bool, unprocessed: bool, since: datetime | None
+) -> list[Any]:
+    if not (event_ids or orphans or unprocessed or since):
+        raise PayloadInvalid("name event ids, or choose --orphans, --unprocessed or --since")
+    conditions: list[Any] = []
+    if event_ids:
+        try:
+            parsed = [uuid.UUID(value) for value in event_ids]
+        except ValueError:
+            raise PayloadInvalid("event ids must be UUIDs (the id column of webhook_events)") from None
+        conditions.append(WebhookEvent.id.in_(parsed))
+    if orphans:
+        conditions.append(WebhookEvent.orphaned())
+    if unprocessed:
+        conditions.append(WebhookEvent.processed_at.is_(None))
+    if since:
+        conditions.append(WebhookEvent.received_at >= since.replace(tzinfo=since.tzinfo or UTC))
+    return conditions
