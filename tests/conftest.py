@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import fakeredis
 import pytest
 import redis
 
@@ -39,6 +40,16 @@ def real_redis(redis_prefix: str) -> Iterator[redis.Redis]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(params=["fakeredis", "redis"])
+def lua_redis(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """fakeredis (with Lua), then the real Redis on loopback (cleaned by ``real_redis``): a test taking
+    it runs on both, and fails when the real one is down."""
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    else:
+        yield request.getfixturevalue("real_redis")
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------

@@ -8,10 +8,8 @@ is the real time, moved back where a test needs a dispatch scheduled in the past
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import fakeredis
 import pytest
 import redis
 
@@ -46,17 +44,9 @@ class Broker:
         self.published.append((name, kwargs, countdown))
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    else:
-        yield request.getfixturevalue("real_redis")
-
-
 @pytest.fixture
-def limiter(client: redis.Redis, redis_prefix: str) -> RateLimiter:
-    return RateLimiter(client, key_prefix=redis_prefix)
+def limiter(lua_redis: redis.Redis, redis_prefix: str) -> RateLimiter:
+    return RateLimiter(lua_redis, key_prefix=redis_prefix)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Token buckets: refill arithmetic on an injected clock, atomic takes, clamping, expiry, cooldowns.
 
-Tests taking the ``client`` fixture run twice: on fakeredis (with Lua) and on the real Redis on
+Tests taking the ``lua_redis`` fixture run twice: on fakeredis (with Lua) and on the real Redis on
 loopback, which fails (never skips) when it is down.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import fakeredis
 import pytest
@@ -52,23 +52,14 @@ class FakeClock:
         self.now_ms += round(seconds * 1000)
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """fakeredis with Lua, then the real Redis on loopback (cleaned by ``real_redis``)."""
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    else:
-        yield request.getfixturevalue("real_redis")
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def limiter(client: redis.Redis, redis_prefix: str, clock: FakeClock) -> RateLimiter:
-    return RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
+def limiter(lua_redis: redis.Redis, redis_prefix: str, clock: FakeClock) -> RateLimiter:
+    return RateLimiter(lua_redis, key_prefix=redis_prefix, clock_ms=clock)
 
 
 def denied(wait_seconds: float, blocked_by: str) -> Decision:
@@ -288,49 +279,49 @@ def test_peek_emails_says_what_a_take_would_answer_without_debiting(
     assert limiter.get_usage_stats(CONNECTOR, "hour", limits).used == 9
 
 
-def test_reads_create_no_keys(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+def test_reads_create_no_keys(limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str) -> None:
     limiter.can_execute(CONNECTOR, ONE_PER_SECOND)
     limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND)
 
-    assert list(client.scan_iter(match=f"{redis_prefix}*")) == []
+    assert list(lua_redis.scan_iter(match=f"{redis_prefix}*")) == []
 
 
 # Expiry ---------------------------------------------------------------------------------------------
 
 
 def test_bucket_key_expires_when_both_buckets_would_be_full(
-    limiter: RateLimiter, client: redis.Redis, redis_prefix: str
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
 ) -> None:
     limiter.acquire_emails(CONNECTOR, 3, ONE_PER_SECOND)  # three seconds to refill either bucket
 
-    assert 2000 < client.pttl(connector_bucket_key(redis_prefix, CONNECTOR)) <= 3000
+    assert 2000 < lua_redis.pttl(connector_bucket_key(redis_prefix, CONNECTOR)) <= 3000
 
 
 def test_bucket_key_lives_until_the_slower_bucket_is_full(
-    limiter: RateLimiter, client: redis.Redis, redis_prefix: str
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
 ) -> None:
     # The hour bucket refills 3 tokens in 3 s, the day bucket (1 token per 10 s) in 30 s.
     limiter.acquire_emails(CONNECTOR, 3, ConnectorLimits(per_hour=3600, per_day=8640))
 
-    assert 27_000 < client.pttl(connector_bucket_key(redis_prefix, CONNECTOR)) <= 30_000
+    assert 27_000 < lua_redis.pttl(connector_bucket_key(redis_prefix, CONNECTOR)) <= 30_000
 
 
-def test_full_bucket_leaves_no_key_behind(client: redis.Redis, redis_prefix: str) -> None:
+def test_full_bucket_leaves_no_key_behind(lua_redis: redis.Redis, redis_prefix: str) -> None:
     # 3.6M/hour and 86.4M/day refill a token a millisecond: the keys live for 1 ms.
-    limiter = RateLimiter(client, key_prefix=redis_prefix)
+    limiter = RateLimiter(lua_redis, key_prefix=redis_prefix)
     limiter.acquire_emails(CONNECTOR, 1, ConnectorLimits(per_hour=HOUR_MS, per_day=DAY_MS))
     time.sleep(0.05)
 
-    assert list(client.scan_iter(match=f"{redis_prefix}*")) == []
+    assert list(lua_redis.scan_iter(match=f"{redis_prefix}*")) == []
 
 
-def test_limiter_uses_redis_time_without_injected_clock(client: redis.Redis, redis_prefix: str) -> None:
-    limiter = RateLimiter(client, key_prefix=redis_prefix)
+def test_limiter_uses_redis_time_without_injected_clock(lua_redis: redis.Redis, redis_prefix: str) -> None:
+    limiter = RateLimiter(lua_redis, key_prefix=redis_prefix)
     limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
 
-    state = client.get(connector_bucket_key(redis_prefix, CONNECTOR)) or b""
+    state = lua_redis.get(connector_bucket_key(redis_prefix, CONNECTOR)) or b""
     stamp = int(state.split()[0])  # "time deficit period deficit period"
-    seconds, micros = client.time()
+    seconds, micros = lua_redis.time()
     assert abs(seconds * 1000 + micros // 1000 - stamp) < 60_000
 
 
@@ -369,10 +360,10 @@ def test_request_bucket_never_lets_more_than_the_limit_into_one_second(
 
 
 def test_request_rate_set_by_one_worker_applies_to_all(
-    client: redis.Redis, redis_prefix: str, clock: FakeClock
+    lua_redis: redis.Redis, redis_prefix: str, clock: FakeClock
 ) -> None:
-    worker_a = RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
-    worker_b = RateLimiter(client, key_prefix=redis_prefix, clock_ms=clock)
+    worker_a = RateLimiter(lua_redis, key_prefix=redis_prefix, clock_ms=clock)
+    worker_b = RateLimiter(lua_redis, key_prefix=redis_prefix, clock_ms=clock)
 
     worker_a.set_request_rate(API_KEY, 10)
     worker_b.acquire_request(API_KEY)
@@ -402,8 +393,10 @@ def test_request_over_request_capacity_is_an_error(limiter: RateLimiter) -> None
         limiter.acquire_request(API_KEY, n=2)
 
 
-def test_cooldown_denies_every_worker(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
-    other_worker = RateLimiter(client, key_prefix=redis_prefix)
+def test_cooldown_denies_every_worker(
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
+) -> None:
+    other_worker = RateLimiter(lua_redis, key_prefix=redis_prefix)
     limiter.start_cooldown(API_KEY, 30)
 
     decision = other_worker.acquire_request(API_KEY)
@@ -412,10 +405,12 @@ def test_cooldown_denies_every_worker(limiter: RateLimiter, client: redis.Redis,
     assert 29 < decision.wait_seconds <= 30
 
 
-def test_cooldown_denial_debits_nothing(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+def test_cooldown_denial_debits_nothing(
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
+) -> None:
     limiter.start_cooldown(API_KEY, 30)
     limiter.acquire_request(API_KEY)
-    client.delete(f"{redis_prefix}cooldown:{api_key_hash(API_KEY)}")  # as if it had run out
+    lua_redis.delete(f"{redis_prefix}cooldown:{api_key_hash(API_KEY)}")  # as if it had run out
 
     assert limiter.acquire_request(API_KEY) == GRANTED  # the bucket's one token was not taken
 
@@ -440,12 +435,14 @@ def test_cooldown_is_per_api_key(limiter: RateLimiter) -> None:
     assert limiter.acquire_request("re_another_key").granted is True
 
 
-def test_api_key_never_appears_in_redis(limiter: RateLimiter, client: redis.Redis, redis_prefix: str) -> None:
+def test_api_key_never_appears_in_redis(
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
+) -> None:
     limiter.acquire_request(API_KEY)
     limiter.set_request_rate(API_KEY, 5)
     limiter.start_cooldown(API_KEY, 5)
 
-    keys = [key.decode() for key in client.scan_iter(match=f"{redis_prefix}*")]
+    keys = [key.decode() for key in lua_redis.scan_iter(match=f"{redis_prefix}*")]
     assert len(keys) == 3
     assert all(API_KEY not in key and api_key_hash(API_KEY) in key for key in keys)
 
@@ -575,21 +572,21 @@ def test_from_settings_uses_redis_url_prefix_and_request_rate(
 
 def test_script_is_reloaded_after_a_script_flush(clock: FakeClock) -> None:
     # Redis loses its scripts on restart; the limiter must not (fakeredis only: never flush a shared Redis).
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    limiter = RateLimiter(client, clock_ms=clock)
+    fake = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    limiter = RateLimiter(fake, clock_ms=clock)
     limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
-    client.script_flush()
+    fake.script_flush()
 
     assert limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND) == GRANTED
 
 
 def test_malformed_bucket_state_fails_closed_naming_the_key(
-    limiter: RateLimiter, client: redis.Redis, redis_prefix: str
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
 ) -> None:
     key = connector_bucket_key(redis_prefix, CONNECTOR)
-    client.set(key, "0 12 3600000")  # one bucket's worth where hour and day are expected
+    lua_redis.set(key, "0 12 3600000")  # one bucket's worth where hour and day are expected
 
     with pytest.raises(RateLimitBackendUnavailable, match=f"{key} is malformed"):
         limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND)
 
-    assert client.get(key) == b"0 12 3600000"
+    assert lua_redis.get(key) == b"0 12 3600000"

@@ -8,9 +8,6 @@ Each test runs on fakeredis (with Lua) and on the real Redis on loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import fakeredis
 import pytest
 import redis
 
@@ -35,21 +32,13 @@ class Source:
         return self.usage
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    else:
-        yield request.getfixturevalue("real_redis")
-
-
 @pytest.fixture
 def prefix(redis_prefix: str) -> str:
     return redis_prefix
 
 
-def limiter(client: redis.Redis, prefix: str, source: Source | None) -> RateLimiter:
-    return RateLimiter(client, key_prefix=prefix, clock_ms=lambda: NOW_MS, usage_source=source)
+def limiter(lua_redis: redis.Redis, prefix: str, source: Source | None) -> RateLimiter:
+    return RateLimiter(lua_redis, key_prefix=prefix, clock_ms=lambda: NOW_MS, usage_source=source)
 
 
 def take_all(limiter: RateLimiter) -> int:
@@ -60,34 +49,36 @@ def take_all(limiter: RateLimiter) -> int:
     return granted
 
 
-def lose_everything(client: redis.Redis, prefix: str) -> None:
-    keys = list(client.scan_iter(match=f"{prefix}*"))
+def lose_everything(lua_redis: redis.Redis, prefix: str) -> None:
+    keys = list(lua_redis.scan_iter(match=f"{prefix}*"))
     if keys:
-        client.delete(*keys)
+        lua_redis.delete(*keys)
 
 
 def test_rebuild_first_use_grants_only_what_the_recorded_usage_leaves(
-    client: redis.Redis, prefix: str
+    lua_redis: redis.Redis, prefix: str
 ) -> None:
     source = Source(hour=30, day=30)
-    assert take_all(limiter(client, prefix, source)) == 10
+    assert take_all(limiter(lua_redis, prefix, source)) == 10
     assert source.calls == 1
 
 
-def test_rebuild_after_redis_lost_the_buckets_keeps_the_hour_limit(client: redis.Redis, prefix: str) -> None:
+def test_rebuild_after_redis_lost_the_buckets_keeps_the_hour_limit(
+    lua_redis: redis.Redis, prefix: str
+) -> None:
     source = Source(hour=0, day=0)
-    first = limiter(client, prefix, source)
+    first = limiter(lua_redis, prefix, source)
     for _ in range(20):
         assert first.acquire_emails(CONNECTOR, 1, LIMITS).granted
-    lose_everything(client, prefix)
+    lose_everything(lua_redis, prefix)
     source.usage = (20, 20)  # what the ledger recorded meanwhile
     assert take_all(first) == 20
     assert source.calls == 2
 
 
-def test_rebuild_asks_the_source_once_per_loss_not_per_take(client: redis.Redis, prefix: str) -> None:
+def test_rebuild_asks_the_source_once_per_loss_not_per_take(lua_redis: redis.Redis, prefix: str) -> None:
     source = Source(hour=0, day=0)
-    bucket = limiter(client, prefix, source)
+    bucket = limiter(lua_redis, prefix, source)
     for _ in range(5):
         bucket.acquire_emails(CONNECTOR, 1, LIMITS)
         bucket.can_execute(CONNECTOR, LIMITS)
@@ -95,18 +86,20 @@ def test_rebuild_asks_the_source_once_per_loss_not_per_take(client: redis.Redis,
     assert source.calls == 1
 
 
-def test_rebuild_day_usage_blocks_by_day(client: redis.Redis, prefix: str) -> None:
-    decision = limiter(client, prefix, Source(hour=0, day=1000)).acquire_emails(CONNECTOR, 1, LIMITS)
+def test_rebuild_day_usage_blocks_by_day(lua_redis: redis.Redis, prefix: str) -> None:
+    decision = limiter(lua_redis, prefix, Source(hour=0, day=1000)).acquire_emails(CONNECTOR, 1, LIMITS)
     assert not decision.granted and decision.blocked_by == "day"
 
 
-def test_rebuild_usage_above_a_lowered_limit_leaves_an_empty_bucket(client: redis.Redis, prefix: str) -> None:
-    stats = limiter(client, prefix, Source(hour=500, day=500)).get_usage_stats(CONNECTOR, "hour", LIMITS)
+def test_rebuild_usage_above_a_lowered_limit_leaves_an_empty_bucket(
+    lua_redis: redis.Redis, prefix: str
+) -> None:
+    stats = limiter(lua_redis, prefix, Source(hour=500, day=500)).get_usage_stats(CONNECTOR, "hour", LIMITS)
     assert (stats.used, stats.remaining) == (40, 0)
 
 
-def test_rebuild_keeps_a_bucket_another_worker_rebuilt_first(client: redis.Redis, prefix: str) -> None:
-    other = limiter(client, prefix, Source(hour=0, day=0))
+def test_rebuild_keeps_a_bucket_another_worker_rebuilt_first(lua_redis: redis.Redis, prefix: str) -> None:
+    other = limiter(lua_redis, prefix, Source(hour=0, day=0))
 
     class Racing(Source):
         def __call__(self, connector_id: str) -> tuple[int, int]:
@@ -114,27 +107,27 @@ def test_rebuild_keeps_a_bucket_another_worker_rebuilt_first(client: redis.Redis
             assert other.acquire_emails(CONNECTOR, 5, LIMITS).granted
             return super().__call__(connector_id)
 
-    late = limiter(client, prefix, Racing(hour=0, day=0))
+    late = limiter(lua_redis, prefix, Racing(hour=0, day=0))
     assert late.get_usage_stats(CONNECTOR, "hour", LIMITS).used == 5
 
 
-def test_rebuild_buckets_are_kept_a_day_even_when_full(client: redis.Redis, prefix: str) -> None:
-    limiter(client, prefix, Source(hour=0, day=0)).acquire_emails(CONNECTOR, 1, LIMITS)
-    ttls = [client.pttl(key) for key in client.scan_iter(match=f"{prefix}bucket:*")]
+def test_rebuild_buckets_are_kept_a_day_even_when_full(lua_redis: redis.Redis, prefix: str) -> None:
+    limiter(lua_redis, prefix, Source(hour=0, day=0)).acquire_emails(CONNECTOR, 1, LIMITS)
+    ttls = [lua_redis.pttl(key) for key in lua_redis.scan_iter(match=f"{prefix}bucket:*")]
     assert len(ttls) == 1 and all(ttl > REBUILT_BUCKET_KEEP_MS - 60_000 for ttl in ttls)
 
 
-def test_rebuild_failing_source_grants_nothing(client: redis.Redis, prefix: str) -> None:
+def test_rebuild_failing_source_grants_nothing(lua_redis: redis.Redis, prefix: str) -> None:
     def broken(_: str) -> tuple[int, int]:
         raise RateLimitBackendUnavailable("ledger unreachable")
 
     with pytest.raises(RateLimitBackendUnavailable):
-        limiter(client, prefix, broken).acquire_emails(CONNECTOR, 1, LIMITS)  # type: ignore[arg-type]
-    assert not list(client.scan_iter(match=f"{prefix}*"))
+        limiter(lua_redis, prefix, broken).acquire_emails(CONNECTOR, 1, LIMITS)  # type: ignore[arg-type]
+    assert not list(lua_redis.scan_iter(match=f"{prefix}*"))
 
 
-def test_without_a_source_a_missing_bucket_is_full(client: redis.Redis, prefix: str) -> None:
-    assert take_all(limiter(client, prefix, None)) == 40
+def test_without_a_source_a_missing_bucket_is_full(lua_redis: redis.Redis, prefix: str) -> None:
+    assert take_all(limiter(lua_redis, prefix, None)) == 40
 
 
 @pytest.mark.parametrize(
