@@ -158,11 +158,15 @@ WITH outcome AS (
 SELECT pg_advisory_unlock_all()
 """
 
+# An active suppression of the alone lane's recipient, as of ``{now}``.
+_SUPPRESSED_NOW = """SELECT FROM suppression_list
+        WHERE organization_id = %(org)s AND email = lower(btrim(%(email)s))
+            AND (expires_at IS NULL OR expires_at > {now})"""
+
 # Everything the alone lane needs to know, in one read: is the key taken already, does any row of the
 # queue wait (ready, or a unit due again: they go first), the connector's live status, the task's
 # organization, an active suppression; then the recipient's lock and the unit's, tried.
-_CLAIM_ALONE = (
-    """
+_CLAIM_ALONE = f"""
 SELECT
     EXISTS (SELECT FROM email_messages WHERE idempotency_key = %(ikey)s),
     EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'queued')
@@ -172,26 +176,19 @@ SELECT
                    AND next_attempt_at <= %(now)s),
     (SELECT status FROM connectors WHERE id = %(connector)s),
     (SELECT organization_id FROM tasks WHERE id = %(task)s),
-    EXISTS ("""
-    + "SELECT FROM suppression_list WHERE organization_id = %(org)s AND email = lower(btrim(%(email)s))"
-    + """ AND (expires_at IS NULL OR expires_at > %(now)s)),
-    pg_try_advisory_lock("""
-    + RECIPIENT_LOCK_KEY.format(org="%(org)s::uuid", email="%(email)s::text")
-    + "),\n    pg_try_advisory_lock("
-    + UNIT_LOCK_KEY.format(unit="%(ikey)s")
-    + ")\n"
-)
+    EXISTS ({_SUPPRESSED_NOW.format(now="%(now)s")}),
+    pg_try_advisory_lock({RECIPIENT_LOCK_KEY.format(org="%(org)s::uuid", email="%(email)s::text")}),
+    pg_try_advisory_lock({UNIT_LOCK_KEY.format(unit="%(ikey)s")})
+"""
 
 # The row, already in flight under its own key: written only if no suppression of its recipient is
 # active now (a new snapshot, taken after the recipient's lock) and its key is free.
-_START_ALONE = """
+_START_ALONE = f"""
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
                             subject, request, dispatch_key, status, attempts, attempt_key)
 SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(request)s,
        %(key)s, 'sending', 1, %(ikey)s
-WHERE NOT EXISTS (
-    SELECT FROM suppression_list WHERE organization_id = %(org)s AND email = lower(btrim(%(email)s))
-        AND (expires_at IS NULL OR expires_at > now()))
+WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING created_at
 """
