@@ -17,7 +17,7 @@ from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import cell
 from shared.errors import PayloadInvalid
 from shared.models import Connector, ConnectorUsage
-from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.rate_limit import RateLimiter
 from shared.resend_schemas import parse_send_request
 from shared.sending.ledger import count_by_status
 from shared.task_producer import TaskProducer, publish, publish_event_processing
@@ -82,13 +82,19 @@ def usage(ctx: CliContext, connector_id: str) -> None:
         connector = store.get_connector(session, connector_id)
         history = _hourly_usage(session, connector.id)
     config = store.validate_connector_config(connector.config)
-    limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
+    limits = config.limits()
     limiter = RateLimiter.from_settings(ctx.settings)
-    table = Table("window", "used", "limit", "remaining", "full again in")
+    table = Table("window", "used", "limit", "remaining", "reserved", "bulk may use", "full again in")
     for period in ("hour", "day"):
         stats = limiter.get_usage_stats(connector.id, period, limits)
         table.add_row(
-            period, str(stats.used), str(stats.limit), str(stats.remaining), f"{stats.resets_in:.0f}s"
+            period,
+            str(stats.used),
+            str(stats.limit),
+            str(stats.remaining),
+            str(stats.reserved),
+            str(stats.bulk_remaining),
+            f"{stats.resets_in:.0f}s",
         )
     ctx.console.print(table)
     hours = Table("hour (UTC)", "emails", "requests", title="Last 24 hours")

@@ -86,7 +86,7 @@ class Stack:
 
     def drained(self) -> bool:
         """No message waiting, held unacked, or scheduled (countdown) on the broker."""
-        queued = sum(self.broker.llen(q) for q in (task_names.SENDS_QUEUE, task_names.MAINTENANCE_QUEUE))
+        queued = sum(self.broker.llen(q) for q in task_names.CONSUMED_QUEUES)
         return queued == 0 and self.broker.hlen("unacked") == 0
 
 

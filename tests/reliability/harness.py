@@ -141,7 +141,7 @@ class Stack:
 
         client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
         try:
-            queues = (task_names.SENDS_QUEUE, task_names.MAINTENANCE_QUEUE, task_names.EVENTS_QUEUE)
+            queues = task_names.CONSUMED_QUEUES
             return sum(int(client.llen(q)) for q in queues) + int(client.hlen("unacked"))
         finally:
             client.close()
