@@ -117,6 +117,17 @@ def count_by_status(session: Session, *, task_id: uuid.UUID | None = None) -> di
     return {status: int(count) for status, count in session.execute(query)}
 
 
+def count_by_status_and_priority(session: Session) -> dict[str, dict[str, int]]:
+    """Ledger rows by status, then by class (``transactional``, ``bulk``)."""
+    query = select(EmailMessage.status, EmailMessage.priority, func.count()).group_by(
+        EmailMessage.status, EmailMessage.priority
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for status, priority, count in session.execute(query):
+        counts.setdefault(status, {})[priority] = int(count)
+    return counts
+
+
 def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:
     """Deferred rows answered: their recipients are suppressed (``reasons`` by row id)."""
     if not reasons:
