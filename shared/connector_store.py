@@ -304,7 +304,7 @@ LIMIT_FIELDS = (
 
 
 def _limits(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: config.get(k) for k in LIMIT_FIELDS}
+    return {k: config[k] for k in LIMIT_FIELDS if k in config}
 
 
 def _require(keyring: KeyRing | None) -> KeyRing:

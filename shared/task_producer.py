@@ -36,21 +36,23 @@ def publish(
     args: Sequence[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
     countdown: float = 0.0,
+    priority: Priority | None = None,
 ) -> Any:
     """Publish task ``name`` to its queue (:func:`queue_for`), to run in ``countdown`` seconds;
-    Celery's result handle."""
+    Celery's result handle. ``priority``: the class of a send whose kwargs do not say it (a resume
+    of rows written already)."""
     return sender.send_task(
         name,
         args=list(args) if args is not None else None,
         kwargs=kwargs,
         countdown=countdown or None,
-        queue=queue_for(name, kwargs or {}),
+        queue=queue_for(name, kwargs or {}, priority),
     )
 
 
-def queue_for(name: str, kwargs: Mapping[str, Any]) -> str | None:
+def queue_for(name: str, kwargs: Mapping[str, Any], priority: Priority | None = None) -> str | None:
     """The queue of task ``name``: transactional sends go to the priority queue, ahead of bulk ones."""
-    if name in _SEND_TASKS and priority_of_kwargs(name, kwargs) is Priority.TRANSACTIONAL:
+    if name in _SEND_TASKS and (priority or priority_of_kwargs(name, kwargs)) is Priority.TRANSACTIONAL:
         return task_names.PRIORITY_SENDS_QUEUE
     return task_names.TASK_QUEUES.get(name)
 

@@ -260,12 +260,12 @@ def test_e2e_invalid_payload_is_recorded_as_failed_with_its_reason(stack: Stack)
     _, connector_id = stack.connector()
     [address] = recipients("invalid", 1)
 
-    stack.publish(task_names.SEND_EMAIL, {**send_payload(connector_id, address), "priority": "high"})
+    stack.publish(task_names.SEND_EMAIL, {**send_payload(connector_id, address), "urgency": "high"})
     settle(lambda: stack.statuses(connector_id)["failed"] == 1, "the failure recorded")
 
     with stack.factory() as session:
         row = session.scalars(select(EmailMessage).where(EmailMessage.connector_id == connector_id)).one()
-    assert row.recipient == address and "priority: unknown field" in (row.last_error or "")
+    assert row.recipient == address and "urgency: unknown field" in (row.last_error or "")
     assert not stack.deliveries([address])
 
 
