@@ -1,12 +1,9 @@
 """The HTTP surface of Resend: send, batch send, key check.
 
-With :mod:`shared.resend_http` (the connection), the one module that knows about ``httpx``: transport
-failures become :class:`~shared.errors.ResendTransportError` here, and every non-2xx answer goes through
-:func:`shared.resend_errors.error_for_answer` (the taxonomy in docs/architecture.md). Exceptions carry
-``status_code``, Resend's ``error_name`` and ``message``, ``retry_after`` and the rate-limit headers.
-
-The API key is set per request (one pooled :class:`~shared.resend_http.ResendHTTP` serves every
-connector of a process) and kept in a ``SecretStr``: it appears in no exception, log line or repr.
+With :mod:`shared.resend_http`, the one module that knows ``httpx``: transport failures become
+``ResendTransportError``; every non-2xx answer goes through ``resend_errors.error_for_answer``. The
+API key is given per request (one pooled connection serves every connector of a process) and kept in
+a ``SecretStr``: it appears in no exception, log line or repr.
 """
 
 from __future__ import annotations
