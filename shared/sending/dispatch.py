@@ -61,6 +61,8 @@ IDEMPOTENCY_WINDOW = timedelta(hours=23)
 BACKEND_DOWN_WAIT_S = 30.0
 #: Wait before a unit whose recipient is being suppressed (or sent another email) is tried again.
 RECIPIENT_BUSY_WAIT_S = 1.0
+#: A bulk row the reputation guard holds is looked at again this often (a resume releases it at once).
+REPUTATION_HOLD_WAIT_S = 3600.0
 #: Actor of audit rows the dispatcher writes.
 ACTOR = "worker"
 
@@ -223,7 +225,7 @@ class Dispatcher:
 
     def _may_go_alone(self, row: AloneRow, view: ConnectorView, found: queue.AloneClaim) -> bool:
         """Whether the claimed email may skip the queue; its connector's budget pays for it if so."""
-        if not found.locked or found.key_taken or found.queue_waiting or found.suppressed:
+        if not found.locked or found.key_taken or found.queue_waiting or found.suppressed or found.held:
             return False
         if found.connector_status not in SENDABLE_STATUSES:
             return False
@@ -307,6 +309,9 @@ class Dispatcher:
             elif row.suppressed is not None:
                 reason = describe(*row.suppressed)
                 plan.decide(row, RowChange(row.id, MessageStatus.SUPPRESSED, error=reason))
+            elif row.held is not None:
+                self.ctx.metrics.count_deferrals("reputation", 1)
+                plan.wait(row, REPUTATION_HOLD_WAIT_S, row.held)
             else:
                 payable.append(row)
         plan.api_key = view.api_key
