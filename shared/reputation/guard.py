@@ -223,7 +223,8 @@ def resume(
     for status in statuses:
         bucket = CAMPAIGN_BUCKET if status.scope == ReputationScope.CAMPAIGN else day_bucket(now)
         counts = session.get(ReputationCount, (status.scope_id, bucket))
-        status.state, status.changed_at, status.resumed_at = ReputationState.OK.value, now, now
+        # The database's clock, as the rows' ``created_at`` it is compared with at dispatch.
+        status.state, status.changed_at, status.resumed_at = ReputationState.OK.value, now, func.now()
         status.reason = None
         status.resume_bucket = bucket
         status.offset_recipients = counts.recipients if counts else 0
