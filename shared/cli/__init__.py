@@ -16,8 +16,8 @@ from shared.cli.demo import demo, sandbox
 from shared.cli.keys import keys
 from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
-from shared.cli.reputation import reputation
 from shared.cli.output import printable_lines
+from shared.cli.reputation import reputation
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
 

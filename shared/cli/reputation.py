@@ -69,7 +69,7 @@ def _print_organization(ctx: CliContext, entry: dict[str, Any]) -> None:
 @click.option("--actor", default="cli", show_default=True)
 @pass_cli
 def resume(ctx: CliContext, organization: str, reason: str | None, actor: str) -> None:
-    """Lift the organization's pauses: the bulk rows waiting now are all sent; later sends are judged afresh."""
+    """Lift the organization's pauses: bulk rows waiting now are all sent; later sends are judged afresh."""
     organization_id = _organization_id(organization)
     with ctx.transaction() as session:
         if session.get(Organization, organization_id) is None:

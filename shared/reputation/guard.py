@@ -252,6 +252,23 @@ def resume(
     return Resumed(scopes, released_rows)
 
 
+def held_rows(
+    session: Session, *, organization_id: uuid.UUID | None = None, task_id: uuid.UUID | None = None
+) -> int:
+    """How many rows (of an organization, or of a campaign) the guard holds now."""
+    query = (
+        select(func.count())
+        .select_from(EmailMessage)
+        .where(EmailMessage.status == MessageStatus.DEFERRED)
+        .where(EmailMessage.last_error.startswith(HOLD_PREFIX, autoescape=True))
+    )
+    if organization_id is not None:
+        query = query.where(EmailMessage.organization_id == organization_id)
+    if task_id is not None:
+        query = query.where(EmailMessage.task_id == task_id)
+    return int(session.scalar(query) or 0)
+
+
 def report(session: Session, settings: Settings, *, now: datetime, history: int = 10) -> list[dict[str, Any]]:
     """Every organization the guard has judged: its thresholds, each scope's state and rates (as of
     now), the rows it holds and its latest guard events (newest first)."""
