@@ -33,6 +33,8 @@ from shared.settings import Settings
 
 #: How the ``last_error`` of a row the guard holds starts (a resume releases the rows it names).
 HOLD_PREFIX = "reputation hold: "
+#: A held bulk row is looked at again this often (a resume releases it at once).
+HOLD_WAIT_S = 3600.0
 #: Actor of the audit rows the guard writes itself.
 ACTOR = "reputation-guard"
 _AUDIT_ACTION = {ReputationState.WARNING: "reputation.warning", ReputationState.PAUSED: "reputation.pause"}
@@ -250,6 +252,19 @@ def resume(
         details={"scopes": [f"{scope} {scope_id}" for scope, scope_id in scopes], "released": released_rows},
     )
     return Resumed(scopes, released_rows)
+
+
+def hold_reason(
+    session: Session, organization_id: uuid.UUID, connector_id: uuid.UUID, task_id: uuid.UUID | None
+) -> str | None:
+    """Why new bulk rows of this organization, connector and campaign wait (a paused scope), or None."""
+    scope_ids = [organization_id, connector_id, *([task_id] if task_id is not None else [])]
+    return session.scalars(
+        select(ReputationStatus.reason)
+        .where(ReputationStatus.scope_id.in_(scope_ids))
+        .where(ReputationStatus.state == ReputationState.PAUSED)
+        .limit(1)
+    ).first()
 
 
 def held_rows(

@@ -30,6 +30,7 @@ from shared.errors import (
 )
 from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, MessageStatus, Priority
 from shared.rate_limit import Decision, api_key_hash
+from shared.reputation.guard import HOLD_WAIT_S
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
 from shared.sending import budgets, queue, units
@@ -61,8 +62,6 @@ IDEMPOTENCY_WINDOW = timedelta(hours=23)
 BACKEND_DOWN_WAIT_S = 30.0
 #: Wait before a unit whose recipient is being suppressed (or sent another email) is tried again.
 RECIPIENT_BUSY_WAIT_S = 1.0
-#: A bulk row the reputation guard holds is looked at again this often (a resume releases it at once).
-REPUTATION_HOLD_WAIT_S = 3600.0
 #: Actor of audit rows the dispatcher writes.
 ACTOR = "worker"
 
@@ -311,7 +310,7 @@ class Dispatcher:
                 plan.decide(row, RowChange(row.id, MessageStatus.SUPPRESSED, error=reason))
             elif row.held is not None:
                 self.ctx.metrics.count_deferrals("reputation", 1)
-                plan.wait(row, REPUTATION_HOLD_WAIT_S, row.held)
+                plan.wait(row, HOLD_WAIT_S, row.held)
             else:
                 payable.append(row)
         plan.api_key = view.api_key

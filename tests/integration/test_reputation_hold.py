@@ -60,6 +60,20 @@ def test_a_paused_organizations_bulk_rows_wait_deferred_with_the_reason(
     assert recipients_sent(resend) == Counter()
 
 
+def test_bulk_rows_queued_before_the_pause_wait_at_dispatch(ctx, resend, factory, key_hash) -> None:
+    org, connector = add_connector(factory)
+    queued = [f"queued{n}@example.test" for n in range(30)]
+    pipeline.submit_batch(ctx, batch_payload(connector, queued), task_ref="before")  # recorded, not sent
+
+    pause(factory, org, connector)
+    pipeline.dispatch(ctx, key_hash)
+
+    held = [row for row in rows(factory, connector) if row.recipient.startswith("queued")]
+    assert {row.status for row in held} == {MessageStatus.DEFERRED}
+    assert all(row.last_error.startswith(guard.HOLD_PREFIX) for row in held)
+    assert recipients_sent(resend) == Counter()
+
+
 def test_a_paused_organizations_transactional_mail_still_goes(ctx, resend, factory, key_hash) -> None:
     org, connector = add_connector(factory)
     pause(factory, org, connector)
