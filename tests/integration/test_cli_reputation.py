@@ -24,7 +24,7 @@ def paused_organization(factory: sessionmaker[Session]):
 
 
 def test_reputation_json_shows_rates_state_thresholds_and_history(pilot: Pilot, session_factory) -> None:
-    org, connector = paused_organization(session_factory)
+    org, _ = paused_organization(session_factory)
 
     result = pilot("reputation", "--json")
 
