@@ -9,6 +9,7 @@ Context travels in attributes, never secrets::
     ├── NotFound (LookupError)
     │   ├── OrganizationNotFound
     │   └── ConnectorNotFound
+    ├── AlreadyExists                  a unique name is taken (a connector's, in its organization)
     ├── CryptoError                    a credential cannot be encrypted or decrypted
     ├── ImportInterrupted              a bulk import stopped part-way (``stored`` entries written)
     ├── ConnectorError
@@ -27,6 +28,7 @@ Context travels in attributes, never secrets::
     │   ├── ResendAuthError            401/403 key errors: connector unusable
     │   └── ResendRejected             any other 4xx: permanent, Resend's message is the reason
     ├── WebhookVerificationError       a webhook failed signature or format checks
+    ├── BrokerUnavailable (ConnectionError)  the Celery broker cannot be reached to publish a task
     └── DeadLetterNotPublished (ConnectionError)  a refused message could not be dead-lettered
 """
 
@@ -66,6 +68,10 @@ class OrganizationNotFound(NotFound):
 
 class ConnectorNotFound(NotFound):
     """Raised when a connector id is unknown."""
+
+
+class AlreadyExists(PilotError):
+    """Raised when a name that must be unique is taken (a connector's name in its organization)."""
 
 
 class CryptoError(PilotError):
@@ -178,6 +184,11 @@ class WebhookVerificationError(PilotError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BrokerUnavailable(PilotError, ConnectionError):
+    """Raised when the Celery broker cannot be reached to publish a task (the message names its URL,
+    password masked)."""
 
 
 class DeadLetterNotPublished(PilotError, ConnectionError):
