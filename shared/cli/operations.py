@@ -18,8 +18,8 @@ from shared.cli.output import cell
 from shared.errors import PayloadInvalid
 from shared.models import Connector, ConnectorUsage
 from shared.rate_limit import ConnectorLimits, RateLimiter
-from shared.resend_schemas import parse_send_request
 from shared.sending.ledger import count_by_status
+from shared.sending.payloads import parse_send_email
 from shared.task_producer import TaskProducer, publish, publish_event_processing
 from shared.webhook_events import event_counts, reopen_for_replay
 
@@ -47,24 +47,35 @@ def send(
     from_: str | None,
     idempotency_key: str | None,
 ) -> None:
-    """Enqueue one email (pilot.send_email) and print the Celery task id."""
+    """Enqueue one email (pilot.send_email) and print the Celery task id.
+
+    The email is checked first by the rule the worker applies to the task (sender, recipients,
+    idempotency key...): what the worker would refuse is never enqueued.
+    """
     with ctx.session_factory() as session:
         connector = store.get_connector(session, connector_id)
     sender = from_ or connector.config.get("default_from")
     if not sender:
-        raise PayloadInvalid("from: give --from or set the connector's default_from")
+        raise PayloadInvalid("--from: give it or set the connector's default_from")
     if html is None and text is None:
         raise PayloadInvalid("give --html or --text")
-    email = {"from": sender, "to": list(recipients), "subject": subject, "html": html, "text": text}
-    parse_send_request(
-        {k: v for k, v in email.items() if v is not None}
-    )  # refuse bad input before enqueueing
+    email = {
+        "from": sender,
+        "to": list(recipients),
+        "subject": subject,
+        "html": html,
+        "text": text,
+        "idempotency_key": idempotency_key,
+    }
     kwargs: dict[str, Any] = {
         "connector_id": str(connector.id),
         "organization_id": str(connector.organization_id),
     }
     kwargs |= {k: v for k, v in email.items() if v is not None}
-    kwargs |= {"idempotency_key": idempotency_key} if idempotency_key else {}
+    try:
+        parse_send_email(kwargs)
+    except PayloadInvalid as exc:
+        raise PayloadInvalid(f"not enqueued: {exc}") from None
     producer = _producer(ctx)
     try:
         result = publish(producer, task_names.SEND_EMAIL, kwargs=kwargs)
