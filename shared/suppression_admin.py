@@ -39,6 +39,7 @@ from shared.suppression import (
     suppress_many,
     suppression_address,
 )
+from shared.timestamps import parse_iso_time
 
 CSV_COLUMNS = ("email", "reason", "expires_at", "source", "created_at")
 #: Bad lines named in the message refusing an import; the rest are counted.
@@ -266,7 +267,6 @@ def _parse_time(value: str | None, *, where: str) -> datetime | None:
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise PayloadInvalid(f"{where}expires_at {value!r}: must be an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_iso_time(value)
+    except ValueError as exc:
+        raise PayloadInvalid(f"{where}expires_at {value!r}: {exc}") from None
