@@ -49,6 +49,11 @@ def get_organization(session: Session, organization_id: uuid.UUID | str) -> Orga
     return organization
 
 
+def list_organizations(session: Session) -> list[Organization]:
+    """Every organization, oldest first."""
+    return list(session.scalars(select(Organization).order_by(Organization.created_at, Organization.id)))
+
+
 def validate_connector_config(config: dict[str, Any]) -> ConnectorConfig:
     """Parse a connector config, or raise :class:`~shared.errors.FieldsInvalid` naming every bad field."""
     return parse_connector_config(config)

@@ -11,7 +11,7 @@ from rich.table import Table
 from shared import connector_store as store
 from shared import suppression_admin as admin
 from shared.cli.context import CliContext, pass_cli
-from shared.cli.output import cell, printable
+from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table, printable
 from shared.models import SuppressionReason
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
@@ -26,12 +26,28 @@ def suppression() -> None:
 @suppression.command("list")
 @ORG
 @click.option("--all", "include_expired", is_flag=True, help="Include expired entries.")
+@JSON_FLAG
+@WIDE_FLAG
 @pass_cli
-def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
+def list_(ctx: CliContext, organization_id: str, include_expired: bool, as_json: bool, wide: bool) -> None:
     """List suppressed addresses."""
     with ctx.session_factory() as session:
         org = store.get_organization(session, organization_id)
         rows = admin.list_entries(session, org.id, include_expired=include_expired)
+    if as_json:
+        print_json(
+            [
+                {
+                    "email": row.email,
+                    "reason": row.reason,
+                    "source": row.source,
+                    "created_at": row.created_at,
+                    "expires_at": row.expires_at,
+                }
+                for row in rows
+            ]
+        )
+        return
     table = Table("email", "reason", "source", "since", "expires")
     for row in rows:
         table.add_row(
@@ -41,7 +57,7 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
             f"{row.created_at:%Y-%m-%d %H:%M}",
             f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
         )
-    ctx.console.print(table)
+    print_table(ctx.console, table, wide=wide)
     ctx.console.print(f"{len(rows)} address(es)")
 
 
@@ -49,7 +65,7 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
 @ORG
 @click.argument("email")
 @click.option("--reason", default=SuppressionReason.MANUAL.value, show_default=True)
-@click.option("--expires-at", help="ISO 8601 time after which the entry lapses.")
+@click.option("--expires-at", help="When the entry lapses (ISO 8601; UTC without an offset).")
 @ACTOR
 @pass_cli
 def add(
