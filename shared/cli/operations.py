@@ -1,4 +1,4 @@
-"""``pilot send``, ``usage``, ``status`` and ``events replay``: day-to-day operations."""
+"""``pilot send``, ``usage``, ``status`` and ``events list / replay``: day-to-day operations."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
-from shared import task_names
+from shared import task_names, webhook_events
+from shared.cli.connectors import connector_record
 from shared.cli.context import CliContext, pass_cli
-from shared.cli.output import cell
+from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table
+from shared.cli.params import ISO_TIME
 from shared.errors import PayloadInvalid
 from shared.models import Connector, ConnectorUsage
 from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.resend_events import RESEND_EVENT_TYPES
 from shared.sending.ledger import count_by_status
 from shared.sending.payloads import parse_send_email
 from shared.task_producer import TaskProducer, publish, publish_event_processing
-from shared.webhook_events import event_counts, reopen_for_replay
+from shared.webhook_events import DEFAULT_LIST_LIMIT, EventState, event_counts, reopen_for_replay
 
 
 def _producer(ctx: CliContext) -> TaskProducer:
@@ -86,8 +89,9 @@ def send(
 
 @click.command()
 @click.argument("connector_id")
+@JSON_FLAG
 @pass_cli
-def usage(ctx: CliContext, connector_id: str) -> None:
+def usage(ctx: CliContext, connector_id: str, as_json: bool) -> None:
     """A connector's hour and day budget (live buckets) and its sends over the last 24 hours."""
     with ctx.session_factory() as session:
         connector = store.get_connector(session, connector_id)
@@ -95,9 +99,29 @@ def usage(ctx: CliContext, connector_id: str) -> None:
     config = store.validate_connector_config(connector.config)
     limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
     limiter = RateLimiter.from_settings(ctx.settings)
+    windows = {period: limiter.get_usage_stats(connector.id, period, limits) for period in ("hour", "day")}
+    if as_json:
+        print_json(
+            {
+                "connector_id": connector.id,
+                "windows": [
+                    {
+                        "window": period,
+                        "used": stats.used,
+                        "limit": stats.limit,
+                        "remaining": stats.remaining,
+                        "full_again_in_s": round(stats.resets_in, 3),
+                    }
+                    for period, stats in windows.items()
+                ],
+                "last_24_hours": [
+                    {"hour": row.hour, "emails": row.emails_sent, "requests": row.requests} for row in history
+                ],
+            }
+        )
+        return
     table = Table("window", "used", "limit", "remaining", "full again in")
-    for period in ("hour", "day"):
-        stats = limiter.get_usage_stats(connector.id, period, limits)
+    for period, stats in windows.items():
         table.add_row(
             period, str(stats.used), str(stats.limit), str(stats.remaining), f"{stats.resets_in:.0f}s"
         )
@@ -117,16 +141,33 @@ def _hourly_usage(session: Session, connector_id: uuid.UUID) -> list[ConnectorUs
 
 
 @click.command()
+@JSON_FLAG
+@WIDE_FLAG
 @pass_cli
-def status(ctx: CliContext) -> None:
+def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
     """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
         ledger = count_by_status(session)
         events = event_counts(session)
-    ctx.console.print(_connectors_table(connectors))
+    by_count = dict(sorted(ledger.items(), key=lambda item: -item[1]))
+    if as_json:
+        print_json(
+            {
+                "connectors": [connector_record(row) for row in connectors],
+                "ledger": by_count,
+                "webhook_events": {
+                    "stored": events.stored,
+                    "processed": events.processed,
+                    "waiting": events.waiting,
+                    "orphaned": events.orphaned,
+                },
+            }
+        )
+        return
+    print_table(ctx.console, _connectors_table(connectors), wide=wide)
     messages = Table("status", "messages", title="Send ledger")
-    for name, count in sorted(ledger.items(), key=lambda item: -item[1]):
+    for name, count in by_count.items():
         messages.add_row(cell(name), str(count))
     ctx.console.print(messages)
     ctx.console.print(
@@ -147,11 +188,78 @@ def events() -> None:
     """Stored webhook events."""
 
 
+@events.command("list")
+@click.option(
+    "--status", "state", type=click.Choice([s.value for s in EventState]), help="Only events in this state."
+)
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice(list(RESEND_EVENT_TYPES)),
+    help="Only this type (Resend's name).",
+)
+@click.option("--since", type=ISO_TIME, help="Only events received since (ISO 8601; UTC without an offset).")
+@click.option(
+    "--limit", default=DEFAULT_LIST_LIMIT, show_default=True, type=click.IntRange(min=1), help="Newest N."
+)
+@JSON_FLAG
+@WIDE_FLAG
+@pass_cli
+def list_events(
+    ctx: CliContext,
+    state: str | None,
+    event_type: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+    wide: bool,
+) -> None:
+    """Stored webhook events, newest first, with their state (ids for `pilot events replay`)."""
+    with ctx.session_factory() as session:
+        rows = webhook_events.list_events(
+            session,
+            state=EventState(state) if state else None,
+            event_type=event_type,
+            since=since,
+            limit=limit,
+        )
+    records = [
+        {
+            "id": row.id,
+            "svix_id": row.svix_id,
+            "type": row.type,
+            "state": EventState.of(row),
+            "received_at": row.received_at,
+            "processed_at": row.processed_at,
+            "attempts": row.attempts,
+            "error": row.error,
+        }
+        for row in rows
+    ]
+    if as_json:
+        print_json(records)
+        return
+    if not records:
+        click.echo("No webhook events.")
+        return
+    table = Table("id", "received (UTC)", "type", "state", "attempts", "error", title="Webhook events")
+    for record in records:
+        table.add_row(
+            str(record["id"]),
+            f"{record['received_at']:%Y-%m-%d %H:%M:%S}",
+            cell(record["type"]),
+            str(record["state"]),
+            str(record["attempts"]),
+            cell(record["error"] or ""),
+        )
+    print_table(ctx.console, table, wide=wide)
+
+
 @events.command("replay")
 @click.argument("event_ids", nargs=-1)
 @click.option("--orphans", is_flag=True, help="Every event kept as an orphan.")
 @click.option("--unprocessed", is_flag=True, help="Every event not processed yet.")
-@click.option("--since", type=click.DateTime(), help="Every event received since (UTC).")
+@click.option("--since", type=ISO_TIME, help="Every event received since (ISO 8601; UTC without an offset).")
 @pass_cli
 def replay(
     ctx: CliContext, event_ids: tuple[str, ...], orphans: bool, unprocessed: bool, since: datetime | None
