@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import BinaryIO
 
 import click
@@ -12,7 +13,8 @@ from shared import connector_store as store
 from shared import suppression_admin as admin
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table, printable
-from shared.models import SuppressionReason
+from shared.cli.params import ISO_TIME
+from shared.models import SUPPRESSION_REASONS, SuppressionReason
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
@@ -64,15 +66,20 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool, as_json:
 @suppression.command("add")
 @ORG
 @click.argument("email")
-@click.option("--reason", default=SuppressionReason.MANUAL.value, show_default=True)
-@click.option("--expires-at", help="When the entry lapses (ISO 8601; UTC without an offset).")
+@click.option(
+    "--reason",
+    type=click.Choice(SUPPRESSION_REASONS),
+    default=SuppressionReason.MANUAL.value,
+    show_default=True,
+)
+@click.option("--expires-at", type=ISO_TIME, help="When the entry lapses (ISO 8601; UTC without an offset).")
 @ACTOR
 @pass_cli
 def add(
-    ctx: CliContext, organization_id: str, email: str, reason: str, expires_at: str | None, actor: str
+    ctx: CliContext, organization_id: str, email: str, reason: str, expires_at: datetime | None, actor: str
 ) -> None:
     """Suppress an address."""
-    entry = admin.parse_entry(email, reason, expires_at)
+    entry = admin.parse_entry(email, reason, expires_at.isoformat() if expires_at else None)
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         admin.add_entry(session, org.id, entry, actor=actor)
