@@ -2,8 +2,10 @@
 
 CSV columns: ``email`` (required), ``reason`` (default ``manual``), ``expires_at`` (ISO 8601,
 optional); export adds ``source`` and ``created_at``, which import ignores. Files are UTF-8 (a BOM
-is accepted). A cell a spreadsheet would run as a formula is exported with a ``'`` in front (OWASP
-CSV injection), which import removes again.
+is accepted), separated by ``,`` or ``;``; column names are read in any case, and the address
+column may carry an ESP's name for it (``Email Address``...: see :mod:`shared.csv_layout`).
+A cell a spreadsheet would run as a formula is exported with a ``'`` in front (OWASP CSV
+injection), which import removes again.
 
 An import is checked whole before anything is written: one bad line refuses the file, and the
 message lists every bad line (the first :data:`MAX_REPORTED_LINES`).
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -25,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import audit
+from shared.csv_layout import EMAIL_NAMES_HINT, read_layout
 from shared.db import transaction
 from shared.errors import ImportInterrupted, NotFound, PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression, SuppressionReason
@@ -126,22 +128,21 @@ def read_csv(data: bytes) -> list[Entry]:
 
     Raises :class:`PayloadInvalid` naming every bad line (the first :data:`MAX_REPORTED_LINES`).
     """
-    reader = csv.reader(io.StringIO(_decoded(data), newline=""))
-    header = next(reader, None)
-    if header is None or "email" not in header:
-        raise PayloadInvalid("CSV: the header must include an 'email' column")
+    layout, rows = read_layout(_decoded(data))
+    if layout.email_header is None:
+        raise PayloadInvalid(
+            f"CSV: no address column in the header {layout.describe()}: name it {EMAIL_NAMES_HINT}"
+        )
     columns: dict[str, int] = {
-        name: header.index(name) for name in ("email", "reason", "expires_at") if name in header
+        name: index for name in ("email", "reason", "expires_at") if (index := layout.index(name)) is not None
     }
     entries: list[Entry] = []
     problems: list[str] = []
-    line = reader.line_num + 1  # where the next record starts
-    for row in reader:
+    for line, row in rows:
         where = f"CSV line {line}: "
-        line = reader.line_num + 1
         if not row:
             continue
-        if len(row) > len(header):
+        if len(row) > len(layout.header):
             problems.append(f"{where}more fields than the header has")
             continue
         # The address rule itself takes a ' in front of a formula-like address (see _unescape).

@@ -105,7 +105,9 @@ def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> Non
 @ACTOR
 @pass_cli
 def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
-    """Import a UTF-8 CSV (columns: email, reason, expires_at).
+    """Import a UTF-8 CSV (columns: email, reason, expires_at; any case, `,` or `;`).
+
+    The address column may also be an ESP export's (Email Address, email_address, E-mail).
 
     One bad line refuses the whole file, and every bad line is listed. A large file is written in
     batches; if that stops part-way, import the same file again to finish.
