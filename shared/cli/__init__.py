@@ -20,6 +20,7 @@ from shared.cli.orgs import org
 from shared.cli.output import printable, printable_lines
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
+from shared.logs import configure_cli_logging
 
 
 class PilotGroup(click.Group):
@@ -51,6 +52,7 @@ cli.add_command(dead_letters)
 
 def main() -> None:
     """Console-script entry: run the CLI, turning domain errors into one line on stderr."""
+    configure_cli_logging()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
