@@ -27,6 +27,7 @@ Context travels in attributes, never secrets::
     │   ├── ResendAuthError            401/403 key errors: connector unusable
     │   └── ResendRejected             any other 4xx: permanent, Resend's message is the reason
     ├── WebhookVerificationError       a webhook failed signature or format checks
+    ├── TokenInvalid                   an unsubscribe token does not open (never says which part is wrong)
     └── DeadLetterNotPublished (ConnectionError)  a refused message could not be dead-lettered
 """
 
@@ -178,6 +179,14 @@ class WebhookVerificationError(PilotError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TokenInvalid(PilotError):
+    """Raised when an unsubscribe or resubscribe token is forged, tampered with, expired or sealed
+    with a key no longer configured; the message never says which."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid or expired link")
 
 
 class DeadLetterNotPublished(PilotError, ConnectionError):
