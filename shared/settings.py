@@ -11,8 +11,8 @@ import binascii
 import functools
 import ipaddress
 import re
-from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -67,7 +67,9 @@ class Settings(BaseSettings):
     #: Port of the worker's Prometheus ``/metrics`` (served by its main process); 0 turns it off.
     pilot_worker_metrics_port: int = Field(default=DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535)
 
-    @field_validator("resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before")
+    @field_validator(
+        "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"
+    )
     @classmethod
     def _split_spaces(cls, value: Any) -> Any:
         if isinstance(value, str):

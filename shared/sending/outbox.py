@@ -24,7 +24,9 @@ from shared import task_names
 from shared.errors import PayloadInvalid
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.pipeline import prepare
+from shared.settings import get_settings
 from shared.task_producer import TaskSender, publish
+from shared.unsubscribe.links import UnsubscribeLinks
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,8 @@ def enqueue_send(session: Session, celery_app: TaskSender, **payload: Any) -> li
         raise PayloadInvalid("message_ids: the outbox writes rows itself; give the email's content")
     # A stable reference for the derived keys: the caller's task, else a new one per call.
     reference = str(parsed.task_id or uuid.uuid4())
-    connector_id, ids = prepare(session, parsed, task_ref=reference)
+    links = UnsubscribeLinks.from_settings(get_settings())
+    connector_id, ids = prepare(session, parsed, task_ref=reference, links=links)
     _publish_after_commit(session, celery_app, {"connector_id": str(connector_id), "message_ids": ids})
     return ids
 

@@ -7,7 +7,14 @@ field and never echoes a value.
 ``pilot.send_email``::
 
     {connector_id, organization_id?, task_id?, to: str | [str], subject, html? | body?, text?,
-     from?, reply_to?, cc?, bcc?, headers?, tags?, metadata?, idempotency_key?}
+     from?, reply_to?, cc?, bcc?, headers?, tags?, metadata?, idempotency_key?, topic?,
+     list_unsubscribe?}
+
+``topic`` (tag-name characters, at most 64) names what the email is about: a recipient who left that
+topic does not get it, one who left everything gets nothing. ``list_unsubscribe`` asks for the
+one-click unsubscribe headers (``true``), or opts out of them (``false``); unset, every
+``pilot.send_batch`` email gets them and a ``pilot.send_email`` does not (see
+:mod:`shared.unsubscribe.links`).
 
 or, to (re)send ledger rows that already exist (outbox, release of deferred rows, sweep)::
 
@@ -28,7 +35,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from shared.errors import PayloadInvalid
 from shared.resend_schemas import (
@@ -40,6 +55,7 @@ from shared.resend_schemas import (
     OptionalAddressList,
     Tag,
 )
+from shared.unsubscribe.topics import Topic
 
 #: Tag and header names the worker sets itself; a caller may not set them.
 RESERVED_TAGS = frozenset({"task_id", "message_id"})
@@ -87,6 +103,11 @@ class EmailFields(BaseModel):
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    #: What the email is about; recipients may leave one topic (see :mod:`shared.unsubscribe.topics`).
+    topic: Topic | None = None
+    #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
+    #: (every ``pilot.send_batch`` email) get them.
+    list_unsubscribe: StrictBool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailFields:

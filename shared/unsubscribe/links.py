@@ -12,6 +12,7 @@ URL, for the visible footer link.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from shared.settings import Settings
 from shared.unsubscribe.tokens import ResubscribeToken, TokenSealer, UnsubscribeToken
 
