@@ -37,7 +37,9 @@ def upgrade() -> None:
     op.add_column("email_messages", sa.Column("topic", sa.Text(), nullable=True))
     with op.get_context().autocommit_block():
         op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {NEW_UNIQUE}")
-        op.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {NEW_UNIQUE} ON {TABLE} (organization_id, email, topic)")
+        op.execute(
+            f"CREATE UNIQUE INDEX CONCURRENTLY {NEW_UNIQUE} ON {TABLE} (organization_id, email, topic)"
+        )
     op.drop_constraint(OLD_UNIQUE, TABLE, type_="unique")
     op.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {NEW_UNIQUE} UNIQUE USING INDEX {NEW_UNIQUE}")
 
