@@ -121,7 +121,7 @@ def test_a_placeholder_without_links_configured_is_refused_naming_the_field_and_
 
 
 def test_asking_for_headers_without_links_configured_is_refused() -> None:
-    with pytest.raises(PayloadInvalid, match="list_unsubscribe: .*PILOT_UNSUBSCRIBE_KEYS"):
+    with pytest.raises(PayloadInvalid, match=r"list_unsubscribe: .*PILOT_UNSUBSCRIBE_KEYS"):
         render(email(list_unsubscribe=True), links=None)
 
 
