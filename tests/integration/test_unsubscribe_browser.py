@@ -1,4 +1,5 @@
-"""The unsubscribe page in a real headless Chromium (Debian's ``chromium``, driven by Playwright).
+"""The unsubscribe endpoints served by the real receiver (gunicorn), and the page in a real headless
+Chromium (Debian's ``chromium``, driven by Playwright).
 
 An email is sent through the send path; its ``List-Unsubscribe`` header is opened in the browser,
 served by the real receiver (gunicorn, as in production); "Unsubscribe from newsletter" is clicked;
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import fakeredis
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -27,6 +29,7 @@ from shared.settings import load_settings
 from shared.unsubscribe.tokens import generate_unsubscribe_key
 from tests.conftest import REDIS_URL
 from tests.fake_resend import BASE_URL, FakeResend
+from tests.raw_http import chunked, raw_connection, read_response, request_head
 from tests.receiver_process import ReceiverHandle, running_receiver
 from tests.sandbox_process import free_port
 from tests.send_helpers import add_connector, email, sends
@@ -168,3 +171,53 @@ def test_the_page_fits_a_375_px_wide_screen_and_works_from_the_keyboard(
         ("ada@example.test", "", "unsubscribed", "unsubscribe_page")
     ]
     context.close()
+
+
+# --- bad input through gunicorn, as a client sends it --------------------------------------------
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_a_chunked_body_over_the_form_limit_is_a_413_through_gunicorn(
+    receiver, fresh_database_url: str, key: str
+) -> None:
+    organization_id, url = send_newsletter(fresh_database_url, receiver.url, key)
+    path = url.removeprefix(receiver.url)
+
+    with raw_connection(receiver.url) as sock:
+        sock.sendall(request_head(FORM, path=path, chunked=True) + chunked(b"x" * 20_000) + b"0\r\n\r\n")
+        status, _ = read_response(sock)
+
+    assert status == 413
+    assert suppression_rows(fresh_database_url, organization_id) == []
+    assert "Traceback" not in receiver.output()
+
+
+def test_broken_chunked_framing_is_a_400_through_gunicorn(
+    receiver, fresh_database_url: str, key: str
+) -> None:
+    organization_id, url = send_newsletter(fresh_database_url, receiver.url, key)
+    path = url.removeprefix(receiver.url)
+
+    with raw_connection(receiver.url) as sock:
+        sock.sendall(
+            request_head(FORM, path=path, chunked=True) + b"zz\r\nList-Unsubscribe=One-Click\r\n0\r\n\r\n"
+        )
+        status, _ = read_response(sock)
+
+    assert status == 400
+    assert suppression_rows(fresh_database_url, organization_id) == []
+    assert "Traceback" not in receiver.output()
+
+
+def test_a_one_click_post_through_gunicorn_answers_200_without_redirect(
+    receiver, fresh_database_url: str, key: str
+) -> None:
+    organization_id, url = send_newsletter(fresh_database_url, receiver.url, key)
+
+    answer = httpx.post(url, content=b"List-Unsubscribe=One-Click", headers=FORM, follow_redirects=False)
+
+    assert answer.status_code == 200
+    assert suppression_rows(fresh_database_url, organization_id) == [
+        ("ada@example.test", "newsletter", "unsubscribed", "one_click")
+    ]
