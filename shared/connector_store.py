@@ -131,18 +131,6 @@ def update_limits(
     return connector
 
 
-def update_config(
-    session: Session, connector_id: uuid.UUID | str, changes: dict[str, Any], *, actor: str
-) -> Connector:
-    """Merge ``changes`` into a connector's config."""
-    connector = get_connector(session, connector_id, for_update=True)
-    connector.config = validate_connector_config({**connector.config, **changes}).model_dump(
-        exclude_none=True
-    )
-    _audit(session, connector, "connector.update", actor, details={"changed": sorted(changes)})
-    return connector
-
-
 def set_api_key(
     session: Session, connector_id: uuid.UUID | str, api_key: SecretStr, *, keyring: KeyRing, actor: str
 ) -> Connector:
@@ -229,13 +217,6 @@ def record_check(
 def set_last_error(connector: Connector, error: str | None) -> None:
     """Remember the latest error (already scrubbed by whoever raised it), truncated."""
     connector.last_error = None if error is None else error[:MAX_ERROR_LENGTH]
-
-
-def delete_connector(session: Session, connector_id: uuid.UUID | str, *, actor: str) -> None:
-    """Delete a connector (its messages and usage go with it; the audit log stays)."""
-    connector = get_connector(session, connector_id, for_update=True)
-    _audit(session, connector, "connector.delete", actor, details={"name": connector.name})
-    session.delete(connector)
 
 
 def record_usage(

@@ -1,30 +1,9 @@
 """Distributed token buckets in Redis: one budget shared by every worker, one round trip per check.
 
-Per connector an hour bucket (capacity ``per_hour``, refilled continuously at ``per_hour/3600`` tokens
-a second) and a day bucket (``per_day``, ``per_day/86400``) are taken together for n emails; per
-Resend API key a request-rate bucket (default 2 requests/s, paced one at a
-time below the limit) and a cooldown after a 429. All of it runs
-in ``token_bucket.lua``, atomically, on Redis ``TIME``. A denial takes nothing and says how long to
-wait. This is the only module that knows ``redis.*`` exceptions: they become
-:class:`~shared.errors.RateLimitBackendUnavailable`, and callers fail closed.
-
-A bucket stores its *deficit* (tokens taken and not yet refilled), so a raised limit gives its extra
-tokens at once and a lowered one leaves ``limit - used`` (never less than nothing: the bucket is
-clamped to empty).
-
-Redis may lose the buckets (a restart without persistence). A missing bucket would then grant a full
-budget again, so a limiter given a ``usage_source`` (the worker passes one reading the PostgreSQL
-ledger) treats a missing connector bucket as *unknown*: the script says so without granting, the
-limiter rebuilds both buckets from the usage of the last hour and day (``SET NX``: buckets another
-worker rebuilt first are kept) and asks again. The hot path stays one EVALSHA; the rebuild costs one
-query and two round trips, once per connector after a loss (or after a day without sends).
-
-Example::
-
-    limiter = RateLimiter.from_settings(settings)
-    decision = limiter.acquire_emails(connector_id, 3, ConnectorLimits(per_hour=1000, per_day=5000))
-    if not decision.granted:
-        defer(seconds=decision.wait_seconds)  # blocked_by says "hour" or "day"
+Per connector an hour and a day bucket, taken together; per API key a request bucket and a 429
+cooldown; all run atomically by ``token_bucket.lua`` on Redis ``TIME``. The only module that knows
+``redis.*`` errors: they become ``RateLimitBackendUnavailable``, and callers fail closed. Deficits and
+the rebuild after Redis lost its state: docs/architecture.md, "Rate limiting".
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Operator edits of the suppression list (CLI): add, remove, list, CSV import and export, audited.
 
-CSV columns: ``email`` (required), ``reason`` (default ``manual``), ``expires_at`` (ISO 8601,
-optional), ``topic`` (optional; blank means every email); export adds ``source`` and
-``created_at``, which import ignores. Files are UTF-8 (a BOM
-is accepted). A cell a spreadsheet would run as a formula is exported with a ``'`` in front (OWASP
-CSV injection), which import removes again.
-
-An import is checked whole before anything is written: one bad line refuses the file, and the
-message lists every bad line (the first :data:`MAX_REPORTED_LINES`).
+CSV: ``email``, ``reason`` (default ``manual``), ``expires_at`` (ISO 8601), ``topic`` (blank: every
+email); export adds ``source`` and ``created_at``. A cell a spreadsheet would run as a formula is
+exported behind a ``'``, which import removes. An import is checked whole before anything is written
+(docs/operations.md, "The pilot command").
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The receiver's Prometheus metrics, served at ``/metrics``.
 
-The app calls :meth:`ReceiverMetrics.observe` once per webhook request with its status, duration and
-outcome. Under gunicorn every worker process counts on its own: with ``PROMETHEUS_MULTIPROC_DIR`` set
-(``webhook_receiver.gunicorn_conf`` sets it before any worker starts) prometheus-client keeps values
-in files there and :func:`exposition` sums them across workers with ``MultiProcessCollector``. Unset
-(tests, one process), each app counts in a registry of its own.
+The app calls :meth:`ReceiverMetrics.observe` once per webhook request. Under gunicorn each worker
+counts into ``PROMETHEUS_MULTIPROC_DIR`` and :func:`exposition` sums them (``MultiProcessCollector``);
+without it (tests, one process) each app counts in a registry of its own.
 """
 
 from __future__ import annotations

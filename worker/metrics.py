@@ -1,26 +1,8 @@
 """The worker's Prometheus metrics, correct under Celery's prefork pool.
 
-Metrics (prometheus-client)::
-
-    pilot_sends_total{result}                  outcomes decided for recipients: sent|suppressed|deferred|
-                                               failed (a row deferred, then sent, counts once for each)
-    pilot_resend_responses_total{status,error_name}    Resend's answers (status "none": none arrived)
-    pilot_deferrals_total{reason}              rows made to wait: hour|day|budget|recipient_busy|
-                                               redis_unavailable|connector_blocked|<Resend error name>
-    pilot_emails_per_request                   emails each request to Resend carried (histogram)
-    pilot_bucket_tokens_remaining{connector_id,window} hour|day tokens left (sampled, most recent)
-    pilot_task_duration_seconds{task}          run time of each task, by task name
-    pilot_worker_rejected_messages_total{reason}   broker messages refused and dead-lettered (worker
-                                               main process): shared.models.DeadLetterReason values
-
-Prefork runs tasks in child processes, so the values live in prometheus-client's *multiprocess*
-files (``PROMETHEUS_MULTIPROC_DIR``). :func:`start_exporter` runs in the worker's main process
-before the pool forks (``celeryd_init``): it makes a fresh directory for this worker (or empties the
-one configured), and serves ``/metrics`` on ``PILOT_WORKER_METRICS_PORT`` from a registry that sums
-every child's files. A child that exits is marked dead (``worker_process_shutdown``).
-
-The metric objects are made on first use, after the directory is known: prometheus-client picks
-its value storage when a metric is created. Updating one is a dictionary lookup and an mmap write.
+Pool children count into prometheus-client's multiprocess files; :func:`start_exporter` prepares the
+directory in the main process before the pool forks and serves ``/metrics``, summed over every child.
+The metrics: docs/operations.md, "Metrics"; how they cross processes: docs/architecture.md, §10.
 """
 
 from __future__ import annotations

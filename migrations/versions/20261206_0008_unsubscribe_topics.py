@@ -2,13 +2,9 @@
 
 Revision ID: 0008
 Revises: 0006
-``suppression_list.topic`` names the topic an entry stops; '' (every existing entry) stops every
-email. The unique key becomes (organization, address, topic): an address may have left several
-topics and be suppressed for everything besides. ``email_messages.topic`` is the email's topic (NULL:
-none), which the send-time suppression check compares with the entries'.
-
-The new unique index is built CONCURRENTLY before the old constraint is swapped for it, so sends and
-suppressions are not blocked while it builds.
+``suppression_list.topic`` is the topic an entry stops ('' : every email, as every existing entry);
+unique on (organization, address, topic), the index built CONCURRENTLY before the old constraint is
+swapped for it. ``email_messages.topic`` is the email's topic (NULL: none).
 
 Create Date: 2026-12-06 10:00:00
 """

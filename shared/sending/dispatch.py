@@ -1,23 +1,9 @@
 """Dispatch an API key's queue: whoever gets the key's request token sends its oldest ready rows.
 
-Resend limits requests, not emails, and a batch request carries 100 emails: the rows of one API key
-leave together, whatever their task, connector or organization. A run of :class:`Dispatcher`:
-
-1. takes the key's request token (short pacing waits are slept); refused, it schedules the key's
-   next dispatch for when the token will be there and stops (one scheduled dispatch per key, however
-   many tasks are refused: their rows are in PostgreSQL, the dispatch finds them);
-2. claims a unit (:mod:`shared.sending.queue`): a unit due again if any, else the oldest ready rows;
-3. decides each claimed row by its own rules: its connector may send (else it waits), its key is
-   still the key (else it moves to its new key's queue), its attempts are not spent, its
-   organization has not suppressed its recipient (no token, no request), its connector's hour and
-   day budget pays for it (else it is parked behind the rows parked before it);
-4. commits the unit (members, key, attempt) before the request, sends it, records the answer
-   (:mod:`shared.sending.retry_policy` decides what an error means), and goes on with the next unit
-   while tokens allow, up to :data:`MAX_UNITS_PER_RUN`.
-
-A unit whose outcome is unknown (a timeout, a 5xx, a dispatcher that died mid-request: the unit's lock
-its connection held is free) is sent again only as itself: the same members in the same order under
-the same key.
+A run of :class:`Dispatcher` takes the token, claims a unit, decides each row by its own rules,
+commits the unit before its request, sends it and records the answer, while tokens allow. A unit
+whose outcome is unknown is sent again only as itself. The loop step by step: docs/architecture.md,
+"The send path".
 """
 
 from __future__ import annotations

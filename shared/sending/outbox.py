@@ -1,14 +1,8 @@
 """Transactional outbox for upstream Python apps: ledger rows in your transaction, publish after commit.
 
-    with transaction(factory) as session:
-        campaign = ...                           # your own writes
-        enqueue_send(session, celery_app, connector_id=cid, to=["a@example.com"], subject="Hi", html="...")
-    # committed: rows exist, then pilot.send_email {connector_id, message_ids} is published
-
-If the transaction rolls back, the rows are gone and a publish (if any) finds nothing to send. If
-the publish is lost after the commit (broker down, process killed), the rows stay ``queued`` and
-``pilot.sweep`` publishes them within minutes. Apps that cannot import this project may still call
-``send_task("pilot.send_email", kwargs=...)`` directly.
+:func:`enqueue_send` writes the rows in the caller's session; ``pilot.send_email {connector_id,
+message_ids}`` is published after the commit. A rollback leaves nothing to send; a publish lost after
+the commit leaves the rows ``queued`` for ``pilot.sweep``. Example: docs/architecture.md, "The outbox".
 """
 
 from __future__ import annotations

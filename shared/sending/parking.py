@@ -1,10 +1,8 @@
 """When a row parked for a spent connector budget should come back: after the rows parked before it.
 
-Rows are parked (``deferred`` with ``next_attempt_at``) a unit at a time. Parked only until the
-buckets hold tokens for *their own* rows, every row parked in the same spell would come back at the
-same moment, one would get the next token and all the others would park again: a herd at each
-release, and work growing with the square of the backlog. Instead a row waits for the tokens of
-every row already parked for later as well, so a backlog comes back at the rate the budget refills.
+A row waits for the tokens of every row of its connector already parked for later, not only its own,
+so a backlog comes back at the rate the budget refills instead of as a herd at each release
+(docs/architecture.md, "Rate limiting").
 """
 
 from __future__ import annotations

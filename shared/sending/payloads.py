@@ -1,30 +1,8 @@
 """Task payloads (the kwargs of ``pilot.send_email`` and ``pilot.send_batch``), validated by pydantic.
 
-Unknown keys are refused, naming the key: a typo such as ``subjet`` must not send an email without a
-subject. Invalid input raises :class:`~shared.errors.PayloadInvalid` whose message names every bad
-field and never echoes a value.
-
-``pilot.send_email``::
-
-    {connector_id, organization_id?, task_id?, to: str | [str], subject, html? | body?, text?,
-     from?, reply_to?, cc?, bcc?, headers?, tags?, metadata?, idempotency_key?, topic?,
-     list_unsubscribe?}
-
-``topic`` (tag-name characters, at most 64) names what the email is about: a recipient who left that
-topic does not get it, one who left everything gets nothing. ``list_unsubscribe`` asks for the
-one-click unsubscribe headers (``true``), or opts out of them (``false``); unset, every
-``pilot.send_batch`` email gets them and a ``pilot.send_email`` does not (see
-:mod:`shared.unsubscribe.links`).
-
-or, to (re)send ledger rows that already exist (outbox, release of deferred rows, sweep)::
-
-    {connector_id, message_ids: [uuid, ...], organization_id?, task_id?}
-
-``pilot.send_batch``: ``{connector_id, organization_id?, task_id?, emails: [<email fields>, ...]}``.
-Each email of a batch is validated on its own (:func:`parse_emails`): one bad email is refused alone.
-
-Text must be storable and sendable: a NUL character or a lone surrogate anywhere (values or keys) is
-refused, naming the field, before anything else is checked.
+Unknown keys are refused, naming the key, and an invalid payload raises ``PayloadInvalid`` naming
+every bad field, never a value. Each email of a batch is validated on its own (:func:`parse_emails`).
+The fields (``topic`` and ``list_unsubscribe`` too): docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations

@@ -1,22 +1,9 @@
 """The one send path: record a request's rows, then dispatch its API key's queue.
 
-Every send takes it, whoever asks: ``pilot.send_email`` and ``pilot.send_batch`` (a payload, or
-``message_ids`` of rows written already by the outbox), the seed's ``ResendConnector.send_email``
-and ``send_batch``, and ``pilot send``.
-
-1. **Record.** The payload is validated and written as ledger rows, one per mailbox, each with its
-   deterministic idempotency key and stored body, in the queue of the connector's API key
-   (:mod:`shared.sending.recording`). Refusals are recorded too (:mod:`shared.sending.refusals`).
-2. **Dispatch.** The caller then runs the key's dispatcher once (:mod:`shared.sending.dispatch`):
-   when the key's request token is free (nothing waiting), its rows leave at once; otherwise they
-   leave with the next unit, which may carry rows of many tasks and connectors.
-
-A single email (``pilot.send_email`` to one mailbox) whose key's queue is empty takes the alone lane
-instead: it is sent at once as its own unit, its row written already in flight
-(:meth:`Dispatcher.send_alone`), with the same checks and the same exactly-once guarantee.
-
-The answer is every recipient's result as it stands when the call returns: rows still waiting for
-their key's next request are ``pending``.
+Every sender takes it: ``pilot.send_email`` and ``pilot.send_batch``, the seed's ``ResendConnector``
+and ``pilot send``. A single email whose key's queue is empty takes the alone lane instead. The answer
+is each recipient's result when the call returns (rows waiting for their key's next request are
+``pending``). See docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations

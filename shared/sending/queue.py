@@ -1,25 +1,9 @@
 """The send queue of an API key, in PostgreSQL: claim a unit, write its attempt, record the answer.
 
-Every statement here runs on the dispatcher's own psycopg connection, which also holds the recipient
-locks (session advisory locks, see ``shared.suppression.RECIPIENT_LOCK_KEY``) from the suppression
-check until the answer is recorded. One round trip per step:
-
-1. :func:`claim` (in a transaction): the units due again of the key if any (``sending`` rows whose
-   lease or retry time has passed), else its oldest ready rows (``queued``, or ``deferred`` whose
-   time has come), row-locked (``SKIP LOCKED``: two dispatchers never take the same row) with their
-   recipients' locks tried;
-2. :func:`read_claimed`: the claimed rows read again *after* their recipient locks were taken, with
-   their organization's suppression and their connector's live status;
-3. :func:`write_attempt`: the unit's rows ``sending`` under its key (attempt counted, in flight:
-   no retry time, the unit's lock held), the others ``suppressed``, ``failed`` or ``deferred``;
-   committed before the request;
-4. :func:`record_answer` (autocommit, after the request): each row's outcome, the connectors' usage,
-   and the recipient locks released.
-
-A single email that finds its key's queue empty skips the queue (the alone lane):
-:func:`claim_alone` checks in one read that nothing waits ahead of it and takes its locks, and
-:func:`start_alone` writes its row already ``sending`` under its own key; the answer is recorded as
-any unit's. Two row writes instead of three, and no claim.
+One statement per step (:func:`claim`, :func:`read_claimed`, :func:`write_attempt`,
+:func:`record_answer`; the alone lane's :func:`claim_alone` and :func:`start_alone`), each on the
+dispatcher's own psycopg connection, which holds the recipient locks from the suppression check until
+the answer is recorded. The steps: docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """From a validated send payload to ledger rows: render, refuse what cannot go, detect key conflicts.
 
-What a task asks for becomes :class:`Prepared`: the rows to send (in order) and the answers known
-without sending. Three kinds of recipients are answered here:
-
-* an email of a batch that is invalid on its own is refused alone: ``failed`` rows for its mailboxes
-  (the rest of the batch goes); one naming no mailbox at all is answered and audited instead;
-* an ``idempotency_key`` that already names another email of the connector (an earlier task's, or an
-  earlier email of the same request) is a conflict, as Resend's ``409 invalid_idempotent_request``
-  would be: the first email stays as it is, this one is answered ``failed`` and audited, nothing sent;
-* everything else is written ``queued`` (a row whose key exists already is left as it is).
+What a task asks for becomes :class:`Prepared`: the rows to send, in order, and the answers known
+without sending. An invalid email of a batch is refused alone; an ``idempotency_key`` that names
+another email of the connector is a conflict (``failed``, audited, nothing sent); the rest is written
+``queued``, and a row whose key exists already is left as it is.
 """
 
 from __future__ import annotations

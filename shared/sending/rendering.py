@@ -1,27 +1,9 @@
 """Render an upstream email into ledger rows: one Resend request body per mailbox, with its key.
 
-Fan-out: every distinct mailbox of ``to``, ``cc`` and ``bcc`` (compared case-insensitively, ``to``
-first) gets an email of its own, addressed to it alone. So each mailbox receives exactly one copy, is
-checked against the suppression list and has its own ledger row and outcome; Resend's events name one
-recipient per email. A ``cc`` or ``bcc`` mailbox therefore receives its copy addressed to itself, and no
-copy names another recipient.
-
-The body is rendered once and stored in ``email_messages.request``; every retry sends that stored
-body, so Resend sees the same payload under the same ``Idempotency-Key``.
-
-Keys (at most 256 characters, printable ASCII, deterministic):
-
-* caller-supplied ``idempotency_key``: ``<key>/<hash of connector and mailbox>``, so the same key
-  used by another connector (another organization) is another email;
-* else ``pilot/<connector>/<task ref>/<mailbox hash>/<content hash>``, where the task ref is the
-  ``tasks`` row id if given, else the Celery task id (stable across redelivery and retries).
-
-A row's id is a UUIDv5 of its key, so the ``message_id`` tag is known before the row is written.
-
-Unsubscribe links (:mod:`shared.unsubscribe.links`) are added here too, after the key is known: the
-``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers on bulk emails (unless the caller wrote
-its own ``List-Unsubscribe`` or opted out), and the URL in place of ``{{unsubscribe_url}}``. The
-token is deterministic, so an email rendered again is the same bytes.
+Every distinct mailbox of ``to``, ``cc`` and ``bcc`` gets an email of its own, addressed to it alone.
+The body is rendered once and stored, so every retry sends the same bytes under the same key. Keys
+are deterministic and a row's id is a UUIDv5 of its key; unsubscribe links are added once the key is
+known. Fan-out, keys and links: docs/architecture.md, "The send path" and "One-click unsubscribe".
 """
 
 from __future__ import annotations

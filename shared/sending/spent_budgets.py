@@ -1,11 +1,8 @@
 """Connectors whose email budget this process saw spent: peeked at before a request token is taken.
 
-A send takes the API key's request token before the connector's email tokens (at Resend's 2 requests
-a second the request rate is the usual limit, so it is asked first). While a connector's budget is
-spent, every task would then take a request token only to be refused its email token: a backlog
-parking at the budget would burn the key's request rate, which every other connector sending with
-the same key needs. So once this process has seen a connector's budget refused, it peeks at the
-budget (reading, taking nothing) before asking for a request token, until the budget grants again.
+The request token is taken first (the request rate is the usual limit), so a backlog parked at a
+spent budget would burn the key's request rate that other connectors on the key need. Once a
+connector's budget was refused, this process peeks at it (taking nothing) until it grants again.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""Unsubscribe and resubscribe tokens: sealed, so they open without a database lookup.
+"""Unsubscribe and undo tokens: AES-SIV over a small record, base64url, opened without a lookup.
 
-A token is AES-SIV (RFC 5297, ``cryptography``'s ``AESSIV``) over a small binary record, base64url
-without padding. SIV is deterministic: the same record under the same key is the same token, so an
-email rendered again (a redelivered task) carries the same link, byte for byte. The record is
-encrypted, so the recipient's address never appears in a URL, and authenticated, so a token changed
-in any byte does not open. Each kind of token has its own associated data: an undo token is never
-taken for an unsubscribe token, nor the reverse.
-
-Keys come from ``PILOT_UNSUBSCRIBE_KEYS``: the first seals, every one opens (rotation: put a new key
-first, keep the old one while its emails may still be clicked).
+Deterministic (an email rendered again carries the same link), encrypted (no address in a URL),
+authenticated (any changed byte is refused); each kind has its own associated data. Keys come from
+``PILOT_UNSUBSCRIBE_KEYS``: the first seals, all open. Design: docs/architecture.md, "One-click
+unsubscribe".
 """
 
 from __future__ import annotations

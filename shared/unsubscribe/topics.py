@@ -1,9 +1,8 @@
 """Topics: which suppression entries stop which emails.
 
-An email may name a topic (``newsletter``, ``product-updates``); a suppression entry names the topic
-it stops, or none (:data:`EVERYTHING`, stored as ``''``) to stop every email. So an address that left
-one topic still gets the others and emails without a topic (transactional mail); an address
-suppressed for everything (a bounce, a complaint, a global unsubscribe) gets nothing.
+An entry names the topic it stops, or none (:data:`EVERYTHING`, stored as ``''``) to stop every
+email: an address that left one topic still gets the others and emails without a topic, one
+suppressed for everything gets nothing.
 """
 
 from __future__ import annotations

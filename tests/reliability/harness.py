@@ -46,7 +46,7 @@ from worker.beat import maintenance
 from worker.celery_app import make_celery
 from worker.events.tasks import process_pending_events
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: ``PILOT_RELIABILITY=full`` runs the issue's sizes (``make reliability``); anything else the short ones.
 FULL = os.environ.get("PILOT_RELIABILITY", "").strip().lower() == "full"
@@ -213,7 +213,7 @@ class Beat(threading.Thread):
             try:
                 count = step()
             except Exception as exc:  # a service is down: the next round tries again, as beat would
-                log.info("beat %s failed: %s", name, exc)
+                logger.info("beat %s failed: %s", name, exc)
             else:
                 self.published[name] += int(count)  # type: ignore[call-overload]
 

@@ -1,24 +1,15 @@
-"""The unsubscribe routes.
+"""The unsubscribe routes: the RFC 8058 one-click POST, the page (GET never unsubscribes) whose
+buttons post back, and the undo link (``/resubscribe/<token>``).
 
-* ``POST /unsubscribe/<token>`` with the form body ``List-Unsubscribe=One-Click`` (urlencoded or
-  multipart, as RFC 8058 says): the one-click unsubscribe a mailbox provider sends. It leaves the
-  email's topic (everything when the email has none) and answers ``200`` with a short text: no
-  redirect, no cookie. Sent again, it changes nothing.
-* ``GET /unsubscribe/<token>`` shows the page and never unsubscribes (link scanners open every
-  URL); its buttons post ``scope=topic`` or ``scope=everything`` to the same URL, answered with a
-  confirmation page holding the undo link.
-* ``GET /resubscribe/<token>`` asks, ``POST /resubscribe/<token>`` undoes (for
-  :data:`~webhook_receiver.unsubscribe.service.UNDO_VALID_FOR`).
-
-A token that does not open (forged, changed, expired, unknown key, organization gone) is a 404
-plain page that never says why; a body that is not one of those forms is a 400, a body over
-:data:`MAX_FORM_BYTES` a 413, another content type a 415, another method a 405; a client over its
-limits gets 429. Nothing is stored for any of them.
+A token that does not open is a 404 plain page that never says why; a body that is neither form is
+a 400, over :data:`MAX_FORM_BYTES` a 413, another content type a 415, another method a 405; a client
+over its limits gets 429. Nothing is stored for any of them. Details: README, "One-click unsubscribe".
 """
 
 from __future__ import annotations
 
 import io
+import logging
 
 from flask import Blueprint, Response, current_app, request
 from sqlalchemy.exc import OperationalError
@@ -35,6 +26,8 @@ from webhook_receiver.body import read_body
 from webhook_receiver.unsubscribe.pages import masked, render
 from webhook_receiver.unsubscribe.service import UNDO_VALID_FOR, RateLimited, UnsubscribeService
 from webhook_receiver.unsubscribe.texts import TEXTS
+
+logger = logging.getLogger(__name__)
 
 EXTENSION = "pilot_unsubscribe"
 #: The one-click body is 26 bytes and the page's forms a few more; nothing legitimate comes near this.
@@ -87,7 +80,7 @@ def _invalid(exc: TokenInvalid) -> Response:
 
 @blueprint.errorhandler(OperationalError)
 def _unavailable(exc: OperationalError) -> Response:
-    current_app.logger.error("unsubscribe not recorded, answering 503: database unavailable")
+    logger.error("unsubscribe not recorded, answering 503: database unavailable")
     response = error_page(503, "error_unavailable")
     response.headers["Retry-After"] = "30"
     return response
