@@ -81,6 +81,17 @@ MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
 
 
+class Priority(StrEnum):
+    """Which mail a send is. ``transactional`` (someone waits for it: a password reset, a receipt)
+    leaves before ``bulk`` (campaigns, newsletters) and may use the budget's transactional reserve."""
+
+    TRANSACTIONAL = "transactional"
+    BULK = "bulk"
+
+
+PRIORITIES = tuple(priority.value for priority in Priority)
+
+
 class SuppressionReason(StrEnum):
     """Why an address is on an organization's suppression list."""
 
@@ -202,6 +213,7 @@ class EmailMessage(Base):
     __table_args__ = (
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
         Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
         # The budget rebuild counts a connector's sends of the last day (shared.sending.ledger.recent_usage).
         Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
@@ -211,17 +223,20 @@ class EmailMessage(Base):
         # alone, their foreign keys' cascades included.
         Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
         Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
-        # The send queue of an API key: its queued rows oldest first, its deferred rows and its units
+        # The send queue of an API key: its queued rows oldest first and its deferred rows by the
+        # time they are due, each class apart (transactional rows leave first), and its units
         # (``sending``) by the time they are due.
         Index(
-            "ix_email_messages_dispatch_key_queued",
+            "ix_email_messages_dispatch_key_priority_queued",
             "dispatch_key",
+            "priority",
             "created_at",
             postgresql_where=text("status = 'queued'"),
         ),
         Index(
-            "ix_email_messages_dispatch_key_deferred",
+            "ix_email_messages_dispatch_key_priority_deferred",
             "dispatch_key",
+            "priority",
             "next_attempt_at",
             postgresql_where=text("status = 'deferred'"),
         ),
@@ -253,6 +268,8 @@ class EmailMessage(Base):
     #: The API key the row is sent with (its hash, as the request buckets name it): rows of one key
     #: leave together, whatever their connector or task. Set when the row is queued.
     dispatch_key: Mapped[str | None] = mapped_column(Text)
+    #: Transactional rows leave their key's queue before bulk ones and may use the reserve.
+    priority: Mapped[str] = mapped_column(Text, server_default=Priority.BULK.value)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

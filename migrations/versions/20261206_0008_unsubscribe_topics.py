@@ -1,7 +1,7 @@
 """Topics: suppression entries per topic, and the topic of each email
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 ``suppression_list.topic`` is the topic an entry stops ('' : every email, as every existing entry);
 unique on (organization, address, topic), the index built CONCURRENTLY before the old constraint is
 swapped for it. ``email_messages.topic`` is the email's topic (NULL: none).
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

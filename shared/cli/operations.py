@@ -16,10 +16,10 @@ from shared import task_names
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import cell
 from shared.errors import PayloadInvalid
-from shared.models import Connector, ConnectorUsage
-from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.models import PRIORITIES, Connector, ConnectorUsage
+from shared.rate_limit import RateLimiter
 from shared.resend_schemas import parse_send_request
-from shared.sending.ledger import count_by_status
+from shared.sending.ledger import count_by_status_and_priority
 from shared.task_producer import TaskProducer, publish, publish_event_processing
 from shared.webhook_events import event_counts, reopen_for_replay
 
@@ -82,13 +82,19 @@ def usage(ctx: CliContext, connector_id: str) -> None:
         connector = store.get_connector(session, connector_id)
         history = _hourly_usage(session, connector.id)
     config = store.validate_connector_config(connector.config)
-    limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
+    limits = config.limits()
     limiter = RateLimiter.from_settings(ctx.settings)
-    table = Table("window", "used", "limit", "remaining", "full again in")
+    table = Table("window", "used", "limit", "remaining", "reserved", "bulk may use", "full again in")
     for period in ("hour", "day"):
         stats = limiter.get_usage_stats(connector.id, period, limits)
         table.add_row(
-            period, str(stats.used), str(stats.limit), str(stats.remaining), f"{stats.resets_in:.0f}s"
+            period,
+            str(stats.used),
+            str(stats.limit),
+            str(stats.remaining),
+            str(stats.reserved),
+            str(stats.bulk_remaining),
+            f"{stats.resets_in:.0f}s",
         )
     ctx.console.print(table)
     hours = Table("hour (UTC)", "emails", "requests", title="Last 24 hours")
@@ -111,12 +117,14 @@ def status(ctx: CliContext) -> None:
     """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
-        ledger = count_by_status(session)
+        ledger = count_by_status_and_priority(session)
         events = event_counts(session)
     ctx.console.print(_connectors_table(connectors))
-    messages = Table("status", "messages", title="Send ledger")
-    for name, count in sorted(ledger.items(), key=lambda item: -item[1]):
-        messages.add_row(cell(name), str(count))
+    messages = Table("status", "messages", *PRIORITIES, title="Send ledger")
+    for name, counts in sorted(ledger.items(), key=lambda item: -sum(item[1].values())):
+        messages.add_row(
+            cell(name), str(sum(counts.values())), *(str(counts.get(priority, 0)) for priority in PRIORITIES)
+        )
     ctx.console.print(messages)
     ctx.console.print(
         f"Webhook events: {events.stored} stored, {events.waiting} waiting, {events.orphaned} orphaned."

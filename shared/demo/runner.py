@@ -137,7 +137,7 @@ def _purge_redis(options: DemoOptions) -> None:
     """Forget the previous run's queues and buckets (only our keys; the rest of the database stays)."""
     client = redis.Redis.from_url(options.redis_url)
     try:
-        queues = sorted(set(task_names.TASK_QUEUES.values()))
+        queues = task_names.CONSUMED_QUEUES
         keys = [
             *queues,
             "unacked",
@@ -167,7 +167,7 @@ def _start_processes(
         "--seed": "7",
     }
     sandbox_args = [part for pair in sandbox_switches.items() for part in pair]
-    worker_queues = ",".join(sorted(set(task_names.TASK_QUEUES.values())))
+    worker_queues = ",".join(task_names.CONSUMED_QUEUES)
     started = [
         processes.start(
             "sandbox",

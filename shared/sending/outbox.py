@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared import task_names
 from shared.errors import PayloadInvalid
+from shared.models import Priority
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.pipeline import prepare
 from shared.settings import get_settings
@@ -40,23 +41,26 @@ def enqueue_send(session: Session, celery_app: TaskSender, **payload: Any) -> li
     reference = str(parsed.task_id or uuid.uuid4())
     links = UnsubscribeLinks.from_settings(get_settings())
     connector_id, ids = prepare(session, parsed, task_ref=reference, links=links)
-    _publish_after_commit(session, celery_app, {"connector_id": str(connector_id), "message_ids": ids})
+    resume = {"connector_id": str(connector_id), "message_ids": ids}
+    _publish_after_commit(session, celery_app, resume, parsed.resolved_priority)
     return ids
 
 
-def _publish_after_commit(session: Session, celery_app: TaskSender, kwargs: dict[str, Any]) -> None:
-    pending: list[tuple[TaskSender, dict[str, Any]]] = session.info.setdefault(_PENDING, [])
+def _publish_after_commit(
+    session: Session, celery_app: TaskSender, kwargs: dict[str, Any], priority: Priority
+) -> None:
+    pending: list[tuple[TaskSender, dict[str, Any], Priority]] = session.info.setdefault(_PENDING, [])
     if not pending and not event.contains(session, "after_commit", _after_commit):
         event.listen(session, "after_commit", _after_commit)
         event.listen(session, "after_rollback", _after_rollback)
-    pending.append((celery_app, kwargs))
+    pending.append((celery_app, kwargs, priority))
 
 
 def _after_commit(session: Session) -> None:
-    for celery_app, kwargs in session.info.pop(_PENDING, []):
+    for celery_app, kwargs, priority in session.info.pop(_PENDING, []):
         message = {**kwargs, "message_ids": [str(i) for i in kwargs["message_ids"]]}
         try:
-            publish(celery_app, task_names.SEND_EMAIL, kwargs=message)
+            publish(celery_app, task_names.SEND_EMAIL, kwargs=message, priority=priority)
         except Exception:  # the rows are committed: the sweep publishes them later
             logger.exception("outbox publish failed; pilot.sweep will pick the rows up")
 

@@ -16,13 +16,16 @@ BUDGET_KINDS = frozenset({"hour", "day", "budget"})
 _BUCKETS: tuple[tuple[Period, int], ...] = (("hour", HOUR_MS), ("day", DAY_MS))
 
 
-def backlog_wait(limiter: RateLimiter, connector_id: uuid.UUID, limits: ConnectorLimits, count: int) -> float:
+def backlog_wait(
+    limiter: RateLimiter, connector_id: uuid.UUID, limits: ConnectorLimits, count: int, *, bulk: bool = False
+) -> float:
     """Seconds until the hour and the day buckets will have given ``count`` more tokens than they
-    hold now. ``count`` may exceed a bucket's capacity: it is a queue, taken over several refills."""
+    hold now (above the reserve, for ``bulk`` mail). ``count`` may exceed a bucket's capacity: it
+    is a queue, taken over several refills."""
     waits = [0.0]
     for period, period_ms in _BUCKETS:
         stats = limiter.get_usage_stats(connector_id, period, limits)
-        missing = count - stats.remaining
+        missing = count - (stats.bulk_remaining if bulk else stats.remaining)
         waits.append(max(0, missing) * period_ms / 1000 / stats.limit)
     return max(waits)
 
@@ -35,9 +38,10 @@ def parking_seconds(
     ahead: int,
     count: int,
     seconds: float,
+    bulk: bool = False,
 ) -> float:
     """How long to park ``count`` rows a budget wait of ``seconds`` stopped, behind the ``ahead``
     rows of the connector parked for later already (``shared.sending.queue.parked_ahead``)."""
     if not ahead:
         return seconds
-    return max(seconds, backlog_wait(limiter, connector_id, limits, ahead + count))
+    return max(seconds, backlog_wait(limiter, connector_id, limits, ahead + count, bulk=bulk))

@@ -23,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from shared import task_names
 from shared.errors import PayloadInvalid
+from shared.models import Priority
 from shared.resend_schemas import (
     MAX_TO_ADDRESSES,
     TAG_PATTERN,
@@ -33,6 +35,7 @@ from shared.resend_schemas import (
     OptionalAddressList,
     Tag,
 )
+from shared.sending.priority import priority_for
 from shared.unsubscribe.topics import Topic
 
 #: Tag and header names the worker sets itself; a caller may not set them.
@@ -121,8 +124,21 @@ class _Routing(BaseModel):
     task_id: uuid.UUID | None = None
 
 
-class SendEmailPayload(_Routing, EmailFields):
+class _Classed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``transactional`` or ``bulk``; absent, :func:`shared.sending.priority.priority_for` decides.
+    priority: Priority | None = None
+
+
+class SendEmailPayload(_Routing, _Classed, EmailFields):
     """``pilot.send_email`` with the email's content."""
+
+    @property
+    def resolved_priority(self) -> Priority:
+        """The class the email's rows are sent in."""
+        recipients = len(self.to) + len(self.cc or []) + len(self.bcc or [])
+        return priority_for(task_names.SEND_EMAIL, self.priority, recipients)
 
 
 class ResumePayload(_Routing):
@@ -131,10 +147,15 @@ class ResumePayload(_Routing):
     message_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MESSAGE_IDS)
 
 
-class SendBatchPayload(_Routing):
+class SendBatchPayload(_Routing, _Classed):
     """``pilot.send_batch``: many emails for one connector, each checked later (:func:`parse_emails`)."""
 
     emails: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)
+
+    @property
+    def resolved_priority(self) -> Priority:
+        """The class the emails' rows are sent in."""
+        return priority_for(task_names.SEND_BATCH, self.priority, len(self.emails))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from shared import connector_store as store
 from shared.addresses import mailbox_key
 from shared.db import raw_connection
 from shared.errors import NotFound, PayloadInvalid, RateLimitBackendUnavailable
-from shared.models import Connector, MessageStatus, Task
+from shared.models import Connector, MessageStatus, Priority, Task
 from shared.rate_limit import api_key_hash
 from shared.sending import budgets, ledger, queue
 from shared.sending.connectors import ConnectorView, view_of
@@ -209,7 +209,8 @@ def _submit_alone(
         message.recipient,
         message.subject,
         message.request,
-        message.topic,
+        topic=message.topic,
+        priority=payload.resolved_priority,
     )
     alone = dispatcher.send_alone(row, view)
     if alone.result is not None:
@@ -254,7 +255,7 @@ def _write(
     task_ref: str,
     rendered: list[RenderedMessage] | None = None,
 ) -> Recorded:
-    placement = _placement(ctx, session, view)
+    placement = _placement(ctx, session, view, payload.resolved_priority)
     prepared = prepare_rows(
         session,
         payload,
@@ -292,27 +293,28 @@ def _answer_suppressed(session: Session, view: ConnectorView, messages: Sequence
     return len(found)
 
 
-def _placement(ctx: SendContext, session: Session, view: ConnectorView) -> Placement:
-    """Where a connector's new rows go: its key's queue; or waiting, when it cannot send now or its
-    budget is known to be spent (they come back behind the rows parked before them)."""
+def _placement(ctx: SendContext, session: Session, view: ConnectorView, priority: Priority) -> Placement:
+    """Where a connector's new rows of ``priority`` go: its key's queue; or waiting, when it cannot
+    send now or its budget is known to be spent for them (they come back behind the rows parked
+    before them)."""
     if view.blocked is not None or view.api_key is None:
         ctx.metrics.count_deferrals("connector_blocked")
         until = ledger.defer_until(PAUSED_CONNECTOR_WAIT_S, ctx.clock())
-        return Placement(None, until, view.blocked or "connector unavailable")
+        return Placement(None, until, view.blocked or "connector unavailable", priority)
     key = api_key_hash(view.api_key.get_secret_value())
     try:
-        refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits)
+        refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits, priority)
     except RateLimitBackendUnavailable:
-        return Placement(key)  # the dispatcher fails closed and says so
+        return Placement(key, priority=priority)  # the dispatcher fails closed and says so
     if refused is None:
-        return Placement(key)
+        return Placement(key, priority=priority)
     wait = budgets.refusal_wait(refused)
     now = ctx.clock()
     until = budgets.parked_until(
-        ctx, raw_connection(session), view.id, view.limits, count=1, wait=wait, now=now
+        ctx, raw_connection(session), view.id, view.limits, count=1, wait=wait, now=now, priority=priority
     )
     ctx.metrics.count_deferrals(wait.kind)
-    return Placement(key, until, wait.reason)
+    return Placement(key, until, wait.reason, priority)
 
 
 def _resume(session: Session, payload: ResumePayload, view: ConnectorView) -> Recorded:
@@ -363,7 +365,8 @@ def prepare(
         raise PayloadInvalid(f"connector_id: no connector {payload.connector_id}")
     view = view_of(connector, None, None)  # no key is needed: the rows join no queue yet
     _check_routing(session, payload, view)
-    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=Placement(None), links=links)
+    placement = Placement(None, priority=payload.resolved_priority)
+    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, links=links)
     if prepared.answered:
         raise PayloadInvalid("; ".join(str(result.reason) for result in prepared.answered))
     if payload.task_id is not None:

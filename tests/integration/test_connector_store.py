@@ -96,8 +96,18 @@ def test_update_limits_records_before_and_after(db_session: Session, connector: 
     store.update_limits(db_session, connector.id, per_hour=10, per_day=20, actor="ops")
 
     entry = db_session.scalars(select(AuditLog).where(AuditLog.action == "connector.limits_set")).one()
-    assert entry.details["before"] == {"rate_limit_per_hour": 50, "rate_limit_per_day": 500}
-    assert entry.details["after"] == {"rate_limit_per_hour": 10, "rate_limit_per_day": 20}
+    assert entry.details["before"] == {
+        "rate_limit_per_hour": 50,
+        "rate_limit_per_day": 500,
+        "reserve_transactional_per_hour": 0,
+        "reserve_transactional_per_day": 0,
+    }
+    assert entry.details["after"] == {
+        "rate_limit_per_hour": 10,
+        "rate_limit_per_day": 20,
+        "reserve_transactional_per_hour": 0,
+        "reserve_transactional_per_day": 0,
+    }
     assert entry.actor == "ops"
 
 
