@@ -1,10 +1,9 @@
 """What happens to an email: the sequence of Resend events it produces, from what happens to each recipient.
 
-Resend's test addresses (https://resend.com/docs/dashboard/emails/send-test-emails)
-behave as documented, with an optional ``+label``; the event sequences are inferred, not documented.
-Other recipients are delivered, with configurable shares of soft bounces, failures, opens and clicks.
-Resend sends one event per email naming its whole ``to`` list, so an email with several recipients
-gets each event type once: the first recipient whose outcome has it supplies its details.
+Resend's test addresses behave as documented, with an optional ``+label``; their event sequences are
+inferred. Other recipients are delivered, with configurable shares of soft bounces, failures, opens
+and clicks. An email to several recipients gets each event type once (Resend sends one per email),
+its details from the first recipient whose outcome has it. See docs/architecture.md, "What each folder holds".
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Run the sandbox under gunicorn: ONE worker process (state is in memory) with gthread threads.
 
 ``SANDBOX_WEBHOOK_SECRET=whsec_… python -m sandbox --port 8025 --webhook-url http://127.0.0.1:8000/api/webhooks/resend``
-Every :class:`~sandbox.config.SandboxConfig` field is an option (``--rate-limit-per-second 0``,
-``--drop-rate 0.1``, ``--api-key re_x`` repeated, ``--shuffle-webhooks``...). The secrets are better
-given in the environment (``SANDBOX_WEBHOOK_SECRET``, ``SANDBOX_API_KEYS`` comma-separated), where
-``ps`` does not show them; an option given on the command line wins.
+Every :class:`~sandbox.config.SandboxConfig` field is an option (``--drop-rate 0.1``...). Secrets are
+better given in the environment (``SANDBOX_WEBHOOK_SECRET``, ``SANDBOX_API_KEYS`` comma-separated),
+where ``ps`` does not show them; an option given on the command line wins.
 """
 
 from __future__ import annotations

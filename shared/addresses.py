@@ -1,16 +1,9 @@
 """Email addresses as callers write them: one mailbox per value, ``a@b.c`` or ``Name <a@b.c>``.
 
-The address itself is checked by ``email-validator`` (syntax only: no DNS lookups). Display names are
-checked here, because ``email-validator`` refuses unquoted non-ASCII names ("Café Müller <news@…>"),
-which every mail client writes and Resend accepts. A value naming two mailboxes (``a@x, b@y``), a
-comment (``a@x (c)``), a group, a line break or any other control character is refused: each one could
-make Resend deliver to a mailbox that no suppression check or ledger row saw.
-
-A mailbox is identified by its bare address in lower case (:func:`mailbox_key`): the suppression list,
-deduplication and idempotency keys all match addresses case-insensitively.
-
-Addresses are personal data: logs above DEBUG show them masked (:func:`mask_address`,
-``a***@example.com``), and name ledger ids rather than recipients.
+``email-validator`` checks the address (syntax only); display names are checked here. A value that
+could reach a mailbox no suppression check saw (two mailboxes, a comment, a group, a control
+character) is refused. Mailboxes compare by their lower-cased bare address (:func:`mailbox_key`).
+Logs above DEBUG show addresses masked (:func:`mask_address`). Why: docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pydantic import (
 
 from shared.addresses import check_address
 from shared.errors import FieldsInvalid
-from shared.rate_limit import MAX_LIMIT
+from shared.rate_limit import MAX_LIMIT, ConnectorLimits
 
 #: Defaults for a new connector: modest, so a misconfigured campaign cannot flood a new account.
 DEFAULT_PER_HOUR = 1000
@@ -49,6 +49,9 @@ class ConnectorConfig(BaseModel):
     default_from: Annotated[str, AfterValidator(check_address)] | None = None
     rate_limit_per_hour: Budget = Field(default=DEFAULT_PER_HOUR)
     rate_limit_per_day: Budget = Field(default=DEFAULT_PER_DAY)
+    #: Tokens of each budget only transactional mail may use: bulk mail stops at the reserve.
+    reserve_transactional_per_hour: int = Field(default=0, ge=0, strict=True)
+    reserve_transactional_per_day: int = Field(default=0, ge=0, strict=True)
 
     @field_validator("rate_limit_per_day")
     @classmethod
@@ -57,6 +60,23 @@ class ConnectorConfig(BaseModel):
         if per_hour is not None and value < per_hour:
             raise ValueError("must not be below rate_limit_per_hour")
         return value
+
+    @field_validator("reserve_transactional_per_hour", "reserve_transactional_per_day")
+    @classmethod
+    def _reserve_leaves_room_for_bulk(cls, value: int, info: ValidationInfo) -> int:
+        budget = info.data.get(str(info.field_name).replace("reserve_transactional", "rate_limit"))
+        if budget is not None and value >= budget:
+            raise ValueError(f"must be below its budget ({budget}): bulk mail needs at least one email")
+        return value
+
+    def limits(self) -> ConnectorLimits:
+        """The budgets and reserves as the rate limiter takes them."""
+        return ConnectorLimits(
+            per_hour=self.rate_limit_per_hour,
+            per_day=self.rate_limit_per_day,
+            reserve_per_hour=self.reserve_transactional_per_hour,
+            reserve_per_day=self.reserve_transactional_per_day,
+        )
 
     @model_validator(mode="after")
     def _no_secrets_in_config(self) -> ConnectorConfig:

@@ -123,14 +123,25 @@ def list_connectors(session: Session, organization_id: uuid.UUID | None = None) 
 
 
 def update_limits(
-    session: Session, connector_id: uuid.UUID | str, *, per_hour: int, per_day: int, actor: str
+    session: Session,
+    connector_id: uuid.UUID | str,
+    *,
+    per_hour: int,
+    per_day: int,
+    actor: str,
+    reserve_per_hour: int | None = None,
+    reserve_per_day: int | None = None,
 ) -> Connector:
-    """Set the hour and day budgets of a connector."""
+    """Set the hour and day budgets of a connector, and their transactional reserves when given
+    (otherwise the reserves stay as they are)."""
     connector = get_connector(session, connector_id, for_update=True)
     before = dict(connector.config)
-    parsed = validate_connector_config(
-        {**before, "rate_limit_per_hour": per_hour, "rate_limit_per_day": per_day}
-    )
+    changes: dict[str, Any] = {"rate_limit_per_hour": per_hour, "rate_limit_per_day": per_day}
+    if reserve_per_hour is not None:
+        changes["reserve_transactional_per_hour"] = reserve_per_hour
+    if reserve_per_day is not None:
+        changes["reserve_transactional_per_day"] = reserve_per_day
+    parsed = validate_connector_config({**before, **changes})
     connector.config = parsed.model_dump(exclude_none=True)
     _audit(
         session,
@@ -139,18 +150,6 @@ def update_limits(
         actor,
         details={"before": _limits(before), "after": _limits(connector.config)},
     )
-    return connector
-
-
-def update_config(
-    session: Session, connector_id: uuid.UUID | str, changes: dict[str, Any], *, actor: str
-) -> Connector:
-    """Merge ``changes`` into a connector's config."""
-    connector = get_connector(session, connector_id, for_update=True)
-    connector.config = validate_connector_config({**connector.config, **changes}).model_dump(
-        exclude_none=True
-    )
-    _audit(session, connector, "connector.update", actor, details={"changed": sorted(changes)})
     return connector
 
 
@@ -242,13 +241,6 @@ def set_last_error(connector: Connector, error: str | None) -> None:
     connector.last_error = None if error is None else error[:MAX_ERROR_LENGTH]
 
 
-def delete_connector(session: Session, connector_id: uuid.UUID | str, *, actor: str) -> None:
-    """Delete a connector (its messages and usage go with it; the audit log stays)."""
-    connector = get_connector(session, connector_id, for_update=True)
-    _audit(session, connector, "connector.delete", actor, details={"name": connector.name})
-    session.delete(connector)
-
-
 def record_usage(
     session: Session, connector_id: uuid.UUID, *, emails: int, requests: int, at: datetime | None = None
 ) -> None:
@@ -294,8 +286,17 @@ def _audit(
     )
 
 
+#: The config fields ``update_limits`` sets (and audits, before and after).
+LIMIT_FIELDS = (
+    "rate_limit_per_hour",
+    "rate_limit_per_day",
+    "reserve_transactional_per_hour",
+    "reserve_transactional_per_day",
+)
+
+
 def _limits(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: config.get(k) for k in ("rate_limit_per_hour", "rate_limit_per_day")}
+    return {k: config[k] for k in LIMIT_FIELDS if k in config}
 
 
 def _require(keyring: KeyRing | None) -> KeyRing:

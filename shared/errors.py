@@ -1,35 +1,7 @@
 """Domain errors. Every error the project raises on purpose derives from :class:`PilotError`.
 
-Context travels in attributes, never secrets::
-
-    PilotError
-    ├── ConfigError                    bad or missing setting (names the variable, never its value)
-    ├── PayloadInvalid (ValueError)    a task payload, CLI argument or request model is invalid
-    │   └── FieldsInvalid              named fields are invalid (``problems``: field -> problem)
-    ├── NotFound (LookupError)
-    │   ├── OrganizationNotFound
-    │   └── ConnectorNotFound
-    ├── AlreadyExists                  a unique name is taken (a connector's, in its organization)
-    ├── CryptoError                    a credential cannot be encrypted or decrypted
-    ├── ImportInterrupted              a bulk import stopped part-way (``stored`` entries written)
-    ├── ConnectorError
-    │   ├── ConnectorPaused            the connector is paused (or in error) and may not send
-    │   └── ConnectorConfigInvalid     validate_config found problems (all listed)
-    ├── RateLimitError
-    │   ├── RequestExceedsCapacity     asked for more tokens than a bucket can ever hold
-    │   └── RateLimitBackendUnavailable  Redis cannot be reached: fail closed
-    ├── ResendError                    an answer from Resend (or no answer), see ``shared.resend_client``
-    │   ├── ResendTransportError       timeout or connection error: outcome unknown, retry same key
-    │   ├── ResendServerError          5xx: retry with backoff, same key
-    │   ├── ResendRateLimited          429 rate_limit_exceeded: wait ``retry_after``
-    │   ├── ResendQuotaExceeded        429 daily/monthly quota: defer until reset
-    │   ├── ResendIdempotencyInFlight  409 concurrent_idempotent_requests: retry later, same key
-    │   ├── ResendIdempotencyMismatch  409 invalid_idempotent_request: our bug, never retry
-    │   ├── ResendAuthError            401/403 key errors: connector unusable
-    │   └── ResendRejected             any other 4xx: permanent, Resend's message is the reason
-    ├── WebhookVerificationError       a webhook failed signature or format checks
-    ├── BrokerUnavailable (ConnectionError)  the Celery broker cannot be reached to publish a task
-    └── DeadLetterNotPublished (ConnectionError)  a refused message could not be dead-lettered
+Context travels in attributes, never secrets. The tree, and what the send path does with each
+error: docs/architecture.md, "Errors and what the send path does".
 """
 
 from __future__ import annotations
@@ -189,6 +161,14 @@ class WebhookVerificationError(PilotError):
 class BrokerUnavailable(PilotError, ConnectionError):
     """Raised when the Celery broker cannot be reached to publish a task (the message names its URL,
     password masked)."""
+
+
+class TokenInvalid(PilotError):
+    """Raised when an unsubscribe or resubscribe token is forged, tampered with, expired or sealed
+    with a key no longer configured; the message never says which."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid or expired link")
 
 
 class DeadLetterNotPublished(PilotError, ConnectionError):

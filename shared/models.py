@@ -81,6 +81,17 @@ MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
 
 
+class Priority(StrEnum):
+    """Which mail a send is. ``transactional`` (someone waits for it: a password reset, a receipt)
+    leaves before ``bulk`` (campaigns, newsletters) and may use the budget's transactional reserve."""
+
+    TRANSACTIONAL = "transactional"
+    BULK = "bulk"
+
+
+PRIORITIES = tuple(priority.value for priority in Priority)
+
+
 class SuppressionReason(StrEnum):
     """Why an address is on an organization's suppression list."""
 
@@ -202,6 +213,7 @@ class EmailMessage(Base):
     __table_args__ = (
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        CheckConstraint(_in("priority", PRIORITIES), name="priority"),
         Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
         # The budget rebuild counts a connector's sends of the last day (shared.sending.ledger.recent_usage).
         Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
@@ -211,17 +223,20 @@ class EmailMessage(Base):
         # alone, their foreign keys' cascades included.
         Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
         Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
-        # The send queue of an API key: its queued rows oldest first, its deferred rows and its units
+        # The send queue of an API key: its queued rows oldest first and its deferred rows by the
+        # time they are due, each class apart (transactional rows leave first), and its units
         # (``sending``) by the time they are due.
         Index(
-            "ix_email_messages_dispatch_key_queued",
+            "ix_email_messages_dispatch_key_priority_queued",
             "dispatch_key",
+            "priority",
             "created_at",
             postgresql_where=text("status = 'queued'"),
         ),
         Index(
-            "ix_email_messages_dispatch_key_deferred",
+            "ix_email_messages_dispatch_key_priority_deferred",
             "dispatch_key",
+            "priority",
             "next_attempt_at",
             postgresql_where=text("status = 'deferred'"),
         ),
@@ -240,6 +255,8 @@ class EmailMessage(Base):
     idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
     recipient: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text, server_default="")
+    #: The email's topic, if it has one: suppression entries for it stop the email.
+    topic: Mapped[str | None] = mapped_column(Text)
     #: The rendered Resend request body, sent byte-identically on every retry.
     request: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(Text, server_default="queued")
@@ -251,6 +268,8 @@ class EmailMessage(Base):
     #: The API key the row is sent with (its hash, as the request buckets name it): rows of one key
     #: leave together, whatever their connector or task. Set when the row is queued.
     dispatch_key: Mapped[str | None] = mapped_column(Text)
+    #: Transactional rows leave their key's queue before bulk ones and may use the reserve.
+    priority: Mapped[str] = mapped_column(Text, server_default=Priority.BULK.value)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -286,13 +305,15 @@ class EmailMetric(Base):
 
 
 class Suppression(Base):
-    """An address an organization must not send to. Addresses are stored lower-cased."""
+    """An address an organization must not send to, for one topic or (``topic`` '') for every email.
+    Addresses are stored lower-cased; see :mod:`shared.unsubscribe.topics`."""
 
     __tablename__ = "suppression_list"
     __table_args__ = (
-        UniqueConstraint("organization_id", "email"),
+        UniqueConstraint("organization_id", "email", "topic"),
         CheckConstraint("email = lower(email)", name="email_normalized"),
         CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason"),
+        CheckConstraint("topic = '' OR topic ~ '^[A-Za-z0-9_-]{1,64}$'", name="topic"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -300,6 +321,8 @@ class Suppression(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     email: Mapped[str] = mapped_column(Text)
+    #: The topic it stops; '' stops every email.
+    topic: Mapped[str] = mapped_column(Text, server_default="")
     reason: Mapped[str] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))

@@ -1,30 +1,9 @@
 """Distributed token buckets in Redis: one budget shared by every worker, one round trip per check.
 
-Per connector an hour bucket (capacity ``per_hour``, refilled continuously at ``per_hour/3600`` tokens
-a second) and a day bucket (``per_day``, ``per_day/86400``) are taken together for n emails; per
-Resend API key a request-rate bucket (default 2 requests/s, paced one at a
-time below the limit) and a cooldown after a 429. All of it runs
-in ``token_bucket.lua``, atomically, on Redis ``TIME``. A denial takes nothing and says how long to
-wait. This is the only module that knows ``redis.*`` exceptions: they become
-:class:`~shared.errors.RateLimitBackendUnavailable`, and callers fail closed.
-
-A bucket stores its *deficit* (tokens taken and not yet refilled), so a raised limit gives its extra
-tokens at once and a lowered one leaves ``limit - used`` (never less than nothing: the bucket is
-clamped to empty).
-
-Redis may lose the buckets (a restart without persistence). A missing bucket would then grant a full
-budget again, so a limiter given a ``usage_source`` (the worker passes one reading the PostgreSQL
-ledger) treats a missing connector bucket as *unknown*: the script says so without granting, the
-limiter rebuilds both buckets from the usage of the last hour and day (``SET NX``: buckets another
-worker rebuilt first are kept) and asks again. The hot path stays one EVALSHA; the rebuild costs one
-query and two round trips, once per connector after a loss (or after a day without sends).
-
-Example::
-
-    limiter = RateLimiter.from_settings(settings)
-    decision = limiter.acquire_emails(connector_id, 3, ConnectorLimits(per_hour=1000, per_day=5000))
-    if not decision.granted:
-        defer(seconds=decision.wait_seconds)  # blocked_by says "hour" or "day"
+Per connector an hour and a day bucket, taken together; per API key a request bucket and a 429
+cooldown; all run atomically by ``token_bucket.lua`` on Redis ``TIME``. The only module that knows
+``redis.*`` errors: they become ``RateLimitBackendUnavailable``, and callers fail closed. Deficits and
+the rebuild after Redis lost its state: docs/architecture.md, "Rate limiting".
 """
 
 from __future__ import annotations
@@ -75,10 +54,16 @@ REBUILT_BUCKET_KEEP_MS = DAY_MS + HOUR_MS
 
 @dataclass(frozen=True)
 class ConnectorLimits:
-    """A connector's email budget: at most ``per_hour`` an hour and ``per_day`` a day."""
+    """A connector's email budget: at most ``per_hour`` an hour and ``per_day`` a day.
+
+    ``reserve_per_hour`` and ``reserve_per_day`` are kept for takes that ask for it
+    (``keep_reserve``: bulk mail): those may only draw each bucket down to its reserve.
+    """
 
     per_hour: int
     per_day: int
+    reserve_per_hour: int = 0
+    reserve_per_day: int = 0
 
     def __post_init__(self) -> None:
         for name in ("per_hour", "per_day"):
@@ -87,6 +72,16 @@ class ConnectorLimits:
                 raise PayloadInvalid(
                     f"ConnectorLimits.{name} must be an integer from 1 to {MAX_LIMIT}, got {value!r}"
                 )
+        for name, limit in (("reserve_per_hour", self.per_hour), ("reserve_per_day", self.per_day)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+                raise PayloadInvalid(
+                    f"ConnectorLimits.{name} must be an integer from 0 to {limit - 1}, got {value!r}"
+                )
+
+    def reserve(self, period: Period) -> int:
+        """The tokens of the ``"hour"`` or ``"day"`` bucket kept from takes that keep the reserve."""
+        return self.reserve_per_hour if period == "hour" else self.reserve_per_day
 
 
 class Decision(NamedTuple):
@@ -103,12 +98,22 @@ class Decision(NamedTuple):
 
 @dataclass(frozen=True)
 class UsageStats:
-    """A bucket seen as a budget: tokens ``used`` of ``limit``, and seconds until it is full again."""
+    """A bucket seen as a budget: tokens ``used`` of ``limit``, and seconds until it is full again.
+
+    ``reserved`` of the ``remaining`` tokens are kept for transactional mail: bulk mail may use
+    ``bulk_remaining``.
+    """
 
     used: int
     limit: int
     remaining: int
     resets_in: float
+    reserved: int = 0
+
+    @property
+    def bulk_remaining(self) -> int:
+        """The tokens a take that keeps the reserve may still use."""
+        return max(0, self.remaining - self.reserved)
 
 
 #: Bucket names in the order the script sees them (one Redis key holds a group's buckets).
@@ -164,20 +169,28 @@ class RateLimiter:
 
     # Connector email budget -------------------------------------------------------------------
 
-    def acquire_emails(self, connector_id: str | UUID, n: int, limits: ConnectorLimits) -> Decision:
+    def acquire_emails(
+        self, connector_id: str | UUID, n: int, limits: ConnectorLimits, *, keep_reserve: bool = False
+    ) -> Decision:
         """Take ``n`` tokens from the connector's hour and day buckets: both, or neither on denial.
 
-        Raises :class:`RequestExceedsCapacity` if ``n`` exceeds either limit (it could never succeed).
+        ``keep_reserve``: leave each bucket's reserve (``limits.reserve_per_hour``/``_per_day``)
+        untouched; a bulk take is refused when it would eat into it. Raises
+        :class:`RequestExceedsCapacity` if ``n`` exceeds what either bucket can ever give this take.
         """
-        return self._connector_run("take", n, connector_id, limits)[0]
+        return self._connector_run("take", n, connector_id, limits, keep_reserve)[0]
 
-    def can_execute(self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1) -> bool:
+    def can_execute(
+        self, connector_id: str | UUID, limits: ConnectorLimits, n: int = 1, *, keep_reserve: bool = False
+    ) -> bool:
         """Whether ``acquire_emails`` would grant ``n`` now; debits nothing (and raises as it does)."""
-        return self.peek_emails(connector_id, n, limits).granted
+        return self.peek_emails(connector_id, n, limits, keep_reserve=keep_reserve).granted
 
-    def peek_emails(self, connector_id: str | UUID, n: int, limits: ConnectorLimits) -> Decision:
+    def peek_emails(
+        self, connector_id: str | UUID, n: int, limits: ConnectorLimits, *, keep_reserve: bool = False
+    ) -> Decision:
         """What ``acquire_emails`` would answer now (the wait and the blocking bucket); debits nothing."""
-        return self._connector_run("peek", n, connector_id, limits)[0]
+        return self._connector_run("peek", n, connector_id, limits, keep_reserve)[0]
 
     def get_usage_stats(
         self, connector_id: str | UUID, period: Period, limits: ConnectorLimits
@@ -190,7 +203,7 @@ class RateLimiter:
         else:
             raise PayloadInvalid(f"period must be 'hour' or 'day', got {period!r}")
         deficit = self._connector_run("peek", 1, connector_id, limits)[1][index]
-        return usage_from_deficit(deficit, capacity, period_ms)
+        return usage_from_deficit(deficit, capacity, period_ms, reserved=limits.reserve(period))
 
     # Resend API key request rate --------------------------------------------------------------
 
@@ -261,14 +274,21 @@ class RateLimiter:
     # Rebuilding lost buckets ----------------------------------------------------------------------
 
     def _connector_run(
-        self, mode: str, n: int, connector_id: str | UUID, limits: ConnectorLimits
+        self,
+        mode: str,
+        n: int,
+        connector_id: str | UUID,
+        limits: ConnectorLimits,
+        keep_reserve: bool = False,
     ) -> tuple[Decision, Sequence[int]]:
         """Run the script over the connector's hour and day buckets; rebuild them if Redis lost them.
 
         Returns the decision and the (hour, day) deficits after it.
         """
         keys = (connector_bucket_key(self._prefix, connector_id),)
-        shape = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
+        shape: tuple[int, ...] = (limits.per_hour, HOUR_MS, limits.per_day, DAY_MS)
+        if keep_reserve and (limits.reserve_per_hour or limits.reserve_per_day):
+            shape += (limits.reserve_per_hour, limits.reserve_per_day)
         try:
             return self._run(mode, n, keys, shape, _CONNECTOR_BUCKETS, self._connector_keep)
         except _StateUnknown:
@@ -288,6 +308,17 @@ class RateLimiter:
             client.set(key, rebuilt_state(used, limits, now), px=REBUILT_BUCKET_KEEP_MS, nx=True)
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
+
+    # Client addresses (the receiver's unsubscribe pages) ----------------------------------------------
+
+    def acquire_client(
+        self, bucket: str, client: str, *, capacity: int, period_ms: int, take: bool = True
+    ) -> Decision:
+        """Take one token (or with ``take`` False, only look) from ``client``'s bucket ``bucket``,
+        which refills ``capacity`` tokens per ``period_ms``. The address is hashed in the key."""
+        digest = hashlib.sha256(client.encode()).hexdigest()[:API_KEY_HASH_CHARS]
+        keys = (f"{self._prefix}clients:{bucket}:{digest}",)
+        return self._run("take" if take else "peek", 1, keys, (capacity, period_ms), (bucket,))[0]
 
     # Internals ------------------------------------------------------------------------------------
 
@@ -489,13 +520,17 @@ def request_bucket_shape(per_second: float) -> tuple[int, int]:
     return 1, max(1, math.ceil(1000 / (per_second * REQUEST_RATE_PACE)))
 
 
-def usage_from_deficit(deficit: int, capacity: int, period_ms: int) -> UsageStats:
+def usage_from_deficit(deficit: int, capacity: int, period_ms: int, *, reserved: int = 0) -> UsageStats:
     """A bucket's usage from its deficit (tokens missing, in token*ms units of its period)."""
     remaining = (capacity * period_ms - deficit) // period_ms
     # The bucket refills capacity tokens per period_ms, i.e. capacity deficit units per ms.
     resets_in_ms = -(-deficit // capacity)
     return UsageStats(
-        used=capacity - remaining, limit=capacity, remaining=remaining, resets_in=resets_in_ms / 1000
+        used=capacity - remaining,
+        limit=capacity,
+        remaining=remaining,
+        resets_in=resets_in_ms / 1000,
+        reserved=reserved,
     )
 
 

@@ -1,12 +1,8 @@
 """How permanent a Resend bounce is, even when the payload does not say.
 
-Current payloads carry ``bounce.type`` (``Permanent``, ``Transient``, ``Undetermined``) and
-``bounce.subType``. Older ones, still delivered by retries and replays, carry only ``bounce.message``:
-one of the fixed sentences Resend documents per subtype ("The recipient's email provider sent a hard
-bounce message, ...", "Resend has suppressed sending to this address because it is on the
-account-level suppression list..."). So the type is read from ``type`` when it is a known one, else
-from a subtype that belongs to one type only, else from the message's documented form; a bounce none
-of them classifies has no type, and counts as soft.
+The type is read from ``bounce.type`` when known, else from a subtype that belongs to one type only,
+else from the documented form of ``bounce.message`` (older payloads, still delivered by retries and
+replays, carry only that). A bounce none of them classifies has no type, and counts as soft.
 """
 
 from __future__ import annotations

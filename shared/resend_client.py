@@ -1,12 +1,9 @@
-"""The HTTP surface of Resend: send, batch send, key check, read back.
+"""The HTTP surface of Resend: send, batch send, key check.
 
-With :mod:`shared.resend_http` (the connection), the one module that knows about ``httpx``: transport
-failures become :class:`~shared.errors.ResendTransportError` here, and every non-2xx answer goes through
-:func:`shared.resend_errors.error_for_answer` (the taxonomy in docs/architecture.md). Exceptions carry
-``status_code``, Resend's ``error_name`` and ``message``, ``retry_after`` and the rate-limit headers.
-
-The API key is set per request (one pooled :class:`~shared.resend_http.ResendHTTP` serves every
-connector of a process) and kept in a ``SecretStr``: it appears in no exception, log line or repr.
+With :mod:`shared.resend_http`, the one module that knows ``httpx``: transport failures become
+``ResendTransportError``; every non-2xx answer goes through ``resend_errors.error_for_answer``. The
+API key is given per request (one pooled connection serves every connector of a process) and kept in
+a ``SecretStr``: it appears in no exception, log line or repr.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import metadata
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr, ValidationError
@@ -153,7 +149,7 @@ def encode_body(body: Any) -> bytes:
 
 
 class ResendClient:
-    """Resend's send, batch, key-check and read endpoints, with errors mapped to ``shared.errors``."""
+    """Resend's send, batch and key-check endpoints, with errors mapped to ``shared.errors``."""
 
     def __init__(
         self,
@@ -213,16 +209,6 @@ class ResendClient:
                 return KeyCheck.SENDING_ONLY
             raise
         return KeyCheck.FULL_ACCESS
-
-    def get_email(self, email_id: str) -> dict[str, Any]:
-        """``GET /emails/{id}``: the email as Resend reports it (``last_event``, tags...)."""
-        if not email_id or not email_id.strip():
-            raise PayloadInvalid("email_id: must not be empty")
-        response = self._request("GET", f"/emails/{quote(email_id, safe='')}")
-        body = _json_or_none(response)
-        if not isinstance(body, dict):
-            raise _unreadable(response)
-        return body
 
     def _request(
         self, method: str, path: str, *, body: Any = None, headers: Mapping[str, str] | None = None

@@ -1,19 +1,9 @@
-"""Resend's unsuccessful answers, read into our exceptions (see docs/architecture.md, "Errors and what
-the send path does").
+"""Resend's unsuccessful answers, read into our exceptions: pure functions over status, headers, body.
 
-Pure functions over a status code, headers and body text; ``shared.resend_client`` calls
-:func:`error_for_answer` for every non-2xx answer::
-
-    5xx (any body)                          -> ResendServerError       retry with backoff, same key
-    429 rate_limit_exceeded (or unnamed)    -> ResendRateLimited       wait retry_after
-    429 daily_quota / monthly_quota_exceeded -> ResendQuotaExceeded    defer until the reset
-    409 concurrent_idempotent_requests      -> ResendIdempotencyInFlight  (resource_locked too)
-    409 invalid_idempotent_request          -> ResendIdempotencyMismatch  never retry
-    401; key error names; "API key" 400/403; non-JSON 403 -> ResendAuthError  connector unusable
-    any other 4xx (or other status)         -> ResendRejected          Resend's message is the reason
-
-Error names and statuses: https://resend.com/docs/api-reference/errors (two revisions disagree on
-the invalid-key answer, so the name decides, not the status alone).
+``shared.resend_client`` calls :func:`error_for_answer` for every non-2xx answer. The error name
+decides where the status alone cannot (https://resend.com/docs/api-reference/errors: two revisions
+disagree on the invalid-key answer). Answer by answer: docs/architecture.md, "Errors and what the send
+path does".
 """
 
 from __future__ import annotations

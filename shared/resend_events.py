@@ -1,10 +1,8 @@
 """Resend webhook events, normalized on entry: one :class:`TrackingEvent` per stored delivery.
 
-Parsing is tolerant (Resend may add fields to its notifications): a missing or ill-typed field
-becomes ``None``, an unknown ``type`` becomes :attr:`EventType.UNKNOWN`. The raw payload stays in
-``webhook_events``; only what event processing needs is lifted out here. The recipient is the bare,
-lower-cased address (``Ann <Ann@X.org>`` becomes ``ann@x.org``), as everywhere in the schema, and a
-bounce's type is classified even when the payload omits it (:mod:`shared.resend_bounces`).
+Parsing is tolerant: a missing or ill-typed field becomes ``None``, an unknown ``type``
+:attr:`EventType.UNKNOWN`; the raw payload stays in ``webhook_events``. The recipient is the bare,
+lower-cased address, and a bounce's type is classified even when the payload omits it.
 """
 
 from __future__ import annotations
@@ -35,6 +33,8 @@ class EventType(enum.StrEnum):
     SUPPRESSED = "suppressed"
     RECEIVED = "received"
     UNKNOWN = "unknown"
+    #: Ours, not Resend's: the recipient used the email's unsubscribe link (one-click or the page).
+    UNSUBSCRIBED = "unsubscribed"
 
 
 # All eleven email.* types (https://resend.com/docs/webhooks/event-types).

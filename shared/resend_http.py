@@ -1,10 +1,9 @@
 """The HTTP connection to Resend: one pooled ``httpx`` transport with our base URL, headers and timeouts.
 
-Requests go straight to the transport (``httpx.HTTPTransport``, or a ``MockTransport`` in tests).
-``httpx.Client`` would add URL merging, cookie extraction, auth and redirect flows and event hooks to
-every request: none of them is wanted here (Resend sets no cookies and never redirects an API call),
-and together they cost a large share of a send's CPU. Transport errors stay ``httpx`` exceptions;
-``resend_client`` maps them.
+Requests go straight to the transport (``httpx.HTTPTransport``, or a ``MockTransport`` in tests), not
+through ``httpx.Client``, whose per-request machinery is not wanted here and costs a large share of a
+send's CPU (docs/architecture.md, "Errors and what the send path does"). Transport errors stay
+``httpx`` exceptions; ``resend_client`` maps them.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Pydantic models for Resend's send requests and responses.
 
-Field names and limits follow the official spec (``resend-openapi.yaml``, schemas ``SendEmailRequest``,
-``Attachment``, ``Tag``, ``CreateBatchEmailsResponse``) and the documented limits that the spec leaves
-out: at most 50 ``to`` addresses, 75 tags, tag names and values of
-``[A-Za-z0-9_-]{1,256}``, 40 MB of attachments per email, no attachments in a batch.
-
-Bad input raises :class:`shared.errors.PayloadInvalid` through :func:`parse_send_request`, with one
-line per problem naming the field and never echoing the value.
+Field names and limits follow the official spec (``resend-openapi.yaml``) and the documented limits
+it leaves out (docs/architecture.md, "The send path"). :func:`parse_send_request` raises
+:class:`shared.errors.PayloadInvalid`, one line per problem, naming the field and never the value.
 """
 
 from __future__ import annotations

@@ -12,15 +12,22 @@ SWEEP = "pilot.sweep"
 RECONCILE = "pilot.reconcile"
 RECORD_DEAD_LETTER = "pilot.record_dead_letter"
 
-#: Queues: sends, webhook events and periodic maintenance never wait behind each other.
+#: Queues: sends, webhook events and periodic maintenance never wait behind each other, and
+#: transactional sends (with the dispatches that carry every key's queue) never wait behind bulk ones.
 SENDS_QUEUE = "pilot.sends"
+PRIORITY_SENDS_QUEUE = "pilot.sends.priority"
 EVENTS_QUEUE = "pilot.events"
 MAINTENANCE_QUEUE = "pilot.maintenance"
+#: The order a worker takes messages in: the first queue holding one gives it. Bulk sends come last:
+#: they only write rows (the dispatches send them), so their wait costs no throughput.
+CONSUMED_QUEUES = (PRIORITY_SENDS_QUEUE, EVENTS_QUEUE, MAINTENANCE_QUEUE, SENDS_QUEUE)
 
+#: Each task's queue; a send's producer picks the priority queue for transactional ones
+#: (``shared.task_producer.queue_for``).
 TASK_QUEUES = {
     SEND_EMAIL: SENDS_QUEUE,
     SEND_BATCH: SENDS_QUEUE,
-    DISPATCH: SENDS_QUEUE,
+    DISPATCH: PRIORITY_SENDS_QUEUE,
     PROCESS_WEBHOOK_EVENT: EVENTS_QUEUE,
     CHECK_CONNECTOR_STATUS: MAINTENANCE_QUEUE,
     RELEASE_DEFERRED: MAINTENANCE_QUEUE,

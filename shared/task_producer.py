@@ -9,7 +9,7 @@ first, so beat finds it if the broker is away.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from celery import Celery
@@ -17,8 +17,11 @@ from kombu.exceptions import OperationalError as BrokerConnectionError
 
 from shared import task_names
 from shared.errors import BrokerUnavailable
+from shared.models import Priority
+from shared.sending.priority import priority_of_kwargs
 from shared.settings import mask_url_password
 
+_SEND_TASKS = frozenset({task_names.SEND_EMAIL, task_names.SEND_BATCH})
 #: Seconds to wait for the broker before giving up a publish.
 BROKER_TIMEOUT_S = 2.0
 
@@ -36,15 +39,25 @@ def publish(
     args: Sequence[Any] | None = None,
     kwargs: dict[str, Any] | None = None,
     countdown: float = 0.0,
+    priority: Priority | None = None,
 ) -> Any:
-    """Publish task ``name`` to its own queue, to run in ``countdown`` seconds; Celery's result handle."""
+    """Publish task ``name`` to its queue (:func:`queue_for`), to run in ``countdown`` seconds;
+    Celery's result handle. ``priority``: the class of a send whose kwargs do not say it (a resume
+    of rows written already)."""
     return sender.send_task(
         name,
         args=list(args) if args is not None else None,
         kwargs=kwargs,
         countdown=countdown or None,
-        queue=task_names.TASK_QUEUES.get(name),
+        queue=queue_for(name, kwargs or {}, priority),
     )
+
+
+def queue_for(name: str, kwargs: Mapping[str, Any], priority: Priority | None = None) -> str | None:
+    """The queue of task ``name``: transactional sends go to the priority queue, ahead of bulk ones."""
+    if name in _SEND_TASKS and (priority or priority_of_kwargs(name, kwargs)) is Priority.TRANSACTIONAL:
+        return task_names.PRIORITY_SENDS_QUEUE
+    return task_names.TASK_QUEUES.get(name)
 
 
 def publish_event_processing(sender: TaskSender, event_ids: Sequence[str]) -> None:

@@ -30,6 +30,10 @@
 --             every use.
 -- ARGV[5], ARGV[6]  capacity (integer tokens) and period_ms of bucket 1: the bucket refills
 --             capacity tokens per period, continuously; ARGV[7], ARGV[8] the same for bucket 2, if any.
+-- ARGV[9], ARGV[10]  optional reserve of bucket 1 and 2 (integer tokens, below the capacity): this
+--             take may only draw the bucket down to its reserve (bulk mail keeps a share for
+--             transactional mail). The bucket refills and is debited as always; only the tokens
+--             this take may use are fewer. Absent: 0, the whole bucket.
 --
 -- "take" returns one integer, the smallest reply (the hot path; its caller needs no deficits):
 --   1         granted, every bucket debited
@@ -39,7 +43,7 @@
 --   status 1  would be granted, a = 0, b = 0
 --   status 0  denied, nothing debited; a = wait in ms until n tokens are in every bucket and the
 --             cooldown is over, b = index of the bucket that blocked longest (k + 1: the cooldown)
---   status -1 n exceeds bucket b's capacity a: it can never be granted
+--   status -1 n exceeds what bucket b can ever give this take, a (its capacity less its reserve)
 --   status -2 the state is missing and ARGV[4] asked to be told (nothing written)
 --   d_i       each bucket's deficit after refill ("peek" only)
 --
@@ -52,6 +56,7 @@ local floor, tonumber = math.floor, tonumber
 local n, c1, p1 = tonumber(ARGV[2]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local c2, p2 = tonumber(ARGV[7]), tonumber(ARGV[8])
 local keep = tonumber(ARGV[4])
+local r1, r2 = tonumber(ARGV[9]) or 0, tonumber(ARGV[10]) or 0
 
 local now
 if ARGV[3] == '' then
@@ -68,8 +73,8 @@ if KEYS[3] then
         c1, p1 = tonumber(override[1]), tonumber(override[2])
     end
 end
-if n > c1 then return {-1, c1, 1} end
-if c2 and n > c2 then return {-1, c2, 2} end
+if n > c1 - r1 then return {-1, c1 - r1, 1} end
+if c2 and n > c2 - r2 then return {-1, c2 - r2, 2} end
 
 -- Each bucket's deficit now (refilled since the saved stamp); missing state is full buckets.
 local state = redis.call('GET', KEYS[1])
@@ -120,14 +125,15 @@ end
 
 -- Whole milliseconds until the missing deficit units are refilled at c per ms, rounded up with
 -- floor and a correction: math.ceil of a rounded quotient could come out a millisecond short.
+-- A reserve counts as tokens missing: the take needs n tokens above it.
 local wait, blocker = 0, 0
-local missing = d1 + (n - c1) * p1
+local missing = d1 + (n + r1 - c1) * p1
 if missing > 0 then
     wait, blocker = floor(missing / c1), 1
     if wait * c1 < missing then wait = wait + 1 end
 end
 if c2 then
-    missing = d2 + (n - c2) * p2
+    missing = d2 + (n + r2 - c2) * p2
     if missing > 0 then
         local wait2 = floor(missing / c2)
         if wait2 * c2 < missing then wait2 = wait2 + 1 end

@@ -1,15 +1,8 @@
 """Svix / Standard Webhooks symmetric (``v1``) signatures: the sandbox signs, the receiver verifies.
 
-Scheme (https://www.standardwebhooks.com, Resend "verify webhooks requests"): the signed content is
-``f"{msg_id}.{timestamp}.{raw_body}"``, HMAC-SHA256 keyed with the base64-decoded secret (``whsec_``
-prefix stripped), sent as ``v1,<base64>`` in a space-separated list. Resend sends the ``svix-*`` header
-family; the unbranded ``webhook-*`` family is the same scheme.
-
-Written here rather than wrapped around ``standardwebhooks`` 1.1.0 because that library raises plain
-``ValueError``/``binascii.Error``/``UnicodeDecodeError`` on malformed entries and bodies, accepts
-fractional timestamps and 1-byte secrets. Here every request-borne problem raises
-:class:`~shared.errors.WebhookVerificationError` with a short ``reason``, so the receiver answers 400.
-A misconfigured *secret* is a server problem and raises ``ValueError`` instead.
+Written here rather than wrapped around ``standardwebhooks``, so that every request-borne problem
+raises :class:`~shared.errors.WebhookVerificationError` with a short ``reason`` (a 400), and only a
+misconfigured secret raises ``ValueError``. The scheme and the why: docs/architecture.md, "Webhooks".
 """
 
 from __future__ import annotations

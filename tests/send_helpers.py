@@ -51,11 +51,16 @@ def add_connector(
     per_day: int = 10000,
     default_from: str | None = SENDER,
     status: str = "active",
+    reserve_per_hour: int = 0,
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A new organization and connector (no stored key: the settings' RESEND_API_KEY is used)."""
     with transaction(factory) as session:
         organization = store.create_organization(session, f"org-{uuid.uuid4().hex[:8]}", actor="test")
-        config: dict[str, Any] = {"rate_limit_per_hour": per_hour, "rate_limit_per_day": per_day}
+        config: dict[str, Any] = {
+            "rate_limit_per_hour": per_hour,
+            "rate_limit_per_day": per_day,
+            "reserve_transactional_per_hour": reserve_per_hour,
+        }
         if default_from:
             config["default_from"] = default_from
         connector = store.create_connector(

@@ -39,7 +39,7 @@ DB_LOCK_SECONDS = 1800
 #: The same lock names and databases as conftest's ``isolated_redis_url`` (db 15 is the demo's).
 DB_LOCK_PREFIX = "pilot-test-redis-db-lock:"
 TEST_REDIS_DATABASES = range(1, 14)
-ALL_QUEUES = (task_names.SENDS_QUEUE, task_names.MAINTENANCE_QUEUE)
+ALL_QUEUES = (task_names.PRIORITY_SENDS_QUEUE, task_names.MAINTENANCE_QUEUE, task_names.SENDS_QUEUE)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,8 @@
 """Read a request body whole, or refuse it: never truncated silently.
 
-Werkzeug caps a body with ``Content-Length`` (413 up front), but a chunked body without one is cut at
-the limit by a single ``read`` and the cut body is then "valid" input. Reading until EOF and counting
-turns that case into a 413 as well.
-
-gunicorn decodes chunked framing while the body is read, so a broken size line, chunk terminator or
-trailer surfaces as its parser's exception from ``read``: that is the client's error, a 400.
+Werkzeug cuts a chunked body without ``Content-Length`` at the limit in one ``read``, and the cut body
+would pass as valid; reading until EOF and counting makes that a 413 too. Broken chunked framing
+surfaces from gunicorn's parser during the read: the client's error, a 400.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """A request body must arrive within ``BODY_TIMEOUT_S`` of the request reaching the app, or it is a 408.
 
-gunicorn bounds the header block (its ``keepalive`` under the gevent worker, see ``gunicorn_conf``) but
-not the body: the app reads ``wsgi.input`` for as long as a client keeps trickling bytes, and a socket
-timeout cannot help, because it bounds each ``recv`` while gunicorn's reader loops over as many
-``recv`` calls as it takes to fill a ``read``. A ``gevent.Timeout`` bounds the whole read, wherever it
-waits. It needs the gevent worker (a greenlet per connection, sockets patched); elsewhere (Flask's test
-client, a threaded server) the input is left as it is.
+gunicorn bounds the header block but not the body, and a socket timeout bounds each ``recv``, not a
+``read`` that loops over many. A ``gevent.Timeout`` bounds the whole read; it needs the gevent worker,
+and elsewhere (Flask's test client, a threaded server) the input is left as it is.
 """
 
 from __future__ import annotations

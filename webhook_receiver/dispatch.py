@@ -1,9 +1,7 @@
 """Enqueue ``pilot.process_webhook_event`` by name through a producer-only Celery client.
 
-The receiver never imports ``worker/``: the task name in :mod:`shared.task_names` is the contract.
-A stored event is already safe, so publishing is off the request path: :class:`BatchingDispatcher`
-hands ids to a background thread that sends up to ``MAX_BATCH`` of them per task message (Celery's
-publish costs about 1 ms of CPU, more than the rest of a request). If the broker is down or the
+A stored event is safe, so publishing is off the request path: :class:`BatchingDispatcher` hands ids
+to a background thread that sends up to ``MAX_BATCH`` per task message. If the broker is down or the
 process dies before a flush, the sweep enqueues the stored events later.
 """
 

@@ -1,11 +1,8 @@
 """A plain-WSGI path for the webhook requests that succeed, in front of the Flask app.
 
-Flask's request context, routing and response objects cost about as much CPU per request as the
-signature check, parsing and storing together. So a well-formed delivery (``POST``, JSON content
-type, a ``Content-Length`` within the limit) is verified, stored and answered here. Anything else
-goes to Flask untouched, and an error raised here is raised again inside the Flask view (the body is
-not read twice, nothing is retried), so every refusal, 503 and log line comes from the one place that
-defines them (``app.py``'s error handlers).
+A well-formed delivery (``POST``, JSON, a ``Content-Length`` within the limit) is verified, stored and
+answered here, without Flask's per-request cost. Anything else goes to Flask untouched, and an error
+raised here is raised again in the Flask view, so every refusal comes from ``app.py``'s handlers.
 """
 
 from __future__ import annotations

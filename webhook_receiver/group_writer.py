@@ -1,14 +1,9 @@
 """Group commit: the events of concurrent requests stored by one INSERT and one commit.
 
-One INSERT per request costs PostgreSQL a transaction and a WAL flush each, and the worker a round
-trip each, several times the database CPU of a batch. So rows are written in batches, by the
-request threads themselves: the thread that finds no write in progress becomes the leader, stores
-every waiting row (its own first) in one multi-row ``INSERT … ON CONFLICT DO NOTHING`` (autocommit:
-committed when the statement returns) and wakes each row's request with its result; rows that arrived
-meanwhile are handed to the first of their requests, which leads the next batch. A lone request
-writes its own row at once (no linger, no thread hand-off), and every request still answers only
-after its row is committed. (A dedicated writer thread cost a thread switch and futex wake-ups per
-request, more worker CPU than the batches saved.)
+The request threads write themselves: the one that finds no write in progress leads, stores every
+waiting row in one ``INSERT … ON CONFLICT DO NOTHING`` and wakes each request with its result. A lone
+request writes at once, and every request answers only after its row is committed. Why this shape:
+docs/architecture.md, "Webhooks".
 """
 
 from __future__ import annotations

@@ -2,24 +2,9 @@
 
     gunicorn --config python:webhook_receiver.gunicorn_conf --bind ADDRESS webhook_receiver.wsgi:app
 
-**Workers.** gevent: a connection is a greenlet, not a thread, so a client that sends its request a
-byte at a time holds a socket and a greenlet, never one of the few threads every delivery needs.
-Two processes use two cores. psycopg, redis-py and the group writer's and dispatcher's locks and
-thread are all cooperative once gevent has patched the worker, which gunicorn does before the app
-is imported.
-
-**Slow clients are cut off.** ``keepalive`` bounds, under this worker, both the wait for the next
-request on an idle connection and the arrival of a request's whole header block (it times the
-parse, not each read); the body has ``webhook_receiver.body_deadline.BODY_TIMEOUT_S``. Beyond
-``worker_connections`` open connections a worker stops accepting; a buffering proxy in front
-(docker-compose) takes the slow clients off the receiver altogether.
-
-**Metrics.** prometheus-client's multiprocess mode across the workers: they count into files under
-``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them. prometheus-client picks its storage when it
-is first imported, so the directory is set in the arbiter before any worker forks (the app, and
-prometheus-client with it, is loaded in each worker: no ``--preload``). An operator's directory is
-kept but emptied of the last run's files; otherwise a temporary one is made and removed at exit. A
-dead worker's live-gauge files are released by ``mark_process_dead``; its counts stay summed.
+gevent workers (a slow client holds a greenlet, not a thread), ``keepalive`` bounding the header
+block, and the metrics directory set before any worker forks. Why: docs/architecture.md, "Webhooks"
+(the receiver) and "Metrics across processes".
 """
 
 from __future__ import annotations

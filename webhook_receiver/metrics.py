@@ -1,10 +1,8 @@
 """The receiver's Prometheus metrics, served at ``/metrics``.
 
-The app calls :meth:`ReceiverMetrics.observe` once per webhook request with its status, duration and
-outcome. Under gunicorn every worker process counts on its own: with ``PROMETHEUS_MULTIPROC_DIR`` set
-(``webhook_receiver.gunicorn_conf`` sets it before any worker starts) prometheus-client keeps values
-in files there and :func:`exposition` sums them across workers with ``MultiProcessCollector``. Unset
-(tests, one process), each app counts in a registry of its own.
+The app calls :meth:`ReceiverMetrics.observe` once per webhook request. Under gunicorn each worker
+counts into ``PROMETHEUS_MULTIPROC_DIR`` and :func:`exposition` sums them (``MultiProcessCollector``);
+without it (tests, one process) each app counts in a registry of its own.
 """
 
 from __future__ import annotations
@@ -77,6 +75,12 @@ class PrometheusMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.unsubscribes = Counter(
+            "pilot_unsubscribes",
+            "Unsubscribes recorded by the unsubscribe endpoints, by source and scope.",
+            ["source", "scope"],
+            registry=self.registry,
+        )
         # Children resolved once: .labels() costs a lock and a dict lookup per call.
         self._rejected = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
 
@@ -90,6 +94,11 @@ class PrometheusMetrics:
             self.duplicates.inc()
         elif outcome in self._rejected:
             self._rejected[outcome].inc()
+
+    def count_unsubscribe(self, source: str, scope: str) -> None:
+        """Count one new unsubscribe (``source``: one_click or unsubscribe_page; ``scope``: topic or
+        everything)."""
+        self.unsubscribes.labels(source, scope).inc()
 
     def exposition(self) -> bytes:
         """The text exposition: summed across worker processes in multiprocess mode."""

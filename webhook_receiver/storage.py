@@ -1,10 +1,8 @@
 """Store verified webhooks before acknowledging them: ``webhook_events``, unique on ``svix_id``.
 
-The receiver's one write, so it is written for speed: plain SQL on the driver connection (SQLAlchemy's
-statement compilation and JSONB serialization cost more CPU than the rest of a request), the payload
-sent as the request's own JSON text with a ``::jsonb`` cast (PostgreSQL parses it once, nothing is
-serialized again), one multi-row ``INSERT … ON CONFLICT DO NOTHING`` per batch in autocommit (a single
-statement is atomic: committed when it returns).
+The receiver's one write, written for speed: plain SQL on the driver connection, the body's own JSON
+text cast ``::jsonb`` (parsed once, never serialized again), one multi-row ``INSERT … ON CONFLICT DO
+NOTHING`` per batch in autocommit (docs/architecture.md, "Webhooks").
 """
 
 from __future__ import annotations

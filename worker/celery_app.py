@@ -47,11 +47,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for at-least-once delivery: no task is lost when a worker dies."""
-    queues = sorted(set(task_names.TASK_QUEUES.values()))
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        # "priority": a worker takes from its queues in the order it consumes them (the first
+        # holding a message), instead of turn about: transactional sends never wait behind bulk ones.
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "queue_order_strategy": "priority",
+        },
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -67,7 +71,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Each queue gets its own direct exchange and routing key. A bare Queue(name) would be bound
         # to the default exchange under the default routing key, so every queue would receive
         # every message: sends would also land in the maintenance queue, and the other way round.
-        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name) for name in queues],
+        "task_queues": [
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in task_names.CONSUMED_QUEUES
+        ],
         "task_default_queue": task_names.MAINTENANCE_QUEUE,
         "task_routes": {name: {"queue": queue} for name, queue in task_names.TASK_QUEUES.items()},
         "beat_schedule": BEAT_SCHEDULE,

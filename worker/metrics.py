@@ -1,26 +1,8 @@
 """The worker's Prometheus metrics, correct under Celery's prefork pool.
 
-Metrics (prometheus-client)::
-
-    pilot_sends_total{result}                  outcomes decided for recipients: sent|suppressed|deferred|
-                                               failed (a row deferred, then sent, counts once for each)
-    pilot_resend_responses_total{status,error_name}    Resend's answers (status "none": none arrived)
-    pilot_deferrals_total{reason}              rows made to wait: hour|day|budget|recipient_busy|
-                                               redis_unavailable|connector_blocked|<Resend error name>
-    pilot_emails_per_request                   emails each request to Resend carried (histogram)
-    pilot_bucket_tokens_remaining{connector_id,window} hour|day tokens left (sampled, most recent)
-    pilot_task_duration_seconds{task}          run time of each task, by task name
-    pilot_worker_rejected_messages_total{reason}   broker messages refused and dead-lettered (worker
-                                               main process): shared.models.DeadLetterReason values
-
-Prefork runs tasks in child processes, so the values live in prometheus-client's *multiprocess*
-files (``PROMETHEUS_MULTIPROC_DIR``). :func:`start_exporter` runs in the worker's main process
-before the pool forks (``celeryd_init``): it makes a fresh directory for this worker (or empties the
-one configured), and serves ``/metrics`` on ``PILOT_WORKER_METRICS_PORT`` from a registry that sums
-every child's files. A child that exits is marked dead (``worker_process_shutdown``).
-
-The metric objects are made on first use, after the directory is known: prometheus-client picks
-its value storage when a metric is created. Updating one is a dictionary lookup and an mmap write.
+Pool children count into prometheus-client's multiprocess files; :func:`start_exporter` prepares the
+directory in the main process before the pool forks and serves ``/metrics``, summed over every child.
+The metrics: docs/operations.md, "Metrics"; how they cross processes: docs/architecture.md, §10.
 """
 
 from __future__ import annotations
@@ -51,6 +33,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BUCKET_SAMPLE_INTERVAL_S = 5.0
 #: Task durations from a few milliseconds (one email) to the send time limit.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: Enqueue-to-sent seconds: a transactional email in well under a second, a campaign over hours.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 21600.0, 86400.0)
 #: Emails per request, from a single send to a full batch.
 UNIT_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 75, 100)
 
@@ -63,6 +47,7 @@ class Instruments:
     resend_responses: Counter
     deferrals: Counter
     unit_size: Histogram
+    send_latency: Histogram
     bucket_tokens: Gauge
     task_duration: Histogram
     rejected_messages: Counter
@@ -96,6 +81,12 @@ def _build_instruments() -> Instruments:
         deferrals=Counter("pilot_deferrals_total", "Ledger rows made to wait, by reason.", ["reason"]),
         unit_size=Histogram(
             "pilot_emails_per_request", "Emails carried by each request to Resend.", buckets=UNIT_SIZE_BUCKETS
+        ),
+        send_latency=Histogram(
+            "pilot_send_latency_seconds",
+            "Seconds from a send's row being written to Resend accepting it, by class of mail.",
+            ["priority"],
+            buckets=LATENCY_BUCKETS,
         ),
         bucket_tokens=Gauge(
             "pilot_bucket_tokens_remaining",
@@ -142,6 +133,13 @@ def count_deferrals(reason: str, rows: int = 1) -> None:
 def count_unit(rows: int) -> None:
     """A request to Resend carried ``rows`` emails."""
     instruments().unit_size.observe(rows)
+
+
+def observe_sent(priority: str, seconds: Iterable[float]) -> None:
+    """Emails of class ``priority`` accepted by Resend, each ``seconds`` after its row was written."""
+    histogram = instruments().send_latency.labels(priority)
+    for value in seconds:
+        histogram.observe(value)
 
 
 def count_rejected_message(reason: str) -> None:
@@ -279,6 +277,10 @@ class WorkerSendMetrics:
     def count_units(self, rows: int) -> None:
         """See :func:`count_unit`."""
         count_unit(rows)
+
+    def observe_sent(self, priority: str, seconds: Iterable[float]) -> None:
+        """See :func:`observe_sent`."""
+        observe_sent(priority, seconds)
 
     def sample_buckets(self, limiter: RateLimiter, connector_id: object, limits: ConnectorLimits) -> None:
         """See :func:`sample_buckets`."""

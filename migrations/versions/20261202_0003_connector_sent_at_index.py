@@ -2,11 +2,9 @@
 
 Revision ID: 0003
 Revises: 0002
-When Redis loses a connector's rate-limit buckets they are rebuilt from the ledger: the emails the
-connector sent in the last day (``shared.sending.ledger.recent_usage``). With only an index on
-``connector_id`` that query read every row the connector ever sent. The composite index answers it
-from the last day's entries; it also serves every lookup by ``connector_id`` alone, so the
-single-column index is dropped (one index less to maintain per insert).
+The rebuild of a connector's lost buckets counts its sends of the last day
+(``shared.sending.ledger.recent_usage``): the index answers it from that day's entries. It also
+serves lookups by ``connector_id`` alone, so the single-column index is dropped.
 
 Create Date: 2026-12-02 15:00:00
 """

@@ -2,17 +2,10 @@
 
 Revision ID: 0004
 Revises: 0003
-Every soft bounce reads the recipient's delivery history in its organization
-(``worker.events.suppression.delivery_history``), and an event found by its tags only looks its
-recipient up in its task (``worker.events.processing._by_tags``). Both match ``lower(recipient)``,
-which no index covered: a sequential scan of the ledger per event, linear in its size. The
-expression indexes answer both from the recipient's own entries. Their leading columns serve every
-lookup by organization or task alone, so the single-column indexes are dropped (no index more to
-maintain per insert).
-
-Built ``CONCURRENTLY`` (the ledger is large and written all the time), outside the migration's
-transaction. A build that was interrupted leaves an invalid index behind; a rerun drops it and
-builds it again.
+The soft-bounce history and an event found by its tags match ``lower(recipient)``, which no index
+covered (a scan of the ledger per event). The leading columns serve lookups by organization or task
+alone, so the single-column indexes are dropped. Built ``CONCURRENTLY``, outside the transaction; a
+rerun drops what an interrupted build left. See docs/architecture.md, "The ledger".
 
 Create Date: 2026-12-05 10:00:00
 """

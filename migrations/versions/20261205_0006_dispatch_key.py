@@ -2,14 +2,9 @@
 
 Revision ID: 0006
 Revises: 0005
-Rows of one Resend API key leave together, up to 100 a request, whatever their connector or task.
-``dispatch_key`` names the key a row is sent with (its hash); partial indexes give a key's queued
-rows oldest first, and its deferred rows and its units due again (status ``sending``,
-``next_attempt_at`` as the lease or the retry time) by the time they are due. They are small: they
-hold only the rows waiting to go.
-
-Rows already in the ledger have no ``dispatch_key``: beat's sweep, release and reconcile give the
-open ones theirs (from their connector's key) and hand them to the dispatcher.
+``dispatch_key`` names the key a row is sent with (its hash). Small partial indexes give a key's
+queued rows oldest first, and its deferred rows and units due again by their time. Rows already in
+the ledger get theirs from beat (sweep, release, reconcile). See docs/architecture.md, "The ledger".
 
 Create Date: 2026-12-05 18:00:00
 """

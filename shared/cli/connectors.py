@@ -22,6 +22,8 @@ CONFIG_FLAGS = {
     "default_from": "--from",
     "rate_limit_per_hour": "--per-hour",
     "rate_limit_per_day": "--per-day",
+    "reserve_transactional_per_hour": "--reserve-per-hour",
+    "reserve_transactional_per_day": "--reserve-per-day",
 }
 
 
@@ -140,13 +142,35 @@ def set_key(ctx: CliContext, connector_id: str, api_key: str, actor: str) -> Non
 @click.argument("connector_id")
 @click.option("--per-hour", type=int, required=True)
 @click.option("--per-day", type=int, required=True)
+@click.option("--reserve-per-hour", type=int, help="Emails an hour only transactional mail may use.")
+@click.option("--reserve-per-day", type=int, help="Emails a day only transactional mail may use.")
 @ACTOR
 @pass_cli
-def set_limits(ctx: CliContext, connector_id: str, per_hour: int, per_day: int, actor: str) -> None:
-    """Set a connector's hour and day budgets."""
+def set_limits(
+    ctx: CliContext,
+    connector_id: str,
+    per_hour: int,
+    per_day: int,
+    reserve_per_hour: int | None,
+    reserve_per_day: int | None,
+    actor: str,
+) -> None:
+    """Set a connector's hour and day budgets, and the share of each kept for transactional mail."""
     with ctx.transaction() as session, fields_as_flags(CONFIG_FLAGS):
-        store.update_limits(session, connector_id, per_hour=per_hour, per_day=per_day, actor=actor)
-    click.echo(f"Limits set: {per_hour}/hour, {per_day}/day.")
+        updated = store.update_limits(
+            session,
+            connector_id,
+            per_hour=per_hour,
+            per_day=per_day,
+            reserve_per_hour=reserve_per_hour,
+            reserve_per_day=reserve_per_day,
+            actor=actor,
+        )
+        limits = store.validate_connector_config(updated.config).limits()
+    click.echo(
+        f"Limits set: {per_hour}/hour, {per_day}/day; reserved for transactional mail: "
+        f"{limits.reserve_per_hour}/hour, {limits.reserve_per_day}/day."
+    )
 
 
 @connector.command("pause")

@@ -18,10 +18,10 @@ from shared.cli.context import CliContext, pass_cli
 from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table
 from shared.cli.params import ISO_TIME
 from shared.errors import PayloadInvalid
-from shared.models import Connector, ConnectorUsage
-from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.models import PRIORITIES, Connector, ConnectorUsage
+from shared.rate_limit import RateLimiter
 from shared.resend_events import RESEND_EVENT_TYPES
-from shared.sending.ledger import count_by_status
+from shared.sending.ledger import count_by_status_and_priority
 from shared.sending.payloads import parse_send_email
 from shared.task_producer import TaskProducer, publish, publish_event_processing
 from shared.webhook_events import DEFAULT_LIST_LIMIT, EventState, event_counts, reopen_for_replay
@@ -97,7 +97,7 @@ def usage(ctx: CliContext, connector_id: str, as_json: bool) -> None:
         connector = store.get_connector(session, connector_id)
         history = _hourly_usage(session, connector.id)
     config = store.validate_connector_config(connector.config)
-    limits = ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
+    limits = config.limits()
     limiter = RateLimiter.from_settings(ctx.settings)
     windows = {period: limiter.get_usage_stats(connector.id, period, limits) for period in ("hour", "day")}
     if as_json:
@@ -110,6 +110,8 @@ def usage(ctx: CliContext, connector_id: str, as_json: bool) -> None:
                         "used": stats.used,
                         "limit": stats.limit,
                         "remaining": stats.remaining,
+                        "reserved": stats.reserved,
+                        "bulk_remaining": stats.bulk_remaining,
                         "full_again_in_s": round(stats.resets_in, 3),
                     }
                     for period, stats in windows.items()
@@ -120,10 +122,16 @@ def usage(ctx: CliContext, connector_id: str, as_json: bool) -> None:
             }
         )
         return
-    table = Table("window", "used", "limit", "remaining", "full again in")
+    table = Table("window", "used", "limit", "remaining", "reserved", "bulk may use", "full again in")
     for period, stats in windows.items():
         table.add_row(
-            period, str(stats.used), str(stats.limit), str(stats.remaining), f"{stats.resets_in:.0f}s"
+            period,
+            str(stats.used),
+            str(stats.limit),
+            str(stats.remaining),
+            str(stats.reserved),
+            str(stats.bulk_remaining),
+            f"{stats.resets_in:.0f}s",
         )
     ctx.console.print(table)
     hours = Table("hour (UTC)", "emails", "requests", title="Last 24 hours")
@@ -148,14 +156,16 @@ def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
     """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
-        ledger = count_by_status(session)
+        ledger = count_by_status_and_priority(session)
         events = event_counts(session)
-    by_count = dict(sorted(ledger.items(), key=lambda item: -item[1]))
+    by_count = dict(sorted(ledger.items(), key=lambda item: -sum(item[1].values())))
     if as_json:
         print_json(
             {
                 "connectors": [connector_record(row) for row in connectors],
-                "ledger": by_count,
+                "ledger": {
+                    name: {"total": sum(counts.values()), **counts} for name, counts in by_count.items()
+                },
                 "webhook_events": {
                     "stored": events.stored,
                     "processed": events.processed,
@@ -166,9 +176,11 @@ def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
         )
         return
     print_table(ctx.console, _connectors_table(connectors), wide=wide)
-    messages = Table("status", "messages", title="Send ledger")
-    for name, count in by_count.items():
-        messages.add_row(cell(name), str(count))
+    messages = Table("status", "messages", *PRIORITIES, title="Send ledger")
+    for name, counts in by_count.items():
+        messages.add_row(
+            cell(name), str(sum(counts.values())), *(str(counts.get(priority, 0)) for priority in PRIORITIES)
+        )
     ctx.console.print(messages)
     ctx.console.print(
         f"Webhook events: {events.stored} stored, {events.waiting} waiting, {events.orphaned} orphaned."

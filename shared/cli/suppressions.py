@@ -18,6 +18,7 @@ from shared.models import SUPPRESSION_REASONS, SuppressionReason
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
+TOPIC = click.option("--topic", default="", help="The topic the entry stops (default: every email).")
 
 
 @click.group()
@@ -41,6 +42,7 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool, as_json:
             [
                 {
                     "email": row.email,
+                    "topic": row.topic,
                     "reason": row.reason,
                     "source": row.source,
                     "created_at": row.created_at,
@@ -50,10 +52,11 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool, as_json:
             ]
         )
         return
-    table = Table("email", "reason", "source", "since", "expires")
+    table = Table("email", "topic", "reason", "source", "since", "expires")
     for row in rows:
         table.add_row(
             cell(row.email),
+            cell(row.topic or "(all)"),
             cell(row.reason),
             cell(row.source or ""),
             f"{row.created_at:%Y-%m-%d %H:%M}",
@@ -73,29 +76,39 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool, as_json:
     show_default=True,
 )
 @click.option("--expires-at", type=ISO_TIME, help="When the entry lapses (ISO 8601; UTC without an offset).")
+@TOPIC
 @ACTOR
 @pass_cli
 def add(
-    ctx: CliContext, organization_id: str, email: str, reason: str, expires_at: datetime | None, actor: str
+    ctx: CliContext,
+    organization_id: str,
+    email: str,
+    reason: str,
+    expires_at: datetime | None,
+    topic: str,
+    actor: str,
 ) -> None:
-    """Suppress an address."""
-    entry = admin.parse_entry(email, reason, expires_at.isoformat() if expires_at else None)
+    """Suppress an address (for one topic with --topic)."""
+    entry = admin.parse_entry(email, reason, expires_at.isoformat() if expires_at else None, topic=topic)
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         admin.add_entry(session, org.id, entry, actor=actor)
-    click.echo(printable(f"Suppressed {entry.email} ({entry.reason})."))
+    scope = f" for topic {entry.topic}" if entry.topic else ""
+    click.echo(printable(f"Suppressed {entry.email}{scope} ({entry.reason})."))
 
 
 @suppression.command("remove")
 @ORG
 @click.argument("email")
+@TOPIC
 @ACTOR
 @pass_cli
-def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> None:
-    """Remove an address from the list."""
+def remove(ctx: CliContext, organization_id: str, email: str, topic: str, actor: str) -> None:
+    """Remove an address's entry (its entry for one topic with --topic)."""
+    stored_topic = admin.parse_topic(topic)
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
-        admin.remove_entry(session, org.id, email, actor=actor)
+        admin.remove_entry(session, org.id, email, actor=actor, topic=stored_topic)
     click.echo(printable(f"Removed {email.strip().lower()}."))
 
 
@@ -105,9 +118,8 @@ def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> Non
 @ACTOR
 @pass_cli
 def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
-    """Import a UTF-8 CSV (columns: email, reason, expires_at; any case, `,` or `;`).
-
-    The address column may also be an ESP export's (Email Address, email_address, E-mail).
+    """Import a UTF-8 CSV (columns: email, reason, expires_at, topic; any case, `,` or `;`; a blank
+    topic is every email). The address column may also be an ESP export's (Email Address, E-mail).
 
     One bad line refuses the whole file, and every bad line is listed. A large file is written in
     batches; if that stops part-way, import the same file again to finish.

@@ -167,7 +167,7 @@ class BaseConnector(ABC):
         except ValidationError as exc:
             problems = [describe_validation_error(exc)]
             raise ConnectorConfigInvalid(problems, connector_id=self.connector_id) from None
-        return ConnectorLimits(per_hour=parsed.rate_limit_per_hour, per_day=parsed.rate_limit_per_day)
+        return parsed.limits()
 
     def can_execute(self, n: int = 1) -> bool:
         """Whether ``n`` emails may go now: the connector may send and both budgets have room."""

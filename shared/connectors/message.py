@@ -1,10 +1,8 @@
 """The seed's ``send_email`` arguments as a ``pilot.send_email`` payload, for the one send path.
 
-``body`` is the HTML part (``html`` is accepted too), ``from_`` (or ``from``) the sender. Each metadata
-entry whose name and value fit Resend's tag rules (``[A-Za-z0-9_-]{1,256}``, at most 75 tags) is sent
-as a tag, so it comes back in every webhook event; the others are listed as ``untagged_metadata`` in
-the result. ``task_id`` names the request (the ``X-Task-ID`` header and its idempotency keys); when it
-is the id of a ``tasks`` row of the connector's organization, the task counts the emails too.
+``body`` is the HTML part (``html`` is accepted too), ``from_`` (or ``from``) the sender. Metadata
+entries that fit Resend's tag rules are sent as tags, the others listed as ``untagged_metadata``;
+``task_id`` names the request. See docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations

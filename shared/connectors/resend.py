@@ -1,11 +1,9 @@
 """The Resend connector: the seed's ``send_email``/``send_batch`` for direct use, on the one send path.
 
-Tools and upstream apps calling in-process get what ``pilot.send_email`` gets: ledger rows (one per
-mailbox), the organization's suppression list, the connector's budgets and the API key's request
-rate, deterministic idempotency keys, and every outcome recorded. The call waits a little for its
-key's request tokens and answers each email as it stands then: ``sent``, ``pending`` (queued for its
-key's next request, which the worker sends), ``deferred`` (waiting for a budget, with until when),
-``suppressed`` or ``failed``, with the reason. Resend's answers never raise.
+In-process callers get what ``pilot.send_email`` gets (ledger rows, suppression, budgets, request
+rate, idempotency keys, recorded outcomes). The call waits a little for its key's request tokens and
+answers each email as it stands then (README.md, "Sending from an upstream application"); Resend's
+answers never raise.
 """
 
 from __future__ import annotations

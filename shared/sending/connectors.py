@@ -45,7 +45,7 @@ def limits_of(connector: Connector) -> ConnectorLimits:
         config = ConnectorConfig.model_validate(connector.config)
     except ValidationError:
         config = ConnectorConfig()
-    return ConnectorLimits(per_hour=config.rate_limit_per_hour, per_day=config.rate_limit_per_day)
+    return config.limits()
 
 
 def credentials(

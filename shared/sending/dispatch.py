@@ -1,23 +1,9 @@
 """Dispatch an API key's queue: whoever gets the key's request token sends its oldest ready rows.
 
-Resend limits requests, not emails, and a batch request carries 100 emails: the rows of one API key
-leave together, whatever their task, connector or organization. A run of :class:`Dispatcher`:
-
-1. takes the key's request token (short pacing waits are slept); refused, it schedules the key's
-   next dispatch for when the token will be there and stops (one scheduled dispatch per key, however
-   many tasks are refused: their rows are in PostgreSQL, the dispatch finds them);
-2. claims a unit (:mod:`shared.sending.queue`): a unit due again if any, else the oldest ready rows;
-3. decides each claimed row by its own rules: its connector may send (else it waits), its key is
-   still the key (else it moves to its new key's queue), its attempts are not spent, its
-   organization has not suppressed its recipient (no token, no request), its connector's hour and
-   day budget pays for it (else it is parked behind the rows parked before it);
-4. commits the unit (members, key, attempt) before the request, sends it, records the answer
-   (:mod:`shared.sending.retry_policy` decides what an error means), and goes on with the next unit
-   while tokens allow, up to :data:`MAX_UNITS_PER_RUN`.
-
-A unit whose outcome is unknown (a timeout, a 5xx, a dispatcher that died mid-request: the unit's lock
-its connection held is free) is sent again only as itself: the same members in the same order under
-the same key.
+A run of :class:`Dispatcher` takes the token, claims a unit, decides each row by its own rules,
+commits the unit before its request, sends it and records the answer, while tokens allow. A unit
+whose outcome is unknown is sent again only as itself. The loop step by step: docs/architecture.md,
+"The send path".
 """
 
 from __future__ import annotations
@@ -42,7 +28,7 @@ from shared.errors import (
     ResendError,
     ResendIdempotencyMismatch,
 )
-from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, MessageStatus
+from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, MessageStatus, Priority
 from shared.rate_limit import Decision, api_key_hash
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
@@ -214,7 +200,7 @@ class Dispatcher:
         assert view.api_key is not None
         ctx, key = self.ctx, api_key_hash(view.api_key.get_secret_value())
         try:
-            if ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits) is not None:
+            if ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits, row.priority) is not None:
                 return Alone()
             token = take_request_token(ctx.limiter, key, ctx.sleep)
         except RateLimitBackendUnavailable:
@@ -244,7 +230,7 @@ class Dispatcher:
         if row.task_id is not None and found.task_organization_id != row.organization_id:
             return False  # recording refuses it, naming the task
         try:
-            return budgets.take_emails(self.ctx, view.id, view.limits, 1).paid == 1
+            return budgets.take_emails(self.ctx, view.id, view.limits, 1, row.priority).paid == 1
         except RateLimitBackendUnavailable:
             return False
 
@@ -323,25 +309,46 @@ class Dispatcher:
                 plan.decide(row, RowChange(row.id, MessageStatus.SUPPRESSED, error=reason))
             else:
                 payable.append(row)
-        if not payable:
-            return []
+        plan.api_key = view.api_key
+        paid: list[QueuedRow] = []
+        for priority in queue.CLASS_ORDER:  # transactional rows take their tokens first
+            rows_of_class = [row for row in payable if row.priority is priority]
+            if rows_of_class:
+                paid += self._pay(conn, plan, view, rows_of_class, priority)
+        return paid
+
+    def _pay(
+        self,
+        conn: psycopg.Connection[Any],
+        plan: _Plan,
+        view: ConnectorView,
+        rows: list[QueuedRow],
+        priority: Priority,
+    ) -> list[QueuedRow]:
+        """The rows of one connector and class its budget pays for; the others are parked."""
         try:
-            take = budgets.take_emails(self.ctx, connector_id, view.limits, len(payable))
+            take = budgets.take_emails(self.ctx, view.id, view.limits, len(rows), priority)
         except RateLimitBackendUnavailable as exc:
-            self.ctx.metrics.count_deferrals("redis_unavailable", len(payable))
-            for row in payable:
+            self.ctx.metrics.count_deferrals("redis_unavailable", len(rows))
+            for row in rows:
                 plan.wait(row, BACKEND_DOWN_WAIT_S, str(exc))
             return []
-        waiting = payable[take.paid :]
+        waiting = rows[take.paid :]
         if waiting and take.wait is not None:
             self.ctx.metrics.count_deferrals(take.wait.kind, len(waiting))
             until = budgets.parked_until(
-                self.ctx, conn, connector_id, view.limits, count=len(waiting), wait=take.wait, now=plan.now
+                self.ctx,
+                conn,
+                view.id,
+                view.limits,
+                count=len(waiting),
+                wait=take.wait,
+                now=plan.now,
+                priority=priority,
             )
             for row in waiting:
                 plan.wait(row, 0.0, take.wait.reason, until=until)
-        plan.api_key = view.api_key
-        return payable[: take.paid]
+        return rows[: take.paid]
 
     def _plan_retry(self, conn: psycopg.Connection[Any], plan: _Plan, due_units: list[str]) -> bool:
         """Take the first due unit no other dispatcher holds and send it again whole (or decide why
@@ -469,9 +476,14 @@ class Dispatcher:
         self.ctx.metrics.count_units(len(plan.members))
         at = self.ctx.clock()
         emails = defaultdict(int, {row.connector_id: 0 for row in plan.members})
+        latencies: dict[Priority, list[float]] = defaultdict(list)
         for item in answers:
             if item.email_id is not None:
-                emails[self._row(plan, item.id).connector_id] += 1
+                row = self._row(plan, item.id)
+                emails[row.connector_id] += 1
+                latencies[row.priority].append(max(0.0, (at - row.created_at).total_seconds()))
+        for priority, seconds in latencies.items():
+            self.ctx.metrics.observe_sent(priority, seconds)
         queue.record_answer(conn, answers, at=at, usage=dict(emails))
         if plan.tasks:
             with conn.transaction():
@@ -617,6 +629,7 @@ def _in_flight(row: AloneRow, now: datetime, connector_status: str) -> QueuedRow
         created_at=now,
         connector_status=connector_status,
         suppressed=None,
+        priority=row.priority,
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import raw_connection
-from shared.models import EmailMessage, MessageStatus
+from shared.models import EmailMessage, MessageStatus, Priority
 from shared.sending.rendering import RenderedMessage
 
 #: ``last_error`` is shown to operators; keep it short.
@@ -32,6 +32,8 @@ class Placement:
     dispatch_key: str | None
     until: datetime | None = None
     reason: str | None = None
+    #: The class the rows are sent in (transactional rows leave first and may use the reserve).
+    priority: Priority = Priority.BULK
 
     @property
     def status(self) -> MessageStatus:
@@ -61,10 +63,12 @@ def insert_messages(
             "organization": organization_id,
             "connector": connector_id,
             "task": task_id,
+            "priority": placement.priority,
             "ids": [message.id for message in messages],
             "keys": [message.idempotency_key for message in messages],
             "recipients": [message.recipient for message in messages],
             "subjects": [message.subject for message in messages],
+            "topics": [message.topic for message in messages],
             "requests": [Jsonb(message.request) for message in messages],
             "queues": [placement.dispatch_key if ok else None for ok in waiting],
             "statuses": [placement.status if ok else MessageStatus.FAILED for ok in waiting],
@@ -81,12 +85,14 @@ def insert_messages(
 # no ORM bookkeeping: the rows are read back by id when needed.
 _INSERT = """
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, request, dispatch_key, status, next_attempt_at, last_error)
-SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.request,
-       v.queue, v.status, v.next_at, v.error
+                            subject, topic, request, dispatch_key, status, next_attempt_at, last_error,
+                            priority)
+SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.topic, v.request,
+       v.queue, v.status, v.next_at, v.error, %(priority)s
 FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
-            %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[], %(next)s::timestamptz[],
-            %(errors)s::text[]) AS v(id, key, recipient, subject, request, queue, status, next_at, error)
+            %(topics)s::text[], %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[],
+            %(next)s::timestamptz[], %(errors)s::text[])
+    AS v(id, key, recipient, subject, topic, request, queue, status, next_at, error)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 
@@ -112,6 +118,17 @@ def count_by_status(session: Session, *, task_id: uuid.UUID | None = None) -> di
     if task_id is not None:
         query = query.where(EmailMessage.task_id == task_id)
     return {status: int(count) for status, count in session.execute(query)}
+
+
+def count_by_status_and_priority(session: Session) -> dict[str, dict[str, int]]:
+    """Ledger rows by status, then by class (``transactional``, ``bulk``)."""
+    query = select(EmailMessage.status, EmailMessage.priority, func.count()).group_by(
+        EmailMessage.status, EmailMessage.priority
+    )
+    counts: dict[str, dict[str, int]] = {}
+    for status, priority, count in session.execute(query):
+        counts.setdefault(status, {})[priority] = int(count)
+    return counts
 
 
 def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:

@@ -28,6 +28,9 @@ class SendMetrics(Protocol):
     def count_units(self, rows: int) -> None:
         """One request went out carrying ``rows`` emails."""
 
+    def observe_sent(self, priority: str, seconds: Iterable[float]) -> None:
+        """Emails of class ``priority`` accepted by Resend, each ``seconds`` after it was recorded."""
+
     def sample_buckets(self, limiter: RateLimiter, connector_id: object, limits: ConnectorLimits) -> None:
         """Now and then, the connector's budget as gauges."""
 
@@ -45,6 +48,9 @@ class NoMetrics:
         """Nothing."""
 
     def count_units(self, rows: int) -> None:
+        """Nothing."""
+
+    def observe_sent(self, priority: str, seconds: Iterable[float]) -> None:
         """Nothing."""
 
     def sample_buckets(self, limiter: RateLimiter, connector_id: object, limits: ConnectorLimits) -> None:

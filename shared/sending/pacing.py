@@ -1,12 +1,8 @@
 """The API key's request token, with short pacing waits slept in the worker.
 
-The request bucket paces a key's requests one at a time (``request_bucket_shape``): at a high
-request rate the wait for the next token is a few milliseconds whenever two workers ask within
-one period. Scheduling a dispatch for such a wait costs far more than the wait itself (a broker
-message and a countdown the worker's main process holds), so a wait up to :data:`PACE_SLEEP_MAX_S`
-is slept here instead, a few times at most. Longer waits (at Resend's default 2 requests/s the
-period is 625 ms) and the cooldown after a 429 go back to the caller, which schedules the key's
-next dispatch.
+A wait up to :data:`PACE_SLEEP_MAX_S` costs less slept than scheduled (a broker message and a
+countdown the worker's main process holds). Longer waits and the cooldown after a 429 go back to the
+caller, which schedules the key's next dispatch.
 """
 
 from __future__ import annotations

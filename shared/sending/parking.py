@@ -1,10 +1,8 @@
 """When a row parked for a spent connector budget should come back: after the rows parked before it.
 
-Rows are parked (``deferred`` with ``next_attempt_at``) a unit at a time. Parked only until the
-buckets hold tokens for *their own* rows, every row parked in the same spell would come back at the
-same moment, one would get the next token and all the others would park again: a herd at each
-release, and work growing with the square of the backlog. Instead a row waits for the tokens of
-every row already parked for later as well, so a backlog comes back at the rate the budget refills.
+A row waits for the tokens of every row of its connector already parked for later, not only its own,
+so a backlog comes back at the rate the budget refills instead of as a herd at each release
+(docs/architecture.md, "Rate limiting").
 """
 
 from __future__ import annotations
@@ -18,13 +16,16 @@ BUDGET_KINDS = frozenset({"hour", "day", "budget"})
 _BUCKETS: tuple[tuple[Period, int], ...] = (("hour", HOUR_MS), ("day", DAY_MS))
 
 
-def backlog_wait(limiter: RateLimiter, connector_id: uuid.UUID, limits: ConnectorLimits, count: int) -> float:
+def backlog_wait(
+    limiter: RateLimiter, connector_id: uuid.UUID, limits: ConnectorLimits, count: int, *, bulk: bool = False
+) -> float:
     """Seconds until the hour and the day buckets will have given ``count`` more tokens than they
-    hold now. ``count`` may exceed a bucket's capacity: it is a queue, taken over several refills."""
+    hold now (above the reserve, for ``bulk`` mail). ``count`` may exceed a bucket's capacity: it
+    is a queue, taken over several refills."""
     waits = [0.0]
     for period, period_ms in _BUCKETS:
         stats = limiter.get_usage_stats(connector_id, period, limits)
-        missing = count - stats.remaining
+        missing = count - (stats.bulk_remaining if bulk else stats.remaining)
         waits.append(max(0, missing) * period_ms / 1000 / stats.limit)
     return max(waits)
 
@@ -37,9 +38,10 @@ def parking_seconds(
     ahead: int,
     count: int,
     seconds: float,
+    bulk: bool = False,
 ) -> float:
     """How long to park ``count`` rows a budget wait of ``seconds`` stopped, behind the ``ahead``
     rows of the connector parked for later already (``shared.sending.queue.parked_ahead``)."""
     if not ahead:
         return seconds
-    return max(seconds, backlog_wait(limiter, connector_id, limits, ahead + count))
+    return max(seconds, backlog_wait(limiter, connector_id, limits, ahead + count, bulk=bulk))

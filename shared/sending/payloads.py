@@ -1,23 +1,8 @@
 """Task payloads (the kwargs of ``pilot.send_email`` and ``pilot.send_batch``), validated by pydantic.
 
-Unknown keys are refused, naming the key: a typo such as ``subjet`` must not send an email without a
-subject. Invalid input raises :class:`~shared.errors.PayloadInvalid` whose message names every bad
-field and never echoes a value.
-
-``pilot.send_email``::
-
-    {connector_id, organization_id?, task_id?, to: str | [str], subject, html? | body?, text?,
-     from?, reply_to?, cc?, bcc?, headers?, tags?, metadata?, idempotency_key?}
-
-or, to (re)send ledger rows that already exist (outbox, release of deferred rows, sweep)::
-
-    {connector_id, message_ids: [uuid, ...], organization_id?, task_id?}
-
-``pilot.send_batch``: ``{connector_id, organization_id?, task_id?, emails: [<email fields>, ...]}``.
-Each email of a batch is validated on its own (:func:`parse_emails`): one bad email is refused alone.
-
-Text must be storable and sendable: a NUL character or a lone surrogate anywhere (values or keys) is
-refused, naming the field, before anything else is checked.
+Unknown keys are refused, naming the key, and an invalid payload raises ``PayloadInvalid`` naming
+every bad field, never a value. Each email of a batch is validated on its own (:func:`parse_emails`).
+The fields (``topic`` and ``list_unsubscribe`` too): docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations
@@ -28,9 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
+from shared import task_names
 from shared.errors import PayloadInvalid
+from shared.models import Priority
 from shared.resend_schemas import (
     MAX_TO_ADDRESSES,
     TAG_PATTERN,
@@ -40,6 +35,8 @@ from shared.resend_schemas import (
     OptionalAddressList,
     Tag,
 )
+from shared.sending.priority import priority_for
+from shared.unsubscribe.topics import Topic
 
 #: Tag and header names the worker sets itself; a caller may not set them.
 RESERVED_TAGS = frozenset({"task_id", "message_id"})
@@ -87,6 +84,11 @@ class EmailFields(BaseModel):
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    #: What the email is about; recipients may leave one topic (see :mod:`shared.unsubscribe.topics`).
+    topic: Topic | None = None
+    #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
+    #: (every ``pilot.send_batch`` email) get them.
+    list_unsubscribe: StrictBool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailFields:
@@ -122,8 +124,21 @@ class _Routing(BaseModel):
     task_id: uuid.UUID | None = None
 
 
-class SendEmailPayload(_Routing, EmailFields):
+class _Classed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: ``transactional`` or ``bulk``; absent, :func:`shared.sending.priority.priority_for` decides.
+    priority: Priority | None = None
+
+
+class SendEmailPayload(_Routing, _Classed, EmailFields):
     """``pilot.send_email`` with the email's content."""
+
+    @property
+    def resolved_priority(self) -> Priority:
+        """The class the email's rows are sent in."""
+        recipients = len(self.to) + len(self.cc or []) + len(self.bcc or [])
+        return priority_for(task_names.SEND_EMAIL, self.priority, recipients)
 
 
 class ResumePayload(_Routing):
@@ -132,10 +147,15 @@ class ResumePayload(_Routing):
     message_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MESSAGE_IDS)
 
 
-class SendBatchPayload(_Routing):
+class SendBatchPayload(_Routing, _Classed):
     """``pilot.send_batch``: many emails for one connector, each checked later (:func:`parse_emails`)."""
 
     emails: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)
+
+    @property
+    def resolved_priority(self) -> Priority:
+        """The class the emails' rows are sent in."""
+        return priority_for(task_names.SEND_BATCH, self.priority, len(self.emails))
 
 
 @dataclass(frozen=True)

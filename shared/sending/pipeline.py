@@ -1,22 +1,9 @@
 """The one send path: record a request's rows, then dispatch its API key's queue.
 
-Every send takes it, whoever asks: ``pilot.send_email`` and ``pilot.send_batch`` (a payload, or
-``message_ids`` of rows written already by the outbox), the seed's ``ResendConnector.send_email``
-and ``send_batch``, and ``pilot send``.
-
-1. **Record.** The payload is validated and written as ledger rows, one per mailbox, each with its
-   deterministic idempotency key and stored body, in the queue of the connector's API key
-   (:mod:`shared.sending.recording`). Refusals are recorded too (:mod:`shared.sending.refusals`).
-2. **Dispatch.** The caller then runs the key's dispatcher once (:mod:`shared.sending.dispatch`):
-   when the key's request token is free (nothing waiting), its rows leave at once; otherwise they
-   leave with the next unit, which may carry rows of many tasks and connectors.
-
-A single email (``pilot.send_email`` to one mailbox) whose key's queue is empty takes the alone lane
-instead: it is sent at once as its own unit, its row written already in flight
-(:meth:`Dispatcher.send_alone`), with the same checks and the same exactly-once guarantee.
-
-The answer is every recipient's result as it stands when the call returns: rows still waiting for
-their key's next request are ``pending``.
+Every sender takes it: ``pilot.send_email`` and ``pilot.send_batch``, the seed's ``ResendConnector``
+and ``pilot send``. A single email whose key's queue is empty takes the alone lane instead. The answer
+is each recipient's result when the call returns (rows waiting for their key's next request are
+``pending``). See docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations
@@ -33,7 +20,7 @@ from shared import connector_store as store
 from shared.addresses import mailbox_key
 from shared.db import raw_connection
 from shared.errors import NotFound, PayloadInvalid, RateLimitBackendUnavailable
-from shared.models import Connector, MessageStatus, Task
+from shared.models import Connector, MessageStatus, Priority, Task
 from shared.rate_limit import api_key_hash
 from shared.sending import budgets, ledger, queue
 from shared.sending.connectors import ConnectorView, view_of
@@ -54,6 +41,7 @@ from shared.sending.refusals import record_invalid
 from shared.sending.rendering import RenderedMessage
 from shared.sending.retry_policy import PAUSED_CONNECTOR_WAIT_S
 from shared.sending.suppression_check import suppressed_reasons
+from shared.unsubscribe.links import UnsubscribeLinks
 
 POSITIONAL_REFUSAL = (
     "args: positional arguments are not accepted; send the payload as keyword arguments (kwargs)"
@@ -206,7 +194,7 @@ def _submit_alone(
     if payload.organization_id not in (None, view.organization_id):
         return _submit(ctx, kwargs, payload, task_ref=task_ref)  # refused there, naming the field
     try:
-        messages = render(payload, view, task_ref=task_ref, prepared=Prepared(view))
+        messages = render(payload, view, task_ref=task_ref, prepared=Prepared(view), links=ctx.unsubscribe)
     except PayloadInvalid:
         return _submit(ctx, kwargs, payload, task_ref=task_ref)
     if len(messages) != 1:
@@ -221,6 +209,8 @@ def _submit_alone(
         message.recipient,
         message.subject,
         message.request,
+        topic=message.topic,
+        priority=payload.resolved_priority,
     )
     alone = dispatcher.send_alone(row, view)
     if alone.result is not None:
@@ -265,8 +255,16 @@ def _write(
     task_ref: str,
     rendered: list[RenderedMessage] | None = None,
 ) -> Recorded:
-    placement = _placement(ctx, session, view)
-    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, rendered=rendered)
+    placement = _placement(ctx, session, view, payload.resolved_priority)
+    prepared = prepare_rows(
+        session,
+        payload,
+        view,
+        task_ref=task_ref,
+        placement=placement,
+        rendered=rendered,
+        links=ctx.unsubscribe,
+    )
     suppressed = 0
     if placement.until is not None:
         # Rows made to wait are answered now if their recipient is suppressed (as a dispatch would),
@@ -288,37 +286,35 @@ def _write(
 def _answer_suppressed(session: Session, view: ConnectorView, messages: Sequence[RenderedMessage]) -> int:
     """Mark the waiting rows of suppressed recipients ``suppressed``; how many."""
     waiting = [message for message in messages if message.refusal is None]
-    reasons = suppressed_reasons(session, view.organization_id, [message.recipient for message in waiting])
-    found = {
-        message.id: reasons[mailbox_key(message.recipient)]
-        for message in waiting
-        if mailbox_key(message.recipient) in reasons
-    }
+    asked = {message.id: (mailbox_key(message.recipient), message.topic) for message in waiting}
+    reasons = suppressed_reasons(session, view.organization_id, asked.values())
+    found = {message_id: reasons[pair] for message_id, pair in asked.items() if pair in reasons}
     ledger.mark_suppressed(session, found)
     return len(found)
 
 
-def _placement(ctx: SendContext, session: Session, view: ConnectorView) -> Placement:
-    """Where a connector's new rows go: its key's queue; or waiting, when it cannot send now or its
-    budget is known to be spent (they come back behind the rows parked before them)."""
+def _placement(ctx: SendContext, session: Session, view: ConnectorView, priority: Priority) -> Placement:
+    """Where a connector's new rows of ``priority`` go: its key's queue; or waiting, when it cannot
+    send now or its budget is known to be spent for them (they come back behind the rows parked
+    before them)."""
     if view.blocked is not None or view.api_key is None:
         ctx.metrics.count_deferrals("connector_blocked")
         until = ledger.defer_until(PAUSED_CONNECTOR_WAIT_S, ctx.clock())
-        return Placement(None, until, view.blocked or "connector unavailable")
+        return Placement(None, until, view.blocked or "connector unavailable", priority)
     key = api_key_hash(view.api_key.get_secret_value())
     try:
-        refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits)
+        refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits, priority)
     except RateLimitBackendUnavailable:
-        return Placement(key)  # the dispatcher fails closed and says so
+        return Placement(key, priority=priority)  # the dispatcher fails closed and says so
     if refused is None:
-        return Placement(key)
+        return Placement(key, priority=priority)
     wait = budgets.refusal_wait(refused)
     now = ctx.clock()
     until = budgets.parked_until(
-        ctx, raw_connection(session), view.id, view.limits, count=1, wait=wait, now=now
+        ctx, raw_connection(session), view.id, view.limits, count=1, wait=wait, now=now, priority=priority
     )
     ctx.metrics.count_deferrals(wait.kind)
-    return Placement(key, until, wait.reason)
+    return Placement(key, until, wait.reason, priority)
 
 
 def _resume(session: Session, payload: ResumePayload, view: ConnectorView) -> Recorded:
@@ -351,11 +347,15 @@ def results(
 
 
 def prepare(
-    session: Session, payload: SendEmailPayload | SendBatchPayload, *, task_ref: str
+    session: Session,
+    payload: SendEmailPayload | SendBatchPayload,
+    *,
+    task_ref: str,
+    links: UnsubscribeLinks | None = None,
 ) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """Write the payload's rows in ``session``'s transaction, not yet in any key's queue: the resume
     task published after the commit puts them there (the outbox). Returns the connector id and the
-    rows' ids.
+    rows' ids. ``links`` makes unsubscribe links (none without it).
 
     Raises :class:`PayloadInvalid` for bad routing, an email that cannot be rendered, or an
     ``idempotency_key`` already used for other content (nothing of this payload is written then).
@@ -365,7 +365,8 @@ def prepare(
         raise PayloadInvalid(f"connector_id: no connector {payload.connector_id}")
     view = view_of(connector, None, None)  # no key is needed: the rows join no queue yet
     _check_routing(session, payload, view)
-    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=Placement(None))
+    placement = Placement(None, priority=payload.resolved_priority)
+    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, links=links)
     if prepared.answered:
         raise PayloadInvalid("; ".join(str(result.reason) for result in prepared.answered))
     if payload.task_id is not None:

@@ -1,25 +1,9 @@
 """The send queue of an API key, in PostgreSQL: claim a unit, write its attempt, record the answer.
 
-Every statement here runs on the dispatcher's own psycopg connection, which also holds the recipient
-locks (session advisory locks, see ``shared.suppression.RECIPIENT_LOCK_KEY``) from the suppression
-check until the answer is recorded. One round trip per step:
-
-1. :func:`claim` (in a transaction): the units due again of the key if any (``sending`` rows whose
-   lease or retry time has passed), else its oldest ready rows (``queued``, or ``deferred`` whose
-   time has come), row-locked (``SKIP LOCKED``: two dispatchers never take the same row) with their
-   recipients' locks tried;
-2. :func:`read_claimed`: the claimed rows read again *after* their recipient locks were taken, with
-   their organization's suppression and their connector's live status;
-3. :func:`write_attempt`: the unit's rows ``sending`` under its key (attempt counted, in flight:
-   no retry time, the unit's lock held), the others ``suppressed``, ``failed`` or ``deferred``;
-   committed before the request;
-4. :func:`record_answer` (autocommit, after the request): each row's outcome, the connectors' usage,
-   and the recipient locks released.
-
-A single email that finds its key's queue empty skips the queue (the alone lane):
-:func:`claim_alone` checks in one read that nothing waits ahead of it and takes its locks, and
-:func:`start_alone` writes its row already ``sending`` under its own key; the answer is recorded as
-any unit's. Two row writes instead of three, and no claim.
+One statement per step (:func:`claim`, :func:`read_claimed`, :func:`write_attempt`,
+:func:`record_answer`; the alone lane's :func:`claim_alone` and :func:`start_alone`), each on the
+dispatcher's own psycopg connection, which holds the recipient locks from the suppression check until
+the answer is recorded. The steps: docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations
@@ -33,7 +17,9 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from shared.models import Priority
 from shared.suppression import RECIPIENT_LOCK_KEY
+from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
 
 #: Due units looked at per claim (the first one free is taken).
 RETRY_CANDIDATES = 5
@@ -53,22 +39,42 @@ due AS (
     SELECT FROM email_messages
     WHERE dispatch_key = %(key)s AND status = 'sending' AND next_attempt_at IS NULL LIMIT 1
 )"""
-# The oldest ready rows: queued, or deferred whose time has come (``{only}``: unless a unit is due).
-_READY = """
-queued AS (
-    SELECT id, created_at FROM email_messages
-    WHERE dispatch_key = %(key)s AND status = 'queued' {only}
+#: The classes in the order their rows leave a key's queue, and the SQL ranking a row by it.
+CLASS_ORDER = (Priority.TRANSACTIONAL, Priority.BULK)
+_RANK = "CASE {column} " + " ".join(f"WHEN '{p}' THEN {rank}" for rank, p in enumerate(CLASS_ORDER)) + " END"
+#: Every class, written so the queue's indexes (class second) serve a look at all of them.
+_ANY_CLASS = "priority IN (" + ", ".join(f"'{p}'" for p in CLASS_ORDER) + ")"
+# The oldest ready rows of each class: queued, or deferred whose time has come (``{only}``: unless a
+# unit is due); transactional ones first.
+_READY_CLASS = """
+queued_{rank} AS (
+    SELECT id, {rank} AS rank, created_at FROM email_messages
+    WHERE dispatch_key = %(key)s AND priority = '{priority}' AND status = 'queued' {only}
     ORDER BY created_at, id LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), waited AS (
-    SELECT id, created_at FROM email_messages
-    WHERE dispatch_key = %(key)s AND status = 'deferred' AND next_attempt_at <= %(now)s {only}
+), waited_{rank} AS (
+    SELECT id, {rank} AS rank, created_at FROM email_messages
+    WHERE dispatch_key = %(key)s AND priority = '{priority}' AND status = 'deferred'
+        AND next_attempt_at <= %(now)s {only}
     ORDER BY next_attempt_at LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-), picked AS (
-    SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM waited) AS ready
-    ORDER BY created_at, id LIMIT %(limit)s
 )"""
+
+
+def _ready(only: str) -> str:
+    parts = [_READY_CLASS.format(rank=rank, priority=p, only=only) for rank, p in enumerate(CLASS_ORDER)]
+    ready = " UNION ALL ".join(
+        f"SELECT * FROM {kind}_{rank}" for rank in range(len(CLASS_ORDER)) for kind in ("queued", "waited")
+    )
+    return (
+        ",".join(parts)
+        + f""", picked AS (
+    SELECT id FROM ({ready}) AS ready
+    ORDER BY rank, created_at, id LIMIT %(limit)s
+)"""
+    )
+
+
 _TAKE = (
     "SELECT m.id, pg_try_advisory_lock(" + _RLOCK + "){extra} FROM email_messages m JOIN picked USING (id)"
 )
@@ -76,7 +82,7 @@ _CLAIM = (
     "WITH"
     + _DUE
     + ","
-    + _READY.format(only="AND NOT EXISTS (SELECT FROM due)")
+    + _ready("AND NOT EXISTS (SELECT FROM due)")
     + """
 SELECT DISTINCT NULL::uuid, NULL::bool, attempt_key FROM due
 UNION ALL
@@ -85,7 +91,7 @@ UNION ALL
 """
     + _TAKE.format(extra=", NULL")
 )
-_CLAIM_READY = "WITH" + _READY.format(only="") + "\n" + _TAKE.format(extra="")
+_CLAIM_READY = "WITH" + _ready("") + "\n" + _TAKE.format(extra="")
 
 #: A unit's lock: held (session level) by its dispatcher from its attempt until its answer, so a unit
 #: in flight is never taken by another, and one whose dispatcher died (its connection closed) is.
@@ -100,16 +106,27 @@ WHERE m.attempt_key = %(unit)s
 FOR UPDATE
 """
 
-_READ = """
+_READ = (
+    """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
-       m.attempts, m.attempt_key, m.last_error, m.status, m.created_at, c.status, s.reason, s.created_at
+       m.attempts, m.attempt_key, m.last_error, m.status, m.created_at, c.status, s.reason, s.created_at,
+       m.priority
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
-LEFT JOIN suppression_list s ON s.organization_id = m.organization_id AND s.email = lower(btrim(m.recipient))
-    AND (s.expires_at IS NULL OR s.expires_at > %(now)s)
+LEFT JOIN LATERAL (
+    SELECT reason, created_at FROM suppression_list s
+    WHERE s.organization_id = m.organization_id AND s.email = lower(btrim(m.recipient))
+        AND (s.expires_at IS NULL OR s.expires_at > %(now)s) AND """
+    + ENTRY_STOPS_EMAIL.format(entry="s", topic="m.topic")
+    + """
+    ORDER BY s.topic LIMIT 1
+) s ON true
 WHERE m.id = ANY(%(ids)s)
-ORDER BY m.created_at, m.id
+ORDER BY """
+    + _RANK.format(column="m.priority")
+    + """, m.created_at, m.id
 """
+)
 
 _WRITE = (
     """
@@ -158,10 +175,12 @@ WITH outcome AS (
 SELECT pg_advisory_unlock_all()
 """
 
-# An active suppression of the alone lane's recipient, as of ``{now}``.
-_SUPPRESSED_NOW = """SELECT FROM suppression_list
-        WHERE organization_id = %(org)s AND email = lower(btrim(%(email)s))
-            AND (expires_at IS NULL OR expires_at > {now})"""
+# An active suppression of the alone lane's recipient (for everything, or its email's topic), as of
+# ``{now}``.
+_SUPPRESSED_NOW = f"""SELECT FROM suppression_list s
+        WHERE s.organization_id = %(org)s AND s.email = lower(btrim(%(email)s))
+            AND (s.expires_at IS NULL OR s.expires_at > {{now}})
+            AND {ENTRY_STOPS_EMAIL.format(entry="s", topic="%(topic)s::text")}"""
 
 # Everything the alone lane needs to know, in one read: is the key taken already, does any row of the
 # queue wait (ready, or a unit due again: they go first), the connector's live status, the task's
@@ -169,9 +188,9 @@ _SUPPRESSED_NOW = """SELECT FROM suppression_list
 _CLAIM_ALONE = f"""
 SELECT
     EXISTS (SELECT FROM email_messages WHERE idempotency_key = %(ikey)s),
-    EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'queued')
+    EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'queued' AND {_ANY_CLASS})
         OR EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'deferred'
-                   AND next_attempt_at <= %(now)s)
+                   AND {_ANY_CLASS} AND next_attempt_at <= %(now)s)
         OR EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'sending'
                    AND next_attempt_at <= %(now)s),
     (SELECT status FROM connectors WHERE id = %(connector)s),
@@ -185,9 +204,10 @@ SELECT
 # active now (a new snapshot, taken after the recipient's lock) and its key is free.
 _START_ALONE = f"""
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, request, dispatch_key, status, attempts, attempt_key)
-SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(request)s,
-       %(key)s, 'sending', 1, %(ikey)s
+                            subject, topic, request, dispatch_key, status, attempts, attempt_key,
+                            priority)
+SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(request)s,
+       %(key)s, 'sending', 1, %(ikey)s, %(priority)s
 WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING created_at
@@ -212,6 +232,7 @@ FROM sends WHERE t.id = sends.task_id
 _PARKED_AHEAD = """
 SELECT count(*) FROM email_messages
 WHERE connector_id = %(connector)s AND status = 'deferred' AND next_attempt_at > %(now)s
+    AND priority = ANY(%(classes)s)
 """
 
 
@@ -244,6 +265,7 @@ class QueuedRow:
     connector_status: str
     #: ``(reason, since)`` of the recipient's active suppression in the row's organization.
     suppressed: tuple[str, datetime] | None
+    priority: Priority = Priority.BULK
 
 
 @dataclass(frozen=True)
@@ -296,6 +318,9 @@ class AloneRow:
     recipient: str
     subject: str
     request: dict[str, Any]
+    #: The email's topic (None: it has none).
+    topic: str | None = None
+    priority: Priority = Priority.TRANSACTIONAL
 
 
 def claim(
@@ -330,6 +355,7 @@ def claim_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str, *, now: 
         "task": row.task_id,
         "org": row.organization_id,
         "email": row.recipient,
+        "topic": row.topic,
     }
     found = conn.execute(_CLAIM_ALONE, params).fetchone()
     assert found is not None  # a SELECT without FROM has one row
@@ -350,8 +376,10 @@ def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datet
         "ikey": row.idempotency_key,
         "email": row.recipient,
         "subject": row.subject,
+        "topic": row.topic,
         "request": Jsonb(row.request),
         "key": key,
+        "priority": row.priority,
     }
     found = conn.execute(_START_ALONE, params).fetchone()
     return None if found is None else found[0]
@@ -385,7 +413,7 @@ def read_claimed(
 
 def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
     message_id, connector_id, organization_id, task_id, key, recipient, request, attempts = row[:8]
-    attempt_key, last_error, status, created_at, connector_status, reason, since = row[8:]
+    attempt_key, last_error, status, created_at, connector_status, reason, since, priority = row[8:]
     return QueuedRow(
         message_id,
         connector_id,
@@ -401,6 +429,7 @@ def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
         created_at,
         connector_status,
         suppressed=None if reason is None else (reason, since),
+        priority=Priority(priority),
     )
 
 
@@ -472,7 +501,13 @@ def refresh_task_counts(conn: psycopg.Connection[Any], task_ids: Sequence[uuid.U
     conn.execute(RECOUNT, {"tasks": tasks})
 
 
-def parked_ahead(conn: psycopg.Connection[Any], connector_id: uuid.UUID, *, now: datetime) -> int:
-    """The connector's rows parked until after ``now``: they take its tokens before rows parked now."""
-    found = conn.execute(_PARKED_AHEAD, {"connector": connector_id, "now": now}).fetchone()
+def parked_ahead(
+    conn: psycopg.Connection[Any], connector_id: uuid.UUID, *, now: datetime, priority: Priority
+) -> int:
+    """The connector's rows parked until after ``now`` that take its tokens before rows of
+    ``priority`` parked now: every class's for bulk rows, only transactional ones for those."""
+    classes = list(CLASS_ORDER[: CLASS_ORDER.index(priority) + 1])
+    found = conn.execute(
+        _PARKED_AHEAD, {"connector": connector_id, "now": now, "classes": classes}
+    ).fetchone()
     return int(found[0]) if found else 0

@@ -1,12 +1,8 @@
 """Record an invalid send payload as failed, with its reason; it is never retried.
 
-Where it is recorded: when the payload names an existing connector and at least one recipient, as
-``failed`` ledger rows (one per mailbox of ``to``, ``cc`` and ``bcc``, ``last_error`` = the reason),
-so the upstream app finds the answer where it finds every other; otherwise (no usable connector or
-recipient, or more recipients than :data:`MAX_RECORDED_RECIPIENTS`) as one audit row
-``send.payload_invalid`` naming the Celery task, the reason, the payload's field names (never their
-values) and the number of recipients. Whatever the payload holds is made storable first: a NUL or a
-lone surrogate never stops the failure from being written.
+With an existing connector and a recipient, as ``failed`` ledger rows (one per mailbox), where the
+upstream app finds every other answer; otherwise as one ``send.payload_invalid`` audit row (task,
+reason, field names, recipient count; never values). NUL and lone surrogates are made storable first.
 """
 
 from __future__ import annotations

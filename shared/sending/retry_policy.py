@@ -1,18 +1,8 @@
 """When and how a send is tried again: pure functions, no I/O.
 
-Every Resend answer (or missing answer) maps to one :class:`Action` (the table in
-docs/architecture.md, "Errors and what the send path does"). Every wait is kept in the rows, in
-PostgreSQL, with one scheduled ``pilot.dispatch`` of the key for a short one; never as a long Celery
-countdown, which would park the task on the broker, where the visibility timeout can redeliver it::
-
-    ResendRateLimited          WAIT     retry-after (shared cooldown), no attempt used
-    ResendQuotaExceeded        DEFER    until the quota resets, no attempt used, not a failure
-    ResendIdempotencyInFlight  RETRY    later, same key
-    ResendServerError          RETRY    backoff with full jitter, same key and payload
-    ResendTransportError       RETRY    (outcome unknown: the same key makes the retry safe)
-    ResendIdempotencyMismatch  FAIL     our bug (payload changed under a key): alert in logs
-    ResendAuthError            FAIL_AUTH  this send fails; the connector is marked ``error``
-    ResendRejected             FAIL     Resend's message is the reason
+Every Resend answer (or missing answer) maps to one :class:`Action`: the table is in
+docs/architecture.md, "Errors and what the send path does". Every wait is kept in the rows, in
+PostgreSQL, never as a long Celery countdown ("Reliability choices").
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """Scheduling an API key's next dispatch through the broker: at most one pending per key.
 
-A dispatch refused the key's request token (or leaving work for later) asks for the key's next
-dispatch at the time it can run. However many ask, one ``pilot.dispatch`` is published: a note in
-Redis (:meth:`RateLimiter.reserve_dispatch`) says which time is scheduled, and only an earlier time
-publishes another. A dispatch that starts clears the note if its time has come (it serves every
-need noted until then, even that of a dispatch whose message was lost), and the note expires shortly
-after its time anyway, so a lost message blocks nothing for long; beat's sweep dispatches whatever
-still waits after that. Waits longer than a broker countdown
-should hold are not scheduled here: the rows wait in PostgreSQL (``deferred``) and beat releases them.
+However many ask, one ``pilot.dispatch`` is published: a note in Redis says which time is scheduled,
+and only an earlier time publishes another. A starting dispatch clears the note, which also expires
+shortly after its time, so a lost message blocks nothing for long. See docs/architecture.md,
+"Scheduling dispatches".
 """
 
 from __future__ import annotations

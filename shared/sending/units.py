@@ -1,12 +1,8 @@
 """Units: the rows one request carries, and the key it goes under.
 
-A unit of one row is ``POST /emails`` under the row's own idempotency key; a larger one is
-``POST /emails/batch`` (at most 100) under a key derived from its members' keys, its body the
-members' stored requests in key order. Members, order and key are fixed before the request, so a
-unit whose outcome is unknown is sent again only as itself: Resend recognises the retry and sends
-nothing twice.
-
-Emails the batch endpoint cannot carry (attachments, a scheduled time) go alone.
+One row is ``POST /emails`` under its own key; more (at most 100) are ``POST /emails/batch`` under a
+key derived from the members' keys. Members, order and key are fixed before the request, so a unit
+whose outcome is unknown is sent again only as itself. Attachments and scheduled emails go alone.
 """
 
 from __future__ import annotations

@@ -85,3 +85,37 @@ def test_connector_set_limits_refuses_a_budget_the_rate_limiter_refuses(
     assert f"{flag}: must be a whole number from 1 to {MAX_LIMIT}" in result.output
     shown = pilot("connector", "show", cid).output
     assert re.search(r"per hour\W+50\b", shown) and re.search(r"per day\W+500\b", shown)
+
+
+def test_connector_set_limits_sets_the_transactional_reserve(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
+
+    result = pilot(
+        "connector", "set-limits", cid, "--per-hour", "100", "--per-day", "1000", "--reserve-per-hour", "20"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "reserved for transactional mail: 20/hour, 0/day" in result.output
+
+
+def test_usage_shows_the_reserve_and_what_bulk_mail_may_still_use(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
+    pilot(
+        "connector", "set-limits", cid, "--per-hour", "100", "--per-day", "1000", "--reserve-per-day", "250"
+    )
+
+    result = pilot("usage", cid)
+
+    assert result.exit_code == 0, result.output
+    assert re.search(r"day\W+0\W+1000\W+1000\W+250\W+750\b", result.output), result.output
+
+
+def test_connector_set_limits_refuses_a_reserve_that_leaves_bulk_mail_nothing(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
+
+    result = pilot(
+        "connector", "set-limits", cid, "--per-hour", "100", "--per-day", "1000", "--reserve-per-hour", "100"
+    )
+
+    assert result.exit_code == 2
+    assert "--reserve-per-hour: must be below its budget (100)" in result.output

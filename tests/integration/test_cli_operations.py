@@ -30,7 +30,9 @@ def queued_messages(redis_url: str, queue: str) -> list[dict[str, object]]:
     return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
 
 
-def test_send_enqueues_one_send_email_task(pilot: Pilot, isolated_redis_url: str) -> None:
+def test_send_enqueues_one_send_email_task_in_the_priority_queue(
+    pilot: Pilot, isolated_redis_url: str
+) -> None:
     connector = new_connector(pilot)
 
     result = pilot(
@@ -38,7 +40,8 @@ def test_send_enqueues_one_send_email_task(pilot: Pilot, isolated_redis_url: str
     )
 
     assert result.exit_code == 0, result.output
-    [message] = queued_messages(isolated_redis_url, "pilot.sends")
+    assert queued_messages(isolated_redis_url, "pilot.sends") == []
+    [message] = queued_messages(isolated_redis_url, "pilot.sends.priority")
     assert message["headers"]["task"] == "pilot.send_email"  # type: ignore[index]
     assert message["headers"]["id"] == result.output.strip()  # type: ignore[index]
 
@@ -66,6 +69,7 @@ def test_send_refuses_bad_input_before_enqueueing(
     assert result.exit_code == 1
     assert message in result.output
     assert queued_messages(isolated_redis_url, "pilot.sends") == []
+    assert queued_messages(isolated_redis_url, "pilot.sends.priority") == []
 
 
 def test_usage_shows_hour_and_day_windows(pilot: Pilot) -> None:

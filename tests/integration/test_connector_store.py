@@ -96,8 +96,18 @@ def test_update_limits_records_before_and_after(db_session: Session, connector: 
     store.update_limits(db_session, connector.id, per_hour=10, per_day=20, actor="ops")
 
     entry = db_session.scalars(select(AuditLog).where(AuditLog.action == "connector.limits_set")).one()
-    assert entry.details["before"] == {"rate_limit_per_hour": 50, "rate_limit_per_day": 500}
-    assert entry.details["after"] == {"rate_limit_per_hour": 10, "rate_limit_per_day": 20}
+    assert entry.details["before"] == {
+        "rate_limit_per_hour": 50,
+        "rate_limit_per_day": 500,
+        "reserve_transactional_per_hour": 0,
+        "reserve_transactional_per_day": 0,
+    }
+    assert entry.details["after"] == {
+        "rate_limit_per_hour": 10,
+        "rate_limit_per_day": 20,
+        "reserve_transactional_per_hour": 0,
+        "reserve_transactional_per_day": 0,
+    }
     assert entry.actor == "ops"
 
 
@@ -137,16 +147,23 @@ def test_record_usage_adds_within_the_hour(db_session: Session, connector: Conne
     assert emails == [103]
 
 
-def test_delete_connector_keeps_its_audit_trail(db_session: Session, connector: Connector) -> None:
-    store.delete_connector(db_session, connector.id, actor="ops")
+def test_audit_trail_outlives_its_connector(db_session: Session, connector: Connector) -> None:
+    store.pause(db_session, connector.id, actor="ops")
+    db_session.delete(connector)
     db_session.flush()
 
     assert db_session.get(Connector, connector.id) is None
-    assert audit_actions(db_session, connector.id)[-1] == "connector.delete"
+    assert audit_actions(db_session, connector.id) == ["connector.create", "connector.pause"]
 
 
-def test_config_refuses_secret_looking_fields(db_session: Session, connector: Connector) -> None:
+def test_config_refuses_secret_looking_fields(db_session: Session, org: Organization) -> None:
     with pytest.raises(PayloadInvalid, match="api_key look like secrets") as caught:
-        store.update_config(db_session, connector.id, {"api_key": "re_plaintext"}, actor="ops")
+        store.create_connector(
+            db_session,
+            organization_id=org.id,
+            name="leaky",
+            config={**LIMITS, "api_key": "re_plaintext"},
+            actor="ops",
+        )
 
     assert "re_plaintext" not in str(caught.value)

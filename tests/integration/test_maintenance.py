@@ -283,9 +283,11 @@ def test_status_check_leaves_a_paused_connector_alone(factory) -> None:
 class Broker:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.queues: list[str | None] = []
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> None:
         self.sent.append((name, kwargs))
+        self.queues.append(options.get("queue"))
 
 
 def test_outbox_publishes_after_commit_with_the_new_rows(factory) -> None:
@@ -307,6 +309,27 @@ def test_outbox_publishes_after_commit_with_the_new_rows(factory) -> None:
         (task_names.SEND_EMAIL, {"connector_id": str(connector_id), "message_ids": [str(i) for i in ids]})
     ]
     assert {status(factory, i).status for i in ids} == {"queued"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "queue"),
+    [
+        ({}, task_names.PRIORITY_SENDS_QUEUE),
+        ({"priority": "bulk"}, task_names.SENDS_QUEUE),
+        ({"cc": [f"c{n}@x.test" for n in range(5)]}, task_names.SENDS_QUEUE),
+    ],
+    ids=["transactional", "said-bulk", "six-addresses"],
+)
+def test_outbox_publishes_to_the_queue_of_the_emails_class(factory, fields, queue) -> None:
+    _, connector_id = add_connector(factory)
+    broker = Broker()
+
+    with transaction(factory) as session:
+        enqueue_send(
+            session, broker, connector_id=str(connector_id), to="a@x.test", subject="Hi", text="x", **fields
+        )
+
+    assert broker.queues == [queue]
 
 
 def test_outbox_rolled_back_publishes_nothing(factory) -> None:

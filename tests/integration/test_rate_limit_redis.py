@@ -45,10 +45,32 @@ def take_one_at_a_time(
 
 
 def take_at_the_barrier(
-    limiter: RateLimiter, limits: ConnectorLimits, attempts: int, barrier: Barrier, results: Queue[int]
+    limiter: RateLimiter,
+    limits: ConnectorLimits,
+    attempts: int,
+    barrier: Barrier,
+    results: Queue[int],
+    keep_reserve: bool = False,
 ) -> None:
     barrier.wait()
-    results.put(sum(limiter.acquire_emails(CONNECTOR, 1, limits).granted for _ in range(attempts)))
+    results.put(
+        sum(
+            limiter.acquire_emails(CONNECTOR, 1, limits, keep_reserve=keep_reserve).granted
+            for _ in range(attempts)
+        )
+    )
+
+
+def take_bulk_or_transactional(
+    prefix: str, limits: ConnectorLimits, attempts: int, bulk: bool, barrier: Barrier, results: Queue[int]
+) -> None:
+    """One racing process taking for bulk mail (keeping the reserve) or transactional mail."""
+    limiter = RateLimiter(dedicated_client(REDIS_URL), key_prefix=prefix, clock_ms=lambda: FROZEN_MS)
+    barrier.wait()
+    granted = sum(
+        limiter.acquire_emails(CONNECTOR, 1, limits, keep_reserve=bulk).granted for _ in range(attempts)
+    )
+    results.put(granted if bulk else -granted)
 
 
 def redis_ms(client: redis.Redis) -> int:
@@ -159,3 +181,30 @@ def test_threads_sharing_one_limiter_and_its_one_connection_are_granted_exactly_
 
     assert len(granted) == PROCESSES
     assert sum(granted) == 1000
+
+
+def test_racing_bulk_and_transactional_takes_never_exceed_the_budget_nor_eat_the_reserve_with_bulk(
+    redis_prefix: str,
+) -> None:
+    limits = ConnectorLimits(per_hour=100, per_day=10_000, reserve_per_hour=20)
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(PROCESSES)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=take_bulk_or_transactional,
+            args=(redis_prefix, limits, 200, index % 2 == 0, barrier, results),
+        )
+        for index in range(PROCESSES)
+    ]
+    for process in processes:
+        process.start()
+    grants = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    bulk = sum(granted for granted in grants if granted > 0)
+    transactional = -sum(granted for granted in grants if granted < 0)
+
+    assert bulk + transactional == 100, grants
+    assert bulk <= 80, grants

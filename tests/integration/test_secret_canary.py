@@ -46,7 +46,13 @@ def exercise_connector_lifecycle(factory: sessionmaker[Session], keyring: KeyRin
             actor="test",
         )
         try:
-            store.update_config(session, connector.id, {"api_key": API_KEY_CANARY}, actor="test")
+            store.create_connector(
+                session,
+                organization_id=org.id,
+                name="canary in config",
+                config={"default_from": "a@b.test", "api_key": API_KEY_CANARY},
+                actor="test",
+            )
         except PilotError as exc:
             texts += [str(exc), repr(exc)]
         store.set_api_key(session, connector.id, SecretStr(API_KEY_CANARY), keyring=keyring, actor="test")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
-from shared.models import ConnectorUsage, EmailMessage
+from shared.models import ConnectorUsage, EmailMessage, Priority
 from shared.sending import ledger, queue
 from shared.sending.ledger import Placement
 from shared.sending.queue import Answer, RowChange
@@ -27,10 +27,15 @@ NOW = datetime.now(UTC)
 
 
 def written(
-    factory: sessionmaker[Session], count: int, *, placement: Placement | None = None
+    factory: sessionmaker[Session],
+    count: int,
+    *,
+    placement: Placement | None = None,
+    owner: tuple[uuid.UUID, uuid.UUID] | None = None,
 ) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    """``count`` rows of a new connector, in the queue of ``KEY`` unless ``placement`` says otherwise."""
-    organization_id, connector_id = add_connector(factory)
+    """``count`` rows of a new connector (or of ``owner``: organization and connector), in the queue
+    of ``KEY`` unless ``placement`` says otherwise."""
+    organization_id, connector_id = owner or add_connector(factory)
     messages = []
     for n in range(count):
         key = f"queue/{uuid.uuid4()}"
@@ -67,6 +72,35 @@ def statuses(factory: sessionmaker[Session], ids: list[uuid.UUID]) -> list[str]:
         query = select(EmailMessage.id, EmailMessage.status).where(EmailMessage.id.in_(ids))
         found = {message_id: status for message_id, status in session.execute(query)}
     return [found[message_id] for message_id in ids]
+
+
+def test_claim_takes_transactional_rows_before_older_bulk_rows(session_factory, conn) -> None:
+    _, bulk = written(session_factory, 3)
+    _, transactional = written(session_factory, 2, placement=Placement(KEY, priority=Priority.TRANSACTIONAL))
+
+    with conn.transaction():
+        found = queue.claim(conn, KEY, limit=3, now=NOW, orphaned_after=5)
+        rows = queue.read_claimed(conn, [message_id for message_id, _ in found.rows], now=NOW)
+
+    assert [row.id for row in rows] == [*transactional, bulk[0]]
+    assert [row.priority for row in rows] == [Priority.TRANSACTIONAL, Priority.TRANSACTIONAL, Priority.BULK]
+
+
+def test_claim_takes_due_transactional_rows_before_due_bulk_rows_parked_earlier(
+    session_factory, conn
+) -> None:
+    _, bulk = written(session_factory, 2, placement=Placement(KEY, NOW - timedelta(minutes=5), "budget"))
+    _, transactional = written(
+        session_factory,
+        1,
+        placement=Placement(KEY, NOW - timedelta(minutes=1), "budget", Priority.TRANSACTIONAL),
+    )
+
+    with conn.transaction():
+        found = queue.claim(conn, KEY, limit=2, now=NOW, orphaned_after=5)
+        rows = queue.read_claimed(conn, [message_id for message_id, _ in found.rows], now=NOW)
+
+    assert [row.id for row in rows] == [*transactional, bulk[0]]
 
 
 def test_claim_takes_the_oldest_queued_rows_up_to_the_limit(session_factory, conn) -> None:
@@ -193,8 +227,20 @@ def test_parked_ahead_counts_the_connectors_rows_parked_for_later(session_factor
     )  # another connector
     written(session_factory, 1)  # queued, not parked
 
-    assert queue.parked_ahead(conn, connector_id, now=NOW) == 2
-    assert queue.parked_ahead(conn, connector_id, now=NOW + timedelta(hours=1)) == 0
+    assert queue.parked_ahead(conn, connector_id, now=NOW, priority=Priority.BULK) == 2
+    assert queue.parked_ahead(conn, connector_id, now=NOW + timedelta(hours=1), priority=Priority.BULK) == 0
+
+
+def test_parked_ahead_of_transactional_rows_counts_only_transactional_rows(session_factory, conn) -> None:
+    later = NOW + timedelta(minutes=5)
+    owner = add_connector(session_factory)
+    connector_id, _ = written(session_factory, 2, placement=Placement(KEY, later, "budget"), owner=owner)
+    written(
+        session_factory, 1, placement=Placement(KEY, later, "budget", Priority.TRANSACTIONAL), owner=owner
+    )
+
+    assert queue.parked_ahead(conn, connector_id, now=NOW, priority=Priority.TRANSACTIONAL) == 1
+    assert queue.parked_ahead(conn, connector_id, now=NOW, priority=Priority.BULK) == 3
 
 
 # --- the alone lane: a single email that finds its key's queue empty --------------------------------

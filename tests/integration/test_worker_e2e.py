@@ -86,7 +86,7 @@ class Stack:
 
     def drained(self) -> bool:
         """No message waiting, held unacked, or scheduled (countdown) on the broker."""
-        queued = sum(self.broker.llen(q) for q in (task_names.SENDS_QUEUE, task_names.MAINTENANCE_QUEUE))
+        queued = sum(self.broker.llen(q) for q in task_names.CONSUMED_QUEUES)
         return queued == 0 and self.broker.hlen("unacked") == 0
 
 
@@ -260,12 +260,12 @@ def test_e2e_invalid_payload_is_recorded_as_failed_with_its_reason(stack: Stack)
     _, connector_id = stack.connector()
     [address] = recipients("invalid", 1)
 
-    stack.publish(task_names.SEND_EMAIL, {**send_payload(connector_id, address), "priority": "high"})
+    stack.publish(task_names.SEND_EMAIL, {**send_payload(connector_id, address), "urgency": "high"})
     settle(lambda: stack.statuses(connector_id)["failed"] == 1, "the failure recorded")
 
     with stack.factory() as session:
         row = session.scalars(select(EmailMessage).where(EmailMessage.connector_id == connector_id)).one()
-    assert row.recipient == address and "priority: unknown field" in (row.last_error or "")
+    assert row.recipient == address and "urgency: unknown field" in (row.last_error or "")
     assert not stack.deliveries([address])
 
 

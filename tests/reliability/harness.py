@@ -46,7 +46,7 @@ from worker.beat import maintenance
 from worker.celery_app import make_celery
 from worker.events.tasks import process_pending_events
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: ``PILOT_RELIABILITY=full`` runs the issue's sizes (``make reliability``); anything else the short ones.
 FULL = os.environ.get("PILOT_RELIABILITY", "").strip().lower() == "full"
@@ -97,9 +97,13 @@ class Stack:
 
     # Sending -------------------------------------------------------------------------------------
 
-    def connector(self, *, per_hour: int = 1_000_000, per_day: int = 10_000_000) -> uuid.UUID:
+    def connector(
+        self, *, per_hour: int = 1_000_000, per_day: int = 10_000_000, reserve_per_hour: int = 0
+    ) -> uuid.UUID:
         """A new organization and connector (the workers' RESEND_API_KEY is its key)."""
-        return add_connector(self.factory, per_hour=per_hour, per_day=per_day)[1]
+        return add_connector(
+            self.factory, per_hour=per_hour, per_day=per_day, reserve_per_hour=reserve_per_hour
+        )[1]
 
     def publish(self, connector_id: uuid.UUID, to: str, *, task_id: str | None = None, **fields: Any) -> None:
         """``send_task("pilot.send_email")`` as an upstream app without our code would."""
@@ -107,7 +111,7 @@ class Stack:
             task_names.SEND_EMAIL, kwargs=send_payload(connector_id, to, **fields), task_id=task_id
         )
 
-    def outbox(self, connector_id: uuid.UUID, to: Sequence[str]) -> list[uuid.UUID]:
+    def outbox(self, connector_id: uuid.UUID, to: Sequence[str], **fields: Any) -> list[uuid.UUID]:
         """One email per address through the transactional outbox: rows first, publish after commit."""
         ids: list[uuid.UUID] = []
         with transaction(self.factory) as session:
@@ -119,6 +123,7 @@ class Stack:
                     to=address,
                     subject="Hi",
                     html="<p>x</p>",
+                    **fields,
                 )
         return ids
 
@@ -141,7 +146,7 @@ class Stack:
 
         client = redis.Redis.from_url(self.redis.url, socket_timeout=2)
         try:
-            queues = (task_names.SENDS_QUEUE, task_names.MAINTENANCE_QUEUE, task_names.EVENTS_QUEUE)
+            queues = task_names.CONSUMED_QUEUES
             return sum(int(client.llen(q)) for q in queues) + int(client.hlen("unacked"))
         finally:
             client.close()
@@ -213,7 +218,7 @@ class Beat(threading.Thread):
             try:
                 count = step()
             except Exception as exc:  # a service is down: the next round tries again, as beat would
-                log.info("beat %s failed: %s", name, exc)
+                logger.info("beat %s failed: %s", name, exc)
             else:
                 self.published[name] += int(count)  # type: ignore[call-overload]
 

@@ -31,7 +31,12 @@ def test_celery_config_sets_reliability_option(config: dict[str, object], name: 
 
 def test_celery_visibility_timeout_is_far_above_the_task_time_limit(config: dict[str, object]) -> None:
     assert VISIBILITY_TIMEOUT_S >= 10 * SEND_TIME_LIMIT_S
-    assert config["broker_transport_options"] == {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+    assert config["broker_transport_options"]["visibility_timeout"] == VISIBILITY_TIMEOUT_S  # type: ignore[index]
+
+
+def test_a_worker_takes_from_its_queues_in_priority_order(config: dict[str, object]) -> None:
+    assert config["broker_transport_options"]["queue_order_strategy"] == "priority"  # type: ignore[index]
+    assert [queue.name for queue in config["task_queues"]] == list(task_names.CONSUMED_QUEUES)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("name", "queue"), sorted(task_names.TASK_QUEUES.items()))

@@ -16,7 +16,17 @@ from shared import task_names
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"postgres", "redis", "migrate", "worker", "beat", "receiver", "proxy", "sandbox"}
+SERVICES = {
+    "postgres",
+    "redis",
+    "migrate",
+    "worker",
+    "worker-transactional",
+    "beat",
+    "receiver",
+    "proxy",
+    "sandbox",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +49,8 @@ def test_every_service_is_defined(compose: dict[str, Any]) -> None:
 
 def test_sandbox_runs_only_under_the_dev_profile(compose: dict[str, Any]) -> None:
     assert compose["services"]["sandbox"]["profiles"] == ["dev"]
-    assert all("profiles" not in spec for name, spec in compose["services"].items() if name != "sandbox")
+    optional = {"sandbox", "worker-transactional"}
+    assert all("profiles" not in spec for name, spec in compose["services"].items() if name not in optional)
 
 
 def test_redis_keeps_an_append_only_file_and_never_evicts(compose: dict[str, Any]) -> None:
@@ -60,11 +71,19 @@ def test_app_services_wait_for_the_migration(compose: dict[str, Any]) -> None:
         assert depends["migrate"]["condition"] == "service_completed_successfully"
 
 
-def test_worker_consumes_every_queue_tasks_are_routed_to(compose: dict[str, Any]) -> None:
+def test_worker_consumes_every_queue_in_priority_order(compose: dict[str, Any]) -> None:
     worker = command(compose, "worker")
-    queues = set(worker[worker.index("--queues") + 1].split(","))
+    queues = tuple(worker[worker.index("--queues") + 1].split(","))
 
-    assert queues == set(task_names.TASK_QUEUES.values())
+    assert queues == task_names.CONSUMED_QUEUES
+    assert set(queues) >= set(task_names.TASK_QUEUES.values())
+
+
+def test_the_dedicated_transactional_worker_consumes_only_the_priority_queue(compose: dict[str, Any]) -> None:
+    worker = command(compose, "worker-transactional")
+
+    assert worker[worker.index("--queues") + 1] == task_names.PRIORITY_SENDS_QUEUE
+    assert compose["services"]["worker-transactional"]["profiles"] == ["transactional"]
 
 
 @pytest.mark.parametrize(

@@ -237,6 +237,79 @@ def test_raised_limit_takes_effect_at_once(limiter: RateLimiter) -> None:
     assert limiter.acquire_emails(CONNECTOR, 1000, ConnectorLimits(per_hour=2000, per_day=5000)) == GRANTED
 
 
+# The transactional reserve --------------------------------------------------------------------------
+
+#: An hour budget of 100 with 20 kept for transactional mail (the day bucket never blocks here).
+RESERVED = ConnectorLimits(per_hour=100, per_day=10_000, reserve_per_hour=20, reserve_per_day=0)
+
+
+def test_a_take_keeping_the_reserve_draws_the_bucket_down_to_the_reserve_only(limiter: RateLimiter) -> None:
+    assert limiter.acquire_emails(CONNECTOR, 80, RESERVED, keep_reserve=True) == GRANTED
+
+    assert limiter.acquire_emails(CONNECTOR, 1, RESERVED, keep_reserve=True).granted is False
+    assert limiter.get_usage_stats(CONNECTOR, "hour", RESERVED).remaining == 20
+
+
+def test_a_take_not_keeping_the_reserve_may_use_it_all(limiter: RateLimiter) -> None:
+    limiter.acquire_emails(CONNECTOR, 80, RESERVED, keep_reserve=True)
+
+    assert limiter.acquire_emails(CONNECTOR, 20, RESERVED) == GRANTED
+    assert limiter.acquire_emails(CONNECTOR, 1, RESERVED).granted is False
+
+
+def test_transactional_takes_first_leave_bulk_only_what_is_above_the_reserve(limiter: RateLimiter) -> None:
+    limiter.acquire_emails(CONNECTOR, 30, RESERVED)
+
+    assert limiter.acquire_emails(CONNECTOR, 51, RESERVED, keep_reserve=True).granted is False
+    assert limiter.acquire_emails(CONNECTOR, 50, RESERVED, keep_reserve=True) == GRANTED
+
+
+def test_a_denial_keeping_the_reserve_waits_until_the_tokens_above_it_have_refilled(
+    limiter: RateLimiter, clock: FakeClock
+) -> None:
+    limiter.acquire_emails(CONNECTOR, 80, RESERVED, keep_reserve=True)
+
+    # 100 an hour is one token every 36 s: two more above the reserve take 72 s.
+    assert limiter.peek_emails(CONNECTOR, 2, RESERVED, keep_reserve=True) == denied(72.0, "hour")
+    clock.advance(72)
+    assert limiter.acquire_emails(CONNECTOR, 2, RESERVED, keep_reserve=True) == GRANTED
+
+
+def test_a_take_keeping_the_reserve_larger_than_the_bucket_above_it_is_an_error(limiter: RateLimiter) -> None:
+    with pytest.raises(RequestExceedsCapacity, match="hour bucket holds at most 80"):
+        limiter.acquire_emails(CONNECTOR, 81, RESERVED, keep_reserve=True)
+
+
+def test_the_day_reserve_is_kept_too(limiter: RateLimiter) -> None:
+    limits = ConnectorLimits(per_hour=1000, per_day=1000, reserve_per_hour=0, reserve_per_day=100)
+
+    assert limiter.acquire_emails(CONNECTOR, 900, limits, keep_reserve=True) == GRANTED
+    assert limiter.acquire_emails(CONNECTOR, 1, limits, keep_reserve=True).blocked_by == "day"
+
+
+def test_usage_stats_show_the_reserve_and_what_bulk_may_still_use(limiter: RateLimiter) -> None:
+    limiter.acquire_emails(CONNECTOR, 70, RESERVED)
+
+    stats = limiter.get_usage_stats(CONNECTOR, "hour", RESERVED)
+
+    assert (stats.remaining, stats.reserved, stats.bulk_remaining) == (30, 20, 10)
+
+
+@pytest.mark.parametrize(
+    ("reserve_per_hour", "reserve_per_day"), [(-1, 0), (100, 0), (0, 10_000), (True, 0), (1.5, 0)]
+)
+def test_a_reserve_must_be_a_whole_number_below_its_limit(
+    reserve_per_hour: object, reserve_per_day: object
+) -> None:
+    with pytest.raises(PayloadInvalid, match=r"ConnectorLimits\.reserve_per_"):
+        ConnectorLimits(
+            per_hour=100,
+            per_day=10_000,
+            reserve_per_hour=reserve_per_hour,  # type: ignore[arg-type]
+            reserve_per_day=reserve_per_day,  # type: ignore[arg-type]
+        )
+
+
 # Reading without debiting ---------------------------------------------------------------------------
 
 

@@ -453,32 +453,6 @@ def test_check_key_passes_other_errors_through(resend: FakeResend, client: Resen
         client.check_key()
 
 
-def test_get_email_returns_resends_record(resend: FakeResend, client: ResendClient) -> None:
-    record = {"object": "email", "id": "4ef9a417", "last_event": "delivered", "tags": []}
-    resend.reply(200, record)
-
-    assert client.get_email("4ef9a417") == record
-    assert (resend.last.method, resend.last.url.path) == ("GET", "/emails/4ef9a417")
-
-
-def test_get_email_quotes_the_id_into_one_path_segment(resend: FakeResend, client: ResendClient) -> None:
-    resend.reply(200, {"id": "x"})
-    client.get_email("../domains")
-    assert resend.last.url.raw_path == b"/emails/..%2Fdomains"
-
-
-def test_get_email_maps_404_to_rejected(resend: FakeResend, client: ResendClient) -> None:
-    resend.reply(404, error_body(404, "not_found", "Email not found"))
-    with pytest.raises(ResendRejected, match="Email not found"):
-        client.get_email("missing")
-
-
-def test_get_email_refuses_an_empty_id(resend: FakeResend, client: ResendClient) -> None:
-    with pytest.raises(PayloadInvalid, match="email_id"):
-        client.get_email(" ")
-    assert resend.requests == []
-
-
 # --- header parsing ------------------------------------------------------------------------------
 
 

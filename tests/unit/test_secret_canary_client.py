@@ -171,8 +171,8 @@ def test_client_error_paths_never_show_the_key(
     server.answers.extend([error(403, "invalid_api_key", "{auth}"), error(401, "restricted_api_key", "r")])
     collect(texts, client.check_key)
     collect(texts, client.check_key)
-    server.answers.append(error(404, "not_found", "no email {auth}"))
-    collect(texts, lambda: client.get_email("missing"))
+    server.answers.append(error(404, "not_found", "no domain {auth}"))
+    collect(texts, client.check_key)
     server.answers.append(2.0)
     collect(texts, lambda: client.send_email(sample_email(), idempotency_key="k"))  # read timeout
 

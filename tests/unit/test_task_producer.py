@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared import task_names
 from shared.task_producer import publish, publish_event_processing
 
@@ -18,13 +20,54 @@ class RecordingSender:
         self.calls.append((name, {"args": args, "kwargs": kwargs, **options}))
 
 
-def test_publish_sends_each_task_to_its_own_queue() -> None:
+def test_publish_sends_each_task_but_the_sends_to_its_own_queue() -> None:
     sender = RecordingSender()
+    names = [name for name in task_names.TASK_QUEUES if name not in SENDS]
 
-    for name in task_names.TASK_QUEUES:
+    for name in names:
         publish(sender, name, kwargs={})
 
-    assert [call["queue"] for _, call in sender.calls] == list(task_names.TASK_QUEUES.values())
+    assert [call["queue"] for _, call in sender.calls] == [task_names.TASK_QUEUES[name] for name in names]
+
+
+SENDS = (task_names.SEND_EMAIL, task_names.SEND_BATCH)
+ONE = {"to": "a@example.test"}
+SIX = {"to": [f"r{n}@example.test" for n in range(4)], "cc": "c@example.test", "bcc": ["b@example.test"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "queue"),
+    [
+        (task_names.SEND_EMAIL, ONE, task_names.PRIORITY_SENDS_QUEUE),
+        (task_names.SEND_EMAIL, {**ONE, "cc": ["c@example.test"] * 4}, task_names.PRIORITY_SENDS_QUEUE),
+        (task_names.SEND_EMAIL, SIX, task_names.SENDS_QUEUE),
+        (task_names.SEND_EMAIL, {**ONE, "priority": "bulk"}, task_names.SENDS_QUEUE),
+        (task_names.SEND_EMAIL, {**SIX, "priority": "transactional"}, task_names.PRIORITY_SENDS_QUEUE),
+        (task_names.SEND_EMAIL, {**ONE, "priority": "urgent"}, task_names.PRIORITY_SENDS_QUEUE),
+        (task_names.SEND_BATCH, {"emails": [ONE]}, task_names.SENDS_QUEUE),
+        (
+            task_names.SEND_BATCH,
+            {"emails": [ONE], "priority": "transactional"},
+            task_names.PRIORITY_SENDS_QUEUE,
+        ),
+    ],
+    ids=[
+        "one-address",
+        "five-addresses",
+        "six-addresses",
+        "one-address-said-bulk",
+        "six-addresses-said-transactional",
+        "unknown-priority-left-to-the-worker",
+        "batch",
+        "batch-said-transactional",
+    ],
+)
+def test_a_send_goes_to_the_queue_of_its_class(name: str, kwargs: dict[str, Any], queue: str) -> None:
+    sender = RecordingSender()
+
+    publish(sender, name, kwargs=kwargs)
+
+    assert sender.calls[0][1]["queue"] == queue
 
 
 def test_publish_passes_a_countdown_only_when_there_is_one() -> None:

@@ -1,23 +1,9 @@
 """Beat's housekeeping of the send queues: wake the queues that wait, and end what nobody can finish.
 
-Dispatches are scheduled by the senders themselves (:mod:`shared.sending.scheduling`); beat covers
-what no sender will come back for, and publishes no sends of its own, only ``pilot.dispatch`` of the
-API keys concerned (at most one pending per key):
-
-* :func:`release_deferred` — ``deferred`` rows whose time has come (a budget that refilled, a
-  connector that may send again, a quota reset, any wait too long for a broker countdown) are
-  queued again, oldest first still, and their keys dispatched;
-* :func:`sweep` — keys with ``queued`` rows untouched for :data:`STUCK_QUEUED_AFTER` (a scheduled
-  dispatch lost with Redis, rows the outbox wrote whose publish was lost);
-* :func:`reconcile` — ``sending`` rows whose retry time passed long ago, or in flight for long,
-  without a dispatch taking them (the dispatcher died and its key had no other work; rows in flight
-  under the old send path). The dispatch sends such a unit again if no dispatcher holds its lock:
-  within Resend's 24-hour idempotency window, under its key, which *is* the look-up (Resend answers
-  with the original ids and sends nothing new). Past the window a resend could duplicate, so the
-  rows are failed with a "needs attention" reason for an operator.
-
-Rows without a queue (written before queues existed, or by the outbox, or while their connector had
-no key) are given their connector's key here first.
+:func:`release_deferred` queues due ``deferred`` rows again, :func:`sweep` dispatches keys whose
+``queued`` rows stalled, :func:`reconcile` dispatches units nobody is finishing and fails those past
+Resend's idempotency window. Beat publishes only ``pilot.dispatch`` of the keys concerned
+(docs/architecture.md, "Reliability choices").
 """
 
 from __future__ import annotations

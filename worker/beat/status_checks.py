@@ -1,10 +1,8 @@
 """``pilot.check_connector_status``: test each connector's API key and record what Resend said.
 
-Checked: connectors that are ``active``, ``rate_limited`` or ``error`` (``error`` is the state a
-rejected key puts a connector in: "paused until a status check passes"). A connector an operator
-paused (``paused``) is left alone. Each check records ``last_checked_at`` and ``last_error``; a
-rejected key moves the connector to ``error``, a passing check moves ``error`` back to ``active``,
-and every status change writes an audit row (``shared.connector_store.set_status``).
+Connectors ``active``, ``rate_limited`` or ``error`` are checked; ``paused`` ones are left alone. A
+rejected key moves a connector to ``error``, a passing check moves ``error`` back to ``active``
+(:func:`shared.connector_store.record_check`, every status change audited).
 """
 
 from __future__ import annotations

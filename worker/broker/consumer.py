@@ -1,19 +1,9 @@
 """The worker's consumer: a broker message it cannot run is dead-lettered; the worker keeps consuming.
 
-Installed through Celery's ``worker_consumer`` setting. Before Celery's own task handler unpacks a
-message in the main process, :func:`worker.broker.message_check.check_task_message` looks at its shape;
-Celery's handler then runs inside a catch-all for anything the check did not foresee. Celery's own
-refusal hooks (unknown message, unknown task, invalid task, decode error) take the same path:
-
-1. the message is described in a :class:`~worker.broker.dead_letters.DeadLetterRecord`, logged at WARNING
-   (task name, message id, queue and what was wrong, never the body) and counted in
-   ``pilot_worker_rejected_messages_total{reason}``;
-2. the record is published as ``pilot.record_dead_letter``, which a pool child writes to
-   ``dead_letters`` (the main process opens no database connection);
-3. only then is the message acknowledged, so it is never redelivered. If the publish fails the
-   message is not acknowledged: :class:`~shared.errors.DeadLetterNotPublished` makes Celery
-   reconnect, and the message comes back once the broker answers. A publish that worked followed by
-   a lost acknowledgement records it twice, which the table's unique key turns into one row.
+Installed through Celery's ``worker_consumer`` setting. Each message is checked before Celery's
+handler unpacks it (:mod:`worker.broker.message_check`), and Celery's own refusal hooks take the same
+path: recorded through ``pilot.record_dead_letter``, then acknowledged. The order, and what a failed
+publish does: docs/architecture.md, "Broker message hardening".
 """
 
 from __future__ import annotations

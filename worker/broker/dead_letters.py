@@ -1,11 +1,9 @@
 """A refused broker message as a dead-letter record: everything needed to see and replay it.
 
-The worker's main process builds a :class:`DeadLetterRecord` from the raw ``kombu.Message`` and
-publishes it as the kwargs of ``pilot.record_dead_letter``; a pool child writes it to the
-``dead_letters`` table (:mod:`worker.broker.tasks`). The main process never opens a database
-connection. Whatever the message holds, the record is JSON-safe and bounded: strings cleaned of what
-PostgreSQL cannot store (NUL, lone surrogates), headers cut to a budget of values, the body kept up
-to :data:`BODY_LIMIT` bytes with the size and SHA-256 of the whole.
+The main process builds a :class:`DeadLetterRecord` from the raw ``kombu.Message`` and publishes it
+for a pool child to write (it never opens a database connection). The record is JSON-safe and
+bounded: strings cleaned of NUL and lone surrogates, headers cut to a budget, the body kept up to
+:data:`BODY_LIMIT` bytes with the size and SHA-256 of the whole.
 """
 
 from __future__ import annotations

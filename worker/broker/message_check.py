@@ -1,19 +1,9 @@
 """Is a broker message a task message Celery's consumer can take? A cheap structural check.
 
-Celery's consumer turns a message into a request in the worker's *main* process, unpacking headers
-and body as it goes. It handles a few known errors (unknown task, undecodable or disallowed body);
-any other shape raises there and stops the whole worker, and the message, put back on the queue,
-stops the next worker too. :func:`check_task_message` looks at everything that unpacking relies on
-first, and says what is wrong in a :class:`Refusal`: a reason (a bounded label) and a detail naming
-the field, never its value (bodies carry recipient addresses).
-
-Accepted shapes, as Celery accepts them::
-
-    protocol 2  headers {task: str, id: str, ...}, body [args: list, kwargs: dict, embed: dict|null]
-    hybrid      headers {task: str, ...}, body {args: list, kwargs?: dict, id?: str, ...}
-    protocol 1  headers {} (no task), body {task: str, id: str, args?: list, kwargs?: dict, ...}
-
-always ``application/json``, and the arguments must bind to the task's signature.
+Celery unpacks a message in the worker's *main* process, where a shape it does not expect stops the
+whole worker (and, redelivered, the next one). :func:`check_task_message` first looks at everything
+unpacking relies on and names what is wrong in a :class:`Refusal`, never a value. The accepted
+shapes: docs/architecture.md, "Broker message hardening".
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Apply a stored webhook event: one metric row, the message status, suppression, task metrics.
 
-:func:`apply_event` runs inside the caller's transaction and is idempotent: the metric row is unique
-per webhook event (``INSERT … ON CONFLICT DO NOTHING``) and everything else is recomputed from all of
-``email_metrics``, so replays, concurrent workers and any arrival order end in one state. Rows are
-locked message first, then task, everywhere, so concurrent events serialize without deadlocking.
-
-:func:`process_event` processes one event in one transaction: an event whose email is not in the
-ledger yet raises :class:`NotInLedgerYet` (retry) until it is old enough to be kept as an orphan with
-its reason. :func:`process_events` is what the Celery task calls for the receiver's batches of ids:
-one transaction for all of them, each task's metrics recomputed once; any unexpected error rolls the
-batch back so the caller can fall back to :func:`process_event` per id.
+:func:`apply_event` is idempotent (one metric row per event, everything else recomputed from all of
+``email_metrics``) and locks message before task everywhere. :func:`process_events` applies a batch in
+one transaction; if that fails, :func:`process_event` takes each id alone. See docs/architecture.md,
+"Webhooks".
 """
 
 from __future__ import annotations
