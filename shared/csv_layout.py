@@ -1,12 +1,8 @@
 """The layout of an address CSV an operator brings: its separator and which column is which.
 
-Files come from spreadsheets and email service providers, each with its own habits: ``,`` or ``;``
-(or a tab) between fields, headers in any case, and their own name for the address column
-(Mailchimp's ``Email Address``, ``Email``, ``email_address``, ``E-mail``...). :func:`read_layout`
-reads the header line and says which separator and which column it found, so a refusal can name
-what the file holds instead of guessing at it.
-
-Column names are compared folded (:func:`fold`): case, spaces, ``_`` and ``-`` do not matter.
+Spreadsheets and email service providers write ``,``, ``;`` or a tab, headers in any case, and their
+own name for the address column (``Email Address``, ``E-mail``...). :func:`read_layout` says what it
+found, so a refusal can name it. Column names compare folded (:func:`fold`).
 """
 
 from __future__ import annotations
