@@ -1,7 +1,7 @@
 """reputation guard: rolling bounce and complaint counts, each scope's state, organizations' thresholds
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 New tables only: nothing existing is rewritten or locked for long.
 
 Create Date: 2026-12-06 00:00:00
@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

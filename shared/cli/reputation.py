@@ -11,15 +11,17 @@ import click
 from rich.table import Table
 
 from shared.cli.context import CliContext, pass_cli
+from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table, printable
 from shared.errors import OrganizationNotFound, PayloadInvalid
 from shared.models import Organization
 from shared.reputation import guard, policy
 
 
 @click.group(invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@JSON_FLAG
+@WIDE_FLAG
 @click.pass_context
-def reputation(click_ctx: click.Context, as_json: bool) -> None:
+def reputation(click_ctx: click.Context, as_json: bool, wide: bool) -> None:
     """Rates, state and history of every organization the reputation guard has judged."""
     if click_ctx.invoked_subcommand is not None:
         return
@@ -27,16 +29,16 @@ def reputation(click_ctx: click.Context, as_json: bool) -> None:
     with ctx.session_factory() as session:
         report = guard.report(session, ctx.settings, now=datetime.now(UTC))
     if as_json:
-        click.echo(json.dumps({"organizations": report}, indent=2, sort_keys=True))
+        print_json(report)
         return
     if not report:
         click.echo("No organization has had a delivery outcome counted yet.")
         return
     for entry in report:
-        _print_organization(ctx, entry)
+        _print_organization(ctx, entry, wide=wide)
 
 
-def _print_organization(ctx: CliContext, entry: dict[str, Any]) -> None:
+def _print_organization(ctx: CliContext, entry: dict[str, Any], *, wide: bool) -> None:
     thresholds = entry["thresholds"]
     title = (
         f"Organization {entry['organization_id']}: {entry['state']}, {entry['held_rows']} bulk rows held "
@@ -56,11 +58,12 @@ def _print_organization(ctx: CliContext, entry: dict[str, Any]) -> None:
             str(rates["recipients"]),
             f"{rates['hard_bounces']} ({_pct(rates['bounce_rate'])})",
             f"{rates['complaints']} ({_pct(rates['complaint_rate'])})",
-            scope["reason"] or "",
+            cell(scope["reason"] or ""),
         )
-    ctx.console.print(table)
+    print_table(ctx.console, table, wide=wide)
     for event in entry["history"]:
-        click.echo(f"  {event['at']}  {event['action']}  by {event['actor']}  {event['reason'] or ''}")
+        line = f"  {event['at']}  {event['action']}  by {event['actor']}  {event['reason'] or ''}"
+        click.echo(printable(line))
 
 
 @reputation.command("resume")

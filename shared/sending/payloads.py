@@ -2,7 +2,7 @@
 
 Unknown keys are refused, naming the key, and an invalid payload raises ``PayloadInvalid`` naming
 every bad field, never a value. Each email of a batch is validated on its own (:func:`parse_emails`).
-The fields: docs/architecture.md, "The send path".
+The fields (``topic`` and ``list_unsubscribe`` too): docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from shared import task_names
 from shared.errors import PayloadInvalid
@@ -28,6 +36,7 @@ from shared.resend_schemas import (
     Tag,
 )
 from shared.sending.priority import priority_for
+from shared.unsubscribe.topics import Topic
 
 #: Tag and header names the worker sets itself; a caller may not set them.
 RESERVED_TAGS = frozenset({"task_id", "message_id"})
@@ -75,6 +84,11 @@ class EmailFields(BaseModel):
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    #: What the email is about; recipients may leave one topic (see :mod:`shared.unsubscribe.topics`).
+    topic: Topic | None = None
+    #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
+    #: (every ``pilot.send_batch`` email) get them.
+    list_unsubscribe: StrictBool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailFields:

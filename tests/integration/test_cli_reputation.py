@@ -29,7 +29,7 @@ def test_reputation_json_shows_rates_state_thresholds_and_history(pilot: Pilot, 
     result = pilot("reputation", "--json")
 
     assert result.exit_code == 0, result.output
-    [entry] = json.loads(result.output)["organizations"]
+    [entry] = json.loads(result.output)
     assert entry["organization_id"] == str(org)
     assert entry["state"] == "paused"
     assert entry["rates"]["recipients"] == 200
