@@ -409,7 +409,8 @@ def _send_after_the_guard(
         newsletter = Task(id=uuid.uuid4(), organization_id=demo.organization_id, name="Newsletter")
         receipt = Task(id=uuid.uuid4(), organization_id=demo.organization_id, name="Receipt")
         session.add_all([newsletter, receipt])
-    readers = [f"reader{n:03d}@example.com" for n in range(NEWSLETTER_READERS)]
+    # New readers: the campaign's own may have left its topic in one click since.
+    readers = [f"subscriber{n:03d}@example.com" for n in range(NEWSLETTER_READERS)]
     campaign.enqueue_batches(
         broker,
         connector_id=demo.connector_id,

@@ -55,8 +55,9 @@ class Outcome:
     message_id: uuid.UUID | None = None
     status: str | None = None
     suppression: str | None = None
-    #: The reputation scopes this event's counts were judged in (empty when it changed no count).
-    reputation: tuple[Evaluation, ...] = ()
+    #: The reputation scopes this event's counts were judged in (empty when it changed no count); for
+    #: metrics, not part of what the event came to.
+    reputation: tuple[Evaluation, ...] = field(default=(), compare=False)
 
 
 @dataclass
