@@ -325,7 +325,7 @@ def _show_progress(
         sends = progress.add_task("emails with a send result", total=total)
         hooks = progress.add_task("webhook events processed", total=None)
         for ledger, events in _settle(factory, task_id, children):
-            progress.update(sends, completed=total - sum(ledger.get(s, 0) for s in report.IN_FLIGHT))
+            progress.update(sends, completed=total - sum(ledger.get(s, 0) for s in report.STILL_MOVING))
             progress.update(hooks, completed=events["processed"], total=max(events["stored"], 1))
 
 
@@ -342,7 +342,7 @@ def _settle(
         snapshot = (sorted(ledger.items()), events["stored"], events["processed"])
         if snapshot != last:
             last, quiet_since = snapshot, time.monotonic()
-        in_flight = sum(ledger.get(s, 0) for s in report.IN_FLIGHT) + events["waiting"]
+        in_flight = sum(ledger.get(s, 0) for s in report.STILL_MOVING) + events["waiting"]
         if sum(ledger.values()) and not in_flight and time.monotonic() - quiet_since >= QUIET_PERIOD_S:
             return
         time.sleep(0.5)
