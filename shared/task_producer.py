@@ -13,10 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from celery import Celery
+from kombu.exceptions import OperationalError as BrokerConnectionError
 
 from shared import task_names
+from shared.errors import BrokerUnavailable
 from shared.models import Priority
 from shared.sending.priority import priority_of_kwargs
+from shared.settings import mask_url_password
 
 _SEND_TASKS = frozenset({task_names.SEND_EMAIL, task_names.SEND_BATCH})
 #: Seconds to wait for the broker before giving up a publish.
@@ -72,8 +75,16 @@ class TaskProducer:
         self._lock = threading.Lock()
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        """Celery's ``send_task`` on this producer's client (so :func:`publish` takes a producer)."""
-        return self._client().send_task(name, args=args, kwargs=kwargs, **options)
+        """Celery's ``send_task`` on this producer's client (so :func:`publish` takes a producer).
+
+        Raises :class:`BrokerUnavailable` when the broker does not answer.
+        """
+        try:
+            return self._client().send_task(name, args=args, kwargs=kwargs, **options)
+        except BrokerConnectionError as exc:
+            raise BrokerUnavailable(
+                f"broker unavailable at {mask_url_password(self._broker_url)}: {exc}"
+            ) from None
 
     def send(self, name: str, kwargs: dict[str, Any], countdown: float = 0.0) -> None:
         """Publish task ``name`` with ``kwargs`` to its queue, to run in ``countdown`` seconds."""
