@@ -67,10 +67,13 @@ def publish_event_processing(sender: TaskSender, event_ids: Sequence[str]) -> No
 
 
 class TaskProducer:
-    """Sends tasks to the broker at ``broker_url`` (the client is made on first use)."""
+    """Sends tasks to the broker at ``broker_url`` (the client is made on first use); every process
+    without a Celery app of its own publishes through one. ``transport_options`` are added to
+    kombu's (tests isolate their keys with ``global_keyprefix``)."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, *, transport_options: Mapping[str, Any] | None = None) -> None:
         self._broker_url = broker_url
+        self._transport_options = dict(transport_options or {})
         self._celery: Celery | None = None
         self._lock = threading.Lock()
 
@@ -90,6 +93,15 @@ class TaskProducer:
         """Publish task ``name`` with ``kwargs`` to its queue, to run in ``countdown`` seconds."""
         publish(self, name, kwargs=kwargs, countdown=countdown)
 
+    def ping(self) -> bool:
+        """Whether a connection to the broker can be opened."""
+        try:
+            with self._client().connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+        except Exception:
+            return False
+        return True
+
     def close(self) -> None:
         """Close the broker connections."""
         with self._lock:
@@ -108,6 +120,7 @@ class TaskProducer:
                     broker_transport_options={
                         "socket_connect_timeout": BROKER_TIMEOUT_S,
                         "socket_timeout": BROKER_TIMEOUT_S,
+                        **self._transport_options,
                     },
                     task_serializer="json",
                 )

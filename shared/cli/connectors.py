@@ -118,6 +118,8 @@ def connector_record(row: Connector) -> dict[str, Any]:
         "default_from": row.config.get("default_from"),
         "rate_limit_per_hour": row.config.get("rate_limit_per_hour"),
         "rate_limit_per_day": row.config.get("rate_limit_per_day"),
+        "reserve_transactional_per_hour": row.config.get("reserve_transactional_per_hour", 0),
+        "reserve_transactional_per_day": row.config.get("reserve_transactional_per_day", 0),
         "api_key_set": row.credentials_ciphertext is not None,
         "api_key_version": row.credentials_key_version,
         "last_checked_at": row.last_checked_at,
