@@ -7,22 +7,35 @@ The fields: docs/architecture.md, "The send path".
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from shared import task_names
 from shared.errors import PayloadInvalid
 from shared.models import Priority
 from shared.resend_schemas import (
+    MAX_ATTACHMENT_BYTES,
     MAX_TO_ADDRESSES,
     TAG_PATTERN,
     Address,
     AddressList,
+    Attachment,
     Headers,
     OptionalAddressList,
     Tag,
@@ -42,6 +55,9 @@ _CALLER_KEY = re.compile(r"^[\x21-\x7e]+$")
 #: Lone surrogates cannot be encoded as UTF-8: PostgreSQL and Resend would both refuse the text.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _M = TypeVar("_M", bound=BaseModel)
+#: How far ahead an email may be scheduled (Resend's own limit).
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+_SCHEDULE_FORM = "an ISO 8601 date-time with its offset, e.g. 2026-12-08T09:00:00+01:00"
 
 
 def _tags_from_mapping(value: Any) -> Any:
@@ -51,7 +67,43 @@ def _tags_from_mapping(value: Any) -> Any:
     return value
 
 
+def _scheduled_time(value: Any) -> Any:
+    """``scheduled_at`` as an aware datetime: ISO 8601 with its offset (``Z`` for UTC), nothing else."""
+    if value is None or isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"must be {_SCHEDULE_FORM} (natural language is not accepted)") from None
+    else:
+        raise ValueError(f"must be {_SCHEDULE_FORM}")
+    if parsed is not None and parsed.utcoffset() is None:
+        raise ValueError(f"needs its UTC offset: {_SCHEDULE_FORM}")
+    return parsed
+
+
+def _attachments_fit(value: list[Attachment] | None) -> list[Attachment] | None:
+    """Every ``content`` is base64, and the email's attachments fit Resend's limit (base64 text)."""
+    total = 0
+    for index, attachment in enumerate(value or []):
+        if attachment.content is not None:
+            try:
+                base64.b64decode(attachment.content, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"{index}.content: must be base64") from None
+            total += len(attachment.content)
+    if total > MAX_ATTACHMENT_BYTES:
+        raise ValueError(
+            f"the attachments are {total} bytes (base64); "
+            f"Resend takes at most {MAX_ATTACHMENT_BYTES} per email"
+        )
+    return value
+
+
 TagList = Annotated[list[Tag], BeforeValidator(_tags_from_mapping)]
+ScheduledTime = Annotated[datetime | None, BeforeValidator(_scheduled_time)]
+AttachmentList = Annotated[list[Attachment] | None, AfterValidator(_attachments_fit)]
 MetadataValue = Annotated[str, Field(pattern=TAG_PATTERN)]
 
 
@@ -75,6 +127,10 @@ class EmailFields(BaseModel):
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    #: When the email leaves: it waits in the ledger until then (our scheduling, not Resend's).
+    scheduled_at: ScheduledTime = None
+    #: Files: base64 ``content`` (stored once per distinct content) or a ``path`` URL Resend fetches.
+    attachments: AttachmentList = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailFields:
@@ -89,6 +145,8 @@ class EmailFields(BaseModel):
             raise ValueError(f"tags {sorted(reserved & RESERVED_TAGS)} are set by the worker")
         if {name.lower() for name in self.headers or {}} & RESERVED_HEADERS:
             raise ValueError("header X-Task-ID is set by the worker")
+        if self.scheduled_at is not None and self.scheduled_at > datetime.now(UTC) + MAX_SCHEDULE_AHEAD:
+            raise ValueError("scheduled_at: at most 30 days ahead")
         return self
 
     @property
@@ -142,6 +200,24 @@ class SendBatchPayload(_Routing, _Classed):
     def resolved_priority(self) -> Priority:
         """The class the emails' rows are sent in."""
         return priority_for(task_names.SEND_BATCH, self.priority, len(self.emails))
+
+
+class CancelPayload(BaseModel):
+    """``pilot.cancel``: the rows named by one of ``idempotency_key`` (with ``connector_id``),
+    ``task_id`` or ``message_ids``; ``connector_id`` and ``organization_id`` narrow any of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connector_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    task_id: uuid.UUID | None = None
+    message_ids: list[uuid.UUID] | None = Field(default=None, min_length=1)
+
+
+def parse_cancel(kwargs: Mapping[str, Any]) -> CancelPayload:
+    """Validate ``pilot.cancel`` kwargs, or raise :class:`PayloadInvalid` naming each bad field."""
+    return _parse(CancelPayload, kwargs, "cancel")
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from shared.addresses import bare_address, mailbox_key
 from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
 from shared.resend_schemas import check_send_request
+from shared.sending import attachments
 from shared.sending.payloads import RESERVED_TAGS, EmailFields
 
 #: Namespace of ledger row ids derived from idempotency keys.
@@ -45,6 +48,10 @@ class RenderedMessage:
     #: The key came from the caller (whose content may differ under the same key: a conflict).
     caller_keyed: bool = False
     refusal: str | None = None
+    #: When it may leave (it waits ``scheduled`` until then); None: at once.
+    scheduled_at: datetime | None = None
+    #: The attachment bytes its request names, by digest (one mapping shared by an email's rows).
+    blobs: Mapping[str, bytes] = field(default_factory=dict)
 
 
 def render_email(
@@ -66,8 +73,18 @@ def render_email(
     if not sender:
         raise PayloadInvalid("from: required (the payload has none and the connector has no default_from)")
     ref = task_reference(task_ref)
+    # Decoded and hashed once per email, however many mailboxes it goes to.
+    stored, blobs = attachments.stored_form(email.attachments)
     return [
-        _render_one(email, to, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id)
+        _render_one(
+            email,
+            to,
+            sender=sender,
+            connector_id=connector_id,
+            ref=ref,
+            task_id=task_id,
+            stored=(stored, blobs),
+        )
         for to in mailboxes(email)
     ]
 
@@ -88,8 +105,13 @@ def _render_one(
     connector_id: uuid.UUID,
     ref: str,
     task_id: uuid.UUID | None,
+    stored: tuple[list[dict[str, Any]], Mapping[str, bytes]] = ([], {}),
 ) -> RenderedMessage:
+    files, blobs = stored
     content = _content(email, to, sender)
+    if files:
+        # The digests stand for the bytes in the content hash and in the stored request.
+        content["attachments"] = files
     digest = content_hash(content)
     address = bare_address(to)
     key = message_key(
@@ -106,9 +128,21 @@ def _render_one(
         tags.append({"name": "task_id", "value": str(task_id)})
     tags.append({"name": "message_id", "value": str(message_id)})
     # Refused before it is stored if Resend would refuse it; checked once, not again by the client.
-    request = check_send_request({**content, "headers": headers, "tags": tags})
+    # The attachments were checked as the payload was read; their stored form is not Resend's.
+    files = content.pop("attachments", None)
+    request: dict[str, Any] = check_send_request({**content, "headers": headers, "tags": tags})
+    if files:
+        request = {**request, "attachments": files}
     return RenderedMessage(
-        message_id, key, address, email.subject, request, digest, email.idempotency_key is not None
+        message_id,
+        key,
+        address,
+        email.subject,
+        request,
+        digest,
+        email.idempotency_key is not None,
+        scheduled_at=email.scheduled_at,
+        blobs=blobs,
     )
 
 
