@@ -42,7 +42,7 @@ NEW_STATUSES = ("scheduled", *OLD_STATUSES, "cancelled")
 
 
 def _status_check(statuses: Sequence[str]) -> None:
-    op.drop_constraint(CHECK, TABLE, type_="check")
+    op.drop_constraint(op.f(CHECK), TABLE, type_="check")
     listed = ", ".join(f"'{status}'" for status in statuses)
     # NOT VALID, then VALIDATE: the scan of existing rows holds no lock that blocks writers.
     op.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {CHECK} CHECK (status IN ({listed})) NOT VALID")

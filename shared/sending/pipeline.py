@@ -108,7 +108,10 @@ def submit_email(
         payload = parse_send_email(kwargs)
     except PayloadInvalid as exc:
         return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
-    if alone_ok and isinstance(payload, SendEmailPayload) and payload.scheduled_at is None:
+    # Scheduled emails wait in the ledger; emails with attachments store their bytes as they are recorded.
+    alone_ok = alone_ok and isinstance(payload, SendEmailPayload)
+    alone_ok = alone_ok and payload.scheduled_at is None and not payload.attachments
+    if alone_ok and isinstance(payload, SendEmailPayload):
         return _submit_alone(ctx, kwargs, payload, task_ref=task_ref)
     return _submit(ctx, kwargs, payload, task_ref=task_ref)
 
