@@ -109,9 +109,11 @@ def submit_email(
     except PayloadInvalid as exc:
         return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
     # Scheduled emails wait in the ledger; emails with attachments store their bytes as they are recorded.
-    alone_ok = alone_ok and isinstance(payload, SendEmailPayload)
-    alone_ok = alone_ok and payload.scheduled_at is None and not payload.attachments
-    if alone_ok and isinstance(payload, SendEmailPayload):
+    if (
+        alone_ok
+        and isinstance(payload, SendEmailPayload)
+        and not (payload.scheduled_at or payload.attachments)
+    ):
         return _submit_alone(ctx, kwargs, payload, task_ref=task_ref)
     return _submit(ctx, kwargs, payload, task_ref=task_ref)
 
