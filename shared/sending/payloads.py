@@ -2,7 +2,7 @@
 
 Unknown keys are refused, naming the key, and an invalid payload raises ``PayloadInvalid`` naming
 every bad field, never a value. Each email of a batch is validated on its own (:func:`parse_emails`).
-The fields: docs/architecture.md, "The send path".
+The fields (``topic`` and ``list_unsubscribe`` too): docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     model_validator,
 )
@@ -41,6 +42,7 @@ from shared.resend_schemas import (
     Tag,
 )
 from shared.sending.priority import priority_for
+from shared.unsubscribe.topics import Topic
 
 #: Tag and header names the worker sets itself; a caller may not set them.
 RESERVED_TAGS = frozenset({"task_id", "message_id"})
@@ -131,6 +133,11 @@ class EmailFields(BaseModel):
     scheduled_at: ScheduledTime = None
     #: Files: base64 ``content`` (stored once per distinct content) or a ``path`` URL Resend fetches.
     attachments: AttachmentList = None
+    #: What the email is about; recipients may leave one topic (see :mod:`shared.unsubscribe.topics`).
+    topic: Topic | None = None
+    #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
+    #: (every ``pilot.send_batch`` email) get them.
+    list_unsubscribe: StrictBool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailFields:
