@@ -89,6 +89,8 @@ def _attachments_fit(value: list[Attachment] | None) -> list[Attachment] | None:
     """Every ``content`` is base64, and the email's attachments fit Resend's limit (base64 text)."""
     total = 0
     for index, attachment in enumerate(value or []):
+        if attachment.path is not None and not attachment.path.startswith(("https://", "http://")):
+            raise ValueError(f"{index}.path: must be an http(s) URL Resend can fetch")
         if attachment.content is not None:
             try:
                 base64.b64decode(attachment.content, validate=True)
