@@ -3,7 +3,7 @@
 ``email-validator`` checks the address (syntax only); display names are checked here. A value that
 could reach a mailbox no suppression check saw (two mailboxes, a comment, a group, a control
 character) is refused. Mailboxes compare by their lower-cased bare address (:func:`mailbox_key`).
-Why: docs/architecture.md, "The send path".
+Logs above DEBUG show addresses masked (:func:`mask_address`). Why: docs/architecture.md, "The send path".
 """
 
 from __future__ import annotations
@@ -105,3 +105,25 @@ def bare_address(value: str) -> str:
 def mailbox_key(value: str) -> str:
     """The identity of a mailbox: its bare address, trimmed and lower-cased."""
     return bare_address(value).lower()
+
+
+#: An address inside free text (a log line, a repr): a local part and a domain holding a dot.
+_ADDRESS_IN_TEXT = re.compile(r"[\w.!#$%&*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]+")
+#: What stands for the hidden part of a local part.
+MASK = "***"
+
+
+def mask_address(address: str) -> str:
+    """``a***@example.com`` for ``ada@example.com``: the first character of the local part and the
+    domain, enough to tell providers apart in a log, not to know the person."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return MASK
+    return f"{local[:1]}{MASK}@{domain}"
+
+
+def mask_addresses(text: str) -> str:
+    """``text`` with every address in it masked by :func:`mask_address`."""
+    if "@" not in text:
+        return text
+    return _ADDRESS_IN_TEXT.sub(lambda match: mask_address(match.group()), text)
