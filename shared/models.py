@@ -29,6 +29,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from marketing_pilot_client.contract import PRIORITIES as PRIORITIES
+from marketing_pilot_client.contract import Priority as Priority
+
 #: Constraint names are deterministic so migrations can name what they drop.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -81,15 +84,7 @@ MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
 
 
-class Priority(StrEnum):
-    """Which mail a send is. ``transactional`` (someone waits for it: a password reset, a receipt)
-    leaves before ``bulk`` (campaigns, newsletters) and may use the budget's transactional reserve."""
-
-    TRANSACTIONAL = "transactional"
-    BULK = "bulk"
-
-
-PRIORITIES = tuple(priority.value for priority in Priority)
+# Priority and PRIORITIES: the send classes are part of the wire contract (marketing_pilot_client).
 
 
 class SuppressionReason(StrEnum):
