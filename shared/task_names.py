@@ -18,6 +18,7 @@ RELEASE_DEFERRED = "pilot.release_deferred"
 SWEEP = "pilot.sweep"
 RECONCILE = "pilot.reconcile"
 RECORD_DEAD_LETTER = "pilot.record_dead_letter"
+PUBLISH_OUTCOMES = "pilot.publish_outcomes"
 
 #: Queues: sends, webhook events and periodic maintenance never wait behind each other, and
 #: transactional sends (with the dispatches that carry every key's queue) never wait behind bulk ones.
@@ -41,6 +42,7 @@ TASK_QUEUES = {
     SWEEP: MAINTENANCE_QUEUE,
     RECONCILE: MAINTENANCE_QUEUE,
     RECORD_DEAD_LETTER: MAINTENANCE_QUEUE,
+    PUBLISH_OUTCOMES: MAINTENANCE_QUEUE,
 }
 
 __all__ = [
@@ -53,6 +55,7 @@ __all__ = [
     "OUTCOME",
     "PRIORITY_SENDS_QUEUE",
     "PROCESS_WEBHOOK_EVENT",
+    "PUBLISH_OUTCOMES",
     "RECONCILE",
     "RECORD_DEAD_LETTER",
     "RELEASE_DEFERRED",

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from marketing_pilot_client.contract import SEND_BATCH, SEND_EMAIL, Priority, priority_for
+from marketing_pilot_client.contract import DEFAULT_QUEUE, SEND_BATCH, SEND_EMAIL, Priority, priority_for
 from marketing_pilot_client.fields import (
     MAX_TO_ADDRESSES,
     TAG_PATTERN,
@@ -32,6 +32,8 @@ RESERVED_HEADERS = frozenset({"x-task-id"})
 MAX_CALLER_KEY_LENGTH = 200
 #: Emails in one ``pilot.send_batch`` task (chunked into calls of 100 by the worker).
 MAX_BATCH_EMAILS = 1000
+#: Queue names for outcome events: letters, digits, ``.``, ``_``, ``:`` and ``-``.
+OUTCOMES_QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 _CALLER_KEY = re.compile(r"^[\x21-\x7e]+$")
 
 
@@ -108,7 +110,23 @@ class _Classed(BaseModel):
     priority: Priority | None = None
 
 
-class SendEmailPayload(Routing, _Classed, EmailFields):
+class OutcomesOptIn(BaseModel):
+    """``outcomes_queue``: where (if anywhere) the caller wants the recipients' outcome events."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Opt-in: the queue (yours) each recipient's outcome events are published to as ``pilot.outcome``.
+    outcomes_queue: str | None = Field(default=None, pattern=OUTCOMES_QUEUE_PATTERN)
+
+    @model_validator(mode="after")
+    def _not_ours(self) -> OutcomesOptIn:
+        queue = self.outcomes_queue
+        if queue is not None and (queue.startswith("pilot.") or queue == DEFAULT_QUEUE):
+            raise ValueError("outcomes_queue: name a queue of your own (not pilot.* or celery)")
+        return self
+
+
+class SendEmailPayload(Routing, _Classed, OutcomesOptIn, EmailFields):
     """``pilot.send_email`` with the email's content."""
 
     @property
@@ -118,7 +136,7 @@ class SendEmailPayload(Routing, _Classed, EmailFields):
         return priority_for(SEND_EMAIL, self.priority, recipients)
 
 
-class SendBatchPayload(Routing, _Classed):
+class SendBatchPayload(Routing, _Classed, OutcomesOptIn):
     """``pilot.send_batch``: many emails for one connector, each checked later (:func:`parse_emails`)."""
 
     emails: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)

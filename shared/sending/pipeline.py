@@ -210,6 +210,7 @@ def _submit_alone(
         message.subject,
         message.request,
         payload.resolved_priority,
+        payload.outcomes_queue,
     )
     alone = dispatcher.send_alone(row, view)
     if alone.result is not None:

@@ -191,9 +191,10 @@ SELECT
 # active now (a new snapshot, taken after the recipient's lock) and its key is free.
 _START_ALONE = f"""
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, request, dispatch_key, status, attempts, attempt_key, priority)
+                            subject, request, dispatch_key, status, attempts, attempt_key, priority,
+                            outcomes_queue)
 SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(request)s,
-       %(key)s, 'sending', 1, %(ikey)s, %(priority)s
+       %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
 WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING created_at
@@ -305,6 +306,8 @@ class AloneRow:
     subject: str
     request: dict[str, Any]
     priority: Priority = Priority.TRANSACTIONAL
+    #: The caller's queue for outcome events, if it asked for them.
+    outcomes_queue: str | None = None
 
 
 def claim(
@@ -362,6 +365,7 @@ def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datet
         "request": Jsonb(row.request),
         "key": key,
         "priority": row.priority,
+        "outcomes": row.outcomes_queue,
     }
     found = conn.execute(_START_ALONE, params).fetchone()
     return None if found is None else found[0]
