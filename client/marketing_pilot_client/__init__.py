@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from marketing_pilot_client.client import PilotClient
 from marketing_pilot_client.contract import OUTCOME, SEND_BATCH, SEND_EMAIL, Priority
-from marketing_pilot_client.outcomes import OutcomeEvent, OutcomeKind, iter_outcomes
+from marketing_pilot_client.outcomes import OutcomeEvent, OutcomeKind, iter_outcomes, register_outcome_handler
 from marketing_pilot_client.payloads import EmailFields, SendBatchPayload, SendEmailPayload
 from marketing_pilot_client.schema import task_schemas
 
@@ -24,5 +24,6 @@ __all__ = [
     "SendBatchPayload",
     "SendEmailPayload",
     "iter_outcomes",
+    "register_outcome_handler",
     "task_schemas",
 ]

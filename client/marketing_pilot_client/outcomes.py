@@ -7,7 +7,7 @@ at least once (deduplicate by ``event_id``). :func:`iter_outcomes` reads them wi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -57,6 +57,16 @@ class OutcomeEvent(BaseModel):
     reason: str | None = None
     #: The Resend email id, once sent.
     resend_id: str | None = None
+
+
+def register_outcome_handler(app: Celery, handler: Callable[[OutcomeEvent], object]) -> Any:
+    """Register task ``pilot.outcome`` on ``app``, calling ``handler`` with each event; run a worker of
+    ``app`` on your ``outcomes_queue`` to consume them. The Celery task is returned."""
+
+    def outcome(**kwargs: Any) -> None:
+        handler(OutcomeEvent.model_validate(kwargs))
+
+    return app.task(name=OUTCOME, acks_late=True)(outcome)
 
 
 def iter_outcomes(app: Celery, queue: str, *, timeout: float = 5.0) -> Iterator[OutcomeEvent]:

@@ -134,3 +134,26 @@ def test_an_invalid_send_is_refused_before_publishing_naming_the_field(app, clie
         client.send_batch(CONNECTOR, [{"to": "not an address", "subject": "S", "text": "x"}])
 
     assert app.calls == []
+
+
+def test_an_upstream_worker_can_handle_outcome_events_as_a_celery_task() -> None:
+    from celery import Celery
+
+    from marketing_pilot_client import OutcomeEvent, register_outcome_handler
+
+    app = Celery("upstream-test", set_as_current=False)
+    received: list[OutcomeEvent] = []
+    register_outcome_handler(app, received.append)
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "kind": "delivered",
+        "occurred_at": "2026-12-06T10:00:00Z",
+        "message_id": str(uuid.uuid4()),
+        "recipient": "ada@example.com",
+        "connector_id": CONNECTOR,
+        "metadata": {"order": "4711"},
+    }
+
+    app.tasks[OUTCOME](**event)
+
+    assert [(e.kind.value, e.metadata) for e in received] == [("delivered", {"order": "4711"})]
