@@ -154,6 +154,14 @@ class WebhookVerificationError(PilotError):
         self.reason = reason
 
 
+class TokenInvalid(PilotError):
+    """Raised when an unsubscribe or resubscribe token is forged, tampered with, expired or sealed
+    with a key no longer configured; the message never says which."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid or expired link")
+
+
 class DeadLetterNotPublished(PilotError, ConnectionError):
     """Raised when a refused broker message could not be dead-lettered, so it is not acknowledged.
 

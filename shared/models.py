@@ -252,6 +252,8 @@ class EmailMessage(Base):
     idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
     recipient: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text, server_default="")
+    #: The email's topic, if it has one: suppression entries for it stop the email.
+    topic: Mapped[str | None] = mapped_column(Text)
     #: The rendered Resend request body, sent byte-identically on every retry.
     request: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     status: Mapped[str] = mapped_column(Text, server_default="queued")
@@ -326,13 +328,15 @@ class OutcomeEvent(Base):
 
 
 class Suppression(Base):
-    """An address an organization must not send to. Addresses are stored lower-cased."""
+    """An address an organization must not send to, for one topic or (``topic`` '') for every email.
+    Addresses are stored lower-cased; see :mod:`shared.unsubscribe.topics`."""
 
     __tablename__ = "suppression_list"
     __table_args__ = (
-        UniqueConstraint("organization_id", "email"),
+        UniqueConstraint("organization_id", "email", "topic"),
         CheckConstraint("email = lower(email)", name="email_normalized"),
         CheckConstraint(_in("reason", SUPPRESSION_REASONS), name="reason"),
+        CheckConstraint("topic = '' OR topic ~ '^[A-Za-z0-9_-]{1,64}$'", name="topic"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -340,6 +344,8 @@ class Suppression(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), index=True
     )
     email: Mapped[str] = mapped_column(Text)
+    #: The topic it stops; '' stops every email.
+    topic: Mapped[str] = mapped_column(Text, server_default="")
     reason: Mapped[str] = mapped_column(Text)
     source: Mapped[str | None] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))

@@ -309,6 +309,17 @@ class RateLimiter:
         except redis.RedisError as exc:
             raise _unavailable(exc) from exc
 
+    # Client addresses (the receiver's unsubscribe pages) ----------------------------------------------
+
+    def acquire_client(
+        self, bucket: str, client: str, *, capacity: int, period_ms: int, take: bool = True
+    ) -> Decision:
+        """Take one token (or with ``take`` False, only look) from ``client``'s bucket ``bucket``,
+        which refills ``capacity`` tokens per ``period_ms``. The address is hashed in the key."""
+        digest = hashlib.sha256(client.encode()).hexdigest()[:API_KEY_HASH_CHARS]
+        keys = (f"{self._prefix}clients:{bucket}:{digest}",)
+        return self._run("take" if take else "peek", 1, keys, (capacity, period_ms), (bucket,))[0]
+
     # Internals ------------------------------------------------------------------------------------
 
     def _run(

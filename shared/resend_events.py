@@ -33,6 +33,8 @@ class EventType(enum.StrEnum):
     SUPPRESSED = "suppressed"
     RECEIVED = "received"
     UNKNOWN = "unknown"
+    #: Ours, not Resend's: the recipient used the email's unsubscribe link (one-click or the page).
+    UNSUBSCRIBED = "unsubscribed"
 
 
 # All eleven email.* types (https://resend.com/docs/webhooks/event-types).

@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +31,8 @@ DEFAULT_WEBHOOK_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_WORKER_METRICS_PORT = 9808
 #: AES-256-GCM keys are 32 bytes.
 ENCRYPTION_KEY_BYTES = 32
+#: Unsubscribe keys are AES-SIV keys of 64 bytes (two AES-256 keys).
+UNSUBSCRIBE_KEY_BYTES = 64
 
 SecretList = Annotated[list[SecretStr], NoDecode]
 
@@ -50,6 +54,12 @@ class Settings(BaseSettings):
     resend_requests_per_second: float = Field(default=DEFAULT_RESEND_REQUESTS_PER_SECOND, gt=0)
 
     pilot_encryption_keys: SecretList = Field(default_factory=list)
+    #: Keys sealing unsubscribe tokens (``pilot keys generate --unsubscribe``): the first seals, all open.
+    pilot_unsubscribe_keys: SecretList = Field(default_factory=list)
+    #: The receiver's public base URL; unsubscribe links are ``<it>/unsubscribe/<token>``.
+    pilot_public_url: str | None = None
+    #: Proxies in front of the receiver whose ``X-Forwarded-For`` names the client (compose's nginx: 1).
+    pilot_proxy_hops: int = Field(default=0, ge=0, le=5)
 
     pilot_log_format: Literal["human", "json"] = "human"
     pilot_log_level: str = "INFO"
@@ -57,7 +67,9 @@ class Settings(BaseSettings):
     #: Port of the worker's Prometheus ``/metrics`` (served by its main process); 0 turns it off.
     pilot_worker_metrics_port: int = Field(default=DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535)
 
-    @field_validator("resend_webhook_secret", "pilot_encryption_keys", mode="before")
+    @field_validator(
+        "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"
+    )
     @classmethod
     def _split_spaces(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -100,6 +112,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"key #{index} must be url-safe base64 of 32 bytes (pilot keys generate)")
         return keys
 
+    @field_validator("pilot_unsubscribe_keys")
+    @classmethod
+    def _unsubscribe_keys_decode(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(keys, start=1):
+            if _decoded_size(key.get_secret_value(), urlsafe=True) != UNSUBSCRIBE_KEY_BYTES:
+                raise ValueError(
+                    f"key #{index} must be url-safe base64 of {UNSUBSCRIBE_KEY_BYTES} bytes"
+                    " (pilot keys generate --unsubscribe)"
+                )
+        return keys
+
+    @field_validator("pilot_public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return check_public_url(value.strip())
+
     @model_validator(mode="after")
     def _broker_defaults_to_redis(self) -> Settings:
         if self.celery_broker_url is None:
@@ -118,6 +148,33 @@ class Settings(BaseSettings):
 
 
 _URL_FIELDS = {"database_url", "redis_url", "celery_broker_url"}
+
+
+def check_public_url(url: str) -> str:
+    """``url`` without a trailing ``/``, if it is an absolute ``https://`` URL (``http://`` only for a
+    loopback host) without query, fragment or credentials; else ``ValueError`` saying why."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises on a malformed port)
+    except ValueError:
+        raise ValueError("must be an absolute URL such as https://mail.example.com") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError("must be an absolute URL such as https://mail.example.com")
+    if parts.scheme == "http" and not _loopback(host):
+        raise ValueError("must be https:// (http:// is accepted only for a loopback host)")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must not hold a query, a fragment or credentials")
+    return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def mask_url_password(url: str) -> str:

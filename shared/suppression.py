@@ -1,7 +1,9 @@
 """The suppression list: addresses an organization must not send to, matched case-insensitively.
 
 Addresses are stored lower-cased (a CHECK constraint holds it); an entry whose ``expires_at`` has
-passed no longer suppresses. The worker only reads the list; webhook processing and the CLI write it.
+passed no longer suppresses. An entry stops one topic, or every email (topic ''): see
+:mod:`shared.unsubscribe.topics`. The worker only reads the list; webhook processing, the
+unsubscribe endpoints and the CLI write it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy.orm import Session
 from shared.addresses import check_bare_address
 from shared.errors import PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
+from shared.unsubscribe.topics import EVERYTHING, stops
 
 #: A recipient's advisory lock key within its organization, in SQL over ``org`` (uuid) and ``email``.
 #: Senders hold it from their suppression check until the HTTP call is over; whoever suppresses (a
@@ -103,6 +106,34 @@ def _checked_operator_address(address: str) -> str:
         raise PayloadInvalid(str(exc)) from None
 
 
+def active_entries(
+    session: Session, organization_id: uuid.UUID, emails: Iterable[str], *, now: datetime | None = None
+) -> dict[str, list[Suppression]]:
+    """The active entries of ``emails`` by normalized address, everything's entry first (one query)."""
+    wanted = sorted({normalize(email) for email in emails if email and email.strip()})
+    if not wanted:
+        return {}
+    moment = now or datetime.now(UTC)
+    rows = session.scalars(
+        select(Suppression)
+        .where(
+            Suppression.organization_id == organization_id,
+            Suppression.email.in_(wanted),
+            or_(Suppression.expires_at.is_(None), Suppression.expires_at > moment),
+        )
+        .order_by(Suppression.email, Suppression.topic)
+    )
+    found: dict[str, list[Suppression]] = {}
+    for row in rows:
+        found.setdefault(row.email, []).append(row)
+    return found
+
+
+def stopping_entry(entries: Iterable[Suppression], topic: str | None) -> Suppression | None:
+    """The first of ``entries`` that stops an email of ``topic`` (None: the email has none)."""
+    return next((entry for entry in entries if stops(entry.topic, topic)), None)
+
+
 def find_suppressions(
     session: Session,
     organization_id: uuid.UUID,
@@ -110,19 +141,14 @@ def find_suppressions(
     *,
     now: datetime | None = None,
 ) -> dict[str, Suppression]:
-    """The active entries among ``emails``, keyed by the normalized address (one query)."""
-    wanted = sorted({normalize(email) for email in emails if email and email.strip()})
-    if not wanted:
-        return {}
-    moment = now or datetime.now(UTC)
-    rows = session.scalars(
-        select(Suppression).where(
-            Suppression.organization_id == organization_id,
-            Suppression.email.in_(wanted),
-            or_(Suppression.expires_at.is_(None), Suppression.expires_at > moment),
-        )
-    )
-    return {row.email: row for row in rows}
+    """The active entries for everything among ``emails``, keyed by the normalized address (one
+    query): what stops an email without a topic."""
+    found = active_entries(session, organization_id, emails, now=now)
+    return {
+        email: entry
+        for email, entries in found.items()
+        if (entry := stopping_entry(entries, None)) is not None
+    }
 
 
 def suppress(
@@ -134,8 +160,9 @@ def suppress(
     source: str | None = None,
     details: dict[str, Any] | None = None,
     expires_at: datetime | None = None,
+    topic: str = EVERYTHING,
 ) -> None:
-    """Add (or refresh) the organization's entry for ``email``.
+    """Add (or refresh) the organization's entry for ``email`` and ``topic`` ('' : every email).
 
     ``email`` must pass :func:`suppression_address`. A repeated call replaces reason, source,
     details and expiry: the latest evidence wins, and a permanent entry (``expires_at`` None) is
@@ -149,6 +176,7 @@ def suppress(
     statement = insert(Suppression).values(
         organization_id=organization_id,
         email=address,
+        topic=topic,
         reason=reason,
         source=source,
         details=details or {},
@@ -159,11 +187,13 @@ def suppress(
 
 @dataclass(frozen=True)
 class Entry:
-    """One address to suppress, validated: its stored form, reason and expiry."""
+    """One address to suppress, validated: its stored form, reason, expiry and topic ('' : every
+    email)."""
 
     email: str
     reason: str
     expires_at: datetime | None
+    topic: str = EVERYTHING
 
 
 #: Recipient locks one bulk transaction holds at most. PostgreSQL's lock table, shared by every
@@ -208,14 +238,16 @@ def suppress_many(
             bindparam(
                 "expiries", [entry.expires_at for entry in entries], type_=ARRAY(TIMESTAMP(timezone=True))
             ),
+            bindparam("topics", [entry.topic for entry in entries], type_=ARRAY(TEXT)),
         )
-        .table_valued("email", "reason", "expires_at")
+        .table_valued("email", "reason", "expires_at", "topic")
         .render_derived(name="given")
     )
-    columns = ["organization_id", "email", "reason", "source", "details", "expires_at"]
+    columns = ["organization_id", "email", "topic", "reason", "source", "details", "expires_at"]
     values = select(
         literal(organization_id),
         rows.c.email,
+        rows.c.topic,
         rows.c.reason,
         literal(source),
         literal_column("'{}'::jsonb"),
@@ -233,7 +265,7 @@ def _latest_evidence_wins(statement: Insert) -> Insert:
     excluded = statement.excluded
     expiry: ColumnElement[Any] = case((Suppression.expires_at.is_(None), null()), else_=excluded.expires_at)
     return statement.on_conflict_do_update(
-        index_elements=[Suppression.organization_id, Suppression.email],
+        index_elements=[Suppression.organization_id, Suppression.email, Suppression.topic],
         set_={
             "reason": excluded.reason,
             "source": excluded.source,

@@ -1,8 +1,9 @@
 """Operator edits of the suppression list (CLI): add, remove, list, CSV import and export, audited.
 
-CSV: ``email``, ``reason`` (default ``manual``), ``expires_at`` (ISO 8601); export adds ``source`` and
-``created_at``. A cell a spreadsheet would run as a formula is exported behind a ``'``, which import
-removes. An import is checked whole before anything is written (docs/operations.md, "The pilot command").
+CSV: ``email``, ``reason`` (default ``manual``), ``expires_at`` (ISO 8601), ``topic`` (blank: every
+email); export adds ``source`` and ``created_at``. A cell a spreadsheet would run as a formula is
+exported behind a ``'``, which import removes. An import is checked whole before anything is written
+(docs/operations.md, "The pilot command").
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -35,8 +37,9 @@ from shared.suppression import (
     suppress_many,
     suppression_address,
 )
+from shared.unsubscribe.topics import EVERYTHING, TOPIC_PATTERN
 
-CSV_COLUMNS = ("email", "reason", "expires_at", "source", "created_at")
+CSV_COLUMNS = ("email", "reason", "expires_at", "topic", "source", "created_at")
 #: Bad lines named in the message refusing an import; the rest are counted.
 MAX_REPORTED_LINES = 20
 #: Source of every entry an import writes.
@@ -58,23 +61,45 @@ class ImportReport:
 
 
 def parse_entry(
-    email: str, reason: str = SuppressionReason.MANUAL, expires_at: str | None = None, *, where: str = ""
+    email: str,
+    reason: str = SuppressionReason.MANUAL,
+    expires_at: str | None = None,
+    *,
+    topic: str | None = None,
+    where: str = "",
 ) -> Entry:
-    """Validate one address, reason and expiry, or raise :class:`PayloadInvalid` saying which."""
+    """Validate one address, reason, expiry and topic (blank or None: every email), or raise
+    :class:`PayloadInvalid` saying which."""
     try:
         address = suppression_address(email, operator_input=True)
     except PayloadInvalid as exc:
         raise PayloadInvalid(f"{where}email {email!r}: {exc}") from None
     if reason not in SUPPRESSION_REASONS:
         raise PayloadInvalid(f"{where}reason {reason!r}: must be one of {', '.join(SUPPRESSION_REASONS)}")
-    return Entry(address, reason, _parse_time(expires_at, where=where))
+    return Entry(address, reason, _parse_time(expires_at, where=where), parse_topic(topic, where=where))
+
+
+def parse_topic(topic: str | None, *, where: str = "") -> str:
+    """The stored form of a topic given by an operator: '' (every email) when blank."""
+    cleaned = (topic or "").strip()
+    if cleaned and not re.fullmatch(TOPIC_PATTERN, cleaned):
+        raise PayloadInvalid(
+            f"{where}topic {cleaned!r}: must be 1-64 letters, digits, '_' or '-' (blank: every email)"
+        )
+    return cleaned or EVERYTHING
 
 
 def add_entry(session: Session, organization_id: uuid.UUID, entry: Entry, *, actor: str) -> None:
     """Suppress one address for the organization, after any send to it now in flight."""
     lock_recipient_for_suppression(session, organization_id, entry.email)
     suppress(
-        session, organization_id, entry.email, entry.reason, source="manual", expires_at=entry.expires_at
+        session,
+        organization_id,
+        entry.email,
+        entry.reason,
+        source="manual",
+        expires_at=entry.expires_at,
+        topic=entry.topic,
     )
     audit.record(
         session,
@@ -83,26 +108,35 @@ def add_entry(session: Session, organization_id: uuid.UUID, entry: Entry, *, act
         organization_id=organization_id,
         target=f"suppression:{entry.email}",
         reason=entry.reason,
+        details={"topic": entry.topic} if entry.topic else None,
     )
 
 
-def remove_entry(session: Session, organization_id: uuid.UUID, email: str, *, actor: str) -> None:
-    """Remove an address from the organization's list, or raise :class:`NotFound`."""
+def remove_entry(
+    session: Session, organization_id: uuid.UUID, email: str, *, actor: str, topic: str = EVERYTHING
+) -> None:
+    """Remove an address's entry for ``topic`` ('' : the entry for every email) from the
+    organization's list, or raise :class:`NotFound`."""
     address = normalize(email)
     removed = session.execute(
         delete(Suppression)
-        .where(Suppression.organization_id == organization_id, Suppression.email == address)
+        .where(
+            Suppression.organization_id == organization_id,
+            Suppression.email == address,
+            Suppression.topic == topic,
+        )
         .returning(Suppression.reason)
     ).scalar_one_or_none()
     if removed is None:
-        raise NotFound(f"{address} is not on the suppression list")
+        scope = f" for topic {topic}" if topic else " for every email"
+        raise NotFound(f"{address} is not on the suppression list{scope}")
     audit.record(
         session,
         action="suppression.remove",
         actor=actor,
         organization_id=organization_id,
         target=f"suppression:{address}",
-        details={"was": removed},
+        details={"was": removed, **({"topic": topic} if topic else {})},
     )
 
 
@@ -126,7 +160,7 @@ def read_csv(data: bytes) -> list[Entry]:
     if header is None or "email" not in header:
         raise PayloadInvalid("CSV: the header must include an 'email' column")
     columns: dict[str, int] = {
-        name: header.index(name) for name in ("email", "reason", "expires_at") if name in header
+        name: header.index(name) for name in ("email", "reason", "expires_at", "topic") if name in header
     }
     entries: list[Entry] = []
     problems: list[str] = []
@@ -143,9 +177,9 @@ def read_csv(data: bytes) -> list[Entry]:
         email = _cell(row, columns, "email")
         reason = _unescape(_cell(row, columns, "reason")) or SuppressionReason.MANUAL
         try:
-            entries.append(
-                parse_entry(email, reason, _unescape(_cell(row, columns, "expires_at")), where=where)
-            )
+            expires = _unescape(_cell(row, columns, "expires_at"))
+            topic = _unescape(_cell(row, columns, "topic"))
+            entries.append(parse_entry(email, reason, expires, topic=topic, where=where))
         except PayloadInvalid as exc:
             problems.append(str(exc))
     if problems:
@@ -204,7 +238,7 @@ def write_csv(entries: Iterable[Suppression], stream: IO[str]) -> None:
     writer.writerow(CSV_COLUMNS)
     for row in entries:
         expires = row.expires_at.isoformat() if row.expires_at else ""
-        cells = (row.email, row.reason, expires, row.source or "", row.created_at.isoformat())
+        cells = (row.email, row.reason, expires, row.topic, row.source or "", row.created_at.isoformat())
         writer.writerow([escape_cell(value) for value in cells])
 
 
@@ -248,13 +282,13 @@ def _refusal(problems: list[str]) -> str:
 
 
 def _fold_repeats(entries: Iterable[Entry]) -> list[Entry]:
-    """One entry per address, as if each were suppressed in turn: the last line's reason and
+    """One entry per address and topic, as if each were suppressed in turn: the last line's reason and
     expiry win, but an entry once permanent stays permanent."""
-    folded: dict[str, Entry] = {}
+    folded: dict[tuple[str, str], Entry] = {}
     for entry in entries:
-        earlier = folded.get(entry.email)
+        earlier = folded.get((entry.email, entry.topic))
         permanent = earlier is not None and earlier.expires_at is None
-        folded[entry.email] = replace(entry, expires_at=None) if permanent else entry
+        folded[(entry.email, entry.topic)] = replace(entry, expires_at=None) if permanent else entry
     return list(folded.values())
 
 

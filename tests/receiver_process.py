@@ -66,9 +66,11 @@ def running_gunicorn(
     workers: int | None = None,
     extra: Sequence[str] = (),
     startup_timeout: float = 30.0,
+    port: int | None = None,
 ) -> Iterator[ReceiverHandle]:
-    """Serve WSGI ``app`` (``module:name``) under gunicorn until the block ends."""
-    port = free_port()
+    """Serve WSGI ``app`` (``module:name``) under gunicorn until the block ends (on ``port``, else a
+    free one)."""
+    port = port or free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             gunicorn_argv(app, port, workers=workers, extra=extra),
@@ -97,13 +99,19 @@ def running_receiver(
     workers: int | None = None,
     extra: Sequence[str] = (),
     log_level: str = "WARNING",
+    port: int | None = None,
+    environment: dict[str, str] | None = None,
 ) -> Iterator[ReceiverHandle]:
-    """The receiver (``webhook_receiver.wsgi:app``) configured by environment, as in production."""
+    """The receiver (``webhook_receiver.wsgi:app``) configured by environment, as in production
+    (``environment``: more variables)."""
     env = {
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
         "RESEND_WEBHOOK_SECRET": secret,
         "PILOT_LOG_LEVEL": log_level,
+        **(environment or {}),
     }
-    with running_gunicorn("webhook_receiver.wsgi:app", env=env, workers=workers, extra=extra) as handle:
+    with running_gunicorn(
+        "webhook_receiver.wsgi:app", env=env, workers=workers, extra=extra, port=port
+    ) as handle:
         yield handle

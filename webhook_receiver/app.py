@@ -15,9 +15,12 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, create_engine
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from shared.errors import ConfigError, PayloadInvalid, WebhookVerificationError
+from shared.rate_limit import RateLimiter
 from shared.settings import Settings, get_settings
+from shared.unsubscribe.links import UnsubscribeLinks
 from shared.webhook_signature import decode_secret
 from webhook_receiver.body_deadline import body_deadline
 from webhook_receiver.dispatch import BatchingDispatcher, CeleryPublisher, Dispatcher
@@ -26,6 +29,8 @@ from webhook_receiver.group_writer import GroupWriter
 from webhook_receiver.metrics import PrometheusMetrics, ReceiverMetrics, rejection_reason
 from webhook_receiver.receiver import WebhookReceiver
 from webhook_receiver.storage import StorageUnavailable, autocommit
+from webhook_receiver.unsubscribe import views as unsubscribe_views
+from webhook_receiver.unsubscribe.service import UnsubscribeService
 from webhook_receiver.views import EXTENSION, OUTCOME, WEBHOOK_PATH, blueprint, signature_headers
 
 if TYPE_CHECKING:
@@ -46,16 +51,19 @@ def create_app(
     dispatcher: Dispatcher | None = None,
     metrics: ReceiverMetrics | None = None,
     clock: Callable[[], float] = time.time,
+    limiter: RateLimiter | None = None,
 ) -> Flask:
-    """The receiver app; ``engine``, ``dispatcher`` and ``metrics`` default to ones built from settings
-    (metrics: :class:`PrometheusMetrics`, served at ``/metrics``).
+    """The receiver app; ``engine``, ``dispatcher``, ``metrics`` and ``limiter`` (the unsubscribe
+    pages' client limits) default to ones built from settings (metrics: :class:`PrometheusMetrics`,
+    served at ``/metrics``).
 
     ``clock`` (unix seconds) is what signature timestamps are checked against; tests freeze it.
     """
     settings = settings or get_settings()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.pilot_webhook_max_body_bytes
-    engine = autocommit(engine or receiver_engine(settings))
+    base_engine = engine or receiver_engine(settings)
+    engine = autocommit(base_engine)
     app.extensions[EXTENSION] = WebhookReceiver(
         keys=webhook_keys(settings),
         engine=engine,
@@ -63,8 +71,19 @@ def create_app(
         dispatcher=dispatcher or BatchingDispatcher(CeleryPublisher(broker_url=settings.broker_url)),
         clock=clock,
     )
+    metrics = metrics or PrometheusMetrics()
+    app.extensions[unsubscribe_views.EXTENSION] = UnsubscribeService(
+        links=UnsubscribeLinks.from_settings(settings),
+        engine=base_engine,
+        limiter=limiter or RateLimiter.from_settings(settings),
+        count=metrics.count_unsubscribe if isinstance(metrics, PrometheusMetrics) else _no_count,
+    )
     app.register_blueprint(blueprint)
+    app.register_blueprint(unsubscribe_views.blueprint)
     _register_error_handlers(app)
+    if settings.pilot_proxy_hops:
+        # The client address of the unsubscribe pages' limits is the proxy's X-Forwarded-For entry.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.pilot_proxy_hops)  # type: ignore[method-assign]
     app.wsgi_app = fast_path(  # type: ignore[method-assign, assignment]
         app.wsgi_app,
         path=WEBHOOK_PATH,
@@ -74,8 +93,12 @@ def create_app(
         headers_of=signature_headers,
     )
     app.wsgi_app = body_deadline(app.wsgi_app)  # type: ignore[method-assign, assignment]
-    _register_metrics(app, metrics or PrometheusMetrics())
+    _register_metrics(app, metrics)
     return app
+
+
+def _no_count(source: str, scope: str) -> None:
+    """Counts nothing (the app's metrics are not Prometheus')."""
 
 
 def receiver_engine(settings: Settings) -> Engine:
@@ -111,6 +134,15 @@ HTTP_REJECTIONS = {
 }
 
 
+#: The text of the unsubscribe pages' plain error page for each HTTP error.
+PAGE_ERRORS = {
+    404: "error_not_found",
+    405: "error_method",
+    413: "error_too_large",
+    415: "error_content_type",
+}
+
+
 def _error(status: int, error: str, message: str) -> tuple[Response, int]:
     return jsonify(error=error, message=message), status
 
@@ -139,6 +171,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
         status = exc.code or 500
+        if request.path.startswith(unsubscribe_views.PAGE_PREFIXES):
+            return unsubscribe_views.error_page(status, PAGE_ERRORS.get(status, "error_bad_request")), status
         request.environ[OUTCOME] = reason = HTTP_REJECTIONS.get(status)
         if reason is not None and request.path == WEBHOOK_PATH:
             logger.info("webhook refused (%d): %s", status, exc.description)

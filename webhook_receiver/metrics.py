@@ -75,6 +75,12 @@ class PrometheusMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
+        self.unsubscribes = Counter(
+            "pilot_unsubscribes",
+            "Unsubscribes recorded by the unsubscribe endpoints, by source and scope.",
+            ["source", "scope"],
+            registry=self.registry,
+        )
         # Children resolved once: .labels() costs a lock and a dict lookup per call.
         self._rejected = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
 
@@ -88,6 +94,11 @@ class PrometheusMetrics:
             self.duplicates.inc()
         elif outcome in self._rejected:
             self._rejected[outcome].inc()
+
+    def count_unsubscribe(self, source: str, scope: str) -> None:
+        """Count one new unsubscribe (``source``: one_click or unsubscribe_page; ``scope``: topic or
+        everything)."""
+        self.unsubscribes.labels(source, scope).inc()
 
     def exposition(self) -> bytes:
         """The text exposition: summed across worker processes in multiprocess mode."""

@@ -18,6 +18,8 @@ MAX_TO_ADDRESSES = 50
 MAX_TAGS = 75
 #: Tag names and values: ASCII letters, digits, ``_`` and ``-``, 1-256 characters.
 TAG_PATTERN = r"^[A-Za-z0-9_-]{1,256}$"
+#: Topic names: tag-name characters (letters, digits, ``_`` and ``-``), at most 64 of them.
+TOPIC_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 # RFC 9110 token: the characters allowed in a header field name.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -66,6 +68,7 @@ def check_headers(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
+Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
 Address = Annotated[str, AfterValidator(check_address)]
 Headers = Annotated[dict[str, str], AfterValidator(check_headers)]
 AddressList = Annotated[list[Address], BeforeValidator(_one_or_many)]

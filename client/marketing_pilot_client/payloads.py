@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
 
 from marketing_pilot_client.contract import DEFAULT_QUEUE, SEND_BATCH, SEND_EMAIL, Priority, priority_for
 from marketing_pilot_client.fields import (
@@ -23,6 +23,7 @@ from marketing_pilot_client.fields import (
     Headers,
     OptionalAddressList,
     Tag,
+    Topic,
 )
 
 #: Tag and header names the worker sets itself; a caller may not set them.
@@ -68,6 +69,11 @@ class EmailFields(BaseModel):
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    #: What the email is about; recipients may leave one topic (the service's ``shared.unsubscribe``).
+    topic: Topic | None = None
+    #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
+    #: (every ``pilot.send_batch`` email) get them.
+    list_unsubscribe: StrictBool | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailFields:

@@ -1,7 +1,7 @@
 """outcome_events: the outbox of per-recipient outcome events for sends that asked for them
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0008
 A send naming ``outcomes_queue`` keeps it on each ledger row; triggers write an event in the same
 transaction as each status change and each webhook metric, and ``pilot.publish_outcomes`` publishes.
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -72,7 +72,9 @@ BEGIN
     END IF;
     INSERT INTO outcome_events (id, message_id, queue, kind, occurred_at, reason)
     SELECT NEW.id, m.id, m.outcomes_queue, NEW.event, NEW.occurred_at,
-           CASE WHEN NEW.event = 'bounced' THEN NEW.metadata ->> 'bounce_type' END
+           CASE WHEN NEW.event = 'bounced' THEN NEW.metadata ->> 'bounce_type'
+                WHEN NEW.event = 'unsubscribed' THEN coalesce(nullif(NEW.metadata ->> 'topic', ''), 'everything')
+           END
     FROM email_messages m
     WHERE m.id = NEW.message_id AND m.outcomes_queue IS NOT NULL
     ON CONFLICT (id) DO NOTHING;

@@ -8,6 +8,7 @@ from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker
 from shared.key_rotation import rotate_keys
 from shared.settings import get_settings
+from shared.unsubscribe.tokens import generate_unsubscribe_key
 
 
 @click.group()
@@ -16,9 +17,11 @@ def keys() -> None:
 
 
 @keys.command()
-def generate() -> None:
-    """Print a new key for PILOT_ENCRYPTION_KEYS (put it first to encrypt with it)."""
-    click.echo(generate_key())
+@click.option("--unsubscribe", is_flag=True, help="A key for PILOT_UNSUBSCRIBE_KEYS instead.")
+def generate(unsubscribe: bool) -> None:
+    """Print a new key for PILOT_ENCRYPTION_KEYS, or PILOT_UNSUBSCRIBE_KEYS with --unsubscribe
+    (put it first to seal with it)."""
+    click.echo(generate_unsubscribe_key() if unsubscribe else generate_key())
 
 
 @keys.command()

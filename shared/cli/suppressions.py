@@ -16,6 +16,7 @@ from shared.models import SuppressionReason
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
+TOPIC = click.option("--topic", default="", help="The topic the entry stops (default: every email).")
 
 
 @click.group()
@@ -32,10 +33,11 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
     with ctx.session_factory() as session:
         org = store.get_organization(session, organization_id)
         rows = admin.list_entries(session, org.id, include_expired=include_expired)
-    table = Table("email", "reason", "source", "since", "expires")
+    table = Table("email", "topic", "reason", "source", "since", "expires")
     for row in rows:
         table.add_row(
             cell(row.email),
+            cell(row.topic or "(all)"),
             cell(row.reason),
             cell(row.source or ""),
             f"{row.created_at:%Y-%m-%d %H:%M}",
@@ -50,29 +52,39 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
 @click.argument("email")
 @click.option("--reason", default=SuppressionReason.MANUAL.value, show_default=True)
 @click.option("--expires-at", help="ISO 8601 time after which the entry lapses.")
+@TOPIC
 @ACTOR
 @pass_cli
 def add(
-    ctx: CliContext, organization_id: str, email: str, reason: str, expires_at: str | None, actor: str
+    ctx: CliContext,
+    organization_id: str,
+    email: str,
+    reason: str,
+    expires_at: str | None,
+    topic: str,
+    actor: str,
 ) -> None:
-    """Suppress an address."""
-    entry = admin.parse_entry(email, reason, expires_at)
+    """Suppress an address (for one topic with --topic)."""
+    entry = admin.parse_entry(email, reason, expires_at, topic=topic)
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         admin.add_entry(session, org.id, entry, actor=actor)
-    click.echo(printable(f"Suppressed {entry.email} ({entry.reason})."))
+    scope = f" for topic {entry.topic}" if entry.topic else ""
+    click.echo(printable(f"Suppressed {entry.email}{scope} ({entry.reason})."))
 
 
 @suppression.command("remove")
 @ORG
 @click.argument("email")
+@TOPIC
 @ACTOR
 @pass_cli
-def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> None:
-    """Remove an address from the list."""
+def remove(ctx: CliContext, organization_id: str, email: str, topic: str, actor: str) -> None:
+    """Remove an address's entry (its entry for one topic with --topic)."""
+    stored_topic = admin.parse_topic(topic)
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
-        admin.remove_entry(session, org.id, email, actor=actor)
+        admin.remove_entry(session, org.id, email, actor=actor, topic=stored_topic)
     click.echo(printable(f"Removed {email.strip().lower()}."))
 
 
@@ -82,7 +94,7 @@ def remove(ctx: CliContext, organization_id: str, email: str, actor: str) -> Non
 @ACTOR
 @pass_cli
 def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
-    """Import a UTF-8 CSV (columns: email, reason, expires_at).
+    """Import a UTF-8 CSV (columns: email, reason, expires_at, topic; a blank topic is every email).
 
     One bad line refuses the whole file, and every bad line is listed. A large file is written in
     batches; if that stops part-way, import the same file again to finish.

@@ -10,6 +10,7 @@ from celery import Celery
 
 from shared import task_names
 from shared.task_producer import publish
+from shared.unsubscribe.links import PLACEHOLDER
 
 #: Resend's test addresses and ordinary readers.
 ORDINARY_READERS = 244
@@ -18,6 +19,10 @@ BOUNCED_TEST = 15
 COMPLAINED_TEST = 10
 UNSUBSCRIBED = 10  # already on our suppression list before the campaign
 BATCH_SIZE = 100
+#: The campaign's topic: a one-click unsubscribe leaves it, not the shop's other mail.
+TOPIC = "spring-offers"
+#: Readers whose mailbox provider performs the one-click unsubscribe after the campaign.
+ONE_CLICK_READERS = 5
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,13 @@ def email_for(recipient: str, index: int) -> dict[str, Any]:
     return {
         "to": recipient,
         "subject": "Spring collection: 20% off this week",
-        "html": f"<p>Hello reader #{index},</p><p>Our spring collection is here.</p>",
-        "text": f"Hello reader #{index}, our spring collection is here.",
+        "html": (
+            f"<p>Hello reader #{index},</p><p>Our spring collection is here.</p>"
+            f'<p><a href="{PLACEHOLDER}">Unsubscribe from spring offers</a></p>'
+        ),
+        "text": f"Hello reader #{index}, our spring collection is here.\n\nUnsubscribe: " + PLACEHOLDER,
         "metadata": {"campaign": "spring-demo"},
+        "topic": TOPIC,
     }
 
 

@@ -33,6 +33,8 @@ class DemoReport:
     webhook_events: dict[str, int]
     follow_up: dict[str, int] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=dict)
+    #: The one-click unsubscribes a mailbox provider posted (see :mod:`shared.demo.one_click`).
+    unsubscribe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accounted(self) -> int:
@@ -103,6 +105,8 @@ def render(report: DemoReport, console: Console) -> None:
     """Print the report as tables."""
     console.print(Panel(Group(_status_table(report), _delivery_table(report)), title="Campaign report"))
     console.print(Panel(_suppression_table(report), title="Suppression list"))
+    if report.unsubscribe:
+        console.print(Panel(_unsubscribe_table(report), title="One-click unsubscribe (RFC 8058)"))
     console.print(Panel(_usage_table(report), title="Connector budget"))
     verdict = "every email accounted for" if report.accounted == report.recipients else "MISSING EMAILS"
     console.print(
@@ -137,6 +141,21 @@ def _delivery_table(report: DemoReport) -> Table:
         table.add_row(
             "follow-up skipped", f"{report.follow_up['suppressed']} of {report.follow_up['sent_to']}"
         )
+    return table
+
+
+def _unsubscribe_table(report: DemoReport) -> Table:
+    found = report.unsubscribe
+    header = found.get("header", {})
+    table = Table("", "", title=f"The campaign's topic: {found.get('topic')}", show_header=False)
+    for name, value in header.items():
+        table.add_row(name, value[:60] + ("..." if len(value) > 60 else ""))
+    for post in found.get("posts", []):
+        table.add_row("POST one-click", f"{post['recipient']}: {post['status']}")
+    table.add_row(
+        "left the topic", f"{found.get('left_topic', 0)} address(es); other mail still reaches them"
+    )
+    table.add_row("unsubscribed (task metrics)", str(report.delivery.get("unsubscribed", 0)))
     return table
 
 

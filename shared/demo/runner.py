@@ -27,13 +27,14 @@ from shared import connector_store as store
 from shared import migrations, task_names
 from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.demo import campaign, processes, report
+from shared.demo import campaign, one_click, processes, report
 from shared.models import SuppressionReason, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
 from shared.sending.ledger import count_by_status
 from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
 from shared.settings import Settings, load_settings
 from shared.suppression import suppress
+from shared.unsubscribe.tokens import generate_unsubscribe_key
 
 #: The hour budget is below the campaign's size, so deferral shows in the report.
 DEMO_PER_HOUR = 250
@@ -113,6 +114,8 @@ def _prepare(options: DemoOptions, console: Console) -> DemoEnvironment:
         "RESEND_WEBHOOK_SECRET": secret,
         "RESEND_REQUESTS_PER_SECOND": "10",
         "PILOT_ENCRYPTION_KEYS": generate_key(),
+        "PILOT_PUBLIC_URL": f"http://127.0.0.1:{receiver_port}",
+        "PILOT_UNSUBSCRIBE_KEYS": generate_unsubscribe_key(),
         "PILOT_LOG_FORMAT": "human",
     }
     env.pop("RESEND_API_KEY", None)
@@ -256,6 +259,15 @@ def _run_campaign(
         )
         console.print(f"Enqueued {len(audience.recipients)} emails in {batches} pilot.send_batch tasks.")
         _show_progress(factory, demo.task_id, len(audience.recipients), console, children)
+        with factory() as session:
+            unsubscribes = one_click.simulate(
+                session,
+                task_id=demo.task_id,
+                organization_id=demo.organization_id,
+                readers=campaign.ONE_CLICK_READERS,
+                topic=campaign.TOPIC,
+            )
+        console.print(f"{campaign.ONE_CLICK_READERS} readers pressed their mail client's Unsubscribe button.")
         follow_up = _send_follow_up(factory, broker, demo, audience, console, children)
         with factory() as session:
             usage = report.budget_usage(limiter, demo.connector_id, demo.limits)
@@ -267,6 +279,7 @@ def _run_campaign(
                 usage=usage,
             )
         result.follow_up = follow_up
+        result.unsubscribe = unsubscribes
         result.sandbox = httpx.get(f"{environment.sandbox_url}/_sandbox/stats", timeout=5).json()
         return result
     finally:

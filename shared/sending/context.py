@@ -35,6 +35,7 @@ from shared.sending.ledger import recent_usage
 from shared.sending.observers import DispatchScheduler, NoMetrics, NoScheduler, SendMetrics
 from shared.sending.spent_budgets import SpentBudgets
 from shared.settings import Settings
+from shared.unsubscribe.links import UnsubscribeLinks
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class SendContext:
     limiter: RateLimiter
     http: ResendHTTP
     keyring: KeyRing | None = None
+    #: Makes unsubscribe links (None: ``PILOT_PUBLIC_URL`` or ``PILOT_UNSUBSCRIBE_KEYS`` unset).
+    unsubscribe: UnsubscribeLinks | None = None
     clock: Callable[[], datetime] = _utc_now
     rand: Callable[[], float] = random.random
     #: Sleeps through short pacing waits for a request token (see :mod:`shared.sending.pacing`).
@@ -139,6 +142,7 @@ class SendContext:
             limiter=RateLimiter.from_settings(settings, usage_source=ledger_usage_source(engine)),
             http=make_http_client(settings),
             keyring=keyring,
+            unsubscribe=UnsubscribeLinks.from_settings(settings),
         )
 
     def release(self) -> None:

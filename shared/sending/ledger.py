@@ -71,6 +71,7 @@ def insert_messages(
             "keys": [message.idempotency_key for message in messages],
             "recipients": [message.recipient for message in messages],
             "subjects": [message.subject for message in messages],
+            "topics": [message.topic for message in messages],
             "requests": [Jsonb(message.request) for message in messages],
             "queues": [placement.dispatch_key if ok else None for ok in waiting],
             "statuses": [placement.status if ok else MessageStatus.FAILED for ok in waiting],
@@ -87,13 +88,14 @@ def insert_messages(
 # no ORM bookkeeping: the rows are read back by id when needed.
 _INSERT = """
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, request, dispatch_key, status, next_attempt_at, last_error, priority,
-                            outcomes_queue)
-SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.request,
+                            subject, topic, request, dispatch_key, status, next_attempt_at, last_error,
+                            priority, outcomes_queue)
+SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.topic, v.request,
        v.queue, v.status, v.next_at, v.error, %(priority)s, %(outcomes)s
 FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
-            %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[], %(next)s::timestamptz[],
-            %(errors)s::text[]) AS v(id, key, recipient, subject, request, queue, status, next_at, error)
+            %(topics)s::text[], %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[],
+            %(next)s::timestamptz[], %(errors)s::text[])
+    AS v(id, key, recipient, subject, topic, request, queue, status, next_at, error)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 

@@ -19,7 +19,9 @@ from shared.errors import PayloadInvalid
 from shared.models import Priority
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.pipeline import prepare
+from shared.settings import get_settings
 from shared.task_producer import TaskSender, publish
+from shared.unsubscribe.links import UnsubscribeLinks
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ def enqueue_send(session: Session, celery_app: TaskSender, **payload: Any) -> li
         raise PayloadInvalid("message_ids: the outbox writes rows itself; give the email's content")
     # A stable reference for the derived keys: the caller's task, else a new one per call.
     reference = str(parsed.task_id or uuid.uuid4())
-    connector_id, ids = prepare(session, parsed, task_ref=reference)
+    links = UnsubscribeLinks.from_settings(get_settings())
+    connector_id, ids = prepare(session, parsed, task_ref=reference, links=links)
     resume = {"connector_id": str(connector_id), "message_ids": ids}
     _publish_after_commit(session, celery_app, resume, parsed.resolved_priority)
     return ids

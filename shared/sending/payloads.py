@@ -2,7 +2,7 @@
 
 The models are the client's (:mod:`marketing_pilot_client.payloads`, one definition); an invalid payload
 raises ``PayloadInvalid`` naming every bad field, never a value. Each email of a batch is validated on
-its own (:func:`parse_emails`). The fields: docs/architecture.md, "The send path".
+its own (:func:`parse_emails`). The fields: docs/architecture.md, "The send path", and the README.
 """
 
 from __future__ import annotations

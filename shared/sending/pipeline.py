@@ -42,6 +42,7 @@ from shared.sending.refusals import record_invalid
 from shared.sending.rendering import RenderedMessage
 from shared.sending.retry_policy import PAUSED_CONNECTOR_WAIT_S
 from shared.sending.suppression_check import suppressed_reasons
+from shared.unsubscribe.links import UnsubscribeLinks
 
 POSITIONAL_REFUSAL = (
     "args: positional arguments are not accepted; send the payload as keyword arguments (kwargs)"
@@ -194,7 +195,7 @@ def _submit_alone(
     if payload.organization_id not in (None, view.organization_id):
         return _submit(ctx, kwargs, payload, task_ref=task_ref)  # refused there, naming the field
     try:
-        messages = render(payload, view, task_ref=task_ref, prepared=Prepared(view))
+        messages = render(payload, view, task_ref=task_ref, prepared=Prepared(view), links=ctx.unsubscribe)
     except PayloadInvalid:
         return _submit(ctx, kwargs, payload, task_ref=task_ref)
     if len(messages) != 1:
@@ -209,8 +210,9 @@ def _submit_alone(
         message.recipient,
         message.subject,
         message.request,
-        payload.resolved_priority,
-        payload.outcomes_queue,
+        topic=message.topic,
+        priority=payload.resolved_priority,
+        outcomes_queue=payload.outcomes_queue,
     )
     alone = dispatcher.send_alone(row, view)
     if alone.result is not None:
@@ -256,7 +258,15 @@ def _write(
     rendered: list[RenderedMessage] | None = None,
 ) -> Recorded:
     placement = _placement(ctx, session, view, payload.resolved_priority)
-    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, rendered=rendered)
+    prepared = prepare_rows(
+        session,
+        payload,
+        view,
+        task_ref=task_ref,
+        placement=placement,
+        rendered=rendered,
+        links=ctx.unsubscribe,
+    )
     suppressed = 0
     if placement.until is not None:
         # Rows made to wait are answered now if their recipient is suppressed (as a dispatch would),
@@ -278,12 +288,9 @@ def _write(
 def _answer_suppressed(session: Session, view: ConnectorView, messages: Sequence[RenderedMessage]) -> int:
     """Mark the waiting rows of suppressed recipients ``suppressed``; how many."""
     waiting = [message for message in messages if message.refusal is None]
-    reasons = suppressed_reasons(session, view.organization_id, [message.recipient for message in waiting])
-    found = {
-        message.id: reasons[mailbox_key(message.recipient)]
-        for message in waiting
-        if mailbox_key(message.recipient) in reasons
-    }
+    asked = {message.id: (mailbox_key(message.recipient), message.topic) for message in waiting}
+    reasons = suppressed_reasons(session, view.organization_id, asked.values())
+    found = {message_id: reasons[pair] for message_id, pair in asked.items() if pair in reasons}
     ledger.mark_suppressed(session, found)
     return len(found)
 
@@ -342,11 +349,15 @@ def results(
 
 
 def prepare(
-    session: Session, payload: SendEmailPayload | SendBatchPayload, *, task_ref: str
+    session: Session,
+    payload: SendEmailPayload | SendBatchPayload,
+    *,
+    task_ref: str,
+    links: UnsubscribeLinks | None = None,
 ) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """Write the payload's rows in ``session``'s transaction, not yet in any key's queue: the resume
     task published after the commit puts them there (the outbox). Returns the connector id and the
-    rows' ids.
+    rows' ids. ``links`` makes unsubscribe links (none without it).
 
     Raises :class:`PayloadInvalid` for bad routing, an email that cannot be rendered, or an
     ``idempotency_key`` already used for other content (nothing of this payload is written then).
@@ -357,7 +368,7 @@ def prepare(
     view = view_of(connector, None, None)  # no key is needed: the rows join no queue yet
     _check_routing(session, payload, view)
     placement = Placement(None, priority=payload.resolved_priority)
-    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement)
+    prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, links=links)
     if prepared.answered:
         raise PayloadInvalid("; ".join(str(result.reason) for result in prepared.answered))
     if payload.task_id is not None:

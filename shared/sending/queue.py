@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from shared.models import Priority
 from shared.suppression import RECIPIENT_LOCK_KEY
+from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
 
 #: Due units looked at per claim (the first one free is taken).
 RETRY_CANDIDATES = 5
@@ -105,17 +106,27 @@ WHERE m.attempt_key = %(unit)s
 FOR UPDATE
 """
 
-_READ = f"""
+_READ = (
+    """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
        m.attempts, m.attempt_key, m.last_error, m.status, m.created_at, c.status, s.reason, s.created_at,
        m.priority
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
-LEFT JOIN suppression_list s ON s.organization_id = m.organization_id AND s.email = lower(btrim(m.recipient))
-    AND (s.expires_at IS NULL OR s.expires_at > %(now)s)
+LEFT JOIN LATERAL (
+    SELECT reason, created_at FROM suppression_list s
+    WHERE s.organization_id = m.organization_id AND s.email = lower(btrim(m.recipient))
+        AND (s.expires_at IS NULL OR s.expires_at > %(now)s) AND """
+    + ENTRY_STOPS_EMAIL.format(entry="s", topic="m.topic")
+    + """
+    ORDER BY s.topic LIMIT 1
+) s ON true
 WHERE m.id = ANY(%(ids)s)
-ORDER BY {_RANK.format(column="m.priority")}, m.created_at, m.id
+ORDER BY """
+    + _RANK.format(column="m.priority")
+    + """, m.created_at, m.id
 """
+)
 
 _WRITE = (
     """
@@ -164,10 +175,12 @@ WITH outcome AS (
 SELECT pg_advisory_unlock_all()
 """
 
-# An active suppression of the alone lane's recipient, as of ``{now}``.
-_SUPPRESSED_NOW = """SELECT FROM suppression_list
-        WHERE organization_id = %(org)s AND email = lower(btrim(%(email)s))
-            AND (expires_at IS NULL OR expires_at > {now})"""
+# An active suppression of the alone lane's recipient (for everything, or its email's topic), as of
+# ``{now}``.
+_SUPPRESSED_NOW = f"""SELECT FROM suppression_list s
+        WHERE s.organization_id = %(org)s AND s.email = lower(btrim(%(email)s))
+            AND (s.expires_at IS NULL OR s.expires_at > {{now}})
+            AND {ENTRY_STOPS_EMAIL.format(entry="s", topic="%(topic)s::text")}"""
 
 # Everything the alone lane needs to know, in one read: is the key taken already, does any row of the
 # queue wait (ready, or a unit due again: they go first), the connector's live status, the task's
@@ -191,9 +204,9 @@ SELECT
 # active now (a new snapshot, taken after the recipient's lock) and its key is free.
 _START_ALONE = f"""
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, request, dispatch_key, status, attempts, attempt_key, priority,
-                            outcomes_queue)
-SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(request)s,
+                            subject, topic, request, dispatch_key, status, attempts, attempt_key,
+                            priority, outcomes_queue)
+SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(request)s,
        %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
 WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
 ON CONFLICT (idempotency_key) DO NOTHING
@@ -305,6 +318,8 @@ class AloneRow:
     recipient: str
     subject: str
     request: dict[str, Any]
+    #: The email's topic (None: it has none).
+    topic: str | None = None
     priority: Priority = Priority.TRANSACTIONAL
     #: The caller's queue for outcome events, if it asked for them.
     outcomes_queue: str | None = None
@@ -342,6 +357,7 @@ def claim_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str, *, now: 
         "task": row.task_id,
         "org": row.organization_id,
         "email": row.recipient,
+        "topic": row.topic,
     }
     found = conn.execute(_CLAIM_ALONE, params).fetchone()
     assert found is not None  # a SELECT without FROM has one row
@@ -362,6 +378,7 @@ def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datet
         "ikey": row.idempotency_key,
         "email": row.recipient,
         "subject": row.subject,
+        "topic": row.topic,
         "request": Jsonb(row.request),
         "key": key,
         "priority": row.priority,

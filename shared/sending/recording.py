@@ -31,7 +31,8 @@ from shared.sending.payloads import (
     parse_emails,
 )
 from shared.sending.refusals import refused_messages
-from shared.sending.rendering import RenderedMessage, render_email, stored_content_hash
+from shared.sending.rendering import LinkOptions, RenderedMessage, render_email, stored_content_hash
+from shared.unsubscribe.links import UnsubscribeLinks
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +64,17 @@ def prepare_rows(
     task_ref: str,
     placement: Placement,
     rendered: list[RenderedMessage] | None = None,
+    links: UnsubscribeLinks | None = None,
 ) -> Prepared:
     """Render ``payload`` (unless ``rendered`` holds its messages already), write its rows where
-    ``placement`` says and answer its conflicts (nothing is committed here).
+    ``placement`` says and answer its conflicts (nothing is committed here). ``links`` makes the
+    unsubscribe links (none without it).
 
     Raises :class:`PayloadInvalid` if a single email (``pilot.send_email``) cannot be rendered.
     """
     prepared = Prepared(connector)
     if rendered is None:
-        rendered = render(payload, connector, task_ref=task_ref, prepared=prepared)
+        rendered = render(payload, connector, task_ref=task_ref, prepared=prepared, links=links)
     messages = _without_repeats(session, connector, rendered, prepared)
     ledger.insert_messages(
         session,
@@ -100,14 +103,24 @@ def render(
     *,
     task_ref: str,
     prepared: Prepared,
+    links: UnsubscribeLinks | None = None,
 ) -> list[RenderedMessage]:
-    """Every mailbox's message, fanned out, in order; a batch's invalid emails as refused messages."""
+    """Every mailbox's message, fanned out, in order; a batch's invalid emails as refused messages.
+
+    Every email of a batch is bulk: it gets unsubscribe headers unless it opts out.
+    """
     default_from = connector.default_from
     ref = str(payload.task_id) if payload.task_id is not None else task_ref
+    options = LinkOptions(links, connector.organization_id, bulk=isinstance(payload, SendBatchPayload))
 
     def one(email: EmailFields) -> list[RenderedMessage]:
         return render_email(
-            email, connector_id=connector.id, task_ref=ref, default_from=default_from, task_id=payload.task_id
+            email,
+            connector_id=connector.id,
+            task_ref=ref,
+            default_from=default_from,
+            task_id=payload.task_id,
+            links=options,
         )
 
     if isinstance(payload, SendEmailPayload):
@@ -157,14 +170,16 @@ def _taken_keys(
     if not keyed:
         return set()
     stored = session.execute(
-        select(EmailMessage.id, EmailMessage.request).where(
+        select(EmailMessage.id, EmailMessage.request, EmailMessage.topic).where(
             EmailMessage.id.in_(keyed), EmailMessage.connector_id == connector.id
         )
     )
     return {
         message_id
-        for message_id, request in stored
-        if request and stored_content_hash(request) != keyed[message_id].content_hash
+        for message_id, request, topic in stored
+        if request
+        and (stored_content_hash(request), topic)
+        != (stored_content_hash(keyed[message_id].request), keyed[message_id].topic)
     }
 
 

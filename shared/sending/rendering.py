@@ -2,8 +2,8 @@
 
 Every distinct mailbox of ``to``, ``cc`` and ``bcc`` gets an email of its own, addressed to it alone.
 The body is rendered once and stored, so every retry sends the same bytes under the same key. Keys
-are deterministic and a row's id is a UUIDv5 of its key. Fan-out and key formats:
-docs/architecture.md, "The send path".
+are deterministic and a row's id is a UUIDv5 of its key; unsubscribe links are added once the key is
+known. Fan-out, keys and links: docs/architecture.md, "The send path" and "One-click unsubscribe".
 """
 
 from __future__ import annotations
@@ -20,6 +20,19 @@ from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
 from shared.resend_schemas import check_send_request
 from shared.sending.payloads import EmailFields
+from shared.unsubscribe.links import (
+    LIST_UNSUBSCRIBE,
+    LIST_UNSUBSCRIBE_POST,
+    NOT_CONFIGURED,
+    PLACEHOLDER,
+    UNSUBSCRIBE_PATH,
+    UnsubscribeLinks,
+    fill,
+    has_list_unsubscribe,
+    has_placeholder,
+    list_headers,
+)
+from shared.unsubscribe.tokens import UnsubscribeToken
 
 #: Namespace of ledger row ids derived from idempotency keys.
 MESSAGE_ID_NAMESPACE = uuid.UUID("0b6c3c1e-6f43-4c67-9a3e-2f5a6d1c8e20")
@@ -27,6 +40,18 @@ TASK_ID_HEADER = "X-Task-ID"
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 #: Characters of a task reference kept in keys and tags (a UUID is 36).
 MAX_TASK_REF = 80
+#: An unsubscribe URL as rendering writes it, wherever it stands in a stored request.
+_UNSUBSCRIBE_URL = re.compile(r"https?://[^\s\"'<>]*?" + re.escape(UNSUBSCRIBE_PATH) + r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class LinkOptions:
+    """How a request's emails get unsubscribe links: who makes them (None: this process cannot),
+    the organization they name, and whether its emails are bulk (headers unless an email opts out)."""
+
+    links: UnsubscribeLinks | None
+    organization_id: uuid.UUID
+    bulk: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,6 +71,8 @@ class RenderedMessage:
     #: The key came from the caller (whose content may differ under the same key: a conflict).
     caller_keyed: bool = False
     refusal: str | None = None
+    #: The email's topic (None: it has none).
+    topic: str | None = None
 
 
 def render_email(
@@ -55,22 +82,45 @@ def render_email(
     task_ref: str,
     default_from: str | None,
     task_id: uuid.UUID | None = None,
+    links: LinkOptions | None = None,
 ) -> list[RenderedMessage]:
     """One rendered message per distinct mailbox of ``to``, ``cc`` and ``bcc`` (fan-out), in order.
 
     ``task_ref`` names the request in keys and the ``X-Task-ID`` header (the ``tasks`` row id, else
     the Celery task id); the ``task_id`` tag is set only for a ``tasks`` row (``task_id``).
+    ``links``: how unsubscribe links are made (none without it).
 
-    Raises :class:`PayloadInvalid` if the result is not a valid Resend request (e.g. no sender).
+    Raises :class:`PayloadInvalid` if the result is not a valid Resend request (e.g. no sender), or
+    if the email needs an unsubscribe link this process cannot make.
     """
     sender = email.from_ or default_from
     if not sender:
         raise PayloadInvalid("from: required (the payload has none and the connector has no default_from)")
     ref = task_reference(task_ref)
+    _check_links(email, links)
     return [
-        _render_one(email, to, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id)
+        _render_one(
+            email, to, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id, links=links
+        )
         for to in mailboxes(email)
     ]
+
+
+def _check_links(email: EmailFields, links: LinkOptions | None) -> None:
+    if links is not None and links.links is not None:
+        return
+    if email.list_unsubscribe:
+        raise PayloadInvalid(f"list_unsubscribe: {NOT_CONFIGURED}")
+    for field, text in (("html", email.html_body), ("text", email.text)):
+        if has_placeholder(text):
+            raise PayloadInvalid(f"{field}: {PLACEHOLDER} needs an unsubscribe link; {NOT_CONFIGURED}")
+
+
+def _wants_headers(email: EmailFields, links: LinkOptions | None) -> bool:
+    """Whether the email gets the List-Unsubscribe headers: asked for, or bulk and not opted out."""
+    if email.list_unsubscribe is not None:
+        return email.list_unsubscribe
+    return links is not None and links.bulk
 
 
 def mailboxes(email: EmailFields) -> list[str]:
@@ -89,9 +139,10 @@ def _render_one(
     connector_id: uuid.UUID,
     ref: str,
     task_id: uuid.UUID | None,
+    links: LinkOptions | None = None,
 ) -> RenderedMessage:
     content = _content(email, to, sender)
-    digest = content_hash(content)
+    digest = content_hash(_keyed_content(content, email))
     address = bare_address(to)
     key = message_key(
         connector_id=connector_id,
@@ -102,6 +153,19 @@ def _render_one(
     )
     message_id = message_id_for(key)
     headers = {**(content.pop("headers", None) or {}), TASK_ID_HEADER: ref}
+    with_headers = _wants_headers(email, links) and not has_list_unsubscribe(headers)
+    if (
+        links is not None
+        and links.links is not None
+        and (with_headers or has_placeholder(email.html_body, email.text))
+    ):
+        token = UnsubscribeToken(links.organization_id, message_id, address.lower(), email.topic)
+        url = links.links.unsubscribe_url(token)
+        for part in ("html", "text"):
+            if part in content:
+                content[part] = fill(content[part], url)
+        if with_headers:
+            headers.update(list_headers(url))
     tags = content.pop("tags", [])
     if task_id is not None:
         tags.append({"name": "task_id", "value": str(task_id)})
@@ -109,7 +173,14 @@ def _render_one(
     # Refused before it is stored if Resend would refuse it; checked once, not again by the client.
     request = check_send_request({**content, "headers": headers, "tags": tags})
     return RenderedMessage(
-        message_id, key, address, email.subject, request, digest, email.idempotency_key is not None
+        message_id,
+        key,
+        address,
+        email.subject,
+        request,
+        digest,
+        email.idempotency_key is not None,
+        topic=email.topic,
     )
 
 
@@ -129,6 +200,17 @@ def _content(email: EmailFields, to: str, sender: str) -> dict[str, Any]:
     return body
 
 
+def _keyed_content(content: dict[str, Any], email: EmailFields) -> dict[str, Any]:
+    """What the key's content hash covers: the wire content, plus the topic and the unsubscribe
+    choice when given (so an email without them keeps the key it always had)."""
+    keyed = dict(content)
+    if email.topic is not None:
+        keyed["topic"] = email.topic
+    if email.list_unsubscribe is not None:
+        keyed["list_unsubscribe"] = email.list_unsubscribe
+    return keyed
+
+
 def content_hash(content: dict[str, Any]) -> str:
     """sha256 hex of the canonical JSON of one mailbox's ``content``, its ``to`` reduced to the mailbox.
 
@@ -139,10 +221,17 @@ def content_hash(content: dict[str, Any]) -> str:
 
 
 def stored_content_hash(request: dict[str, Any]) -> str:
-    """:func:`content_hash` of the caller's content held in a stored request (worker-set parts removed)."""
+    """:func:`content_hash` of the caller's content held in a stored request (worker-set parts removed:
+    the task header and tags, and unsubscribe links, whatever key sealed them)."""
     content = dict(request)
     headers = {name: value for name, value in (content.pop("headers", None) or {}).items()}
     headers.pop(TASK_ID_HEADER, None)
+    if _UNSUBSCRIBE_URL.fullmatch(headers.get(LIST_UNSUBSCRIBE, "").strip("<>")):
+        headers.pop(LIST_UNSUBSCRIBE)
+        headers.pop(LIST_UNSUBSCRIBE_POST, None)
+    for part in ("html", "text"):
+        if isinstance(content.get(part), str):
+            content[part] = _UNSUBSCRIBE_URL.sub(PLACEHOLDER, content[part])
     tags = [tag for tag in content.pop("tags", None) or [] if tag.get("name") not in RESERVED_TAGS]
     if headers:
         content["headers"] = headers

@@ -127,3 +127,14 @@ def test_demo_prints_the_report(demo_run: dict[str, Any]) -> None:
 
 def test_demo_stops_every_process_it_started(demo_run: dict[str, Any]) -> None:
     assert demo_run["leftovers"] == []
+
+
+def test_demo_campaign_has_a_topic_and_readers_unsubscribe_in_one_click(demo_run: dict[str, Any]) -> None:
+    found = demo_run["report"]["unsubscribe"]
+
+    assert found["topic"] == "spring-offers"
+    assert found["header"]["List-Unsubscribe"].startswith("<http://127.0.0.1:")
+    assert found["header"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert [post["status"] for post in found["posts"]] == [200] * len(found["posts"])
+    assert found["left_topic"] == 5  # the first one posted twice: still one entry
+    assert demo_run["report"]["delivery"]["unsubscribed_by_topic"] == {"spring-offers": 5}

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from shared.models import EmailMetric, Task
 from shared.resend_events import EventType as E
+from shared.unsubscribe.metrics import unsubscribe_figures
 
 #: Rates with their numerator and denominator named, so a reader knows what "open rate" means here.
 RATES = {
@@ -82,7 +83,7 @@ def refresh_task_metrics(session: Session, task_id: uuid.UUID) -> dict[str, Any]
     insert's foreign-key check holds a KEY SHARE lock on the task, and upgrading past it deadlocked.
     """
     session.execute(select(Task.id).where(Task.id == task_id).with_for_update(key_share=True))
-    metrics = delivery_metrics(delivery_counts(session, task_id))
+    metrics = {**delivery_metrics(delivery_counts(session, task_id)), **unsubscribe_figures(session, task_id)}
     # `||` merges at the top level in SQL: the worker's own keys in execution_result stay intact.
     merged = Task.execution_result.op("||")(literal({"delivery": metrics}, JSONB))
     session.execute(update(Task).where(Task.id == task_id).values(execution_result=merged))
