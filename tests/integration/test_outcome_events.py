@@ -4,6 +4,7 @@ status change's own transaction (the outbox) and published at least once as ``pi
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,9 @@ from shared.db import transaction
 from shared.models import OutcomeEvent as OutboxRow
 from shared.outcome_publisher import publish_pending
 from shared.sending import pipeline as sending
+from shared.unsubscribe.actions import UnsubscribeSource, unsubscribe
+from shared.unsubscribe.tokens import UnsubscribeToken
+from shared.unsubscribe.topics import Scope
 from tests.send_helpers import add_connector, add_suppressions, rows, send_payload
 from tests.webhook_factories import resend_payload, store_event
 from worker.events.processing import process_event
@@ -113,6 +117,22 @@ def test_webhook_events_are_reported_once_each(ctx, resend, factory) -> None:
 
     assert [event.kind.value for event in sender.events()] == ["delivered", "opened", "clicked"]
     assert all(event.resend_id == row.resend_email_id for event in sender.events())
+
+
+def test_an_unsubscribe_is_reported_with_the_topic_left(ctx, resend, factory) -> None:
+    organization, connector = add_connector(factory)
+    payload = send_payload(connector, "ada@example.test", topic="newsletter", outcomes_queue=QUEUE)
+    sending.send_email(ctx, payload, task_ref="t1")
+    [row] = rows(factory, connector)
+    publish_pending(factory, RecordingSender())
+    token = UnsubscribeToken(organization, row.id, "ada@example.test", "newsletter")
+    with transaction(factory) as session:
+        unsubscribe(session, token, Scope.TOPIC, source=UnsubscribeSource.ONE_CLICK, now=datetime.now(UTC))
+    sender = RecordingSender()
+
+    publish_pending(factory, sender)
+
+    assert [(event.kind.value, event.reason) for event in sender.events()] == [("unsubscribed", "newsletter")]
 
 
 def test_a_send_without_outcomes_queue_writes_no_events(ctx, resend, factory) -> None:
