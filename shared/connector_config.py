@@ -58,7 +58,7 @@ class ConnectorConfig(BaseModel):
     def _day_covers_hour(cls, value: int, info: ValidationInfo) -> int:
         per_hour = info.data.get("rate_limit_per_hour")  # absent when it was refused itself
         if per_hour is not None and value < per_hour:
-            raise ValueError("must not be below the hourly limit")
+            raise ValueError("must not be below rate_limit_per_hour")
         return value
 
     @field_validator("reserve_transactional_per_hour", "reserve_transactional_per_day")

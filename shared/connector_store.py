@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from shared import audit
 from shared.connector_config import ConnectorConfig, parse_connector_config
 from shared.crypto import KeyRing
-from shared.errors import ConnectorNotFound, OrganizationNotFound, PayloadInvalid
+from shared.errors import AlreadyExists, ConnectorNotFound, OrganizationNotFound, PayloadInvalid
 from shared.models import Connector, ConnectorStatus, ConnectorUsage, Organization
 
 #: last_error is shown to operators; keep it short.
@@ -49,6 +49,11 @@ def get_organization(session: Session, organization_id: uuid.UUID | str) -> Orga
     return organization
 
 
+def list_organizations(session: Session) -> list[Organization]:
+    """Every organization, oldest first."""
+    return list(session.scalars(select(Organization).order_by(Organization.created_at, Organization.id)))
+
+
 def validate_connector_config(config: dict[str, Any]) -> ConnectorConfig:
     """Parse a connector config, or raise :class:`~shared.errors.FieldsInvalid` naming every bad field."""
     return parse_connector_config(config)
@@ -65,9 +70,15 @@ def create_connector(
     keyring: KeyRing | None = None,
     type: str = "resend",
 ) -> Connector:
-    """Create a connector, encrypting ``api_key`` with ``keyring`` when one is given."""
+    """Create a connector, encrypting ``api_key`` with ``keyring`` when one is given.
+
+    Raises :class:`AlreadyExists` when the organization has a connector of that name.
+    """
     organization = get_organization(session, organization_id)
     parsed = validate_connector_config(config)
+    taken = select(Connector.id).where(Connector.organization_id == organization.id, Connector.name == name)
+    if session.scalars(taken).first() is not None:
+        raise AlreadyExists(f"organization {organization.id} already has a connector named {name!r}")
     connector = Connector(
         id=uuid.uuid4(),
         organization_id=organization.id,

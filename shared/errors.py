@@ -42,6 +42,10 @@ class ConnectorNotFound(NotFound):
     """Raised when a connector id is unknown."""
 
 
+class AlreadyExists(PilotError):
+    """Raised when a name that must be unique is taken (a connector's name in its organization)."""
+
+
 class CryptoError(PilotError):
     """Raised when a credential cannot be encrypted or decrypted (wrong key, tampering, swap)."""
 
@@ -152,6 +156,11 @@ class WebhookVerificationError(PilotError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BrokerUnavailable(PilotError, ConnectionError):
+    """Raised when the Celery broker cannot be reached to publish a task (the message names its URL,
+    password masked)."""
 
 
 class TokenInvalid(PilotError):

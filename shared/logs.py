@@ -1,7 +1,10 @@
-"""Logging set-up: one format switch (human or JSON) and a filter that redacts secrets.
+"""Logging set-up: one format switch (human or JSON), a filter that redacts secrets and one that
+masks email addresses.
 
-The filter removes the configured secret values and anything shaped like a Resend key, a webhook
-secret or a bearer token from every record, whoever logged it (our code, httpx, Celery).
+The first filter removes the configured secret values and anything shaped like a Resend key, a
+webhook secret or a bearer token from every record, whoever logged it (our code, httpx, Celery).
+The second masks every email address in records above DEBUG (``a***@example.com``): recipients are
+personal data, and Celery's own INFO lines carry task results. At DEBUG they are shown whole.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from shared.addresses import mask_addresses
 from shared.settings import Settings
 
 REDACTED = "[redacted]"
@@ -40,6 +44,22 @@ class RedactingFilter(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        return True
+
+
+class PersonalDataFilter(logging.Filter):
+    """Mask email addresses (:func:`~shared.addresses.mask_addresses`) in records above DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= logging.DEBUG:
+            return True
+        record.msg = mask_addresses(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = mask_addresses(record.exc_text)
         return True
 
 
@@ -73,10 +93,23 @@ def configure_logging(settings: Settings) -> None:
     """Install the root handler with the chosen format and the redacting filter."""
     handler = logging.StreamHandler()
     handler.addFilter(RedactingFilter(secret_values(settings)))
+    handler.addFilter(PersonalDataFilter())
     if settings.pilot_log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(settings.pilot_log_level.upper())
+    root.setLevel(settings.pilot_log_level)
+
+
+def configure_cli_logging() -> None:
+    """The ``pilot`` command's logging: warnings and errors only, on stderr, secret-shaped strings
+    redacted and addresses masked (it reads no settings, so it works before they are valid)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RedactingFilter())
+    handler.addFilter(PersonalDataFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)

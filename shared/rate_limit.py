@@ -207,15 +207,10 @@ class RateLimiter:
 
     # Resend API key request rate --------------------------------------------------------------
 
-    def acquire_request(self, api_key: str, *, n: int = 1) -> Decision:
-        """Take ``n`` request tokens for ``api_key``; denied while its cooldown lasts.
-
-        The rate is the one last set with :meth:`set_request_rate` by any worker, else the default.
-        """
-        return self.acquire_request_for(api_key_hash(api_key), n=n)
-
     def acquire_request_for(self, key_hash: str, *, n: int = 1) -> Decision:
-        """:meth:`acquire_request` for the API key named ``key_hash`` (its :func:`api_key_hash`)."""
+        """Take ``n`` request tokens for the API key named ``key_hash`` (its :func:`api_key_hash`);
+        denied while its cooldown lasts. The rate is the one last set with :meth:`set_request_rate` by
+        any worker, else the default."""
         keys = (self._request_key(key_hash), self._cooldown_key(key_hash), self._request_rate_key(key_hash))
         return self._run("take", n, keys, self._default_request_rate, _REQUEST_BUCKETS)[0]
 

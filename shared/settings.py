@@ -35,6 +35,8 @@ ENCRYPTION_KEY_BYTES = 32
 UNSUBSCRIBE_KEY_BYTES = 64
 
 SecretList = Annotated[list[SecretStr], NoDecode]
+#: Python's logging levels by name (``PILOT_LOG_LEVEL``, any case).
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 class Settings(BaseSettings):
@@ -62,7 +64,7 @@ class Settings(BaseSettings):
     pilot_proxy_hops: int = Field(default=0, ge=0, le=5)
 
     pilot_log_format: Literal["human", "json"] = "human"
-    pilot_log_level: str = "INFO"
+    pilot_log_level: LogLevel = "INFO"
     pilot_webhook_max_body_bytes: int = Field(default=DEFAULT_WEBHOOK_MAX_BODY_BYTES, gt=0)
     #: Port of the worker's Prometheus ``/metrics`` (served by its main process); 0 turns it off.
     pilot_worker_metrics_port: int = Field(default=DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535)
@@ -75,6 +77,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return value.split()
         return value
+
+    @field_validator("pilot_log_level", mode="before")
+    @classmethod
+    def _level_in_upper_case(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod
@@ -206,7 +213,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_input=False, include_url=False):
         variable = ".".join(str(part) for part in error["loc"][:1]).upper() or "settings"
-        lines.append(f"{variable}: {error['msg']}")
+        lines.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
     return "invalid configuration: " + "; ".join(lines)
 
 

@@ -1,16 +1,15 @@
 """Operator edits of the suppression list (CLI): add, remove, list, CSV import and export, audited.
 
 CSV: ``email``, ``reason`` (default ``manual``), ``expires_at`` (ISO 8601), ``topic`` (blank: every
-email); export adds ``source`` and ``created_at``. A cell a spreadsheet would run as a formula is
-exported behind a ``'``, which import removes. An import is checked whole before anything is written
-(docs/operations.md, "The pilot command").
+email); export adds ``source`` and ``created_at``. Import reads ``,`` or ``;`` and any header case, the
+address column under an ESP's name too (:mod:`shared.csv_layout`). A formula-like cell is exported
+behind a ``'``, which import removes. An import is checked whole first (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
-import io
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -23,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import audit
+from shared.csv_layout import EMAIL_NAMES_HINT, read_layout
 from shared.db import transaction
 from shared.errors import ImportInterrupted, NotFound, PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression, SuppressionReason
@@ -37,6 +37,7 @@ from shared.suppression import (
     suppress_many,
     suppression_address,
 )
+from shared.timestamps import parse_iso_time
 from shared.unsubscribe.topics import EVERYTHING, TOPIC_PATTERN
 
 CSV_COLUMNS = ("email", "reason", "expires_at", "topic", "source", "created_at")
@@ -155,22 +156,23 @@ def read_csv(data: bytes) -> list[Entry]:
 
     Raises :class:`PayloadInvalid` naming every bad line (the first :data:`MAX_REPORTED_LINES`).
     """
-    reader = csv.reader(io.StringIO(_decoded(data), newline=""))
-    header = next(reader, None)
-    if header is None or "email" not in header:
-        raise PayloadInvalid("CSV: the header must include an 'email' column")
+    layout, rows = read_layout(_decoded(data))
+    if layout.email_header is None:
+        raise PayloadInvalid(
+            f"CSV: no address column in the header {layout.describe()}: name it {EMAIL_NAMES_HINT}"
+        )
     columns: dict[str, int] = {
-        name: header.index(name) for name in ("email", "reason", "expires_at", "topic") if name in header
+        name: index
+        for name in ("email", "reason", "expires_at", "topic")
+        if (index := layout.index(name)) is not None
     }
     entries: list[Entry] = []
     problems: list[str] = []
-    line = reader.line_num + 1  # where the next record starts
-    for row in reader:
+    for line, row in rows:
         where = f"CSV line {line}: "
-        line = reader.line_num + 1
         if not row:
             continue
-        if len(row) > len(header):
+        if len(row) > len(layout.header):
             problems.append(f"{where}more fields than the header has")
             continue
         # The address rule itself takes a ' in front of a formula-like address (see _unescape).
@@ -296,7 +298,6 @@ def _parse_time(value: str | None, *, where: str) -> datetime | None:
     if not value:
         return None
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise PayloadInvalid(f"{where}expires_at {value!r}: must be an ISO 8601 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return parse_iso_time(value)
+    except ValueError as exc:
+        raise PayloadInvalid(f"{where}expires_at {value!r}: {exc}") from None

@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from celery import Celery
+from kombu.exceptions import OperationalError as BrokerConnectionError
 
 from marketing_pilot_client.contract import SEND_TASKS, Priority, priority_of_kwargs, send_queue
 from shared import task_names
+from shared.errors import BrokerUnavailable
+from shared.settings import mask_url_password
 
 #: Seconds to wait for the broker before giving up a publish.
 BROKER_TIMEOUT_S = 2.0
@@ -62,20 +65,40 @@ def publish_event_processing(sender: TaskSender, event_ids: Sequence[str]) -> No
 
 
 class TaskProducer:
-    """Sends tasks to the broker at ``broker_url`` (the client is made on first use)."""
+    """Sends tasks to the broker at ``broker_url`` (the client is made on first use); every process
+    without a Celery app of its own publishes through one. ``transport_options`` are added to
+    kombu's (tests isolate their keys with ``global_keyprefix``)."""
 
-    def __init__(self, broker_url: str) -> None:
+    def __init__(self, broker_url: str, *, transport_options: Mapping[str, Any] | None = None) -> None:
         self._broker_url = broker_url
+        self._transport_options = dict(transport_options or {})
         self._celery: Celery | None = None
         self._lock = threading.Lock()
 
     def send_task(self, name: str, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
-        """Celery's ``send_task`` on this producer's client (so :func:`publish` takes a producer)."""
-        return self._client().send_task(name, args=args, kwargs=kwargs, **options)
+        """Celery's ``send_task`` on this producer's client (so :func:`publish` takes a producer).
+
+        Raises :class:`BrokerUnavailable` when the broker does not answer.
+        """
+        try:
+            return self._client().send_task(name, args=args, kwargs=kwargs, **options)
+        except BrokerConnectionError as exc:
+            raise BrokerUnavailable(
+                f"broker unavailable at {mask_url_password(self._broker_url)}: {exc}"
+            ) from None
 
     def send(self, name: str, kwargs: dict[str, Any], countdown: float = 0.0) -> None:
         """Publish task ``name`` with ``kwargs`` to its queue, to run in ``countdown`` seconds."""
         publish(self, name, kwargs=kwargs, countdown=countdown)
+
+    def ping(self) -> bool:
+        """Whether a connection to the broker can be opened."""
+        try:
+            with self._client().connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+        except Exception:
+            return False
+        return True
 
     def close(self) -> None:
         """Close the broker connections."""
@@ -95,6 +118,7 @@ class TaskProducer:
                     broker_transport_options={
                         "socket_connect_timeout": BROKER_TIMEOUT_S,
                         "socket_timeout": BROKER_TIMEOUT_S,
+                        **self._transport_options,
                     },
                     task_serializer="json",
                 )

@@ -1,19 +1,80 @@
-"""Stored webhook events as operators see them: how many wait or were kept as orphans, and which to
-process again (``pilot status``, ``pilot events replay``, the demo's report)."""
+"""Stored webhook events as operators see them: how many wait or were kept as orphans, which they are,
+and which to process again (``pilot status``, ``pilot events list / replay``, the demo's report)."""
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from shared.errors import PayloadInvalid
-from shared.models import WebhookEvent
+from shared.models import ORPHAN_PREFIX, WebhookEvent
+
+#: Events ``pilot events list`` shows when not told how many.
+DEFAULT_LIST_LIMIT = 50
+
+
+class EventState(enum.StrEnum):
+    """Where a stored event is: applied, kept as an orphan, waiting its turn, or failing (retried)."""
+
+    PROCESSED = "processed"
+    ORPHANED = "orphaned"
+    WAITING = "waiting"
+    FAILING = "failing"
+
+    def condition(self) -> ColumnElement[bool]:
+        """The SQL condition of events in this state."""
+        unprocessed = WebhookEvent.processed_at.is_(None)
+        match self:
+            case EventState.PROCESSED:
+                return and_(WebhookEvent.processed_at.is_not(None), ~_orphaned_or_false())
+            case EventState.ORPHANED:
+                return WebhookEvent.orphaned()
+            case EventState.WAITING:
+                return and_(unprocessed, WebhookEvent.error.is_(None))
+            case EventState.FAILING:
+                return and_(unprocessed, WebhookEvent.error.is_not(None), ~_orphaned_or_false())
+
+    @classmethod
+    def of(cls, event: WebhookEvent) -> EventState:
+        """The state of one event row."""
+        if event.error is not None and event.error.startswith(ORPHAN_PREFIX):
+            return cls.ORPHANED
+        if event.processed_at is not None:
+            return cls.PROCESSED
+        return cls.WAITING if event.error is None else cls.FAILING
+
+
+def _orphaned_or_false() -> ColumnElement[bool]:
+    # ``error`` is NULL for most events: NOT (NULL LIKE ...) would be NULL, not true.
+    return func.coalesce(WebhookEvent.orphaned(), False)
+
+
+def list_events(
+    session: Session,
+    *,
+    state: EventState | None = None,
+    event_type: str | None = None,
+    since: datetime | None = None,
+    limit: int = DEFAULT_LIST_LIMIT,
+) -> list[WebhookEvent]:
+    """The newest stored events first, at most ``limit``, of ``state`` and ``event_type``, received
+    at or after ``since`` (each filter only when given)."""
+    query = select(WebhookEvent)
+    if state is not None:
+        query = query.where(state.condition())
+    if event_type is not None:
+        query = query.where(WebhookEvent.type == event_type)
+    if since is not None:
+        query = query.where(WebhookEvent.received_at >= since.replace(tzinfo=since.tzinfo or UTC))
+    query = query.order_by(WebhookEvent.received_at.desc(), WebhookEvent.id).limit(limit)
+    return list(session.scalars(query))
 
 
 @dataclass(frozen=True)

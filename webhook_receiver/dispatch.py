@@ -15,14 +15,10 @@ import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from celery import Celery
-
-from shared.task_producer import publish_event_processing
+from shared.task_producer import TaskProducer, publish_event_processing
 
 logger = logging.getLogger(__name__)
 
-#: Seconds to wait for the broker before giving the events up to the sweep.
-BROKER_TIMEOUT_S = 2.0
 #: Event ids per task message, and how long the first id of a batch waits for company (a longer
 #: wait means fewer publishes, at about 1 ms of CPU each; processing a quarter second later is free).
 MAX_BATCH = 100
@@ -40,29 +36,15 @@ class Dispatcher(Protocol):
 
 
 class CeleryPublisher:
-    """Sends ``pilot.process_webhook_event`` to the events queue on ``broker_url``.
-
-    Publishing fails fast (no publish retries, short socket timeouts). ``transport_options`` are
-    added to kombu's (tests isolate their keys with ``global_keyprefix``).
-    """
+    """Sends ``pilot.process_webhook_event`` to the events queue on ``broker_url``, through a
+    fail-fast :class:`~shared.task_producer.TaskProducer`."""
 
     def __init__(self, *, broker_url: str, transport_options: Mapping[str, Any] | None = None) -> None:
-        self._celery = Celery("pilot-webhook-receiver", broker=broker_url, set_as_current=False)
-        self._celery.conf.update(
-            task_publish_retry=False,
-            broker_connection_timeout=BROKER_TIMEOUT_S,
-            broker_connection_retry=False,
-            broker_transport_options={
-                "socket_connect_timeout": BROKER_TIMEOUT_S,
-                "socket_timeout": BROKER_TIMEOUT_S,
-                **(transport_options or {}),
-            },
-            task_serializer="json",
-        )
+        self._producer = TaskProducer(broker_url, transport_options=transport_options)
 
     def publish(self, event_ids: list[str]) -> None:
         """One task message for ``event_ids``; raises kombu/redis errors when the broker is down."""
-        publish_event_processing(self._celery, event_ids)
+        publish_event_processing(self._producer, event_ids)
 
     def enqueue(self, event_id: str) -> None:
         """Publish the task for ``event_id`` now (a :class:`Dispatcher` without batching)."""
@@ -70,12 +52,7 @@ class CeleryPublisher:
 
     def ping(self) -> bool:
         """Whether a connection to the broker can be opened."""
-        try:
-            with self._celery.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
-        except Exception:
-            return False
-        return True
+        return self._producer.ping()
 
 
 class BatchingDispatcher:

@@ -8,7 +8,6 @@ raised here is raised again in the Flask view, so every refusal comes from ``app
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -49,7 +48,7 @@ def fast_path(
             environ["wsgi.input"] = io.BytesIO(body)
             return inner(environ, start_response)
         environ[outcome_key] = receipt.outcome
-        answer = f'{{"status":"{receipt.outcome}","svix_id":{json.dumps(receipt.svix_id)}}}'.encode()
+        answer = receipt.answer()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
         return [answer]
 

@@ -33,7 +33,19 @@ _created: list[str] = []
 
 
 def on_starting(server: Any) -> None:
-    """Before the first worker: an empty metrics directory, named in the workers' environment."""
+    """Before the first worker: the settings checked, an empty metrics directory named in the
+    workers' environment.
+
+    A malformed setting stops the server here with one line naming the variable (and exit code 1),
+    instead of every worker failing to boot with a traceback.
+    """
+    from shared.errors import ConfigError
+    from shared.settings import load_settings
+
+    try:
+        load_settings()
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         path = Path(directory)

@@ -43,13 +43,6 @@ class ReceiverMetrics(Protocol):
         :data:`DUPLICATE`, one of :data:`REJECT_REASONS`, or ``None`` (e.g. a 503)."""
 
 
-class NullMetrics:
-    """Records nothing."""
-
-    def observe(self, status: int, seconds: float, outcome: str | None) -> None:
-        """Do nothing."""
-
-
 class PrometheusMetrics:
     """The ``pilot_webhook*`` series, registered in ``registry`` (a new one by default)."""
 

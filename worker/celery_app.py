@@ -23,6 +23,7 @@ from celery.signals import (
 from kombu.entity import Exchange, Queue
 
 from shared import task_names
+from shared.errors import ConfigError
 from shared.logs import configure_logging
 from shared.settings import Settings, get_settings
 
@@ -153,4 +154,8 @@ def _connect_metrics(settings: Settings) -> None:
     task_postrun.connect(on_postrun, weak=False, dispatch_uid="pilot-metrics-postrun")
 
 
-app = make_celery(get_settings())
+try:
+    app = make_celery(get_settings())
+except ConfigError as exc:
+    # `celery -A worker.celery_app ...` (worker and beat) stops with one line naming the variable.
+    raise SystemExit(str(exc)) from None

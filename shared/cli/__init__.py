@@ -6,32 +6,36 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from shared.cli.connectors import connector
 from shared.cli.context import CliContext
 from shared.cli.db import db
 from shared.cli.dead_letters import dead_letters
 from shared.cli.demo import demo, sandbox
+from shared.cli.failures import describe_database_error
 from shared.cli.keys import keys
 from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
-from shared.cli.output import printable_lines
+from shared.cli.output import printable, printable_lines
 from shared.cli.schema import schema
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
+from shared.logs import configure_cli_logging
 
 
 class PilotGroup(click.Group):
-    """A group that turns domain and connection errors into one clear line and exit code 1."""
+    """A group that turns domain and database errors into one clear line and exit code 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PilotError as exc:
             raise click.ClickException(printable_lines(exc)) from None
-        except OperationalError as exc:
-            raise click.ClickException(printable_lines(f"database unavailable: {exc.orig}")) from None
+        except DBAPIError as exc:
+            cli_context = ctx.find_object(CliContext)
+            url = cli_context.database_url if cli_context is not None else None
+            raise click.ClickException(printable(describe_database_error(exc, url))) from None
 
 
 @click.group(cls=PilotGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,6 +54,7 @@ cli.add_command(schema)
 
 def main() -> None:
     """Console-script entry: run the CLI, turning domain errors into one line on stderr."""
+    configure_cli_logging()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:

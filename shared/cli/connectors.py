@@ -13,7 +13,7 @@ from shared import audit
 from shared import connector_store as store
 from shared.cli.context import CliContext, pass_cli
 from shared.cli.flag_errors import fields_as_flags
-from shared.cli.output import cell, printable
+from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table, printable
 from shared.models import Connector
 
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
@@ -73,29 +73,59 @@ def add(
 
 @connector.command("list")
 @click.option("--org", "organization_id", help="Only this organization's connectors.")
+@JSON_FLAG
+@WIDE_FLAG
 @pass_cli
-def list_(ctx: CliContext, organization_id: str | None) -> None:
+def list_(ctx: CliContext, organization_id: str | None, as_json: bool, wide: bool) -> None:
     """List connectors."""
     with ctx.session_factory() as session:
         org = store.get_organization(session, organization_id).id if organization_id else None
         rows = store.list_connectors(session, org)
+    if as_json:
+        print_json([connector_record(row) for row in rows])
+        return
     table = Table("id", "name", "type", "status", "per hour", "per day", "key", "last error")
     for row in rows:
         table.add_row(*_summary(row))
-    ctx.console.print(table)
+    print_table(ctx.console, table, wide=wide)
 
 
 @connector.command("show")
 @click.argument("connector_id")
+@JSON_FLAG
 @pass_cli
-def show(ctx: CliContext, connector_id: str) -> None:
+def show(ctx: CliContext, connector_id: str, as_json: bool) -> None:
     """Show one connector."""
     with ctx.session_factory() as session:
         row = store.get_connector(session, connector_id)
+    if as_json:
+        print_json(connector_record(row))
+        return
     table = Table("field", "value", show_header=False)
     for field, value in _details(row).items():
         table.add_row(field, cell(value))
     ctx.console.print(table)
+
+
+def connector_record(row: Connector) -> dict[str, Any]:
+    """A connector for ``--json``: every field but its key, which is only said to be set or not."""
+    return {
+        "id": row.id,
+        "organization_id": row.organization_id,
+        "name": row.name,
+        "type": row.type,
+        "status": row.status,
+        "default_from": row.config.get("default_from"),
+        "rate_limit_per_hour": row.config.get("rate_limit_per_hour"),
+        "rate_limit_per_day": row.config.get("rate_limit_per_day"),
+        "reserve_transactional_per_hour": row.config.get("reserve_transactional_per_hour", 0),
+        "reserve_transactional_per_day": row.config.get("reserve_transactional_per_day", 0),
+        "api_key_set": row.credentials_ciphertext is not None,
+        "api_key_version": row.credentials_key_version,
+        "last_checked_at": row.last_checked_at,
+        "last_error": row.last_error,
+        "created_at": row.created_at,
+    }
 
 
 @connector.command("set-key")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.crypto import KeyRing
 from shared.db import make_engine, make_sessionmaker, transaction
+from shared.errors import ConfigError
 from shared.settings import Settings, get_settings
 
 
@@ -26,6 +27,14 @@ class CliContext:
     @functools.cached_property
     def settings(self) -> Settings:
         return self._settings or get_settings()
+
+    @property
+    def database_url(self) -> str | None:
+        """``DATABASE_URL``, or None when the settings cannot be read (to describe a failure)."""
+        try:
+            return self.settings.database_url
+        except ConfigError:
+            return None
 
     @functools.cached_property
     def engine(self) -> Engine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -23,6 +24,14 @@ def fields_as_flags(flags: Mapping[str, str]) -> Iterator[None]:
         yield
     except FieldsInvalid as exc:
         described = "; ".join(
-            f"{flags.get(field, field)}: {problem}" for field, problem in exc.problems.items()
+            f"{flags.get(field, field)}: {_named_by_flags(problem, flags)}"
+            for field, problem in exc.problems.items()
         )
         raise FlagInvalid(described) from None
+
+
+def _named_by_flags(problem: str, flags: Mapping[str, str]) -> str:
+    """``problem`` with every field it names (``rate_limit_per_hour``) named by its flag instead."""
+    for field, flag in flags.items():
+        problem = re.sub(rf"\b{re.escape(field)}\b", flag, problem)
+    return problem

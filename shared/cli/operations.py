@@ -1,4 +1,4 @@
-"""``pilot send``, ``usage``, ``status`` and ``events replay``: day-to-day operations."""
+"""``pilot send``, ``usage``, ``status`` and ``events list / replay``: day-to-day operations."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
-from shared import task_names
+from shared import task_names, webhook_events
+from shared.cli.connectors import connector_record
 from shared.cli.context import CliContext, pass_cli
-from shared.cli.output import cell
+from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table
+from shared.cli.params import ISO_TIME
 from shared.errors import PayloadInvalid
 from shared.models import PRIORITIES, Connector, ConnectorUsage
 from shared.rate_limit import RateLimiter
-from shared.resend_schemas import parse_send_request
+from shared.resend_events import RESEND_EVENT_TYPES
 from shared.sending.ledger import count_by_status_and_priority
+from shared.sending.payloads import parse_send_email
 from shared.task_producer import TaskProducer, publish, publish_event_processing
-from shared.webhook_events import event_counts, reopen_for_replay
+from shared.webhook_events import DEFAULT_LIST_LIMIT, EventState, event_counts, reopen_for_replay
 
 
 def _producer(ctx: CliContext) -> TaskProducer:
@@ -47,24 +50,35 @@ def send(
     from_: str | None,
     idempotency_key: str | None,
 ) -> None:
-    """Enqueue one email (pilot.send_email) and print the Celery task id."""
+    """Enqueue one email (pilot.send_email) and print the Celery task id.
+
+    The email is checked first by the rule the worker applies to the task (sender, recipients,
+    idempotency key...): what the worker would refuse is never enqueued.
+    """
     with ctx.session_factory() as session:
         connector = store.get_connector(session, connector_id)
     sender = from_ or connector.config.get("default_from")
     if not sender:
-        raise PayloadInvalid("from: give --from or set the connector's default_from")
+        raise PayloadInvalid("--from: give it or set the connector's default_from")
     if html is None and text is None:
         raise PayloadInvalid("give --html or --text")
-    email = {"from": sender, "to": list(recipients), "subject": subject, "html": html, "text": text}
-    parse_send_request(
-        {k: v for k, v in email.items() if v is not None}
-    )  # refuse bad input before enqueueing
+    email = {
+        "from": sender,
+        "to": list(recipients),
+        "subject": subject,
+        "html": html,
+        "text": text,
+        "idempotency_key": idempotency_key,
+    }
     kwargs: dict[str, Any] = {
         "connector_id": str(connector.id),
         "organization_id": str(connector.organization_id),
     }
     kwargs |= {k: v for k, v in email.items() if v is not None}
-    kwargs |= {"idempotency_key": idempotency_key} if idempotency_key else {}
+    try:
+        parse_send_email(kwargs)
+    except PayloadInvalid as exc:
+        raise PayloadInvalid(f"not enqueued: {exc}") from None
     producer = _producer(ctx)
     try:
         result = publish(producer, task_names.SEND_EMAIL, kwargs=kwargs)
@@ -75,8 +89,9 @@ def send(
 
 @click.command()
 @click.argument("connector_id")
+@JSON_FLAG
 @pass_cli
-def usage(ctx: CliContext, connector_id: str) -> None:
+def usage(ctx: CliContext, connector_id: str, as_json: bool) -> None:
     """A connector's hour and day budget (live buckets) and its sends over the last 24 hours."""
     with ctx.session_factory() as session:
         connector = store.get_connector(session, connector_id)
@@ -84,9 +99,31 @@ def usage(ctx: CliContext, connector_id: str) -> None:
     config = store.validate_connector_config(connector.config)
     limits = config.limits()
     limiter = RateLimiter.from_settings(ctx.settings)
+    windows = {period: limiter.get_usage_stats(connector.id, period, limits) for period in ("hour", "day")}
+    if as_json:
+        print_json(
+            {
+                "connector_id": connector.id,
+                "windows": [
+                    {
+                        "window": period,
+                        "used": stats.used,
+                        "limit": stats.limit,
+                        "remaining": stats.remaining,
+                        "reserved": stats.reserved,
+                        "bulk_remaining": stats.bulk_remaining,
+                        "full_again_in_s": round(stats.resets_in, 3),
+                    }
+                    for period, stats in windows.items()
+                ],
+                "last_24_hours": [
+                    {"hour": row.hour, "emails": row.emails_sent, "requests": row.requests} for row in history
+                ],
+            }
+        )
+        return
     table = Table("window", "used", "limit", "remaining", "reserved", "bulk may use", "full again in")
-    for period in ("hour", "day"):
-        stats = limiter.get_usage_stats(connector.id, period, limits)
+    for period, stats in windows.items():
         table.add_row(
             period,
             str(stats.used),
@@ -112,16 +149,35 @@ def _hourly_usage(session: Session, connector_id: uuid.UUID) -> list[ConnectorUs
 
 
 @click.command()
+@JSON_FLAG
+@WIDE_FLAG
 @pass_cli
-def status(ctx: CliContext) -> None:
+def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
     """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
         ledger = count_by_status_and_priority(session)
         events = event_counts(session)
-    ctx.console.print(_connectors_table(connectors))
+    by_count = dict(sorted(ledger.items(), key=lambda item: -sum(item[1].values())))
+    if as_json:
+        print_json(
+            {
+                "connectors": [connector_record(row) for row in connectors],
+                "ledger": {
+                    name: {"total": sum(counts.values()), **counts} for name, counts in by_count.items()
+                },
+                "webhook_events": {
+                    "stored": events.stored,
+                    "processed": events.processed,
+                    "waiting": events.waiting,
+                    "orphaned": events.orphaned,
+                },
+            }
+        )
+        return
+    print_table(ctx.console, _connectors_table(connectors), wide=wide)
     messages = Table("status", "messages", *PRIORITIES, title="Send ledger")
-    for name, counts in sorted(ledger.items(), key=lambda item: -sum(item[1].values())):
+    for name, counts in by_count.items():
         messages.add_row(
             cell(name), str(sum(counts.values())), *(str(counts.get(priority, 0)) for priority in PRIORITIES)
         )
@@ -144,11 +200,78 @@ def events() -> None:
     """Stored webhook events."""
 
 
+@events.command("list")
+@click.option(
+    "--status", "state", type=click.Choice([s.value for s in EventState]), help="Only events in this state."
+)
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice(list(RESEND_EVENT_TYPES)),
+    help="Only this type (Resend's name).",
+)
+@click.option("--since", type=ISO_TIME, help="Only events received since (ISO 8601; UTC without an offset).")
+@click.option(
+    "--limit", default=DEFAULT_LIST_LIMIT, show_default=True, type=click.IntRange(min=1), help="Newest N."
+)
+@JSON_FLAG
+@WIDE_FLAG
+@pass_cli
+def list_events(
+    ctx: CliContext,
+    state: str | None,
+    event_type: str | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+    wide: bool,
+) -> None:
+    """Stored webhook events, newest first, with their state (ids for `pilot events replay`)."""
+    with ctx.session_factory() as session:
+        rows = webhook_events.list_events(
+            session,
+            state=EventState(state) if state else None,
+            event_type=event_type,
+            since=since,
+            limit=limit,
+        )
+    records = [
+        {
+            "id": row.id,
+            "svix_id": row.svix_id,
+            "type": row.type,
+            "state": EventState.of(row),
+            "received_at": row.received_at,
+            "processed_at": row.processed_at,
+            "attempts": row.attempts,
+            "error": row.error,
+        }
+        for row in rows
+    ]
+    if as_json:
+        print_json(records)
+        return
+    if not records:
+        click.echo("No webhook events.")
+        return
+    table = Table("id", "received (UTC)", "type", "state", "attempts", "error", title="Webhook events")
+    for record in records:
+        table.add_row(
+            str(record["id"]),
+            f"{record['received_at']:%Y-%m-%d %H:%M:%S}",
+            cell(record["type"]),
+            str(record["state"]),
+            str(record["attempts"]),
+            cell(record["error"] or ""),
+        )
+    print_table(ctx.console, table, wide=wide)
+
+
 @events.command("replay")
 @click.argument("event_ids", nargs=-1)
 @click.option("--orphans", is_flag=True, help="Every event kept as an orphan.")
 @click.option("--unprocessed", is_flag=True, help="Every event not processed yet.")
-@click.option("--since", type=click.DateTime(), help="Every event received since (UTC).")
+@click.option("--since", type=ISO_TIME, help="Every event received since (ISO 8601; UTC without an offset).")
 @pass_cli
 def replay(
     ctx: CliContext, event_ids: tuple[str, ...], orphans: bool, unprocessed: bool, since: datetime | None

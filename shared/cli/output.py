@@ -7,8 +7,16 @@ rich markup; here each control character is shown as an escape (``\\x1b``) inste
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
 
+import click
+from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 #: C0 controls, DEL, C1 controls, and the Unicode marks that reorder or break displayed lines.
@@ -33,3 +41,36 @@ def cell(text: object) -> Text:
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+#: ``--json`` on every list, show, status and usage command: every field, full ids, for programs.
+JSON_FLAG = click.option("--json", "as_json", is_flag=True, help="Print JSON (every field, full ids).")
+#: ``--wide`` on table commands: no column is cut, whatever the terminal's width.
+WIDE_FLAG = click.option("--wide", is_flag=True, help="Never cut a column (full ids), however wide.")
+#: Width given to rich with ``--wide``: tables take their natural width, never this much.
+UNBOUNDED_WIDTH = 100_000
+
+
+def print_json(data: object) -> None:
+    """``data`` as indented JSON on standard output: ids, times (ISO 8601) and enums as strings.
+
+    Non-ASCII text is written as ``\\u`` escapes, so no stored name can act on a terminal.
+    """
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=_json_value))
+
+
+def print_table(console: Console, table: Table, *, wide: bool = False) -> None:
+    """``table`` on ``console``; with ``wide``, at its natural width (no column cut or folded)."""
+    if wide:
+        console = Console(file=console.file, width=UNBOUNDED_WIDTH, no_color=console.no_color)
+    console.print(table)
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

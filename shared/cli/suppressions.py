@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from typing import BinaryIO
 
 import click
@@ -11,8 +12,9 @@ from rich.table import Table
 from shared import connector_store as store
 from shared import suppression_admin as admin
 from shared.cli.context import CliContext, pass_cli
-from shared.cli.output import cell, printable
-from shared.models import SuppressionReason
+from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_table, printable
+from shared.cli.params import ISO_TIME
+from shared.models import SUPPRESSION_REASONS, SuppressionReason
 
 ORG = click.option("--org", "organization_id", required=True, help="Organization id.")
 ACTOR = click.option("--actor", default="cli", show_default=True, help="Who acts, for the audit log.")
@@ -27,12 +29,29 @@ def suppression() -> None:
 @suppression.command("list")
 @ORG
 @click.option("--all", "include_expired", is_flag=True, help="Include expired entries.")
+@JSON_FLAG
+@WIDE_FLAG
 @pass_cli
-def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
+def list_(ctx: CliContext, organization_id: str, include_expired: bool, as_json: bool, wide: bool) -> None:
     """List suppressed addresses."""
     with ctx.session_factory() as session:
         org = store.get_organization(session, organization_id)
         rows = admin.list_entries(session, org.id, include_expired=include_expired)
+    if as_json:
+        print_json(
+            [
+                {
+                    "email": row.email,
+                    "topic": row.topic,
+                    "reason": row.reason,
+                    "source": row.source,
+                    "created_at": row.created_at,
+                    "expires_at": row.expires_at,
+                }
+                for row in rows
+            ]
+        )
+        return
     table = Table("email", "topic", "reason", "source", "since", "expires")
     for row in rows:
         table.add_row(
@@ -43,15 +62,20 @@ def list_(ctx: CliContext, organization_id: str, include_expired: bool) -> None:
             f"{row.created_at:%Y-%m-%d %H:%M}",
             f"{row.expires_at:%Y-%m-%d}" if row.expires_at else "never",
         )
-    ctx.console.print(table)
+    print_table(ctx.console, table, wide=wide)
     ctx.console.print(f"{len(rows)} address(es)")
 
 
 @suppression.command("add")
 @ORG
 @click.argument("email")
-@click.option("--reason", default=SuppressionReason.MANUAL.value, show_default=True)
-@click.option("--expires-at", help="ISO 8601 time after which the entry lapses.")
+@click.option(
+    "--reason",
+    type=click.Choice(SUPPRESSION_REASONS),
+    default=SuppressionReason.MANUAL.value,
+    show_default=True,
+)
+@click.option("--expires-at", type=ISO_TIME, help="When the entry lapses (ISO 8601; UTC without an offset).")
 @TOPIC
 @ACTOR
 @pass_cli
@@ -60,12 +84,12 @@ def add(
     organization_id: str,
     email: str,
     reason: str,
-    expires_at: str | None,
+    expires_at: datetime | None,
     topic: str,
     actor: str,
 ) -> None:
     """Suppress an address (for one topic with --topic)."""
-    entry = admin.parse_entry(email, reason, expires_at, topic=topic)
+    entry = admin.parse_entry(email, reason, expires_at.isoformat() if expires_at else None, topic=topic)
     with ctx.transaction() as session:
         org = store.get_organization(session, organization_id)
         admin.add_entry(session, org.id, entry, actor=actor)
@@ -94,7 +118,8 @@ def remove(ctx: CliContext, organization_id: str, email: str, topic: str, actor:
 @ACTOR
 @pass_cli
 def import_(ctx: CliContext, organization_id: str, csv_file: BinaryIO, actor: str) -> None:
-    """Import a UTF-8 CSV (columns: email, reason, expires_at, topic; a blank topic is every email).
+    """Import a UTF-8 CSV (columns: email, reason, expires_at, topic; any case, `,` or `;`; a blank
+    topic is every email). The address column may also be an ESP export's (Email Address, E-mail).
 
     One bad line refuses the whole file, and every bad line is listed. A large file is written in
     batches; if that stops part-way, import the same file again to finish.

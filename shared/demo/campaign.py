@@ -6,10 +6,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Celery
-
 from shared import task_names
-from shared.task_producer import publish
+from shared.task_producer import TaskSender, publish
 from shared.unsubscribe.links import PLACEHOLDER
 
 #: Resend's test addresses and ordinary readers.
@@ -71,7 +69,7 @@ def email_for(recipient: str, index: int) -> dict[str, Any]:
 
 
 def enqueue_batches(
-    broker: Celery,
+    broker: TaskSender,
     *,
     connector_id: uuid.UUID,
     organization_id: uuid.UUID,

@@ -12,13 +12,14 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import Suppression, Task
+from shared.models import MessageStatus, Suppression, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
 from shared.sending.ledger import count_by_status
 from shared.webhook_events import event_counts
 
-#: Statuses a message may still leave by itself (a webhook or a retry is on its way).
-IN_FLIGHT = ("queued", "sending")
+#: Statuses the demo waits for a message to leave by itself. Unlike ``OPEN_STATUSES`` it leaves
+#: ``deferred`` out: a deferred row may wait for an hour's budget, longer than a demo should.
+STILL_MOVING = (MessageStatus.QUEUED, MessageStatus.SENDING)
 
 
 @dataclass

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
-from celery import Celery
 from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -34,6 +33,7 @@ from shared.sending.ledger import count_by_status
 from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
 from shared.settings import Settings, load_settings
 from shared.suppression import suppress
+from shared.task_producer import TaskProducer
 from shared.unsubscribe.tokens import generate_unsubscribe_key
 
 #: The hour budget is below the campaign's size, so deferral shows in the report.
@@ -246,7 +246,7 @@ def _run_campaign(
     engine = make_engine(environment.settings, pool_size=2)
     factory = make_sessionmaker(engine)
     limiter = RateLimiter.from_settings(environment.settings)
-    broker = Celery("demo-producer", broker=environment.settings.broker_url, set_as_current=False)
+    broker = TaskProducer(environment.settings.broker_url)
     audience = campaign.demo_audience()
     try:
         demo = _create_organization(factory, KeyRing.from_settings(environment.settings), audience)
@@ -325,7 +325,7 @@ def _show_progress(
         sends = progress.add_task("emails with a send result", total=total)
         hooks = progress.add_task("webhook events processed", total=None)
         for ledger, events in _settle(factory, task_id, children):
-            progress.update(sends, completed=total - sum(ledger.get(s, 0) for s in report.IN_FLIGHT))
+            progress.update(sends, completed=total - sum(ledger.get(s, 0) for s in report.STILL_MOVING))
             progress.update(hooks, completed=events["processed"], total=max(events["stored"], 1))
 
 
@@ -342,7 +342,7 @@ def _settle(
         snapshot = (sorted(ledger.items()), events["stored"], events["processed"])
         if snapshot != last:
             last, quiet_since = snapshot, time.monotonic()
-        in_flight = sum(ledger.get(s, 0) for s in report.IN_FLIGHT) + events["waiting"]
+        in_flight = sum(ledger.get(s, 0) for s in report.STILL_MOVING) + events["waiting"]
         if sum(ledger.values()) and not in_flight and time.monotonic() - quiet_since >= QUIET_PERIOD_S:
             return
         time.sleep(0.5)
@@ -356,7 +356,7 @@ def _check_alive(children: list[processes.Child]) -> None:
 
 def _send_follow_up(
     factory: sessionmaker[Session],
-    broker: Celery,
+    broker: TaskProducer,
     demo: _Campaign,
     audience: campaign.Audience,
     console: Console,

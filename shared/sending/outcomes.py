@@ -8,13 +8,13 @@ yet: it goes again under the same key).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from shared.models import EmailMessage, MessageStatus
-from shared.sending.batching import count_by
 
 
 class ResultStatus(StrEnum):
@@ -118,3 +118,11 @@ class SendOutcome:
             "counts": counts,
             "results": [result.as_dict() for result in self.results],
         }
+
+
+def count_by(values: Iterable[str]) -> dict[str, int]:
+    """How many times each value occurs, sorted by value."""
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))

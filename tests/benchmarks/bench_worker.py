@@ -19,6 +19,7 @@ the sandbox, PostgreSQL and Redis, read from ``/proc`` from the time a tenth of 
 
 from __future__ import annotations
 
+import math
 import statistics
 import sys
 import time
@@ -113,11 +114,19 @@ class Bench:
             self.env, pool=pool, concurrency=concurrency, include=["tests.benchmarks.noop_tasks"]
         ) as worker:
             groups = self._process_groups(worker.pid)
+            cpu_start, done_start = cpu_seconds(groups), work.done()
             wait_for(lambda: work.done() >= work.items // 10, f"a tenth of the {kind} work")
             cpu_before, done_before = cpu_seconds(groups), work.done()
+            if done_before >= work.items:
+                # All of it ran between two polls: count from when the worker was up instead.
+                cpu_before, done_before = cpu_start, done_start
             value = work.rate()
             cpu_after, items = cpu_seconds(groups), work.done() - done_before
-            cpu_ms = {name: (cpu_after[name] - cpu_before[name]) * 1000 / items for name in groups}
+            # No item left to count (the worker ran everything while starting): no CPU figure.
+            cpu_ms = {
+                name: (cpu_after[name] - cpu_before[name]) * 1000 / items if items else math.nan
+                for name in groups
+            }
             return Measurement(value, rss_mb(worker.pid), cpu_ms)
 
     def _process_groups(self, worker_pid: int) -> dict[str, Group]:

@@ -75,7 +75,7 @@ def test_bad_limits_name_the_field(pilot: Pilot) -> None:
     result = pilot("connector", "set-limits", cid, "--per-hour", "10", "--per-day", "5")
 
     assert result.exit_code == 2
-    assert "--per-day: must not be below the hourly limit" in result.output
+    assert "--per-day: must not be below --per-hour" in result.output
 
 
 def test_suppression_add_list_export_remove(pilot: Pilot) -> None:
@@ -107,7 +107,7 @@ def test_suppression_import_csv_all_rows(pilot: Pilot, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("address\nx@y.z\n", "header must include an 'email' column"),
+        ("address\nx@y.z\n", "no address column in the header 'address'"),
         ("email\nok@x.io\nnot-an-address\n", "CSV line 3: email 'not-an-address'"),
         ("email,reason\nok@x.io,because\n", "CSV line 2: reason 'because'"),
         ("email,reason,expires_at\nok@x.io,manual,tomorrow\n", "expires_at 'tomorrow'"),
@@ -141,3 +141,20 @@ def test_suppression_remove_unknown_address(pilot: Pilot) -> None:
 
     assert result.exit_code == 1
     assert "not on the suppression list" in result.output
+
+
+def test_set_limits_names_both_flags_of_the_issue_example(pilot: Pilot) -> None:
+    cid = connector_id(pilot, org_id(pilot))
+
+    result = pilot("connector", "set-limits", cid, "--per-hour", "50", "--per-day", "20")
+
+    assert result.exit_code == 2
+    assert result.output.strip() == "Error: --per-day: must not be below --per-hour"
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--reason", "because"), ("--expires-at", "tomorrow")])
+def test_suppression_add_names_the_refused_flag(pilot: Pilot, flag: str, value: str) -> None:
+    result = pilot("suppression", "add", "--org", org_id(pilot), "a@example.com", flag, value)
+
+    assert result.exit_code == 2
+    assert f"Invalid value for '{flag}'" in result.output

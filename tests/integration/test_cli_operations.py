@@ -51,6 +51,12 @@ def test_send_enqueues_one_send_email_task_in_the_priority_queue(
     [
         (("--to", "not-an-address", "--subject", "Hi", "--text", "x"), "to"),
         (("--to", "a@example.com", "--subject", "Hi"), "give --html or --text"),
+        (("--to", "a@b", "--subject", "Hi", "--text", "x"), "to.0: must be one address"),
+        (("--to", "a@example.com", "--subject", "Hi", "--text", "x", "--from", "bad-sender"), "from:"),
+        (
+            ("--to", "a@example.com", "--subject", "Hi", "--text", "x", "--idempotency-key", "a b"),
+            "idempotency_key must be printable ASCII without spaces",
+        ),
     ],
 )
 def test_send_refuses_bad_input_before_enqueueing(

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
+from typing import Any
 
 import pytest
 import redis
@@ -78,25 +80,28 @@ def redis_ms(client: redis.Redis) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def race(client: redis.Redis, prefix: str, limits: ConnectorLimits, total: int, frozen: bool) -> Race:
-    """``total`` attempts split over ``PROCESSES`` processes started together."""
+def racers(target: Callable[..., None], args: Callable[[int], tuple[Any, ...]]) -> list[int]:
+    """What ``PROCESSES`` processes running ``target(*args(index), barrier, results)``, started
+    together at a barrier, each put on the results queue."""
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(PROCESSES)
     results = context.Queue()
     processes = [
-        context.Process(
-            target=take_one_at_a_time,
-            args=(prefix, limits, total // PROCESSES, frozen, barrier, results),
-        )
-        for _ in range(PROCESSES)
+        context.Process(target=target, args=(*args(index), barrier, results)) for index in range(PROCESSES)
     ]
-    started = redis_ms(client)
     for process in processes:
         process.start()
-    granted = sum(results.get(timeout=120) for _ in processes)
+    reported = [results.get(timeout=120) for _ in processes]
     for process in processes:
         process.join(timeout=30)
         assert process.exitcode == 0
+    return reported
+
+
+def race(client: redis.Redis, prefix: str, limits: ConnectorLimits, total: int, frozen: bool) -> Race:
+    """``total`` attempts split over ``PROCESSES`` processes started together."""
+    started = redis_ms(client)
+    granted = sum(racers(take_one_at_a_time, lambda _: (prefix, limits, total // PROCESSES, frozen)))
     elapsed = 0 if frozen else redis_ms(client) - started
     return Race(
         granted=granted,
@@ -187,22 +192,7 @@ def test_racing_bulk_and_transactional_takes_never_exceed_the_budget_nor_eat_the
     redis_prefix: str,
 ) -> None:
     limits = ConnectorLimits(per_hour=100, per_day=10_000, reserve_per_hour=20)
-    context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(PROCESSES)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=take_bulk_or_transactional,
-            args=(redis_prefix, limits, 200, index % 2 == 0, barrier, results),
-        )
-        for index in range(PROCESSES)
-    ]
-    for process in processes:
-        process.start()
-    grants = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=30)
-        assert process.exitcode == 0
+    grants = racers(take_bulk_or_transactional, lambda index: (redis_prefix, limits, 200, index % 2 == 0))
     bulk = sum(granted for granted in grants if granted > 0)
     transactional = -sum(granted for granted in grants if granted < 0)
 

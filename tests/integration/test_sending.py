@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import connector_store as store
 from shared import resend_client
 from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
-from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
 from shared.sending import pipeline, queue
 from shared.sending.dispatch import ORPHANED_AFTER_S
 from shared.sending.payloads import SendEmailPayload, parse_send_email
@@ -484,7 +484,7 @@ def test_send_email_rate_limited_waits_retry_after_without_using_an_attempt(
     assert outcome.counts() == {"deferred": 1}
     assert (row.status, row.attempts, row.attempt_key) == ("deferred", 0, None)
     assert (key_hash, 7.0) in scheduler.calls
-    cooldown = paced.acquire_request(api_key)
+    cooldown = paced.acquire_request_for(api_key_hash(api_key))
     assert (cooldown.granted, cooldown.blocked_by) == (False, "cooldown")
 
 

@@ -48,6 +48,13 @@ def suppression_reason(factory: sessionmaker[Session]) -> str | None:
         return session.scalars(select(Suppression.reason).where(Suppression.email == BOUNCED)).first()
 
 
+def sent_and_bounce_events_processed(factory: sessionmaker[Session]) -> bool:
+    with factory() as session:
+        events = session.execute(select(WebhookEvent.type, WebhookEvent.processed_at)).all()
+    stored = {"email.sent", "email.bounced"} <= {event.type for event in events}
+    return stored and all(event.processed_at is not None for event in events)
+
+
 def test_e2e_bounced_address_ends_suppressed_and_next_send_makes_no_http_call(
     fresh_database_url: str, session_factory: sessionmaker[Session]
 ) -> None:
@@ -77,6 +84,8 @@ def test_e2e_bounced_address_ends_suppressed_and_next_send_makes_no_http_call(
                         task_names.SEND_EMAIL, kwargs=send_payload(connector_id, BOUNCED, subject="Again")
                     )
                     settle(lambda: statuses(session_factory) == ["bounced", "suppressed"], "the second send")
+                    # The first email's email.sent may arrive after its bounce: wait for every event.
+                    settle(lambda: sent_and_bounce_events_processed(session_factory), "the webhooks")
                 finally:
                     app.close()
             # Then the sandbox saw one email only, and every webhook was processed

@@ -78,4 +78,4 @@ def test_parse_connector_config_names_the_day_budget_when_it_is_below_the_hour_b
     with pytest.raises(FieldsInvalid) as caught:
         parse_connector_config({"rate_limit_per_hour": 100, "rate_limit_per_day": 10})
 
-    assert caught.value.problems == {"rate_limit_per_day": "must not be below the hourly limit"}
+    assert caught.value.problems == {"rate_limit_per_day": "must not be below rate_limit_per_hour"}

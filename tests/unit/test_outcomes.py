@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.models import MessageStatus
-from shared.sending.outcomes import RecipientResult, ResultStatus
+from shared.sending.outcomes import RecipientResult, ResultStatus, count_by
 
 FOLDED = {
     MessageStatus.QUEUED: ResultStatus.PENDING,
@@ -54,3 +54,7 @@ def test_a_final_answer_has_no_next_attempt() -> None:
         RecipientResult.answer("a@example.test", MessageStatus.FAILED, next_attempt_at=at).next_attempt_at
         is None
     )
+
+
+def test_count_by_counts_each_status_sorted_by_status() -> None:
+    assert count_by(["sent", "failed", "sent"]) == {"failed": 1, "sent": 2}

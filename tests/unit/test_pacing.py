@@ -84,7 +84,7 @@ def test_the_refusal_is_returned_after_a_few_sleeps_when_other_workers_keep_winn
 
     def sleep_while_a_rival_takes_the_next_token(seconds: float) -> None:
         clock.sleep(seconds)
-        assert rival.acquire_request(API_KEY).granted
+        assert rival.acquire_request_for(KEY_HASH).granted
 
     take_request_token(limiter, KEY_HASH, clock.sleep)
     decision = take_request_token(limiter, KEY_HASH, sleep_while_a_rival_takes_the_next_token)

@@ -414,11 +414,13 @@ def test_clock_going_back_refills_nothing_twice(limiter: RateLimiter, clock: Fak
 def test_request_bucket_defaults_to_two_requests_a_second_one_at_a_time(
     limiter: RateLimiter, clock: FakeClock
 ) -> None:
-    assert [limiter.acquire_request(API_KEY).granted for _ in range(2)] == [True, False]
-    assert limiter.acquire_request(API_KEY) == denied(0.625, "requests")  # 2/s paced at 80 %
+    assert [limiter.acquire_request_for(api_key_hash(API_KEY)).granted for _ in range(2)] == [True, False]
+    assert limiter.acquire_request_for(api_key_hash(API_KEY)) == denied(
+        0.625, "requests"
+    )  # 2/s paced at 80 %
 
     clock.advance(0.625)
-    assert limiter.acquire_request(API_KEY) == GRANTED
+    assert limiter.acquire_request_for(api_key_hash(API_KEY)) == GRANTED
 
 
 def test_request_bucket_never_lets_more_than_the_limit_into_one_second(
@@ -426,7 +428,7 @@ def test_request_bucket_never_lets_more_than_the_limit_into_one_second(
 ) -> None:
     granted_at = []
     for _ in range(400):  # 10 s in 25 ms steps, asking all the time
-        if limiter.acquire_request(API_KEY).granted:
+        if limiter.acquire_request_for(api_key_hash(API_KEY)).granted:
             granted_at.append(clock.now_ms)
         clock.advance(0.025)
     assert max(sum(1 for t in granted_at if start <= t < start + 1000) for start in granted_at) <= 2
@@ -439,31 +441,33 @@ def test_request_rate_set_by_one_worker_applies_to_all(
     worker_b = RateLimiter(lua_redis, key_prefix=redis_prefix, clock_ms=clock)
 
     worker_a.set_request_rate(API_KEY, 10)
-    worker_b.acquire_request(API_KEY)
+    worker_b.acquire_request_for(api_key_hash(API_KEY))
 
-    assert worker_b.acquire_request(API_KEY) == denied(0.125, "requests")  # 10/s, not the default 2/s
+    assert worker_b.acquire_request_for(api_key_hash(API_KEY)) == denied(
+        0.125, "requests"
+    )  # 10/s, not the default 2/s
 
 
 def test_lowered_request_rate_clamps_the_bucket(limiter: RateLimiter) -> None:
     limiter.set_request_rate(API_KEY, 10)
-    limiter.acquire_request(API_KEY)
+    limiter.acquire_request_for(api_key_hash(API_KEY))
 
     limiter.set_request_rate(API_KEY, 1)
 
-    assert limiter.acquire_request(API_KEY) == denied(1.25, "requests")
+    assert limiter.acquire_request_for(api_key_hash(API_KEY)) == denied(1.25, "requests")
 
 
 def test_request_rate_with_another_period_rescales_what_was_taken(limiter: RateLimiter) -> None:
-    limiter.acquire_request(API_KEY)  # the default bucket: 1 per 625 ms, now empty
+    limiter.acquire_request_for(api_key_hash(API_KEY))  # the default bucket: 1 per 625 ms, now empty
 
     limiter.set_request_rate(API_KEY, 2.5)  # 1 per 500 ms
 
-    assert limiter.acquire_request(API_KEY) == denied(0.5, "requests")
+    assert limiter.acquire_request_for(api_key_hash(API_KEY)) == denied(0.5, "requests")
 
 
 def test_request_over_request_capacity_is_an_error(limiter: RateLimiter) -> None:
     with pytest.raises(RequestExceedsCapacity, match="requests bucket holds at most 1"):
-        limiter.acquire_request(API_KEY, n=2)
+        limiter.acquire_request_for(api_key_hash(API_KEY), n=2)
 
 
 def test_cooldown_denies_every_worker(
@@ -472,7 +476,7 @@ def test_cooldown_denies_every_worker(
     other_worker = RateLimiter(lua_redis, key_prefix=redis_prefix)
     limiter.start_cooldown(API_KEY, 30)
 
-    decision = other_worker.acquire_request(API_KEY)
+    decision = other_worker.acquire_request_for(api_key_hash(API_KEY))
 
     assert (decision.granted, decision.blocked_by) == (False, "cooldown")
     assert 29 < decision.wait_seconds <= 30
@@ -482,36 +486,38 @@ def test_cooldown_denial_debits_nothing(
     limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
 ) -> None:
     limiter.start_cooldown(API_KEY, 30)
-    limiter.acquire_request(API_KEY)
+    limiter.acquire_request_for(api_key_hash(API_KEY))
     lua_redis.delete(f"{redis_prefix}cooldown:{api_key_hash(API_KEY)}")  # as if it had run out
 
-    assert limiter.acquire_request(API_KEY) == GRANTED  # the bucket's one token was not taken
+    assert (
+        limiter.acquire_request_for(api_key_hash(API_KEY)) == GRANTED
+    )  # the bucket's one token was not taken
 
 
 def test_shorter_cooldown_never_shortens_a_longer_one(limiter: RateLimiter) -> None:
     limiter.start_cooldown(API_KEY, 60)
     limiter.start_cooldown(API_KEY, 1)
 
-    assert limiter.acquire_request(API_KEY).wait_seconds > 50
+    assert limiter.acquire_request_for(api_key_hash(API_KEY)).wait_seconds > 50
 
 
 def test_longer_cooldown_extends_a_shorter_one(limiter: RateLimiter) -> None:
     limiter.start_cooldown(API_KEY, 1)
     limiter.start_cooldown(API_KEY, 60)
 
-    assert limiter.acquire_request(API_KEY).wait_seconds > 50
+    assert limiter.acquire_request_for(api_key_hash(API_KEY)).wait_seconds > 50
 
 
 def test_cooldown_is_per_api_key(limiter: RateLimiter) -> None:
     limiter.start_cooldown(API_KEY, 30)
 
-    assert limiter.acquire_request("re_another_key").granted is True
+    assert limiter.acquire_request_for(api_key_hash("re_another_key")).granted is True
 
 
 def test_api_key_never_appears_in_redis(
     limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
 ) -> None:
-    limiter.acquire_request(API_KEY)
+    limiter.acquire_request_for(api_key_hash(API_KEY))
     limiter.set_request_rate(API_KEY, 5)
     limiter.start_cooldown(API_KEY, 5)
 
@@ -568,7 +574,6 @@ def test_token_count_must_be_a_positive_integer(n: int) -> None:
         lambda limiter: limiter.set_request_rate(API_KEY, float("nan")),
         lambda limiter: limiter.start_cooldown(API_KEY, 0),
         lambda limiter: limiter.start_cooldown(API_KEY, float("inf")),
-        lambda limiter: limiter.acquire_request(""),
         lambda limiter: limiter.acquire_emails("", 1, ONE_PER_SECOND),
     ],
 )
@@ -614,7 +619,7 @@ def closed_port() -> int:
         lambda limiter: limiter.acquire_emails(CONNECTOR, 1, ONE_PER_SECOND),
         lambda limiter: limiter.can_execute(CONNECTOR, ONE_PER_SECOND),
         lambda limiter: limiter.get_usage_stats(CONNECTOR, "day", ONE_PER_SECOND),
-        lambda limiter: limiter.acquire_request(API_KEY),
+        lambda limiter: limiter.acquire_request_for(api_key_hash(API_KEY)),
         lambda limiter: limiter.set_request_rate(API_KEY, 5),
         lambda limiter: limiter.start_cooldown(API_KEY, 5),
     ],
@@ -638,8 +643,10 @@ def test_from_settings_uses_redis_url_prefix_and_request_rate(
     )
     limiter = RateLimiter.from_settings(settings)
 
-    assert [limiter.acquire_request(API_KEY).granted for _ in range(2)] == [True, False]
-    assert limiter.acquire_request(API_KEY).wait_seconds <= 0.25  # 5/s paced at 80 %: 250 ms apart
+    assert [limiter.acquire_request_for(api_key_hash(API_KEY)).granted for _ in range(2)] == [True, False]
+    assert (
+        limiter.acquire_request_for(api_key_hash(API_KEY)).wait_seconds <= 0.25
+    )  # 5/s paced at 80 %: 250 ms apart
     assert len(list(real_redis.scan_iter(match=f"{redis_prefix}requests:*"))) == 1
 
 

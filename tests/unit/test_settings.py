@@ -45,6 +45,7 @@ def test_webhook_secrets_are_space_separated(monkeypatch: pytest.MonkeyPatch) ->
         ("PILOT_ENCRYPTION_KEYS", "too-short"),
         ("RESEND_REQUESTS_PER_SECOND", "-1"),
         ("PILOT_LOG_FORMAT", "xml"),
+        ("PILOT_LOG_LEVEL", "LOUD"),
     ],
 )
 def test_malformed_value_names_the_variable_not_the_value(
@@ -57,6 +58,19 @@ def test_malformed_value_names_the_variable_not_the_value(
 
     assert variable in str(caught.value)
     assert value not in str(caught.value)
+
+
+def test_log_level_is_read_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PILOT_LOG_LEVEL", "debug")
+
+    assert load_settings().pilot_log_level == "DEBUG"
+
+
+def test_a_refused_value_is_described_without_pydantics_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://not-redis")
+
+    with pytest.raises(ConfigError, match=r"^invalid configuration: REDIS_URL: must be a redis:// URL$"):
+        load_settings()
 
 
 def test_repr_masks_secrets_and_url_passwords(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from shared.settings import load_settings
 from tests.webhook_factories import resend_body
 from tests.webhook_requests import NOW, PATH, SECRET_A, SECRET_OTHER, SignedRequest, signed
 from webhook_receiver import create_app
-from webhook_receiver.metrics import NullMetrics, PrometheusMetrics, rejection_reason
+from webhook_receiver.metrics import PrometheusMetrics, rejection_reason
 
 BODY = resend_body("delivered", "56761188-7520-42d8-8898-ff6fc54ce618")
 
@@ -118,6 +118,13 @@ def test_metrics_each_app_counts_in_its_own_registry(app: Flask) -> None:
         )
     )
     assert samples(other)[("pilot_webhooks_received_total", ())] == 0
+
+
+class NullMetrics:
+    """Records nothing (a receiver whose metrics nobody reads)."""
+
+    def observe(self, status: int, seconds: float, outcome: str | None) -> None:
+        """Do nothing."""
 
 
 def test_metrics_null_metrics_serve_no_metrics_route() -> None:
