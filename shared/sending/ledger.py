@@ -49,10 +49,12 @@ def insert_messages(
     connector_id: uuid.UUID,
     task_id: uuid.UUID | None,
     placement: Placement,
+    outcomes_queue: str | None = None,
 ) -> None:
     """Write one row per message where ``placement`` says; a row whose key exists is left as it is.
 
-    A message with a ``refusal`` is written ``failed`` with that reason instead.
+    A message with a ``refusal`` is written ``failed`` with that reason instead. ``outcomes_queue``:
+    the caller's queue for the rows' outcome events (the outbox triggers write them).
     """
     if not messages:
         return
@@ -64,6 +66,7 @@ def insert_messages(
             "connector": connector_id,
             "task": task_id,
             "priority": placement.priority,
+            "outcomes": outcomes_queue,
             "ids": [message.id for message in messages],
             "keys": [message.idempotency_key for message in messages],
             "recipients": [message.recipient for message in messages],
@@ -86,9 +89,9 @@ def insert_messages(
 _INSERT = """
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
                             subject, topic, request, dispatch_key, status, next_attempt_at, last_error,
-                            priority)
+                            priority, outcomes_queue)
 SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.topic, v.request,
-       v.queue, v.status, v.next_at, v.error, %(priority)s
+       v.queue, v.status, v.next_at, v.error, %(priority)s, %(outcomes)s
 FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
             %(topics)s::text[], %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[],
             %(next)s::timestamptz[], %(errors)s::text[])
