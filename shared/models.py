@@ -29,6 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from marketing_pilot_client.contract import PRIORITIES as PRIORITIES
+from marketing_pilot_client.contract import Priority as Priority
+from marketing_pilot_client.outcomes import OutcomeKind as OutcomeKind
+
 #: Constraint names are deterministic so migrations can name what they drop.
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -89,15 +93,8 @@ OPEN_STATUSES = frozenset(
 CANCELLABLE_STATUSES = frozenset({MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.DEFERRED})
 
 
-class Priority(StrEnum):
-    """Which mail a send is. ``transactional`` (someone waits for it: a password reset, a receipt)
-    leaves before ``bulk`` (campaigns, newsletters) and may use the budget's transactional reserve."""
-
-    TRANSACTIONAL = "transactional"
-    BULK = "bulk"
-
-
-PRIORITIES = tuple(priority.value for priority in Priority)
+# Priority and PRIORITIES: the send classes are part of the wire contract (marketing_pilot_client).
+OUTCOME_KINDS = tuple(kind.value for kind in OutcomeKind)
 
 
 class SuppressionReason(StrEnum):
@@ -286,6 +283,8 @@ class EmailMessage(Base):
     priority: Mapped[str] = mapped_column(Text, server_default=Priority.BULK.value)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The caller's queue for this row's outcome events (``outbox``: triggers write ``outcome_events``).
+    outcomes_queue: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: When the caller asked the email to leave (``scheduled_at``); kept after it is released.
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -334,6 +333,30 @@ class EmailMetric(Base):
     #: The event's own time (payload ``created_at``): ordering never depends on arrival.
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_at: Mapped[datetime] = _created_at()
+
+
+class OutcomeEvent(Base):
+    """The outbox of outcome events: written by triggers in the status change's own transaction
+    (migration 0009), published to ``queue`` as ``pilot.outcome`` by ``pilot.publish_outcomes``."""
+
+    __tablename__ = "outcome_events"
+    __table_args__ = (
+        CheckConstraint(_in("kind", OUTCOME_KINDS), name="kind"),
+        Index("ix_outcome_events_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+    )
+
+    #: Stable: derived from the status change or the webhook metric it reports.
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
+    )
+    queue: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Suppression(Base):

@@ -53,6 +53,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "remove-unneeded-attachments": {"task": task_names.REMOVE_ATTACHMENTS, "schedule": 3600.0},
     "sweep": {"task": task_names.SWEEP, "schedule": 60.0},
     "reconcile": {"task": task_names.RECONCILE, "schedule": 300.0},
+    # The outbox of outcome events: one indexed read when it is empty.
+    "publish-outcomes": {"task": task_names.PUBLISH_OUTCOMES, "schedule": 2.0},
 }
 
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from marketing_pilot_client.fields import MAX_TAGS, TAG_PATTERN
+from marketing_pilot_client.payloads import RESERVED_TAGS
 from shared.errors import PayloadInvalid
-from shared.resend_schemas import MAX_TAGS, TAG_PATTERN
-from shared.sending.payloads import RESERVED_TAGS
 
 #: Keys a ``send_batch`` item (or ``send_email``) may carry, and their payload names.
 FIELD_NAMES = {

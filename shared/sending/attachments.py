@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
+from marketing_pilot_client.fields import Attachment
 from shared.errors import PayloadInvalid
 from shared.models import CANCELLABLE_STATUSES, MessageStatus
-from shared.resend_schemas import Attachment
 
 #: The key naming stored bytes in a stored request's attachment (never sent: :func:`expand` swaps it).
 DIGEST_FIELD = "content_sha256"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
@@ -231,6 +232,7 @@ def _submit_alone(
         message.request,
         topic=message.topic,
         priority=payload.resolved_priority,
+        outcomes_queue=payload.outcomes_queue,
     )
     alone = dispatcher.send_alone(row, view)
     if alone.result is not None:
@@ -423,11 +425,24 @@ def _check_routing(
     if payload.organization_id is not None and payload.organization_id != view.organization_id:
         raise PayloadInvalid("organization_id: the connector belongs to another organization")
     if payload.task_id is not None:
-        owner = session.scalar(select(Task.organization_id).where(Task.id == payload.task_id))
-        if owner is None:
-            raise PayloadInvalid(f"task_id: no task {payload.task_id}")
+        owner = _task_owner(session, payload.task_id, view.organization_id)
         if owner != view.organization_id:
             raise PayloadInvalid("task_id: the task belongs to another organization")
+
+
+def _task_owner(session: Session, task_id: uuid.UUID, organization_id: uuid.UUID) -> uuid.UUID | None:
+    """The organization of task ``task_id``, creating the task for ``organization_id`` on first use.
+
+    ``task_id`` is the caller's correlation id: an unknown one becomes its ``tasks`` row. The insert
+    does nothing when the row exists (a concurrent first use waits for the other's commit, then reads
+    its row), so a task of another organization keeps its owner and the send is refused.
+    """
+    session.execute(
+        insert(Task)
+        .values(id=task_id, organization_id=organization_id)
+        .on_conflict_do_nothing(index_elements=[Task.id])
+    )
+    return session.scalar(select(Task.organization_id).where(Task.id == task_id))
 
 
 __all__ = [

@@ -17,12 +17,13 @@ from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 
+from marketing_pilot_client.payloads import RESERVED_TAGS
 from shared.addresses import bare_address, mailbox_key
 from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
 from shared.resend_schemas import check_send_request
 from shared.sending import attachments
-from shared.sending.payloads import RESERVED_TAGS, EmailFields
+from shared.sending.payloads import EmailFields
 from shared.unsubscribe.links import (
     LIST_UNSUBSCRIBE,
     LIST_UNSUBSCRIBE_POST,

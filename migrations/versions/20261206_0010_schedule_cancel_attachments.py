@@ -1,7 +1,7 @@
 """scheduled and cancelled rows, scheduled_at, attachment bytes stored once per distinct content
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Scheduled rows wait in the ledger (status ``scheduled``, their time in ``next_attempt_at``); a partial
 index gives beat the due ones. ``email_attachments`` holds each distinct attachment once, by sha256.
 
@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql
 
 from shared.index_builds import create_index_concurrently, drop_index_concurrently
 
-revision: str = "0009"
-down_revision: str | None = "0008"
+revision: str = "0010"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
