@@ -23,10 +23,12 @@ from pydantic import (
 )
 
 from marketing_pilot_client.fields import (
+    MAX_ATTACHMENT_BYTES,
     MAX_TAGS,
     MAX_TO_ADDRESSES,
     Address,
     AddressList,
+    Attachment,
     Headers,
     OptionalAddressList,
     Tag,
@@ -34,8 +36,6 @@ from marketing_pilot_client.fields import (
 )
 from shared.errors import PayloadInvalid
 
-#: Total attachment size per email, measured on the base64 text Resend receives.
-MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024
 #: Items per ``POST /emails/batch`` call.
 MAX_BATCH_SIZE = 100
 #: Problems listed in one PayloadInvalid message (a 100-item batch could otherwise list hundreds).
@@ -48,23 +48,6 @@ class _WireModel(BaseModel):
     """Frozen, strict about unknown fields, and built from wire names or Python names."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
-
-
-class Attachment(_WireModel):
-    """A file attached to one email: base64 ``content`` or a ``path`` URL Resend fetches."""
-
-    content: str | None = None
-    filename: str | None = None
-    path: str | None = None
-    content_type: str | None = None
-    content_id: str | None = None
-
-    @model_validator(mode="after")
-    def _content_or_path(self) -> Attachment:
-        # Resend answers 422 invalid_attachment otherwise; refuse it before the call.
-        if self.content is None and self.path is None:
-            raise ValueError("needs content (base64) or path (URL)")
-        return self
 
 
 class SendEmailRequest(_WireModel):

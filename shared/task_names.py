@@ -15,6 +15,9 @@ DISPATCH = "pilot.dispatch"
 PROCESS_WEBHOOK_EVENT = "pilot.process_webhook_event"
 CHECK_CONNECTOR_STATUS = "pilot.check_connector_status"
 RELEASE_DEFERRED = "pilot.release_deferred"
+RELEASE_SCHEDULED = "pilot.release_scheduled"
+CANCEL = "pilot.cancel"
+REMOVE_ATTACHMENTS = "pilot.remove_unneeded_attachments"
 SWEEP = "pilot.sweep"
 RECONCILE = "pilot.reconcile"
 RECORD_DEAD_LETTER = "pilot.record_dead_letter"
@@ -39,6 +42,11 @@ TASK_QUEUES = {
     PROCESS_WEBHOOK_EVENT: EVENTS_QUEUE,
     CHECK_CONNECTOR_STATUS: MAINTENANCE_QUEUE,
     RELEASE_DEFERRED: MAINTENANCE_QUEUE,
+    # Scheduled mail leaves within seconds of its time, and a cancel lands before it: neither waits
+    # behind webhook events or housekeeping.
+    RELEASE_SCHEDULED: PRIORITY_SENDS_QUEUE,
+    CANCEL: PRIORITY_SENDS_QUEUE,
+    REMOVE_ATTACHMENTS: MAINTENANCE_QUEUE,
     SWEEP: MAINTENANCE_QUEUE,
     RECONCILE: MAINTENANCE_QUEUE,
     RECORD_DEAD_LETTER: MAINTENANCE_QUEUE,

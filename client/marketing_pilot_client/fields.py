@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from marketing_pilot_client.addresses import check_address
 
@@ -84,3 +84,26 @@ class Tag(BaseModel):
 
     name: str = Field(pattern=TAG_PATTERN)
     value: str = Field(pattern=TAG_PATTERN)
+
+
+#: Total attachment size per email, measured on the base64 text Resend receives.
+MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024
+
+
+class Attachment(BaseModel):
+    """A file attached to one email: base64 ``content`` or a ``path`` URL Resend fetches."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
+
+    content: str | None = None
+    filename: str | None = None
+    path: str | None = None
+    content_type: str | None = None
+    content_id: str | None = None
+
+    @model_validator(mode="after")
+    def _content_or_path(self) -> Attachment:
+        # Resend answers 422 invalid_attachment otherwise; refuse it before the call.
+        if self.content is None and self.path is None:
+            raise ValueError("needs content (base64) or path (URL)")
+        return self

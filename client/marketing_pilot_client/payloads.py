@@ -7,19 +7,32 @@ is refused alone), so :class:`SendBatchPayload` types ``emails`` loosely and the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    model_validator,
+)
 
 from marketing_pilot_client.contract import DEFAULT_QUEUE, SEND_BATCH, SEND_EMAIL, Priority, priority_for
 from marketing_pilot_client.fields import (
+    MAX_ATTACHMENT_BYTES,
     MAX_TO_ADDRESSES,
     TAG_PATTERN,
     Address,
     AddressList,
+    Attachment,
     Headers,
     OptionalAddressList,
     Tag,
@@ -36,6 +49,9 @@ MAX_BATCH_EMAILS = 1000
 #: Queue names for outcome events: letters, digits, ``.``, ``_``, ``:`` and ``-``.
 OUTCOMES_QUEUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"
 _CALLER_KEY = re.compile(r"^[\x21-\x7e]+$")
+#: How far ahead an email may be scheduled (Resend's own limit).
+MAX_SCHEDULE_AHEAD = timedelta(days=30)
+_SCHEDULE_FORM = "an ISO 8601 date-time with its offset, e.g. 2026-12-08T09:00:00+01:00"
 
 
 def _tags_from_mapping(value: Any) -> Any:
@@ -45,8 +61,46 @@ def _tags_from_mapping(value: Any) -> Any:
     return value
 
 
+def _scheduled_time(value: Any) -> Any:
+    """``scheduled_at`` as an aware datetime: ISO 8601 with its offset (``Z`` for UTC), nothing else."""
+    if value is None or isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"must be {_SCHEDULE_FORM} (natural language is not accepted)") from None
+    else:
+        raise ValueError(f"must be {_SCHEDULE_FORM}")
+    if parsed is not None and parsed.utcoffset() is None:
+        raise ValueError(f"needs its UTC offset: {_SCHEDULE_FORM}")
+    return parsed
+
+
+def _attachments_fit(value: list[Attachment] | None) -> list[Attachment] | None:
+    """Every ``content`` is base64, and the email's attachments fit Resend's limit (base64 text)."""
+    total = 0
+    for index, attachment in enumerate(value or []):
+        if attachment.path is not None and not attachment.path.startswith(("https://", "http://")):
+            raise ValueError(f"{index}.path: must be an http(s) URL Resend can fetch")
+        if attachment.content is not None:
+            try:
+                base64.b64decode(attachment.content, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"{index}.content: must be base64") from None
+            total += len(attachment.content)
+    if total > MAX_ATTACHMENT_BYTES:
+        raise ValueError(
+            f"the attachments are {total} bytes (base64); "
+            f"Resend takes at most {MAX_ATTACHMENT_BYTES} per email"
+        )
+    return value
+
+
 TagList = Annotated[list[Tag], BeforeValidator(_tags_from_mapping)]
 MetadataValue = Annotated[str, Field(pattern=TAG_PATTERN)]
+ScheduledTime = Annotated[datetime | None, BeforeValidator(_scheduled_time)]
+AttachmentList = Annotated[list[Attachment] | None, AfterValidator(_attachments_fit)]
 
 
 class EmailFields(BaseModel):
@@ -69,6 +123,10 @@ class EmailFields(BaseModel):
     #: Extra tags by name; Resend returns them in every webhook event of the email.
     metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    #: When the email leaves: it waits in the ledger until then (our scheduling, not Resend's).
+    scheduled_at: ScheduledTime = None
+    #: Files: base64 ``content`` (stored once per distinct content) or a ``path`` URL Resend fetches.
+    attachments: AttachmentList = None
     #: What the email is about; recipients may leave one topic (the service's ``shared.unsubscribe``).
     topic: Topic | None = None
     #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
@@ -88,6 +146,8 @@ class EmailFields(BaseModel):
             raise ValueError(f"tags {sorted(reserved & RESERVED_TAGS)} are set by the worker")
         if {name.lower() for name in self.headers or {}} & RESERVED_HEADERS:
             raise ValueError("header X-Task-ID is set by the worker")
+        if self.scheduled_at is not None and self.scheduled_at > datetime.now(UTC) + MAX_SCHEDULE_AHEAD:
+            raise ValueError("scheduled_at: at most 30 days ahead")
         return self
 
     @property

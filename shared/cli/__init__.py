@@ -8,6 +8,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
+from shared.cli.cancel import cancel_command
 from shared.cli.connectors import connector
 from shared.cli.context import CliContext
 from shared.cli.db import db
@@ -49,6 +50,7 @@ def cli(ctx: click.Context) -> None:
 for command in (db, keys, org, connector, suppression, send, usage, status, events, demo, sandbox):
     cli.add_command(command)
 cli.add_command(dead_letters)
+cli.add_command(cancel_command)
 cli.add_command(schema)
 
 

@@ -23,7 +23,8 @@ from shared.db import raw_connection
 from shared.errors import NotFound, PayloadInvalid, RateLimitBackendUnavailable
 from shared.models import Connector, MessageStatus, Priority, Task
 from shared.rate_limit import api_key_hash
-from shared.sending import budgets, ledger, queue
+from shared.sending import budgets, cancellation, ledger, queue
+from shared.sending.cancellation import CancelOutcome
 from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.dispatch import Dispatcher
@@ -33,6 +34,7 @@ from shared.sending.payloads import (
     ResumePayload,
     SendBatchPayload,
     SendEmailPayload,
+    parse_cancel,
     parse_send_batch,
     parse_send_email,
 )
@@ -108,7 +110,12 @@ def submit_email(
         payload = parse_send_email(kwargs)
     except PayloadInvalid as exc:
         return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
-    if alone_ok and isinstance(payload, SendEmailPayload):
+    # Scheduled emails wait in the ledger; emails with attachments store their bytes as they are recorded.
+    if (
+        alone_ok
+        and isinstance(payload, SendEmailPayload)
+        and not (payload.scheduled_at or payload.attachments)
+    ):
         return _submit_alone(ctx, kwargs, payload, task_ref=task_ref)
     return _submit(ctx, kwargs, payload, task_ref=task_ref)
 
@@ -158,6 +165,19 @@ def _answer(
 def dispatch(ctx: SendContext, key: str) -> dict[uuid.UUID, RecipientResult]:
     """Run ``pilot.dispatch``: send the queue of API key ``key`` while its tokens allow."""
     return Dispatcher(ctx).run(key)
+
+
+def cancel(ctx: SendContext, kwargs: Mapping[str, Any], *, actor: str) -> CancelOutcome:
+    """Run ``pilot.cancel``: the named rows that have not left become ``cancelled``; each row's answer.
+
+    Raises :class:`PayloadInvalid` naming the field if the kwargs name no rows, or name them two ways.
+    """
+    selection = cancellation.selection_of(parse_cancel(kwargs))
+    with ctx.held_connection() as connection, Session(bind=connection) as session:
+        outcome = cancellation.cancel(raw_connection(session), selection, actor=actor)
+        session.commit()
+    ctx.metrics.count_results([ResultStatus.CANCELLED] * outcome.counts().get("cancelled", 0))
+    return outcome
 
 
 def _refuse_positional(
@@ -428,6 +448,7 @@ def _task_owner(session: Session, task_id: uuid.UUID, organization_id: uuid.UUID
 __all__ = [
     "Recorded",
     "Submission",
+    "cancel",
     "dispatch",
     "finish",
     "prepare",

@@ -109,7 +109,8 @@ FOR UPDATE
 _READ = (
     """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
-       m.attempts, m.attempt_key, m.last_error, m.status, m.created_at, c.status, s.reason, s.created_at,
+       m.attempts, m.attempt_key, m.last_error, m.status, GREATEST(m.created_at, m.scheduled_at), c.status,
+       s.reason, s.created_at,
        m.priority
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id

@@ -22,6 +22,20 @@ def release_deferred(self: Task) -> int:
     return maintenance.release_deferred(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
 
 
+@shared_task(bind=True, name=task_names.RELEASE_SCHEDULED)
+def release_scheduled(self: Task) -> int:
+    """Dispatch the queues of scheduled rows whose time has come."""
+    ctx = context(self.app)
+    return maintenance.release_scheduled(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
+
+
+@shared_task(bind=True, name=task_names.REMOVE_ATTACHMENTS)
+def remove_unneeded_attachments(self: Task) -> int:
+    """Remove attachment bytes no row waiting to be sent needs any more."""
+    ctx = context(self.app)
+    return maintenance.remove_unneeded_attachments(make_sessionmaker(ctx.engine), now=ctx.clock())
+
+
 @shared_task(bind=True, name=task_names.SWEEP)
 def sweep(self: Task) -> dict[str, int]:
     """Dispatch queues whose rows wait too long, and process webhook events stored but never processed."""

@@ -1,6 +1,6 @@
 """outcome_events: the outbox of per-recipient outcome events for sends that asked for them
 
-Revision ID: 0011
+Revision ID: 0009
 Revises: 0008
 A send naming ``outcomes_queue`` keeps it on each ledger row; triggers write an event in the same
 transaction as each status change and each webhook metric, and ``pilot.publish_outcomes`` publishes.
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
