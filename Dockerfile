@@ -7,6 +7,7 @@ COPY shared ./shared
 COPY worker ./worker
 COPY webhook_receiver ./webhook_receiver
 COPY sandbox ./sandbox
+COPY client ./client
 COPY migrations ./migrations
 RUN pip install --no-cache-dir -e .
 USER nobody

@@ -215,6 +215,7 @@ class Sandbox:
             html=email.get("html"),
             text=email.get("text"),
             send_at=email["send_at"],
+            attachments=email.get("attachment_summary") or [],
         )
 
     def _emit(

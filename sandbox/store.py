@@ -35,6 +35,9 @@ class EmailRecord:
     #: When a scheduled email is sent (epoch seconds); None for an email sent at once.
     send_at: float | None = None
     canceled: bool = False
+    #: Each attachment as received: filename, content_type, content_id, path, and for ``content`` its
+    #: decoded size and sha256 (the bytes themselves are not kept).
+    attachments: list[dict[str, Any]] = field(default_factory=list)
     #: The events its delivery produces (kept to shift them when the schedule changes).
     plan: list[PlannedEvent] = field(default_factory=list)
     #: (time the event happens, Resend event type), in order. Replaced, never changed in place, so a
@@ -116,6 +119,7 @@ def _listed(record: EmailRecord, accepts: dict[tuple[str, str | None], int]) -> 
         "idempotency_key": record.idempotency_key,
         "created_at": record.created_at,
         "send_at": record.send_at,
+        "attachments": record.attachments,
         "accept_count": max(counts.values(), default=0),
         "accept_counts": counts,
         "events": [kind for _, kind in record.timeline],

@@ -5,6 +5,9 @@ Plain dict checks on purpose: they run on every request and must stay cheap.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 from typing import Any
 
@@ -42,7 +45,8 @@ def bare_address(value: str) -> str | None:
 def validate_email(payload: Any, *, now: float, in_batch: bool = False) -> dict[str, Any]:
     """The email with recipient fields as lists; raises :class:`ApiError` on the first problem.
 
-    ``send_at`` (not a Resend field) is added: when a scheduled email is due (epoch seconds), else None.
+    ``send_at`` (not a Resend field) is added: when a scheduled email is due (epoch seconds), else None;
+    ``attachment_summary`` (nor is it) describes each attachment: sizes and sha256 of decoded content.
     """
     if not isinstance(payload, dict):
         raise validation_error("The request body must be a JSON object.")
@@ -62,11 +66,17 @@ def validate_email(payload: Any, *, now: float, in_batch: bool = False) -> dict[
     if in_batch and "attachments" in email:
         raise validation_error("Attachments are not supported with the batch endpoint.")
     if "attachments" in email:
-        _check_attachments(email["attachments"])
+        email["attachment_summary"] = _check_attachments(email["attachments"])
     _check_headers(email.get("headers"))
     email["tags"] = _checked_tags(email.get("tags"))
     email["send_at"] = send_time(email.get("scheduled_at"), now)
     return email
+
+
+#: Attachment fields kept in the sandbox's description of an email.
+_ATTACHMENT_NAMES = ("filename", "content_type", "content_id", "path")
+#: Resend's limit on an email's attachments, measured on the base64 text.
+MAX_ATTACHMENTS_BASE64 = 40 * 1024 * 1024
 
 
 def validate_batch(payload: Any) -> list[Any]:
@@ -109,12 +119,30 @@ def _address_list(name: str, value: Any) -> list[str]:
     return addresses
 
 
-def _check_attachments(value: Any) -> None:
+def _check_attachments(value: Any) -> list[dict[str, Any]]:
+    """Each attachment described (``content`` decoded and hashed); refuses what Resend refuses."""
     if not isinstance(value, list):
         raise validation_error("Invalid `attachments` field: it must be an array.")
+    summary: list[dict[str, Any]] = []
+    total = 0
     for item in value:
         if not isinstance(item, dict) or not (item.get("content") or item.get("path")):
             raise ApiError(422, "invalid_attachment", "Attachment must have either a `content` or `path`.")
+        described = {name: item[name] for name in _ATTACHMENT_NAMES if isinstance(item.get(name), str)}
+        content = item.get("content")
+        if content is not None:
+            if not isinstance(content, str):
+                raise ApiError(422, "invalid_attachment", "Attachment `content` must be a base64 string.")
+            try:
+                data = base64.b64decode(content, validate=True)
+            except (binascii.Error, ValueError):
+                raise ApiError(422, "invalid_attachment", "Attachment `content` must be base64.") from None
+            total += len(content)
+            described |= {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        summary.append(described)
+    if total > MAX_ATTACHMENTS_BASE64:
+        raise validation_error("Attachments exceed the 40 MB limit per email (after base64 encoding).")
+    return summary
 
 
 def _check_headers(value: Any) -> None:

@@ -1,8 +1,8 @@
 """The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_metrics,
-suppression_list, webhook_events, connector_usage, audit_logs, dead_letters, and the reputation
-guard's reputation_marks, reputation_counts, reputation_states and reputation_policies.
+suppression_list, webhook_events, connector_usage, audit_logs, dead_letters, email_attachments, and
+the reputation guard's reputation_marks, reputation_counts, reputation_states and reputation_policies.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from marketing_pilot_client.contract import PRIORITIES as PRIORITIES
+from marketing_pilot_client.contract import Priority as Priority
+from marketing_pilot_client.outcomes import OutcomeKind as OutcomeKind
 
 #: Constraint names are deterministic so migrations can name what they drop.
 NAMING_CONVENTION = {
@@ -58,12 +62,15 @@ SENDABLE_STATUSES = frozenset({ConnectorStatus.ACTIVE, ConnectorStatus.RATE_LIMI
 class MessageStatus(StrEnum):
     """Where a ledger row (one email to one mailbox) stands.
 
+    ``scheduled`` waits for its ``scheduled_at`` (held in ``next_attempt_at``) and is then queued;
     ``queued`` waits for its API key's next request, ``deferred`` until ``next_attempt_at`` (a spent
     budget, a paused connector, a quota); ``sending`` went out (or is going out) under its
     ``attempt_key``, with ``next_attempt_at`` as its lease or retry time while the outcome is unknown.
-    The rest are outcomes: webhook events move a sent row along the lattice, never back.
+    ``cancelled`` was withdrawn before it left. The rest are outcomes: webhook events move a sent row
+    along the lattice, never back.
     """
 
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     DEFERRED = "deferred"
     SENDING = "sending"
@@ -74,23 +81,21 @@ class MessageStatus(StrEnum):
     COMPLAINED = "complained"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    CANCELLED = "cancelled"
 
 
 MESSAGE_STATUSES = tuple(status.value for status in MessageStatus)
 #: Statuses of a row the sender may still act on (its Resend id may not be committed yet); every
 #: other status is final for the sender.
-OPEN_STATUSES = frozenset({MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING})
+OPEN_STATUSES = frozenset(
+    {MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.DEFERRED, MessageStatus.SENDING}
+)
+#: Statuses of a row that has not left and may still be cancelled (nothing of it is in flight).
+CANCELLABLE_STATUSES = frozenset({MessageStatus.SCHEDULED, MessageStatus.QUEUED, MessageStatus.DEFERRED})
 
 
-class Priority(StrEnum):
-    """Which mail a send is. ``transactional`` (someone waits for it: a password reset, a receipt)
-    leaves before ``bulk`` (campaigns, newsletters) and may use the budget's transactional reserve."""
-
-    TRANSACTIONAL = "transactional"
-    BULK = "bulk"
-
-
-PRIORITIES = tuple(priority.value for priority in Priority)
+# Priority and PRIORITIES: the send classes are part of the wire contract (marketing_pilot_client).
+OUTCOME_KINDS = tuple(kind.value for kind in OutcomeKind)
 
 
 class SuppressionReason(StrEnum):
@@ -265,6 +270,12 @@ class EmailMessage(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'deferred'"),
         ),
+        # Scheduled rows by their time: what beat's release looks at every second.
+        Index(
+            "ix_email_messages_scheduled",
+            "next_attempt_at",
+            postgresql_where=text("status = 'scheduled'"),
+        ),
         Index(
             "ix_email_messages_dispatch_key_sending",
             "dispatch_key",
@@ -297,9 +308,29 @@ class EmailMessage(Base):
     priority: Mapped[str] = mapped_column(Text, server_default=Priority.BULK.value)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: The caller's queue for this row's outcome events (``outbox``: triggers write ``outcome_events``).
+    outcomes_queue: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the caller asked the email to leave (``scheduled_at``); kept after it is released.
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The sha256 digests of the attachment bytes its request names (``email_attachments``).
+    attachment_digests: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+class EmailAttachment(Base):
+    """Attachment bytes, stored once per distinct content (keyed by their sha256) however many rows
+    name them; retention removes bytes no waiting row needs."""
+
+    __tablename__ = "email_attachments"
+
+    sha256: Mapped[str] = mapped_column(Text, primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _created_at()
+    #: Refreshed each time a send names the bytes, so retention never removes what a send just named.
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class EmailMetric(Base):
@@ -327,6 +358,30 @@ class EmailMetric(Base):
     #: The event's own time (payload ``created_at``): ordering never depends on arrival.
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     created_at: Mapped[datetime] = _created_at()
+
+
+class OutcomeEvent(Base):
+    """The outbox of outcome events: written by triggers in the status change's own transaction
+    (migration 0009), published to ``queue`` as ``pilot.outcome`` by ``pilot.publish_outcomes``."""
+
+    __tablename__ = "outcome_events"
+    __table_args__ = (
+        CheckConstraint(_in("kind", OUTCOME_KINDS), name="kind"),
+        Index("ix_outcome_events_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+    )
+
+    #: Stable: derived from the status change or the webhook metric it reports.
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
+    )
+    queue: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created_at()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Suppression(Base):

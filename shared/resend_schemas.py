@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,105 +22,32 @@ from pydantic import (
     model_validator,
 )
 
-from shared.addresses import check_address
+from marketing_pilot_client.fields import (
+    MAX_ATTACHMENT_BYTES,
+    MAX_TAGS,
+    MAX_TO_ADDRESSES,
+    Address,
+    AddressList,
+    Attachment,
+    Headers,
+    OptionalAddressList,
+    Tag,
+    empty_to_none,
+)
 from shared.errors import PayloadInvalid
 
-#: Resend accepts at most 50 addresses in ``to`` (spec ``maxItems``).
-MAX_TO_ADDRESSES = 50
-#: Resend accepts at most 75 tags per email (docs, dashboard/emails/tags).
-MAX_TAGS = 75
-#: Tag names and values: ASCII letters, digits, ``_`` and ``-``, 1-256 characters.
-TAG_PATTERN = r"^[A-Za-z0-9_-]{1,256}$"
-#: Total attachment size per email, measured on the base64 text Resend receives.
-MAX_ATTACHMENT_BYTES = 40 * 1024 * 1024
 #: Items per ``POST /emails/batch`` call.
 MAX_BATCH_SIZE = 100
 #: Problems listed in one PayloadInvalid message (a 100-item batch could otherwise list hundreds).
 MAX_REPORTED_ERRORS = 10
 
-# RFC 9110 token: the characters allowed in a header field name.
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _LINE_BREAK = re.compile(r"[\r\n]")
-#: Headers that address or route the email: only the ``from``, ``to``, ``cc``, ``bcc`` and
-#: ``reply_to`` fields may do that, so every recipient is checked and recorded (lower case).
-ADDRESS_HEADERS = frozenset(
-    {
-        "from",
-        "sender",
-        "reply-to",
-        "to",
-        "cc",
-        "bcc",
-        "return-path",
-        "delivered-to",
-        "envelope-to",
-        "resent-from",
-        "resent-sender",
-        "resent-to",
-        "resent-cc",
-        "resent-bcc",
-    }
-)
-
-
-def _one_or_many(value: Any) -> Any:
-    """Resend accepts a string or a list; we always hold (and send) a list."""
-    return [value] if isinstance(value, str) else value
-
-
-def _empty_to_none(value: Any) -> Any:
-    """An empty list or mapping means "not given", so it is left out of the wire body."""
-    return None if isinstance(value, list | tuple | dict) and not value else value
-
-
-def check_headers(headers: dict[str, str]) -> dict[str, str]:
-    """Custom headers: token names, one line each, and none that addresses the email."""
-    for name, value in headers.items():
-        if not _HEADER_NAME.fullmatch(name):
-            raise ValueError("header names must be RFC 9110 tokens (letters, digits, -, _ ...)")
-        if name.lower() in ADDRESS_HEADERS:
-            raise ValueError(f"header {name}: addresses go in from, to, cc, bcc and reply_to, not in headers")
-        if _LINE_BREAK.search(value):
-            raise ValueError(f"header {name} must not contain line breaks")
-    return headers
-
-
-Address = Annotated[str, AfterValidator(check_address)]
-Headers = Annotated[dict[str, str], AfterValidator(check_headers)]
-AddressList = Annotated[list[Address], BeforeValidator(_one_or_many)]
-OptionalAddressList = Annotated[
-    list[Address] | None, BeforeValidator(_one_or_many), BeforeValidator(_empty_to_none)
-]
 
 
 class _WireModel(BaseModel):
     """Frozen, strict about unknown fields, and built from wire names or Python names."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True)
-
-
-class Tag(_WireModel):
-    """A ``{name, value}`` tag; Resend returns it in every webhook event for the email."""
-
-    name: str = Field(pattern=TAG_PATTERN)
-    value: str = Field(pattern=TAG_PATTERN)
-
-
-class Attachment(_WireModel):
-    """A file attached to one email: base64 ``content`` or a ``path`` URL Resend fetches."""
-
-    content: str | None = None
-    filename: str | None = None
-    path: str | None = None
-    content_type: str | None = None
-    content_id: str | None = None
-
-    @model_validator(mode="after")
-    def _content_or_path(self) -> Attachment:
-        # Resend answers 422 invalid_attachment otherwise; refuse it before the call.
-        if self.content is None and self.path is None:
-            raise ValueError("needs content (base64) or path (URL)")
-        return self
 
 
 class SendEmailRequest(_WireModel):
@@ -135,10 +61,10 @@ class SendEmailRequest(_WireModel):
     cc: OptionalAddressList = None
     bcc: OptionalAddressList = None
     reply_to: OptionalAddressList = None
-    headers: Annotated[Headers | None, BeforeValidator(_empty_to_none)] = None
-    attachments: Annotated[list[Attachment] | None, BeforeValidator(_empty_to_none)] = None
+    headers: Annotated[Headers | None, BeforeValidator(empty_to_none)] = None
+    attachments: Annotated[list[Attachment] | None, BeforeValidator(empty_to_none)] = None
     tags: Annotated[
-        Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None, BeforeValidator(_empty_to_none)
+        Annotated[list[Tag], Field(max_length=MAX_TAGS)] | None, BeforeValidator(empty_to_none)
     ] = None
     scheduled_at: str | None = None
 

@@ -15,13 +15,11 @@ from typing import Any, Protocol
 from celery import Celery
 from kombu.exceptions import OperationalError as BrokerConnectionError
 
+from marketing_pilot_client.contract import SEND_TASKS, Priority, priority_of_kwargs, send_queue
 from shared import task_names
 from shared.errors import BrokerUnavailable
-from shared.models import Priority
-from shared.sending.priority import priority_of_kwargs
 from shared.settings import mask_url_password
 
-_SEND_TASKS = frozenset({task_names.SEND_EMAIL, task_names.SEND_BATCH})
 #: Seconds to wait for the broker before giving up a publish.
 BROKER_TIMEOUT_S = 2.0
 
@@ -55,8 +53,8 @@ def publish(
 
 def queue_for(name: str, kwargs: Mapping[str, Any], priority: Priority | None = None) -> str | None:
     """The queue of task ``name``: transactional sends go to the priority queue, ahead of bulk ones."""
-    if name in _SEND_TASKS and (priority or priority_of_kwargs(name, kwargs)) is Priority.TRANSACTIONAL:
-        return task_names.PRIORITY_SENDS_QUEUE
+    if name in SEND_TASKS:
+        return send_queue(priority or priority_of_kwargs(name, kwargs))
     return task_names.TASK_QUEUES.get(name)
 
 

@@ -217,3 +217,35 @@ def stop(process: subprocess.Popen[Any], *, timeout: float = 20.0) -> None:
     # Pool children that outlived the main process belong to the same group.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_beat(env: dict[str, str], *, app: str = "worker.celery_app") -> Iterator[int]:
+    """Run ``celery beat`` (its schedule file in a temporary directory) until the block ends; its pid.
+    Stopped by pid, like the worker."""
+    with tempfile.TemporaryDirectory(prefix="pilot-beat-") as work:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "beat",
+            "-s",
+            f"{work}/schedule",
+            "--loglevel",
+            "WARNING",
+        ]
+        with open(f"{work}/beat.log", "wb") as log_file:
+            process = subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            yield process.pid
+        finally:
+            stop(process)

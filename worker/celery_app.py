@@ -37,11 +37,24 @@ TASK_MODULES = ["worker.tasks", "worker.beat.tasks", "worker.events.tasks", "wor
 #: Our consumer: a message it cannot run is dead-lettered instead of stopping the worker.
 WORKER_CONSUMER = "worker.broker.consumer:GuardedConsumer"
 
+#: How often beat releases the scheduled rows whose time has come.
+RELEASE_SCHEDULED_EVERY_S = 1.0
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-connector-status": {"task": task_names.CHECK_CONNECTOR_STATUS, "schedule": 300.0},
     "release-deferred": {"task": task_names.RELEASE_DEFERRED, "schedule": 30.0},
+    # Every second, so a scheduled email leaves within about a second of its time; a release not
+    # run within 5 s is dropped (the next one does its work).
+    "release-scheduled": {
+        "task": task_names.RELEASE_SCHEDULED,
+        "schedule": RELEASE_SCHEDULED_EVERY_S,
+        "options": {"expires": 5.0},
+    },
+    "remove-unneeded-attachments": {"task": task_names.REMOVE_ATTACHMENTS, "schedule": 3600.0},
     "sweep": {"task": task_names.SWEEP, "schedule": 60.0},
     "reconcile": {"task": task_names.RECONCILE, "schedule": 300.0},
+    # The outbox of outcome events: one indexed read when it is empty.
+    "publish-outcomes": {"task": task_names.PUBLISH_OUTCOMES, "schedule": 2.0},
 }
 
 

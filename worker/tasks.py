@@ -9,6 +9,7 @@ written yet): ``max_retries=None``, because the ledger's own attempt counter cap
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from typing import Any
 
@@ -16,11 +17,13 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from shared import task_names
-from shared.errors import RateLimitBackendUnavailable
+from shared.errors import PayloadInvalid, RateLimitBackendUnavailable
 from shared.sending import pipeline
 from shared.sending.outcomes import SendOutcome
 from worker.context import context
 from worker.retry import DATABASE_RETRY
+
+logger = logging.getLogger(__name__)
 
 _SEND_OPTIONS: dict[str, Any] = {"bind": True, **DATABASE_RETRY}
 #: Countdown after a soft time limit: the rows are in the ledger; the same task looks at them again.
@@ -48,6 +51,18 @@ def _run(task: Task, send: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
         outcome: SendOutcome = send(context(task.app), kwargs, task_ref=task.request.id or "eager", args=args)
     except SoftTimeLimitExceeded:
         raise task.retry(countdown=SOFT_LIMIT_RETRY_S, max_retries=None) from None
+    return outcome.as_dict()
+
+
+@shared_task(name=task_names.CANCEL, **_SEND_OPTIONS)
+def cancel(self: Task, **kwargs: Any) -> dict[str, Any]:
+    """Cancel sends that have not left, named by ``idempotency_key`` (with ``connector_id``),
+    ``task_id`` or ``message_ids``; each row's answer (an invalid request: ``error``, naming the field)."""
+    try:
+        outcome = pipeline.cancel(context(self.app), kwargs, actor=f"task:{self.request.id or 'eager'}")
+    except PayloadInvalid as exc:
+        logger.warning("cancel refused: %s", exc)
+        return {"error": str(exc)}
     return outcome.as_dict()
 
 

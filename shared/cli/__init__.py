@@ -8,6 +8,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import DBAPIError
 
+from shared.cli.cancel import cancel_command
 from shared.cli.connectors import connector
 from shared.cli.context import CliContext
 from shared.cli.db import db
@@ -19,6 +20,7 @@ from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
 from shared.cli.output import printable, printable_lines
 from shared.cli.reputation import reputation
+from shared.cli.schema import schema
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
 from shared.logs import configure_cli_logging
@@ -50,6 +52,8 @@ for command in (db, keys, org, connector, suppression, send, usage, status, even
     cli.add_command(command)
 cli.add_command(dead_letters)
 cli.add_command(reputation)
+cli.add_command(cancel_command)
+cli.add_command(schema)
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from marketing_pilot_client.fields import MAX_TAGS, TAG_PATTERN
+from marketing_pilot_client.payloads import RESERVED_TAGS
 from shared.errors import PayloadInvalid
-from shared.resend_schemas import MAX_TAGS, TAG_PATTERN
-from shared.sending.payloads import RESERVED_TAGS
 
 #: Keys a ``send_batch`` item (or ``send_email``) may carry, and their payload names.
 FIELD_NAMES = {
@@ -32,9 +32,9 @@ FIELD_NAMES = {
     "headers": "headers",
     "tags": "tags",
     "idempotency_key": "idempotency_key",
+    "attachments": "attachments",
+    "scheduled_at": "scheduled_at",
 }
-#: Resend features the send path does not carry yet: refused with a reason, never dropped silently.
-NOT_YET = frozenset({"attachments", "scheduled_at"})
 #: The request reference of sends without a task.
 DIRECT = "direct"
 _TAG = re.compile(TAG_PATTERN)
@@ -72,10 +72,7 @@ def seed_email(
         str(key) for key in fields if key not in FIELD_NAMES and key not in ("task_id", "metadata")
     )
     if unknown:
-        name = unknown[0]
-        if name in NOT_YET:
-            raise PayloadInvalid(f"{name}: not supported by the send path yet")
-        raise PayloadInvalid(f"{name}: unknown field")
+        raise PayloadInvalid(f"{unknown[0]}: unknown field")
     task_id = None if fields.get("task_id") is None else str(fields["task_id"])
     metadata = _metadata(fields.get("metadata"))
     tagged, untagged = _tagged(metadata, taken=_tag_names(fields.get("tags")))

@@ -27,12 +27,13 @@ from shared.connectors.base import (
     UsageLimiter,
 )
 from shared.connectors.message import SeedEmail, seed_email
-from shared.errors import PilotError, ResendAuthError, ResendError
+from shared.errors import ConnectorError, PilotError, ResendAuthError, ResendError
 from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, Task
 from shared.rate_limit import RateLimiter
 from shared.resend_client import KeyCheck, ResendClient
 from shared.resend_http import ResendHTTP
 from shared.sending import pipeline
+from shared.sending.cancellation import CancelOutcome
 from shared.sending.context import SendContext
 from shared.sending.outcomes import RecipientResult, ResultStatus, SendOutcome
 from shared.settings import Settings
@@ -111,11 +112,34 @@ class ResendConnector(BaseConnector, EmailConnector):
         **extra: Any,
     ) -> ConnectorResult:
         """Send one email (one Resend email per mailbox of ``to``, ``cc`` and ``bcc``); ``extra`` takes
-        ``text``, ``cc``, ``bcc``, ``headers``, ``tags`` and ``idempotency_key``."""
+        ``text``, ``cc``, ``bcc``, ``headers``, ``tags``, ``idempotency_key``, ``scheduled_at`` and
+        ``attachments``."""
         fields: dict[str, Any] = {"to": to, "subject": subject, "body": body, "from_": from_}
         fields |= {"reply_to": reply_to, "task_id": task_id, "metadata": metadata, **extra}
         [result] = self._send([fields])
         return result
+
+    def cancel(
+        self,
+        *,
+        idempotency_key: str | None = None,
+        task_id: uuid.UUID | None = None,
+        message_ids: Sequence[uuid.UUID | str] | None = None,
+    ) -> CancelOutcome:
+        """Cancel this connector's sends that have not left (scheduled, queued, deferred), named one
+        way; each row's answer (``cancelled``, ``already_sent``, ``in_flight``...)."""
+        if self._sending is None:
+            raise ConnectorError(
+                "this connector was not loaded from the database: use create_resend_connector"
+            )
+        kwargs: dict[str, Any] = {"connector_id": str(self.connector_id)}
+        if idempotency_key is not None:
+            kwargs["idempotency_key"] = idempotency_key
+        if task_id is not None:
+            kwargs["task_id"] = str(task_id)
+        if message_ids:
+            kwargs["message_ids"] = [str(value) for value in message_ids]
+        return pipeline.cancel(self._sending(), kwargs, actor=f"connector:{self.connector_id}")
 
     def send_batch(self, emails: Sequence[Mapping[str, Any]]) -> BatchResult:
         """Send ``emails``: they leave with their API key's queue, up to 100 a request. An invalid

@@ -33,7 +33,7 @@ from shared.rate_limit import Decision, api_key_hash
 from shared.reputation.guard import HOLD_WAIT_S
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
-from shared.sending import budgets, queue, units
+from shared.sending import attachments, budgets, queue, units
 from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.outcomes import RecipientResult, ResultStatus
@@ -464,9 +464,12 @@ class Dispatcher:
     def _send(self, conn: psycopg.Connection[Any], plan: _Plan) -> None:
         assert plan.api_key is not None and plan.unit is not None
         client = self.ctx.resend_client(plan.api_key)
-        # The stored bodies were checked against Resend's model when they were rendered.
-        requests = [CheckedRequest(row.request) for row in plan.members]
         try:
+            # The stored bodies were checked against Resend's model when they were rendered; their
+            # attachments' bytes are put back here, the same text on every attempt.
+            requests = [
+                CheckedRequest(body) for body in attachments.expand(conn, [r.request for r in plan.members])
+            ]
             if len(requests) == 1:
                 answer: SendResult | BatchSendResult = client.send_email(
                     requests[0], idempotency_key=plan.unit

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from shared.db import raw_connection
 from shared.models import EmailMessage, MessageStatus, Priority
+from shared.sending import attachments
 from shared.sending.rendering import RenderedMessage
 
 #: ``last_error`` is shown to operators; keep it short.
@@ -49,21 +50,34 @@ def insert_messages(
     connector_id: uuid.UUID,
     task_id: uuid.UUID | None,
     placement: Placement,
+    outcomes_queue: str | None = None,
 ) -> None:
     """Write one row per message where ``placement`` says; a row whose key exists is left as it is.
 
-    A message with a ``refusal`` is written ``failed`` with that reason instead.
+    A message with a ``refusal`` is written ``failed`` with that reason instead; one scheduled for
+    later is written ``scheduled`` (its time in ``next_attempt_at``), whatever the placement. Its
+    attachment bytes are stored once per distinct content. ``outcomes_queue``: the caller's queue for
+    the rows' outcome events (the outbox triggers write them).
     """
     if not messages:
         return
     waiting = [message.refusal is None for message in messages]
-    raw_connection(session).execute(
+    conn = raw_connection(session)
+    blobs = {
+        digest: data
+        for message, ok in zip(messages, waiting, strict=True)
+        if ok
+        for digest, data in message.blobs.items()
+    }
+    attachments.store(conn, blobs)
+    conn.execute(
         _INSERT,
         {
             "organization": organization_id,
             "connector": connector_id,
             "task": task_id,
             "priority": placement.priority,
+            "outcomes": outcomes_queue,
             "ids": [message.id for message in messages],
             "keys": [message.idempotency_key for message in messages],
             "recipients": [message.recipient for message in messages],
@@ -77,6 +91,12 @@ def insert_messages(
                 truncate(placement.reason if ok else message.refusal)
                 for ok, message in zip(waiting, messages, strict=True)
             ],
+            "scheduled": [
+                message.scheduled_at if ok else None for ok, message in zip(waiting, messages, strict=True)
+            ],
+            "digests": [
+                "{" + ",".join(message.blobs) + "}" if message.blobs else None for message in messages
+            ],
         },
     )
 
@@ -86,13 +106,16 @@ def insert_messages(
 _INSERT = """
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
                             subject, topic, request, dispatch_key, status, next_attempt_at, last_error,
-                            priority)
+                            priority, scheduled_at, attachment_digests, outcomes_queue)
 SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.topic, v.request,
-       v.queue, v.status, v.next_at, v.error, %(priority)s
+       v.queue, CASE WHEN v.scheduled > now() THEN 'scheduled' ELSE v.status END,
+       CASE WHEN v.scheduled > now() THEN v.scheduled ELSE v.next_at END,
+       CASE WHEN v.scheduled > now() THEN NULL ELSE v.error END, %(priority)s,
+       v.scheduled, v.digests::text[], %(outcomes)s
 FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
             %(topics)s::text[], %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[],
-            %(next)s::timestamptz[], %(errors)s::text[])
-    AS v(id, key, recipient, subject, topic, request, queue, status, next_at, error)
+            %(next)s::timestamptz[], %(errors)s::text[], %(scheduled)s::timestamptz[], %(digests)s::text[])
+    AS v(id, key, recipient, subject, topic, request, queue, status, next_at, error, scheduled, digests)
 ON CONFLICT (idempotency_key) DO NOTHING
 """
 

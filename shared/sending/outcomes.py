@@ -1,9 +1,9 @@
 """What a send task returns: one result per recipient, read from its ledger row.
 
 Statuses: ``sent`` (Resend accepted it; later delivery events do not change this answer),
-``suppressed``, ``deferred`` (waits in PostgreSQL until ``next_attempt_at``), ``failed`` (with the
-reason), and ``pending`` (queued for its API key's next request, or sent with its outcome not known
-yet: it goes again under the same key).
+``suppressed``, ``deferred`` or ``scheduled`` (waits in PostgreSQL until ``next_attempt_at``),
+``failed`` (with the reason), ``cancelled``, and ``pending`` (queued for its API key's next request,
+or sent with its outcome not known yet: it goes again under the same key).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ class ResultStatus(StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    #: Waits for its ``scheduled_at`` (``next_attempt_at`` says when).
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
 
 
 #: Row statuses that mean Resend accepted the email.
@@ -83,7 +86,7 @@ class RecipientResult:
             if status in PENDING_STATUSES
             else status
         )
-        waiting = shown in (ResultStatus.DEFERRED, ResultStatus.PENDING)
+        waiting = shown in (ResultStatus.DEFERRED, ResultStatus.PENDING, ResultStatus.SCHEDULED)
         return cls(
             recipient=recipient,
             status=str(shown),

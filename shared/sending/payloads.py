@@ -1,8 +1,8 @@
-"""Task payloads (the kwargs of ``pilot.send_email`` and ``pilot.send_batch``), validated by pydantic.
+"""Task payloads (the kwargs of ``pilot.send_email`` and ``pilot.send_batch``) parsed for the worker.
 
-Unknown keys are refused, naming the key, and an invalid payload raises ``PayloadInvalid`` naming
-every bad field, never a value. Each email of a batch is validated on its own (:func:`parse_emails`).
-The fields (``topic`` and ``list_unsubscribe`` too): docs/architecture.md, "The send path".
+The models are the client's (:mod:`marketing_pilot_client.payloads`, one definition); an invalid payload
+raises ``PayloadInvalid`` naming every bad field, never a value. Each email of a batch is validated on
+its own (:func:`parse_emails`). The fields: docs/architecture.md, "The send path", and the README.
 """
 
 from __future__ import annotations
@@ -11,151 +11,28 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationError,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared import task_names
+from marketing_pilot_client.payloads import MAX_CALLER_KEY_LENGTH
+from marketing_pilot_client.payloads import EmailFields as EmailFields
+from marketing_pilot_client.payloads import Routing as Routing
+from marketing_pilot_client.payloads import SendBatchPayload as SendBatchPayload
+from marketing_pilot_client.payloads import SendEmailPayload as SendEmailPayload
 from shared.errors import PayloadInvalid
-from shared.models import Priority
-from shared.resend_schemas import (
-    MAX_TO_ADDRESSES,
-    TAG_PATTERN,
-    Address,
-    AddressList,
-    Headers,
-    OptionalAddressList,
-    Tag,
-)
-from shared.sending.priority import priority_for
-from shared.unsubscribe.topics import Topic
 
-#: Tag and header names the worker sets itself; a caller may not set them.
-RESERVED_TAGS = frozenset({"task_id", "message_id"})
-RESERVED_HEADERS = frozenset({"x-task-id"})
-#: Caller keys leave room for the ``/<recipient hash>`` suffix within Resend's 256 characters.
-MAX_CALLER_KEY_LENGTH = 200
-#: Emails in one ``pilot.send_batch`` task (chunked into calls of 100 by the worker).
-MAX_BATCH_EMAILS = 1000
 #: Ledger rows one resume task may name.
 MAX_MESSAGE_IDS = 1000
-_CALLER_KEY = re.compile(r"^[\x21-\x7e]+$")
 #: Lone surrogates cannot be encoded as UTF-8: PostgreSQL and Resend would both refuse the text.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _tags_from_mapping(value: Any) -> Any:
-    """``{"campaign": "spring"}`` is accepted as shorthand for ``[{"name": ..., "value": ...}]``."""
-    if isinstance(value, Mapping):
-        return [{"name": name, "value": tag_value} for name, tag_value in value.items()]
-    return value
-
-
-TagList = Annotated[list[Tag], BeforeValidator(_tags_from_mapping)]
-MetadataValue = Annotated[str, Field(pattern=TAG_PATTERN)]
-
-
-class EmailFields(BaseModel):
-    """One email as an upstream app describes it; ``to`` may name several recipients (fan-out)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True)
-
-    to: Annotated[AddressList, Field(min_length=1, max_length=MAX_TO_ADDRESSES)]
-    subject: str = Field(min_length=1)
-    html: str | None = None
-    #: The seed's name for ``html``.
-    body: str | None = None
-    text: str | None = None
-    from_: Address | None = Field(default=None, alias="from")
-    reply_to: OptionalAddressList = None
-    cc: Annotated[OptionalAddressList, Field(max_length=MAX_TO_ADDRESSES)] = None
-    bcc: Annotated[OptionalAddressList, Field(max_length=MAX_TO_ADDRESSES)] = None
-    headers: Headers | None = None
-    tags: TagList | None = None
-    #: Extra tags by name; Resend returns them in every webhook event of the email.
-    metadata: dict[Annotated[str, Field(pattern=TAG_PATTERN)], MetadataValue] | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
-    #: What the email is about; recipients may leave one topic (see :mod:`shared.unsubscribe.topics`).
-    topic: Topic | None = None
-    #: The one-click unsubscribe headers: True asks for them, False opts out; None: bulk emails
-    #: (every ``pilot.send_batch`` email) get them.
-    list_unsubscribe: StrictBool | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> EmailFields:
-        if self.html is not None and self.body is not None:
-            raise ValueError("give html or body (its older name), not both")
-        if self.html is None and self.body is None and self.text is None:
-            raise ValueError("html, body or text is required")
-        if self.idempotency_key is not None and not _CALLER_KEY.match(self.idempotency_key):
-            raise ValueError("idempotency_key must be printable ASCII without spaces")
-        reserved = {tag.name for tag in self.tags or []} | set(self.metadata or {})
-        if reserved & RESERVED_TAGS:
-            raise ValueError(f"tags {sorted(reserved & RESERVED_TAGS)} are set by the worker")
-        if {name.lower() for name in self.headers or {}} & RESERVED_HEADERS:
-            raise ValueError("header X-Task-ID is set by the worker")
-        return self
-
-    @property
-    def html_body(self) -> str | None:
-        """The HTML part, whichever name it came under."""
-        return self.html if self.html is not None else self.body
-
-    def all_tags(self) -> list[Tag]:
-        """The caller's tags followed by its metadata as tags."""
-        extra = [Tag(name=name, value=value) for name, value in (self.metadata or {}).items()]
-        return [*(self.tags or []), *extra]
-
-
-class _Routing(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    connector_id: uuid.UUID
-    organization_id: uuid.UUID | None = None
-    task_id: uuid.UUID | None = None
-
-
-class _Classed(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    #: ``transactional`` or ``bulk``; absent, :func:`shared.sending.priority.priority_for` decides.
-    priority: Priority | None = None
-
-
-class SendEmailPayload(_Routing, _Classed, EmailFields):
-    """``pilot.send_email`` with the email's content."""
-
-    @property
-    def resolved_priority(self) -> Priority:
-        """The class the email's rows are sent in."""
-        recipients = len(self.to) + len(self.cc or []) + len(self.bcc or [])
-        return priority_for(task_names.SEND_EMAIL, self.priority, recipients)
-
-
-class ResumePayload(_Routing):
+class ResumePayload(Routing):
     """``pilot.send_email`` naming ledger rows already written (by the outbox or by beat)."""
 
     message_ids: list[uuid.UUID] = Field(min_length=1, max_length=MAX_MESSAGE_IDS)
-
-
-class SendBatchPayload(_Routing, _Classed):
-    """``pilot.send_batch``: many emails for one connector, each checked later (:func:`parse_emails`)."""
-
-    emails: list[Any] = Field(min_length=1, max_length=MAX_BATCH_EMAILS)
-
-    @property
-    def resolved_priority(self) -> Priority:
-        """The class the emails' rows are sent in."""
-        return priority_for(task_names.SEND_BATCH, self.priority, len(self.emails))
 
 
 @dataclass(frozen=True)
@@ -165,6 +42,24 @@ class RefusedEmail:
     index: int
     reason: str
     data: Any
+
+
+class CancelPayload(BaseModel):
+    """``pilot.cancel``: the rows named by one of ``idempotency_key`` (with ``connector_id``),
+    ``task_id`` or ``message_ids``; ``connector_id`` and ``organization_id`` narrow any of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connector_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    task_id: uuid.UUID | None = None
+    message_ids: list[uuid.UUID] | None = Field(default=None, min_length=1)
+
+
+def parse_cancel(kwargs: Mapping[str, Any]) -> CancelPayload:
+    """Validate ``pilot.cancel`` kwargs, or raise :class:`PayloadInvalid` naming each bad field."""
+    return _parse(CancelPayload, kwargs, "cancel")
 
 
 def parse_emails(items: Sequence[Any]) -> list[EmailFields | RefusedEmail]:

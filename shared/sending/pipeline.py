@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared import connector_store as store
@@ -23,7 +24,8 @@ from shared.errors import NotFound, PayloadInvalid, RateLimitBackendUnavailable
 from shared.models import Connector, MessageStatus, Priority, Task
 from shared.rate_limit import api_key_hash
 from shared.reputation import guard
-from shared.sending import budgets, ledger, queue
+from shared.sending import budgets, cancellation, ledger, queue
+from shared.sending.cancellation import CancelOutcome
 from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.dispatch import Dispatcher
@@ -33,6 +35,7 @@ from shared.sending.payloads import (
     ResumePayload,
     SendBatchPayload,
     SendEmailPayload,
+    parse_cancel,
     parse_send_batch,
     parse_send_email,
 )
@@ -108,7 +111,12 @@ def submit_email(
         payload = parse_send_email(kwargs)
     except PayloadInvalid as exc:
         return Submission(outcome=record_invalid(ctx, kwargs, str(exc), task_ref=task_ref))
-    if alone_ok and isinstance(payload, SendEmailPayload):
+    # Scheduled emails wait in the ledger; emails with attachments store their bytes as they are recorded.
+    if (
+        alone_ok
+        and isinstance(payload, SendEmailPayload)
+        and not (payload.scheduled_at or payload.attachments)
+    ):
         return _submit_alone(ctx, kwargs, payload, task_ref=task_ref)
     return _submit(ctx, kwargs, payload, task_ref=task_ref)
 
@@ -158,6 +166,19 @@ def _answer(
 def dispatch(ctx: SendContext, key: str) -> dict[uuid.UUID, RecipientResult]:
     """Run ``pilot.dispatch``: send the queue of API key ``key`` while its tokens allow."""
     return Dispatcher(ctx).run(key)
+
+
+def cancel(ctx: SendContext, kwargs: Mapping[str, Any], *, actor: str) -> CancelOutcome:
+    """Run ``pilot.cancel``: the named rows that have not left become ``cancelled``; each row's answer.
+
+    Raises :class:`PayloadInvalid` naming the field if the kwargs name no rows, or name them two ways.
+    """
+    selection = cancellation.selection_of(parse_cancel(kwargs))
+    with ctx.held_connection() as connection, Session(bind=connection) as session:
+        outcome = cancellation.cancel(raw_connection(session), selection, actor=actor)
+        session.commit()
+    ctx.metrics.count_results([ResultStatus.CANCELLED] * outcome.counts().get("cancelled", 0))
+    return outcome
 
 
 def _refuse_positional(
@@ -212,6 +233,7 @@ def _submit_alone(
         message.request,
         topic=message.topic,
         priority=payload.resolved_priority,
+        outcomes_queue=payload.outcomes_queue,
     )
     alone = dispatcher.send_alone(row, view)
     if alone.result is not None:
@@ -411,16 +433,30 @@ def _check_routing(
     if payload.organization_id is not None and payload.organization_id != view.organization_id:
         raise PayloadInvalid("organization_id: the connector belongs to another organization")
     if payload.task_id is not None:
-        owner = session.scalar(select(Task.organization_id).where(Task.id == payload.task_id))
-        if owner is None:
-            raise PayloadInvalid(f"task_id: no task {payload.task_id}")
+        owner = _task_owner(session, payload.task_id, view.organization_id)
         if owner != view.organization_id:
             raise PayloadInvalid("task_id: the task belongs to another organization")
+
+
+def _task_owner(session: Session, task_id: uuid.UUID, organization_id: uuid.UUID) -> uuid.UUID | None:
+    """The organization of task ``task_id``, creating the task for ``organization_id`` on first use.
+
+    ``task_id`` is the caller's correlation id: an unknown one becomes its ``tasks`` row. The insert
+    does nothing when the row exists (a concurrent first use waits for the other's commit, then reads
+    its row), so a task of another organization keeps its owner and the send is refused.
+    """
+    session.execute(
+        insert(Task)
+        .values(id=task_id, organization_id=organization_id)
+        .on_conflict_do_nothing(index_elements=[Task.id])
+    )
+    return session.scalar(select(Task.organization_id).where(Task.id == task_id))
 
 
 __all__ = [
     "Recorded",
     "Submission",
+    "cancel",
     "dispatch",
     "finish",
     "prepare",

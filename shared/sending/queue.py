@@ -118,7 +118,8 @@ _HELD = (
 _READ = (
     """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
-       m.attempts, m.attempt_key, m.last_error, m.status, m.created_at, c.status, s.reason, s.created_at,
+       m.attempts, m.attempt_key, m.last_error, m.status, GREATEST(m.created_at, m.scheduled_at), c.status,
+       s.reason, s.created_at,
        m.priority, h.reason
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
@@ -219,9 +220,9 @@ SELECT
 _START_ALONE = f"""
 INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
                             subject, topic, request, dispatch_key, status, attempts, attempt_key,
-                            priority)
+                            priority, outcomes_queue)
 SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(request)s,
-       %(key)s, 'sending', 1, %(ikey)s, %(priority)s
+       %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
 WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING created_at
@@ -339,6 +340,8 @@ class AloneRow:
     #: The email's topic (None: it has none).
     topic: str | None = None
     priority: Priority = Priority.TRANSACTIONAL
+    #: The caller's queue for outcome events, if it asked for them.
+    outcomes_queue: str | None = None
 
 
 def claim(
@@ -401,6 +404,7 @@ def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datet
         "request": Jsonb(row.request),
         "key": key,
         "priority": row.priority,
+        "outcomes": row.outcomes_queue,
     }
     found = conn.execute(_START_ALONE, params).fetchone()
     return None if found is None else found[0]

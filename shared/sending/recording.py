@@ -83,6 +83,7 @@ def prepare_rows(
         connector_id=connector.id,
         task_id=payload.task_id,
         placement=placement,
+        outcomes_queue=payload.outcomes_queue,
     )
     taken = _taken_keys(session, connector, messages)
     for message in messages:

@@ -12,8 +12,10 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 
+from marketing_pilot_client.payloads import OutcomesOptIn
 from shared import audit
 from shared.addresses import bare_address, mailbox_key
 from shared.db import make_sessionmaker, raw_connection, transaction
@@ -71,6 +73,7 @@ def _record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str
             connector_id=connector.id,
             task_id=task_id,
             placement=Placement(None),
+            outcomes_queue=_outcomes_queue(data.get("outcomes_queue")),
         )
         if task_id is not None:
             queue.refresh_task_counts(raw_connection(session), [task_id])
@@ -147,3 +150,11 @@ def _uuid(value: Any) -> uuid.UUID | None:
 
 
 __all__ = ["payload_recipients", "record_invalid", "refused_messages"]
+
+
+def _outcomes_queue(value: Any) -> str | None:
+    """The refused payload's ``outcomes_queue`` if it is a valid one (its failures are reported there)."""
+    try:
+        return OutcomesOptIn(outcomes_queue=value).outcomes_queue if isinstance(value, str) else None
+    except ValidationError:
+        return None

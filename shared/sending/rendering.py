@@ -11,14 +11,19 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from datetime import datetime
 from typing import Any
 
+from marketing_pilot_client.payloads import RESERVED_TAGS
 from shared.addresses import bare_address, mailbox_key
 from shared.errors import PayloadInvalid
 from shared.resend_client import encode_body
 from shared.resend_schemas import check_send_request
-from shared.sending.payloads import RESERVED_TAGS, EmailFields
+from shared.sending import attachments
+from shared.sending.payloads import EmailFields
 from shared.unsubscribe.links import (
     LIST_UNSUBSCRIBE,
     LIST_UNSUBSCRIBE_POST,
@@ -70,6 +75,10 @@ class RenderedMessage:
     #: The key came from the caller (whose content may differ under the same key: a conflict).
     caller_keyed: bool = False
     refusal: str | None = None
+    #: When it may leave (it waits ``scheduled`` until then); None: at once.
+    scheduled_at: datetime | None = None
+    #: The attachment bytes its request names, by digest (one mapping shared by an email's rows).
+    blobs: Mapping[str, bytes] = dataclass_field(default_factory=dict)
     #: The email's topic (None: it has none).
     topic: str | None = None
 
@@ -97,9 +106,18 @@ def render_email(
         raise PayloadInvalid("from: required (the payload has none and the connector has no default_from)")
     ref = task_reference(task_ref)
     _check_links(email, links)
+    # Decoded and hashed once per email, however many mailboxes it goes to.
+    stored, blobs = attachments.stored_form(email.attachments)
     return [
         _render_one(
-            email, to, sender=sender, connector_id=connector_id, ref=ref, task_id=task_id, links=links
+            email,
+            to,
+            sender=sender,
+            connector_id=connector_id,
+            ref=ref,
+            task_id=task_id,
+            links=links,
+            stored=(stored, blobs),
         )
         for to in mailboxes(email)
     ]
@@ -138,9 +156,14 @@ def _render_one(
     connector_id: uuid.UUID,
     ref: str,
     task_id: uuid.UUID | None,
+    stored: tuple[list[dict[str, Any]], Mapping[str, bytes]] = ([], {}),
     links: LinkOptions | None = None,
 ) -> RenderedMessage:
+    files, blobs = stored
     content = _content(email, to, sender)
+    if files:
+        # The digests stand for the bytes in the content hash and in the stored request.
+        content["attachments"] = files
     digest = content_hash(_keyed_content(content, email))
     address = bare_address(to)
     key = message_key(
@@ -170,7 +193,11 @@ def _render_one(
         tags.append({"name": "task_id", "value": str(task_id)})
     tags.append({"name": "message_id", "value": str(message_id)})
     # Refused before it is stored if Resend would refuse it; checked once, not again by the client.
-    request = check_send_request({**content, "headers": headers, "tags": tags})
+    # The attachments were checked as the payload was read; their stored form is not Resend's.
+    files = content.pop("attachments", None)
+    request: dict[str, Any] = check_send_request({**content, "headers": headers, "tags": tags})
+    if files:
+        request = {**request, "attachments": files}
     return RenderedMessage(
         message_id,
         key,
@@ -179,6 +206,8 @@ def _render_one(
         request,
         digest,
         email.idempotency_key is not None,
+        scheduled_at=email.scheduled_at,
+        blobs=blobs,
         topic=email.topic,
     )
 

@@ -8,15 +8,13 @@ suppressed for everything gets nothing.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
 
-from pydantic import Field
+from marketing_pilot_client.fields import TOPIC_PATTERN as TOPIC_PATTERN
+from marketing_pilot_client.fields import Topic as Topic
 
 #: The stored topic of an entry that stops every email of the organization.
 EVERYTHING = ""
-#: Topic names: tag-name characters (letters, digits, ``_`` and ``-``), at most 64 of them.
-TOPIC_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-Topic = Annotated[str, Field(pattern=TOPIC_PATTERN)]
+# TOPIC_PATTERN and Topic are part of the payload contract: marketing_pilot_client.fields.
 
 #: SQL: the entry ``{entry}`` stops an email of topic ``{topic}`` (NULL: the email has none).
 ENTRY_STOPS_EMAIL = "({entry}.topic = '' OR {entry}.topic = {topic})"

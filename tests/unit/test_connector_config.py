@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from shared.addresses import check_address
 from shared.connector_config import ConnectorConfig, parse_connector_config
 from shared.errors import FieldsInvalid
 from shared.rate_limit import MAX_LIMIT, ConnectorLimits
-from shared.resend_schemas import check_address
 
 SENDERS = [
     "news@acme.test",

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("shared", "worker", "webhook_receiver", "sandbox", "migrations")
+PACKAGES = ("shared", "worker", "webhook_receiver", "sandbox", "migrations", "client", "examples")
 #: Non-blank lines of prose a module docstring may hold ("about five lines at most").
 MAX_PROSE_LINES = 6
 #: The header Alembic writes into every revision's docstring: not prose.

@@ -20,6 +20,8 @@ FOLDED = {
     MessageStatus.COMPLAINED: ResultStatus.SENT,
     MessageStatus.FAILED: ResultStatus.FAILED,
     MessageStatus.SUPPRESSED: ResultStatus.SUPPRESSED,
+    MessageStatus.SCHEDULED: ResultStatus.SCHEDULED,
+    MessageStatus.CANCELLED: ResultStatus.CANCELLED,
 }
 
 

@@ -131,3 +131,31 @@ def test_validate_email_refuses_an_unreadable_scheduled_at_naming_the_field() ->
     with pytest.raises(ApiError, match="`scheduled_at`") as caught:
         validate_email({**VALID, "scheduled_at": "whenever suits"}, now=NOW)
     assert (caught.value.status, caught.value.name) == (400, "validation_error")
+
+
+def test_an_attachment_is_described_by_the_size_and_sha256_of_its_decoded_content() -> None:
+    email = validate_email({**VALID, "attachments": [{"content": "aGk=", "filename": "a.txt"}]}, now=NOW)
+
+    assert email["attachment_summary"] == [
+        {
+            "filename": "a.txt",
+            "size": 2,
+            "sha256": "8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4",
+        }
+    ]
+
+
+def test_attachment_content_that_is_not_base64_is_refused() -> None:
+    with pytest.raises(ApiError) as refused:
+        validate_email({**VALID, "attachments": [{"content": "not base64!", "filename": "a.txt"}]}, now=NOW)
+
+    assert refused.value.name == "invalid_attachment"
+
+
+def test_attachments_over_40_mb_of_base64_are_refused() -> None:
+    huge = "A" * (40 * 1024 * 1024 + 4)
+
+    with pytest.raises(ApiError) as refused:
+        validate_email({**VALID, "attachments": [{"content": huge, "filename": "big.bin"}]}, now=NOW)
+
+    assert "40 MB" in refused.value.message

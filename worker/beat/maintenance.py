@@ -1,7 +1,7 @@
 """Beat's housekeeping of the send queues: wake the queues that wait, and end what nobody can finish.
 
-:func:`release_deferred` queues due ``deferred`` rows again, :func:`sweep` dispatches keys whose
-``queued`` rows stalled, :func:`reconcile` dispatches units nobody is finishing and fails those past
+:func:`release_scheduled` and :func:`release_deferred` queue due rows, :func:`sweep` dispatches keys
+with stalled ``queued`` rows, :func:`reconcile` dispatches units nobody finishes and fails those past
 Resend's idempotency window. Beat publishes only ``pilot.dispatch`` of the keys concerned
 (docs/architecture.md, "Reliability choices").
 """
@@ -15,10 +15,11 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
-from shared.db import transaction
+from shared.db import raw_connection, transaction
 from shared.errors import NotFound
 from shared.models import EmailMessage, MessageStatus
 from shared.rate_limit import api_key_hash
+from shared.sending import attachments
 from shared.sending.connectors import view_of
 from shared.sending.context import SendContext
 from shared.sending.dispatch import IDEMPOTENCY_WINDOW, needs_attention_reason
@@ -52,6 +53,36 @@ def release_deferred(factory: sessionmaker[Session], ctx: SendContext, *, now: d
     return len(ids)
 
 
+def release_scheduled(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> int:
+    """Queue the scheduled rows whose time has come, earliest (then oldest) first, and dispatch their
+    queues; how many rows. From then on they are sent like any row: suppression, budgets and class
+    are checked at dispatch."""
+    due = and_(EmailMessage.status == MessageStatus.SCHEDULED, EmailMessage.next_attempt_at <= now)
+    with transaction(factory) as session:
+        ids = session.scalars(
+            select(EmailMessage.id)
+            .where(due)
+            .order_by(EmailMessage.next_attempt_at, EmailMessage.created_at, EmailMessage.id)
+            .limit(MAX_ROWS_PER_RUN)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if ids:
+            session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.id.in_(ids))
+                .values(status=MessageStatus.QUEUED, next_attempt_at=None)
+            )
+    released = and_(EmailMessage.id.in_(ids), EmailMessage.status == MessageStatus.QUEUED)
+    _wake(factory, ctx, released)
+    return len(ids)
+
+
+def remove_unneeded_attachments(factory: sessionmaker[Session], *, now: datetime) -> int:
+    """Remove the attachment bytes no waiting or in-flight row needs any more; how many."""
+    with transaction(factory) as session:
+        return attachments.remove_unneeded(raw_connection(session), now=now)
+
+
 def sweep(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> int:
     """Dispatch the queues holding queued rows nobody touched for a while; how many rows."""
     stuck = and_(
@@ -76,7 +107,12 @@ def reconcile(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime
         too_old = list(
             session.scalars(
                 select(EmailMessage)
-                .where(nobody, EmailMessage.created_at <= now - IDEMPOTENCY_WINDOW)
+                # A scheduled row's window starts at its time, not when it was written.
+                .where(
+                    nobody,
+                    func.greatest(EmailMessage.created_at, EmailMessage.scheduled_at)
+                    <= now - IDEMPOTENCY_WINDOW,
+                )
                 .limit(MAX_ROWS_PER_RUN)
                 .with_for_update(skip_locked=True)
             )

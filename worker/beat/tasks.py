@@ -8,6 +8,7 @@ from celery import Task, shared_task
 
 from shared import task_names
 from shared.db import make_sessionmaker
+from shared.outcome_publisher import publish_pending
 from shared.task_producer import publish_event_processing
 from worker.beat import maintenance, status_checks
 from worker.context import context
@@ -19,6 +20,20 @@ def release_deferred(self: Task) -> int:
     """Dispatch the queues of deferred rows whose time has come."""
     ctx = context(self.app)
     return maintenance.release_deferred(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
+
+
+@shared_task(bind=True, name=task_names.RELEASE_SCHEDULED)
+def release_scheduled(self: Task) -> int:
+    """Dispatch the queues of scheduled rows whose time has come."""
+    ctx = context(self.app)
+    return maintenance.release_scheduled(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
+
+
+@shared_task(bind=True, name=task_names.REMOVE_ATTACHMENTS)
+def remove_unneeded_attachments(self: Task) -> int:
+    """Remove attachment bytes no row waiting to be sent needs any more."""
+    ctx = context(self.app)
+    return maintenance.remove_unneeded_attachments(make_sessionmaker(ctx.engine), now=ctx.clock())
 
 
 @shared_task(bind=True, name=task_names.SWEEP)
@@ -41,6 +56,12 @@ def reconcile(self: Task) -> dict[str, int]:
     ctx = context(self.app)
     resent, given_up = maintenance.reconcile(make_sessionmaker(ctx.engine), ctx, now=ctx.clock())
     return {"resent": resent, "needs_attention": given_up}
+
+
+@shared_task(bind=True, name=task_names.PUBLISH_OUTCOMES)
+def publish_outcomes(self: Task) -> int:
+    """Publish the outcome events waiting in the outbox to the queues their senders named."""
+    return publish_pending(make_sessionmaker(context(self.app).engine), self.app)
 
 
 @shared_task(bind=True, name=task_names.CHECK_CONNECTOR_STATUS)

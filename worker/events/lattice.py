@@ -1,9 +1,9 @@
 """The message status lattice, as a pure function of a message's events.
 
-``queued < deferred < sending < sent < delivery_delayed < delivered``; ``bounced``, ``complained``,
-``failed`` and ``suppressed`` dominate any positive status; ``opened``/``clicked`` (and ``scheduled``)
-are counters only and never move the status. Among dominant events the latest by the event's own
-``created_at`` wins, never the arrival order, so any arrival order of one set of events gives one status.
+``scheduled < queued < deferred < sending < sent < delivery_delayed < delivered``; ``cancelled``,
+``bounced``, ``complained``, ``failed`` and ``suppressed`` dominate any positive status; the events
+``opened``/``clicked``/``scheduled`` are counters only. Among dominant events the latest by the event's
+own ``created_at`` wins, never the arrival order, so any arrival order of one set of events gives one status.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from shared.models import MessageStatus as S
 from shared.resend_events import EventType as E
 
 #: Positive statuses, lowest first. A message only ever moves up this list.
-POSITIVE_ORDER = (S.QUEUED, S.DEFERRED, S.SENDING, S.SENT, S.DELIVERY_DELAYED, S.DELIVERED)
+POSITIVE_ORDER = (S.SCHEDULED, S.QUEUED, S.DEFERRED, S.SENDING, S.SENT, S.DELIVERY_DELAYED, S.DELIVERED)
 #: Dominant statuses; on equal ``created_at`` the one listed later wins (a complaint is the strongest).
-DOMINANT_ORDER = (S.FAILED, S.SUPPRESSED, S.BOUNCED, S.COMPLAINED)
+#: ``cancelled`` is the sender's alone (no event implies it) and the weakest: an event saying the
+#: email went after all is believed.
+DOMINANT_ORDER = (S.CANCELLED, S.FAILED, S.SUPPRESSED, S.BOUNCED, S.COMPLAINED)
 
 #: The status each event implies; events not listed leave the status alone.
 EVENT_STATUS: dict[str, S] = {

@@ -1,7 +1,7 @@
 """reputation guard: rolling bounce and complaint counts, each scope's state, organizations' thresholds
 
-Revision ID: 0010
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 New tables only: nothing existing is rewritten or locked for long.
 
 Create Date: 2026-12-06 00:00:00
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0010"
-down_revision: str | None = "0008"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

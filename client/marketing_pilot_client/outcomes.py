@@ -1,0 +1,94 @@
+"""Outcome events: what happened to each recipient of a send, published back to the caller.
+
+A send that names ``outcomes_queue`` gets one ``pilot.outcome`` task message per event on that queue,
+at least once (deduplicate by ``event_id``). :func:`iter_outcomes` reads them without a worker.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from celery import Celery
+from pydantic import BaseModel, ConfigDict, Field
+
+from marketing_pilot_client.contract import OUTCOME
+
+
+class OutcomeKind(StrEnum):
+    """What happened to one recipient."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    SUPPRESSED = "suppressed"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+    DELIVERY_DELAYED = "delivery_delayed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    OPENED = "opened"
+    CLICKED = "clicked"
+    UNSUBSCRIBED = "unsubscribed"
+
+
+class OutcomeEvent(BaseModel):
+    """The kwargs of one ``pilot.outcome`` message."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    #: Stable: the same event published again carries the same id.
+    event_id: uuid.UUID
+    kind: OutcomeKind
+    occurred_at: datetime
+    #: The ledger row (one recipient of one send).
+    message_id: uuid.UUID
+    recipient: str
+    connector_id: uuid.UUID
+    task_id: uuid.UUID | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    #: ``deferred``: when the next attempt is due.
+    until: datetime | None = None
+    #: ``failed``, ``suppressed`` and ``bounced``: why.
+    reason: str | None = None
+    #: The Resend email id, once sent.
+    resend_id: str | None = None
+
+
+def register_outcome_handler(app: Celery, handler: Callable[[OutcomeEvent], object]) -> Any:
+    """Register task ``pilot.outcome`` on ``app``, calling ``handler`` with each event; run a worker of
+    ``app`` on your ``outcomes_queue`` to consume them. The Celery task is returned."""
+
+    def outcome(**kwargs: Any) -> None:
+        handler(OutcomeEvent.model_validate(kwargs))
+
+    return app.task(name=OUTCOME, acks_late=True)(outcome)
+
+
+def iter_outcomes(app: Celery, queue: str, *, timeout: float = 5.0) -> Iterator[OutcomeEvent]:
+    """The outcome events waiting on ``queue``, each acknowledged once yielded; stops after ``timeout``
+    seconds without one. (An upstream Celery worker can instead register a task named ``pilot.outcome``.)"""
+    with app.connection_for_read() as connection:
+        simple = connection.SimpleQueue(queue, no_ack=False)
+        try:
+            while True:
+                try:
+                    message = simple.get(block=True, timeout=timeout)
+                except simple.Empty:
+                    return
+                event = _event_of(message.headers or {}, message.payload)
+                message.ack()
+                if event is not None:
+                    yield event
+        finally:
+            simple.close()
+
+
+def _event_of(headers: dict[str, Any], body: Any) -> OutcomeEvent | None:
+    if headers.get("task") != OUTCOME or not isinstance(body, list | tuple) or len(body) < 2:
+        return None
+    return OutcomeEvent.model_validate(body[1])

@@ -1,0 +1,92 @@
+"""Publish the outbox of outcome events (``outcome_events``) to each caller's queue as ``pilot.outcome``.
+
+Rows are locked (``SKIP LOCKED``), published, then marked in the same transaction: a crash between
+the two publishes them again (at least once; the event id, also the message's task id, deduplicates).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from marketing_pilot_client.contract import OUTCOME
+from marketing_pilot_client.outcomes import OutcomeEvent, OutcomeKind
+from marketing_pilot_client.payloads import RESERVED_TAGS
+from shared.db import raw_connection, transaction
+from shared.task_producer import TaskSender
+
+logger = logging.getLogger(__name__)
+
+#: Events one run publishes at most (the next run takes the rest).
+MAX_EVENTS_PER_RUN = 1000
+#: The keys the worker derives itself (``shared.sending.rendering.message_key``): no caller key.
+_DERIVED_KEY = re.compile(r"^pilot/[0-9a-f-]{36}/[^/]*/[0-9a-f]{16}/[0-9a-f]{32}$")
+
+_CLAIM = """
+SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipient, m.connector_id,
+       m.task_id, m.idempotency_key, m.request -> 'tags', m.resend_email_id
+FROM outcome_events o JOIN email_messages m ON m.id = o.message_id
+WHERE o.published_at IS NULL
+ORDER BY o.created_at
+LIMIT %(limit)s
+FOR UPDATE OF o SKIP LOCKED
+"""
+_MARK = "UPDATE outcome_events SET published_at = now() WHERE id = ANY(%(ids)s)"
+
+
+def publish_pending(
+    factory: sessionmaker[Session], sender: TaskSender, *, limit: int = MAX_EVENTS_PER_RUN
+) -> int:
+    """Publish up to ``limit`` unpublished events, oldest first; how many were published. A publish that
+    fails stops the run: what was published is marked, the rest waits for the next run."""
+    published = []
+    with transaction(factory) as session:
+        conn = raw_connection(session)
+        try:
+            for row in conn.execute(_CLAIM, {"limit": limit}).fetchall():
+                event, queue = _event(row), row[5]
+                sender.send_task(
+                    OUTCOME, kwargs=event.model_dump(mode="json"), queue=queue, task_id=str(event.event_id)
+                )
+                published.append(event.event_id)
+        except Exception as exc:  # the broker is away: keep what was published, retry the rest later
+            logger.warning("outcome events: publish failed after %d: %s", len(published), type(exc).__name__)
+        if published:
+            conn.execute(_MARK, {"ids": published})
+    if published:
+        logger.info("outcome events: published %d", len(published))
+    return len(published)
+
+
+def caller_key(idempotency_key: str) -> str | None:
+    """The caller's own ``idempotency_key`` behind a row's key (``<caller key>/<recipient hash>``)."""
+    if _DERIVED_KEY.match(idempotency_key):
+        return None
+    return idempotency_key.rsplit("/", 1)[0]
+
+
+def _event(row: tuple[Any, ...]) -> OutcomeEvent:
+    event_id, kind, occurred_at, until, reason, _, message_id, recipient, connector_id = row[:9]
+    task_id, key, tags, resend_id = row[9:]
+    metadata = {
+        str(tag["name"]): str(tag["value"])
+        for tag in tags or []
+        if isinstance(tag, dict) and tag.get("name") not in RESERVED_TAGS
+    }
+    return OutcomeEvent(
+        event_id=event_id,
+        kind=OutcomeKind(kind),
+        occurred_at=occurred_at,
+        message_id=message_id,
+        recipient=recipient,
+        connector_id=connector_id,
+        task_id=task_id,
+        idempotency_key=caller_key(key),
+        metadata=metadata,
+        until=until,
+        reason=reason,
+        resend_id=resend_id,
+    )
