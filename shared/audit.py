@@ -32,6 +32,10 @@ ACTIONS = frozenset(
         "suppression.import",
         "send.payload_invalid",
         "send.idempotency_conflict",
+        "reputation.warning",
+        "reputation.pause",
+        "reputation.resume",
+        "reputation.policy_set",
     }
 )
 

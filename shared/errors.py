@@ -30,6 +30,10 @@ class FieldsInvalid(PayloadInvalid):
         self.problems = dict(problems)
 
 
+class ReputationPolicyInvalid(FieldsInvalid):
+    """Raised when an organization's reputation thresholds are out of order or beyond operator limits."""
+
+
 class NotFound(PilotError, LookupError):
     """Raised when a row that was asked for does not exist."""
 

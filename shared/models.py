@@ -1,7 +1,8 @@
 """The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_metrics,
-suppression_list, webhook_events, connector_usage, audit_logs, dead_letters, email_attachments.
+suppression_list, webhook_events, connector_usage, audit_logs, dead_letters, email_attachments, and
+the reputation guard's reputation_marks, reputation_counts, reputation_states and reputation_policies.
 """
 
 from __future__ import annotations
@@ -123,6 +124,30 @@ class DeadLetterReason(StrEnum):
 
 
 DEAD_LETTER_REASONS = tuple(reason.value for reason in DeadLetterReason)
+
+
+class ReputationScope(StrEnum):
+    """What a reputation rate is kept for: an organization, a connector, a campaign (one task id)."""
+
+    ORGANIZATION = "organization"
+    CONNECTOR = "connector"
+    CAMPAIGN = "campaign"
+
+
+REPUTATION_SCOPES = tuple(scope.value for scope in ReputationScope)
+
+
+class ReputationState(StrEnum):
+    """Where a scope stands with the reputation guard. ``paused`` holds its bulk rows (``deferred``)
+    until an operator resumes it; ``warning`` only records; both are set by the rates, never lifted
+    by them (a warning drops back to ``ok`` when the rates do)."""
+
+    OK = "ok"
+    WARNING = "warning"
+    PAUSED = "paused"
+
+
+REPUTATION_STATES = tuple(state.value for state in ReputationState)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -483,3 +508,86 @@ class DeadLetter(Base):
     #: When the worker refused it; ``recorded_at`` is when the row was written.
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     recorded_at: Mapped[datetime] = _created_at()
+
+
+class ReputationMark(Base):
+    """What one ledger row has added to the reputation counts (so an event applied again adds nothing).
+
+    ``bucket`` is the day (days since 1970-01-01) of the row's creation: it never moves, whatever
+    order the row's events arrive in.
+    """
+
+    __tablename__ = "reputation_marks"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    bucket: Mapped[int] = mapped_column(Integer)
+    counted: Mapped[bool] = mapped_column(server_default=text("false"))
+    hard_bounce: Mapped[bool] = mapped_column(server_default=text("false"))
+    complaint: Mapped[bool] = mapped_column(server_default=text("false"))
+
+
+class ReputationCount(Base):
+    """Recipients with a known outcome, hard bounces and complaints of one scope in one bucket.
+
+    Organizations and connectors count per day (the rolling window sums the last days); a campaign
+    counts in bucket 0 (its recipients so far).
+    """
+
+    __tablename__ = "reputation_counts"
+    __table_args__ = (CheckConstraint(_in("scope", REPUTATION_SCOPES), name="scope"),)
+
+    scope_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    hard_bounces: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    complaints: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ReputationStatus(Base):
+    """The guard's state of one scope (organization, connector or campaign), with its last rates.
+
+    A resume keeps ``resumed_at`` (rows created before it are never held by this scope again) and the
+    counts of ``resume_bucket`` at that moment (``offset_*``): the rates start afresh from there.
+    """
+
+    __tablename__ = "reputation_states"
+    __table_args__ = (
+        CheckConstraint(_in("scope", REPUTATION_SCOPES), name="scope"),
+        CheckConstraint(_in("state", REPUTATION_STATES), name="state"),
+        Index("ix_reputation_states_organization_id", "organization_id"),
+    )
+
+    scope_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    scope: Mapped[str] = mapped_column(Text)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(Text, server_default=ReputationState.OK.value)
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: The last evaluation: recipients, hard bounces, complaints and rates of the window.
+    rates: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resume_bucket: Mapped[int | None] = mapped_column(Integer)
+    offset_recipients: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    offset_hard_bounces: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    offset_complaints: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = _updated_at()
+
+
+class ReputationPolicy(Base):
+    """An organization's own thresholds (each ``None``: the operator's default), within the
+    operator's limits."""
+
+    __tablename__ = "reputation_policies"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    warn_bounce_rate: Mapped[float | None] = mapped_column()
+    pause_bounce_rate: Mapped[float | None] = mapped_column()
+    warn_complaint_rate: Mapped[float | None] = mapped_column()
+    pause_complaint_rate: Mapped[float | None] = mapped_column()
+    min_volume: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _updated_at()

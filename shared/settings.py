@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     #: Port of the worker's Prometheus ``/metrics`` (served by its main process); 0 turns it off.
     pilot_worker_metrics_port: int = Field(default=DEFAULT_WORKER_METRICS_PORT, ge=0, le=65535)
 
+    # The reputation guard (shared/reputation): the defaults every organization gets, and the limits
+    # within which an organization may set its own (`pilot reputation set`).
+    pilot_reputation_window_days: int = Field(default=7, ge=1, le=30)
+    pilot_reputation_warn_bounce_rate: float = Field(default=0.04, gt=0, le=1)
+    pilot_reputation_pause_bounce_rate: float = Field(default=0.08, gt=0, le=1)
+    pilot_reputation_warn_complaint_rate: float = Field(default=0.0008, gt=0, le=1)
+    pilot_reputation_pause_complaint_rate: float = Field(default=0.003, gt=0, le=1)
+    pilot_reputation_min_volume: int = Field(default=200, ge=1)
+    #: An organization may not pause later than these rates, nor act on fewer recipients than this.
+    pilot_reputation_max_pause_bounce_rate: float = Field(default=0.10, gt=0, le=1)
+    pilot_reputation_max_pause_complaint_rate: float = Field(default=0.005, gt=0, le=1)
+    pilot_reputation_min_volume_floor: int = Field(default=50, ge=1)
+
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"
     )

@@ -20,10 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.models import ReputationScope
+
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
     from shared.rate_limit import ConnectorLimits, RateLimiter
+    from shared.reputation.guard import Evaluation
     from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ class Instruments:
     bucket_tokens: Gauge
     task_duration: Histogram
     rejected_messages: Counter
+    reputation_rate: Gauge
+    reputation_changes: Counter
 
 
 _instruments_lock = threading.Lock()
@@ -102,6 +107,18 @@ def _build_instruments() -> Instruments:
             "Broker messages the worker refused and dead-lettered, by reason.",
             ["reason"],
         ),
+        reputation_rate=Gauge(
+            "pilot_reputation_rate",
+            "Hard bounces or complaints per recipient over the reputation window, by organization "
+            "and connector (as last judged).",
+            ["scope", "scope_id", "kind"],
+            multiprocess_mode="mostrecent",
+        ),
+        reputation_changes=Counter(
+            "pilot_reputation_state_changes_total",
+            "Reputation guard state changes, by scope kind and the state entered.",
+            ["scope", "state"],
+        ),
     )
 
 
@@ -145,6 +162,20 @@ def observe_sent(priority: str, seconds: Iterable[float]) -> None:
 def count_rejected_message(reason: str) -> None:
     """The worker refused a broker message for ``reason`` (a ``DeadLetterReason`` value)."""
     instruments().rejected_messages.labels(reason).inc()
+
+
+def observe_reputation(evaluations: Iterable[Evaluation]) -> None:
+    """The rates the guard judged (organizations and connectors: campaigns would grow without end)
+    and its state changes."""
+    tools = instruments()
+    for judged in evaluations:
+        if judged.changed:
+            tools.reputation_changes.labels(judged.scope.value, judged.after.value).inc()
+        if judged.scope is ReputationScope.CAMPAIGN:
+            continue
+        rates = {"bounce": judged.window.bounce_rate, "complaint": judged.window.complaint_rate}
+        for kind, rate in rates.items():
+            tools.reputation_rate.labels(judged.scope.value, str(judged.scope_id), kind).set(rate or 0.0)
 
 
 def observe_task(task: str, seconds: float) -> None:

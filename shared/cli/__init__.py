@@ -19,6 +19,7 @@ from shared.cli.keys import keys
 from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
 from shared.cli.output import printable, printable_lines
+from shared.cli.reputation import reputation
 from shared.cli.schema import schema
 from shared.cli.suppressions import suppression
 from shared.errors import PilotError
@@ -50,6 +51,7 @@ def cli(ctx: click.Context) -> None:
 for command in (db, keys, org, connector, suppression, send, usage, status, events, demo, sandbox):
     cli.add_command(command)
 cli.add_command(dead_letters)
+cli.add_command(reputation)
 cli.add_command(cancel_command)
 cli.add_command(schema)
 

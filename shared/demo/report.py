@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session
 
 from shared.models import MessageStatus, Suppression, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.reputation import guard
 from shared.sending.ledger import count_by_status
+from shared.settings import Settings
 from shared.webhook_events import event_counts
 
 #: Statuses the demo waits for a message to leave by itself. Unlike ``OPEN_STATUSES`` it leaves
@@ -34,6 +37,8 @@ class DemoReport:
     webhook_events: dict[str, int]
     follow_up: dict[str, int] = field(default_factory=dict)
     sandbox: dict[str, Any] = field(default_factory=dict)
+    #: The reputation guard's view of the organization (``pilot reputation``), and what it held.
+    reputation: dict[str, Any] = field(default_factory=dict)
     #: The one-click unsubscribes a mailbox provider posted (see :mod:`shared.demo.one_click`).
     unsubscribe: dict[str, Any] = field(default_factory=dict)
 
@@ -102,9 +107,20 @@ def collect(
     )
 
 
+def reputation(
+    session: Session, settings: Settings, *, organization_id: uuid.UUID, task_id: uuid.UUID
+) -> dict[str, Any]:
+    """The guard's report on the organization, and the campaign's rows it holds."""
+    entries = guard.report(session, settings, now=datetime.now(UTC))
+    entry = next((e for e in entries if e["organization_id"] == str(organization_id)), {})
+    return {**entry, "campaign_held": guard.held_rows(session, task_id=task_id)}
+
+
 def render(report: DemoReport, console: Console) -> None:
     """Print the report as tables."""
     console.print(Panel(Group(_status_table(report), _delivery_table(report)), title="Campaign report"))
+    if report.reputation:
+        console.print(Panel(_reputation_group(report.reputation), title="Reputation guard"))
     console.print(Panel(_suppression_table(report), title="Suppression list"))
     if report.unsubscribe:
         console.print(Panel(_unsubscribe_table(report), title="One-click unsubscribe (RFC 8058)"))
@@ -137,7 +153,9 @@ def _delivery_table(report: DemoReport) -> Table:
     ]
     for name in names:
         table.add_row(name.replace("_unique", ""), str(report.delivery.get(name, 0)))
-    table.add_row("deferred (budget)", str(report.ledger.get("deferred", 0)))
+    held = report.reputation.get("campaign_held", 0)
+    table.add_row("deferred (budget)", str(report.ledger.get("deferred", 0) - held))
+    table.add_row("deferred (reputation guard)", str(held))
     if report.follow_up:
         table.add_row(
             "follow-up skipped", f"{report.follow_up['suppressed']} of {report.follow_up['sent_to']}"
@@ -172,3 +190,44 @@ def _usage_table(report: DemoReport) -> Table:
     for period, stats in report.usage.items():
         table.add_row(period, str(int(stats["used"])), str(int(stats["limit"])), str(int(stats["remaining"])))
     return table
+
+
+def _reputation_group(entry: dict[str, Any]) -> Group:
+    thresholds = entry.get("thresholds", {})
+    table = Table("scope", "state", "recipients", "hard bounces", "complaints", title="Rates and state")
+    for scope in entry.get("scopes", []):
+        rates = scope["rates"]
+        table.add_row(
+            scope["scope"],
+            scope["state"],
+            str(rates["recipients"]),
+            f"{rates['hard_bounces']} ({_pct(rates['bounce_rate'])})",
+            f"{rates['complaints']} ({_pct(rates['complaint_rate'])})",
+        )
+    after = entry.get("after_the_guard", {})
+    waited = Table("after the campaign", "ledger", title="What the guard held, and what still went")
+    for name in ("newsletter", "receipt"):
+        waited.add_row(
+            f"{name} ({'bulk' if name == 'newsletter' else 'transactional'})", _ledger(after.get(name))
+        )
+    waited.add_row(
+        "newsletter rows held by the guard", str(after.get("newsletter_held_by_guard", {}).get("deferred", 0))
+    )
+    waited.add_row("campaign rows held by the guard", str(entry.get("campaign_held", 0)))
+    lines = [
+        f"organization state: [bold]{entry.get('state', 'ok')}[/bold]; pause at "
+        f"{_pct(thresholds.get('pause_bounce_rate'))} hard bounces or "
+        f"{_pct(thresholds.get('pause_complaint_rate'))} complaints from "
+        f"{thresholds.get('min_volume')} recipients; lift with "
+        f"`pilot reputation resume --org {entry.get('organization_id')}`",
+        *(f"{event['action']}: {event['reason'] or ''}" for event in reversed(entry.get("history", []))),
+    ]
+    return Group(table, waited, *lines)
+
+
+def _ledger(counts: dict[str, int] | None) -> str:
+    return ", ".join(f"{status} {n}" for status, n in sorted((counts or {}).items())) or "-"
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.2f} %"

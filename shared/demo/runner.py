@@ -27,18 +27,23 @@ from shared import migrations, task_names
 from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.demo import campaign, one_click, processes, report
-from shared.models import SuppressionReason, Task
+from shared.models import MessageStatus, Priority, SuppressionReason, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
+from shared.reputation import guard
 from shared.sending.ledger import count_by_status
 from shared.service_check import HOW_TO_START, postgres_problem, redis_problem
 from shared.settings import Settings, load_settings
 from shared.suppression import suppress
-from shared.task_producer import TaskProducer
+from shared.task_producer import TaskProducer, publish
 from shared.unsubscribe.tokens import generate_unsubscribe_key
 
 #: The hour budget is below the campaign's size, so deferral shows in the report.
 DEMO_PER_HOUR = 250
 DEMO_PER_DAY = 2000
+#: Kept for transactional mail, so the receipt sent while bulk mail is paused finds budget.
+DEMO_RESERVE_PER_HOUR = 10
+#: Readers of the newsletter sent after the campaign, which the reputation guard holds.
+NEWSLETTER_READERS = 20
 #: How long to wait for sends and webhooks to settle.
 SETTLE_TIMEOUT_S = 90.0
 QUIET_PERIOD_S = 3.0
@@ -269,6 +274,7 @@ def _run_campaign(
             )
         console.print(f"{campaign.ONE_CLICK_READERS} readers pressed their mail client's Unsubscribe button.")
         follow_up = _send_follow_up(factory, broker, demo, audience, console, children)
+        after = _send_after_the_guard(factory, broker, demo, console, children)
         with factory() as session:
             usage = report.budget_usage(limiter, demo.connector_id, demo.limits)
             result = report.collect(
@@ -279,6 +285,11 @@ def _run_campaign(
                 usage=usage,
             )
         result.follow_up = follow_up
+        with factory() as session:
+            result.reputation = report.reputation(
+                session, environment.settings, organization_id=demo.organization_id, task_id=demo.task_id
+            )
+        result.reputation["after_the_guard"] = after
         result.unsubscribe = unsubscribes
         result.sandbox = httpx.get(f"{environment.sandbox_url}/_sandbox/stats", timeout=5).json()
         return result
@@ -301,6 +312,7 @@ def _create_organization(
                 "default_from": "Demo Shop <news@demo-shop.test>",
                 "rate_limit_per_hour": limits.per_hour,
                 "rate_limit_per_day": limits.per_day,
+                "reserve_transactional_per_hour": DEMO_RESERVE_PER_HOUR,
             },
             api_key=SecretStr("re_demo_" + uuid.uuid4().hex),
             keyring=keyring,
@@ -381,3 +393,51 @@ def _send_follow_up(
     for ledger, _events in _settle(factory, follow_up.id, children):
         latest = ledger
     return {"sent_to": len(targets), "suppressed": latest.get("suppressed", 0)}
+
+
+def _send_after_the_guard(
+    factory: sessionmaker[Session],
+    broker: TaskProducer,
+    demo: _Campaign,
+    console: Console,
+    children: list[processes.Child],
+) -> dict[str, dict[str, int]]:
+    """A newsletter (bulk) and a receipt (transactional) after the campaign: with the organization
+    paused by the reputation guard, the newsletter waits and the receipt goes."""
+    with transaction(factory) as session:
+        newsletter = Task(id=uuid.uuid4(), organization_id=demo.organization_id, name="Newsletter")
+        receipt = Task(id=uuid.uuid4(), organization_id=demo.organization_id, name="Receipt")
+        session.add_all([newsletter, receipt])
+    # New readers: the campaign's own may have left its topic in one click since.
+    readers = [f"subscriber{n:03d}@example.com" for n in range(NEWSLETTER_READERS)]
+    campaign.enqueue_batches(
+        broker,
+        connector_id=demo.connector_id,
+        organization_id=demo.organization_id,
+        task_id=newsletter.id,
+        recipients=readers,
+    )
+    publish(
+        broker,
+        task_names.SEND_EMAIL,
+        kwargs={
+            "connector_id": str(demo.connector_id),
+            "task_id": str(receipt.id),
+            "to": readers[0],
+            "subject": "Your receipt",
+            "html": "<p>Thanks for your order.</p>",
+            "priority": Priority.TRANSACTIONAL.value,
+        },
+    )
+    console.print(f"A newsletter to {len(readers)} readers and one receipt enqueued after the campaign ...")
+    ledgers = {}
+    for name, task_id in (("newsletter", newsletter.id), ("receipt", receipt.id)):
+        latest: dict[str, int] = {}
+        for ledger, _events in _settle(factory, task_id, children):
+            latest = ledger
+        ledgers[name] = latest
+    with factory() as session:
+        ledgers["newsletter_held_by_guard"] = {
+            MessageStatus.DEFERRED.value: guard.held_rows(session, task_id=newsletter.id)
+        }
+    return ledgers

@@ -30,6 +30,7 @@ from shared.errors import (
 )
 from shared.models import SENDABLE_STATUSES, Connector, ConnectorStatus, MessageStatus, Priority
 from shared.rate_limit import Decision, api_key_hash
+from shared.reputation.guard import HOLD_WAIT_S
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
 from shared.sending import attachments, budgets, queue, units
@@ -223,7 +224,7 @@ class Dispatcher:
 
     def _may_go_alone(self, row: AloneRow, view: ConnectorView, found: queue.AloneClaim) -> bool:
         """Whether the claimed email may skip the queue; its connector's budget pays for it if so."""
-        if not found.locked or found.key_taken or found.queue_waiting or found.suppressed:
+        if not found.locked or found.key_taken or found.queue_waiting or found.suppressed or found.held:
             return False
         if found.connector_status not in SENDABLE_STATUSES:
             return False
@@ -307,6 +308,9 @@ class Dispatcher:
             elif row.suppressed is not None:
                 reason = describe(*row.suppressed)
                 plan.decide(row, RowChange(row.id, MessageStatus.SUPPRESSED, error=reason))
+            elif row.held is not None:
+                self.ctx.metrics.count_deferrals("reputation", 1)
+                plan.wait(row, HOLD_WAIT_S, row.held)
             else:
                 payable.append(row)
         plan.api_key = view.api_key

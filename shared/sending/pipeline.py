@@ -23,6 +23,7 @@ from shared.db import raw_connection
 from shared.errors import NotFound, PayloadInvalid, RateLimitBackendUnavailable
 from shared.models import Connector, MessageStatus, Priority, Task
 from shared.rate_limit import api_key_hash
+from shared.reputation import guard
 from shared.sending import budgets, cancellation, ledger, queue
 from shared.sending.cancellation import CancelOutcome
 from shared.sending.connectors import ConnectorView, view_of
@@ -277,7 +278,7 @@ def _write(
     task_ref: str,
     rendered: list[RenderedMessage] | None = None,
 ) -> Recorded:
-    placement = _placement(ctx, session, view, payload.resolved_priority)
+    placement = _placement(ctx, session, view, payload.resolved_priority, payload.task_id)
     prepared = prepare_rows(
         session,
         payload,
@@ -315,15 +316,22 @@ def _answer_suppressed(session: Session, view: ConnectorView, messages: Sequence
     return len(found)
 
 
-def _placement(ctx: SendContext, session: Session, view: ConnectorView, priority: Priority) -> Placement:
+def _placement(
+    ctx: SendContext, session: Session, view: ConnectorView, priority: Priority, task_id: uuid.UUID | None
+) -> Placement:
     """Where a connector's new rows of ``priority`` go: its key's queue; or waiting, when it cannot
-    send now or its budget is known to be spent for them (they come back behind the rows parked
-    before them)."""
+    send now, the reputation guard holds its bulk mail, or its budget is known to be spent for them
+    (they come back behind the rows parked before them)."""
     if view.blocked is not None or view.api_key is None:
         ctx.metrics.count_deferrals("connector_blocked")
         until = ledger.defer_until(PAUSED_CONNECTOR_WAIT_S, ctx.clock())
         return Placement(None, until, view.blocked or "connector unavailable", priority)
     key = api_key_hash(view.api_key.get_secret_value())
+    if priority is Priority.BULK:
+        held = guard.hold_reason(session, view.organization_id, view.id, task_id)
+        if held is not None:
+            ctx.metrics.count_deferrals("reputation")
+            return Placement(key, ledger.defer_until(guard.HOLD_WAIT_S, ctx.clock()), held, priority)
     try:
         refused = ctx.spent_budgets.refusal(ctx.limiter, view.id, 1, view.limits, priority)
     except RateLimitBackendUnavailable:

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from shared.models import Priority
+from shared.models import Priority, ReputationState
 from shared.suppression import RECIPIENT_LOCK_KEY
 from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
 
@@ -106,12 +106,21 @@ WHERE m.attempt_key = %(unit)s
 FOR UPDATE
 """
 
+# The reputation guard's hold on a bulk row: a paused scope of it (its organization, connector or
+# campaign) that was not resumed after the row was written (a resume releases what waited then).
+_HELD = (
+    "SELECT reason FROM reputation_states"
+    f" WHERE state = '{ReputationState.PAUSED}'"
+    " AND scope_id IN (m.organization_id, m.connector_id, m.task_id)"
+    " AND (resumed_at IS NULL OR resumed_at < m.created_at) LIMIT 1"
+)
+
 _READ = (
     """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
        m.attempts, m.attempt_key, m.last_error, m.status, GREATEST(m.created_at, m.scheduled_at), c.status,
        s.reason, s.created_at,
-       m.priority
+       m.priority, h.reason
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
 LEFT JOIN LATERAL (
@@ -122,6 +131,9 @@ LEFT JOIN LATERAL (
     + """
     ORDER BY s.topic LIMIT 1
 ) s ON true
+LEFT JOIN LATERAL ("""
+    + _HELD
+    + f""") h ON m.priority = '{Priority.BULK}'
 WHERE m.id = ANY(%(ids)s)
 ORDER BY """
     + _RANK.format(column="m.priority")
@@ -197,6 +209,8 @@ SELECT
     (SELECT status FROM connectors WHERE id = %(connector)s),
     (SELECT organization_id FROM tasks WHERE id = %(task)s),
     EXISTS ({_SUPPRESSED_NOW.format(now="%(now)s")}),
+    %(priority)s = '{Priority.BULK}' AND EXISTS (SELECT FROM reputation_states
+        WHERE state = '{ReputationState.PAUSED}' AND scope_id IN (%(org)s, %(connector)s, %(task)s)),
     pg_try_advisory_lock({RECIPIENT_LOCK_KEY.format(org="%(org)s::uuid", email="%(email)s::text")}),
     pg_try_advisory_lock({UNIT_LOCK_KEY.format(unit="%(ikey)s")})
 """
@@ -267,6 +281,8 @@ class QueuedRow:
     #: ``(reason, since)`` of the recipient's active suppression in the row's organization.
     suppressed: tuple[str, datetime] | None
     priority: Priority = Priority.BULK
+    #: Why the reputation guard holds this bulk row (a paused scope of it), or None.
+    held: str | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +321,8 @@ class AloneClaim:
     task_organization_id: uuid.UUID | None
     suppressed: bool
     locked: bool
+    #: A bulk email of a scope the reputation guard paused: it waits in the queue instead.
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -358,14 +376,17 @@ def claim_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str, *, now: 
         "task": row.task_id,
         "org": row.organization_id,
         "email": row.recipient,
+        "priority": row.priority.value,
         "topic": row.topic,
     }
     found = conn.execute(_CLAIM_ALONE, params).fetchone()
     assert found is not None  # a SELECT without FROM has one row
-    taken, waiting, status, task_org, suppressed, recipient_locked, unit_locked = found
+    taken, waiting, status, task_org, suppressed, held, recipient_locked, unit_locked = found
     if recipient_locked != unit_locked:
         unlock_all(conn)
-    return AloneClaim(taken, waiting, status, task_org, suppressed, recipient_locked and unit_locked)
+    return AloneClaim(
+        taken, waiting, status, task_org, suppressed, recipient_locked and unit_locked, held=bool(held)
+    )
 
 
 def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datetime | None:
@@ -417,7 +438,7 @@ def read_claimed(
 
 def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
     message_id, connector_id, organization_id, task_id, key, recipient, request, attempts = row[:8]
-    attempt_key, last_error, status, created_at, connector_status, reason, since, priority = row[8:]
+    attempt_key, last_error, status, created_at, connector_status, reason, since, priority, held = row[8:]
     return QueuedRow(
         message_id,
         connector_id,
@@ -434,6 +455,7 @@ def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
         connector_status,
         suppressed=None if reason is None else (reason, since),
         priority=Priority(priority),
+        held=held,
     )
 
 

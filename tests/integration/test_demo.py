@@ -129,6 +129,27 @@ def test_demo_stops_every_process_it_started(demo_run: dict[str, Any]) -> None:
     assert demo_run["leftovers"] == []
 
 
+def test_demo_shows_the_reputation_guard_pausing_the_organization(demo_run: dict[str, Any]) -> None:
+    guard = demo_run["report"]["reputation"]
+
+    assert guard["state"] == "paused"
+    assert guard["rates"]["complaints"] == 10 and guard["rates"]["hard_bounces"] == 15
+    assert guard["held_rows"] >= 20
+    assert "Reputation guard" in demo_run["output"]
+
+
+def test_demo_newsletter_waits_for_the_guard_and_the_receipt_still_goes(demo_run: dict[str, Any]) -> None:
+    after = demo_run["report"]["reputation"]["after_the_guard"]
+
+    assert after["newsletter"] == {"deferred": 20}
+    assert after["newsletter_held_by_guard"] == {"deferred": 20}
+    assert sum(after["receipt"].values()) == 1 and not after["receipt"].keys() & {
+        "deferred",
+        "queued",
+        "failed",
+    }
+
+
 def test_demo_campaign_has_a_topic_and_readers_unsubscribe_in_one_click(demo_run: dict[str, Any]) -> None:
     found = demo_run["report"]["unsubscribe"]
 

@@ -1,4 +1,4 @@
-"""Apply a stored webhook event: one metric row, the message status, suppression, task metrics.
+"""Apply a stored webhook event: one metric row, the message status, suppression, task metrics, reputation.
 
 :func:`apply_event` is idempotent (one metric row per event, everything else recomputed from all of
 ``email_metrics``) and locks message before task everywhere. :func:`process_events` applies a batch in
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,10 @@ from shared.addresses import mailbox_key
 from shared.db import transaction
 from shared.errors import PilotError
 from shared.models import OPEN_STATUSES, ORPHAN_PREFIX, EmailMessage, EmailMetric, WebhookEvent
+from shared.reputation import counting, guard
+from shared.reputation.guard import Evaluation
 from shared.resend_events import EventType, TrackingEvent, parse_event
+from shared.settings import Settings, get_settings
 from worker.events import task_metrics
 from worker.events.bounce_policy import SoftBouncePolicy
 from worker.events.lattice import EVENT_STATUS, status_from_events
@@ -52,6 +55,9 @@ class Outcome:
     message_id: uuid.UUID | None = None
     status: str | None = None
     suppression: str | None = None
+    #: The reputation scopes this event's counts were judged in (empty when it changed no count); for
+    #: metrics, not part of what the event came to.
+    reputation: tuple[Evaluation, ...] = field(default=(), compare=False)
 
 
 @dataclass
@@ -60,6 +66,8 @@ class BatchOutcome:
 
     outcomes: dict[uuid.UUID, Outcome] = field(default_factory=dict)
     not_in_ledger: list[uuid.UUID] = field(default_factory=list)
+    #: The reputation scopes the batch's counts were judged in.
+    reputation: list[Evaluation] = field(default_factory=list)
 
 
 def process_events(
@@ -69,6 +77,7 @@ def process_events(
     now: datetime | None = None,
     orphan_after: timedelta = DEFAULT_ORPHAN_AFTER,
     policy: SoftBouncePolicy | None = None,
+    settings: Settings | None = None,
 ) -> BatchOutcome:
     """Process stored events in one transaction, with the rules of :func:`process_event`.
 
@@ -81,6 +90,7 @@ def process_events(
     policy = policy or SoftBouncePolicy()
     result = BatchOutcome()
     tasks: set[uuid.UUID] = set()
+    deltas = counting.Deltas()
     with transaction(session_factory) as session, session.no_autoflush:
         events = _locked_events(session, event_ids)
         for event_id in event_ids:
@@ -89,7 +99,13 @@ def process_events(
         # Messages in one order too (by Resend id), so two batches never wait on each other in a cycle.
         for event in sorted(events.values(), key=_email_order):
             outcome = _apply_in_batch(
-                session, event, now=now, policy=policy, orphan_after=orphan_after, tasks=tasks
+                session,
+                event,
+                now=now,
+                policy=policy,
+                orphan_after=orphan_after,
+                tasks=tasks,
+                deltas=deltas,
             )
             if outcome is None:
                 result.not_in_ledger.append(event.id)
@@ -98,6 +114,9 @@ def process_events(
         session.flush()
         for task_id in sorted(tasks):
             task_metrics.refresh_task_metrics(session, task_id)
+        # Counts last, in one order (after events, messages and tasks): batches never deadlock.
+        touched = counting.apply_deltas(session, deltas)
+        result.reputation = guard.evaluate(session, touched, settings or get_settings(), now=now)
     return result
 
 
@@ -109,11 +128,14 @@ def _apply_in_batch(
     policy: SoftBouncePolicy,
     orphan_after: timedelta,
     tasks: set[uuid.UUID],
+    deltas: counting.Deltas,
 ) -> Outcome | None:
     """:func:`apply_event` with the orphan rule of :func:`process_event`; ``None``: not in the ledger yet."""
     give_up = now - event.received_at >= orphan_after
     try:
-        return apply_event(session, event, now=now, policy=policy, last_chance=give_up, tasks=tasks)
+        return apply_event(
+            session, event, now=now, policy=policy, last_chance=give_up, tasks=tasks, deltas=deltas
+        )
     except NotInLedgerYet as exc:
         if not give_up:
             # Counted as process_event's record_failure would: the sweep stops after too many.
@@ -154,6 +176,7 @@ def process_event(
     now: datetime | None = None,
     orphan_after: timedelta = DEFAULT_ORPHAN_AFTER,
     policy: SoftBouncePolicy | None = None,
+    settings: Settings | None = None,
 ) -> Outcome:
     """Process stored event ``event_id`` in one transaction.
 
@@ -169,7 +192,13 @@ def process_event(
                 return Outcome("already_processed")
             give_up = now - event.received_at >= orphan_after
             try:
-                return apply_event(session, event, now=now, policy=policy, last_chance=give_up)
+                deltas = counting.Deltas()
+                outcome = apply_event(
+                    session, event, now=now, policy=policy, last_chance=give_up, deltas=deltas
+                )
+                touched = counting.apply_deltas(session, deltas)
+                judged = guard.evaluate(session, touched, settings or get_settings(), now=now)
+                return replace(outcome, reputation=tuple(judged))
             except NotInLedgerYet as exc:
                 if not give_up:
                     raise
@@ -187,13 +216,15 @@ def apply_event(
     policy: SoftBouncePolicy | None = None,
     last_chance: bool = False,
     tasks: set[uuid.UUID] | None = None,
+    deltas: counting.Deltas | None = None,
 ) -> Outcome:
     """Apply ``event`` (a stored, verified webhook) within ``session``'s transaction.
 
     ``last_chance`` lets a message found only by its tags be adopted even while its send still looks
     in flight (the ledger never got the Resend id). With ``tasks``, the message's task id is added
-    there for the caller to refresh once per batch, instead of refreshing its metrics here. Raises
-    :class:`NotInLedgerYet` before writing anything.
+    there for the caller to refresh once per batch, instead of refreshing its metrics here. With
+    ``deltas``, what the event changes in the reputation counts is added there for the caller to
+    write (``counting.apply_deltas``). Raises :class:`NotInLedgerYet` before writing anything.
     """
     now = now or datetime.now(UTC)
     parsed = parse_event(event.payload)
@@ -208,6 +239,8 @@ def apply_event(
         # without autoflush; these events are rare, so the extra flush costs little).
         session.flush()
     suppression = apply_suppression(session, message, parsed, policy=policy or SoftBouncePolicy())
+    if deltas is not None and parsed.type in counting.COUNTED_EVENTS:
+        counting.mark_message(session, message, deltas)
     if message.task_id is not None and tasks is not None:
         tasks.add(message.task_id)
     elif message.task_id is not None:

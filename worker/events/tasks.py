@@ -25,6 +25,7 @@ from shared.backoff import compute_backoff
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import WebhookEvent
 from shared.settings import get_settings
+from worker import metrics
 from worker.events import processing
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def process_batch(
         except Exception as exc:
             logger.warning("batch of %d webhook events failed (%s); one by one", len(ids), type(exc).__name__)
         else:
+            metrics.observe_reputation(batch.reputation)
             retry = [str(event_id) for event_id in batch.not_in_ledger]
             outcomes = Counter(outcome.kind for outcome in batch.outcomes.values())
             outcomes.update({"retry": len(retry)} if retry else {})
@@ -86,7 +88,9 @@ def process_one_by_one(
     retry: list[str] = []
     for event_id in event_ids:
         try:
-            kind = processing.process_event(session_factory, uuid.UUID(event_id)).kind
+            outcome = processing.process_event(session_factory, uuid.UUID(event_id))
+            metrics.observe_reputation(outcome.reputation)
+            kind = outcome.kind
         except (processing.NotInLedgerYet, OperationalError):
             retry.append(event_id)
             kind = "retry"

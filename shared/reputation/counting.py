@@ -1,0 +1,145 @@
+"""Reputation counts, kept as webhook events are applied: what each ledger row adds, once.
+
+A row's contribution is a pure function of all its events (order and duplicates change nothing); its
+mark records what it added, so only the difference is counted. Counts are added at the end of a
+batch, in one order, so racing workers never deadlock nor lose an increment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from shared.models import EmailMessage, EmailMetric, ReputationCount, ReputationMark, ReputationScope
+from shared.resend_events import EventType
+
+#: The events that can change a row's contribution (others are never looked at).
+COUNTED_EVENTS = frozenset({EventType.DELIVERED, EventType.BOUNCED, EventType.COMPLAINED})
+#: A campaign counts all its recipients so far in one bucket.
+CAMPAIGN_BUCKET = 0
+_EPOCH = date(1970, 1, 1)
+
+
+def day_bucket(at: datetime) -> int:
+    """The day of ``at`` (UTC) as days since 1970-01-01: the bucket of organizations and connectors."""
+    return (at.astimezone(UTC).date() - _EPOCH).days
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """What one row adds: a recipient with a known outcome, a hard bounce, a complaint (each 0 or 1)."""
+
+    counted: bool = False
+    hard_bounce: bool = False
+    complaint: bool = False
+
+
+def contribution(events: Iterable[tuple[str, str | None]]) -> Contribution:
+    """A row's contribution from all its ``(event, bounce_type)`` pairs: delivered, bounced or
+    complained counts the recipient; only a ``Permanent`` bounce is a hard bounce."""
+    kinds = list(events)
+    hard = any(event == EventType.BOUNCED and bounce == "Permanent" for event, bounce in kinds)
+    complaint = any(event == EventType.COMPLAINED for event, _ in kinds)
+    counted = hard or complaint or any(event in COUNTED_EVENTS for event, _ in kinds)
+    return Contribution(counted, hard, complaint)
+
+
+@dataclass(frozen=True)
+class ScopeKey:
+    """One counted scope: its kind, id, bucket and organization."""
+
+    scope_id: uuid.UUID
+    bucket: int
+    scope: ReputationScope
+    organization_id: uuid.UUID
+
+
+@dataclass
+class Deltas:
+    """Counts to add, by scope and bucket: ``[recipients, hard bounces, complaints]``."""
+
+    counts: dict[ScopeKey, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+
+    def add(self, key: ScopeKey, before: Contribution, after: Contribution) -> None:
+        values = self.counts[key]
+        values[0] += int(after.counted) - int(before.counted)
+        values[1] += int(after.hard_bounce) - int(before.hard_bounce)
+        values[2] += int(after.complaint) - int(before.complaint)
+
+    def scopes(self) -> list[ScopeKey]:
+        """The scopes with something to add, in the one order counts are written in."""
+        return sorted((key for key, values in self.counts.items() if any(values)), key=_order)
+
+
+def _order(key: ScopeKey) -> tuple[str, int]:
+    return (str(key.scope_id), key.bucket)
+
+
+def mark_message(session: Session, message: EmailMessage, deltas: Deltas) -> Contribution:
+    """Recompute ``message``'s contribution from all its metric rows and add the difference to ``deltas``.
+
+    The caller holds the message's row lock (event processing locks it first), so two events of one
+    message never mark it at once.
+    """
+    rows = session.execute(
+        select(EmailMetric.event, EmailMetric.metadata_["bounce_type"].astext).where(
+            EmailMetric.message_id == message.id
+        )
+    ).all()
+    after = contribution((event, bounce) for event, bounce in rows)
+    # Columns, not the entity: an earlier event of this batch may have upserted the mark already.
+    mark = session.execute(
+        select(
+            ReputationMark.bucket,
+            ReputationMark.counted,
+            ReputationMark.hard_bounce,
+            ReputationMark.complaint,
+        ).where(ReputationMark.message_id == message.id)
+    ).first()
+    before = Contribution() if mark is None else Contribution(mark.counted, mark.hard_bounce, mark.complaint)
+    if after == before:
+        return after
+    bucket = day_bucket(message.created_at) if mark is None else mark.bucket
+    values = {"counted": after.counted, "hard_bounce": after.hard_bounce, "complaint": after.complaint}
+    statement = insert(ReputationMark).values(message_id=message.id, bucket=bucket, **values)
+    session.execute(statement.on_conflict_do_update(index_elements=["message_id"], set_=values))
+    org = message.organization_id
+    deltas.add(ScopeKey(org, bucket, ReputationScope.ORGANIZATION, org), before, after)
+    deltas.add(ScopeKey(message.connector_id, bucket, ReputationScope.CONNECTOR, org), before, after)
+    if message.task_id is not None:
+        deltas.add(ScopeKey(message.task_id, CAMPAIGN_BUCKET, ReputationScope.CAMPAIGN, org), before, after)
+    return after
+
+
+def apply_deltas(session: Session, deltas: Deltas) -> list[ScopeKey]:
+    """Add ``deltas`` to the counts (one upsert each, in one order); returns the scopes touched."""
+    touched = deltas.scopes()
+    for key in touched:
+        recipients, hard, complaints = deltas.counts[key]
+        statement = insert(ReputationCount).values(
+            scope_id=key.scope_id,
+            bucket=key.bucket,
+            scope=key.scope.value,
+            recipients=recipients,
+            hard_bounces=hard,
+            complaints=complaints,
+        )
+        excluded = statement.excluded
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["scope_id", "bucket"],
+                set_={
+                    "recipients": ReputationCount.recipients + excluded.recipients,
+                    "hard_bounces": ReputationCount.hard_bounces + excluded.hard_bounces,
+                    "complaints": ReputationCount.complaints + excluded.complaints,
+                },
+            )
+        )
+    return touched
