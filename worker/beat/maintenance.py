@@ -37,27 +37,21 @@ MAX_ROWS_PER_RUN = 5000
 
 def release_deferred(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> int:
     """Queue the deferred rows whose time has come and dispatch their queues; how many rows."""
-    due = and_(EmailMessage.status == MessageStatus.DEFERRED, EmailMessage.next_attempt_at <= now)
-    with transaction(factory) as session:
-        ids = session.scalars(
-            select(EmailMessage.id).where(due).limit(MAX_ROWS_PER_RUN).with_for_update(skip_locked=True)
-        ).all()
-        if ids:
-            session.execute(
-                update(EmailMessage)
-                .where(EmailMessage.id.in_(ids))
-                .values(status=MessageStatus.QUEUED, next_attempt_at=None)
-            )
-    released = and_(EmailMessage.id.in_(ids), EmailMessage.status == MessageStatus.QUEUED)
-    _wake(factory, ctx, released)
-    return len(ids)
+    return _release(factory, ctx, MessageStatus.DEFERRED, now=now)
 
 
 def release_scheduled(factory: sessionmaker[Session], ctx: SendContext, *, now: datetime) -> int:
     """Queue the scheduled rows whose time has come, earliest (then oldest) first, and dispatch their
     queues; how many rows. From then on they are sent like any row: suppression, budgets and class
     are checked at dispatch."""
-    due = and_(EmailMessage.status == MessageStatus.SCHEDULED, EmailMessage.next_attempt_at <= now)
+    return _release(factory, ctx, MessageStatus.SCHEDULED, now=now)
+
+
+def _release(
+    factory: sessionmaker[Session], ctx: SendContext, status: MessageStatus, *, now: datetime
+) -> int:
+    """Queue up to ``MAX_ROWS_PER_RUN`` rows of ``status`` whose time has come, earliest first."""
+    due = and_(EmailMessage.status == status, EmailMessage.next_attempt_at <= now)
     with transaction(factory) as session:
         ids = session.scalars(
             select(EmailMessage.id)
