@@ -26,6 +26,8 @@ from sandbox.server import API_KEYS_ENV, WEBHOOK_SECRET_ENV
 from tests.process_control import stop_process, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
+# The signing secret of the module-wide sandbox the integration tests share (`sandbox_server`).
+SANDBOX_WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @dataclass(frozen=True)

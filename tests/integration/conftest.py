@@ -21,7 +21,9 @@ from shared.sending.context import SendContext
 from shared.settings import get_settings, load_settings
 from tests.conftest import create_database, drop_database
 from tests.fake_resend import BASE_URL, FakeResend
+from tests.sandbox_process import SANDBOX_WEBHOOK_SECRET, SandboxHandle, running_sandbox
 from tests.send_helpers import FakeClock, RecordingScheduler, add_connector
+from tests.webhook_sink import WebhookSink, running_webhook_sink
 
 Pilot = Callable[..., Result]
 
@@ -69,13 +71,19 @@ def limiter(redis_prefix: str, fake_redis: fakeredis.FakeRedis) -> RateLimiter:
 
 
 @pytest.fixture(scope="module")
-def engine(template_database: str) -> Iterator[Engine]:
+def database_url(template_database: str) -> Iterator[str]:
     """One database for the module: every test works on its own organization and connector."""
-    name = f"pilot_test_send_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(load_settings(database_url=create_database(name, template=template_database)))
+    name = f"pilot_test_mod_{uuid.uuid4().hex[:10]}"
+    yield create_database(name, template=template_database)
+    drop_database(name)
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on the module's database."""
+    engine = make_engine(load_settings(database_url=database_url))
     yield engine
     engine.dispose()
-    drop_database(name)
 
 
 @pytest.fixture
@@ -147,3 +155,29 @@ def ids(factory: sessionmaker[Session]) -> tuple[uuid.UUID, uuid.UUID]:
 def connector_id(ids: tuple[uuid.UUID, uuid.UUID]) -> uuid.UUID:
     """The connector of :func:`ids`."""
     return ids[1]
+
+
+@pytest.fixture(scope="module")
+def module_sink() -> Iterator[WebhookSink]:
+    """A webhook sink for the module, where the module's sandbox delivers its signed webhooks."""
+    with running_webhook_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def sandbox_server(module_sink: WebhookSink) -> Iterator[SandboxHandle]:
+    """The sandbox as a real server for the module, with no rate limit and webhooks 1,000 times faster."""
+    with running_sandbox(
+        rate_limit_per_second=0,
+        webhook_url=module_sink.url,
+        webhook_secret=SANDBOX_WEBHOOK_SECRET,
+        webhook_time_scale=0.001,
+    ) as handle:
+        yield handle
+
+
+@pytest.fixture
+def sink(module_sink: WebhookSink) -> WebhookSink:
+    """The module's webhook sink, emptied for this test."""
+    module_sink.clear()
+    return module_sink

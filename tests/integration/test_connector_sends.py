@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
@@ -16,27 +15,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.connectors.resend import ResendConnector, create_resend_connector
-from shared.db import make_engine, make_sessionmaker
+from shared.db import make_sessionmaker
 from shared.models import Connector, EmailMessage
 from shared.rate_limit import RateLimiter
 from shared.sending import queue
 from shared.settings import load_settings
-from tests.conftest import create_database, drop_database
 from tests.fake_resend import BASE_URL, FakeResend, error_body
 from tests.send_helpers import add_connector, add_suppressions, add_task, rows, sends
 
 pytestmark = pytest.mark.integration
 
 SENDER = "Acme <news@acme.test>"
-
-
-@pytest.fixture(scope="module")
-def engine(template_database: str) -> Iterator[Engine]:
-    name = f"pilot_test_seed_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(load_settings(database_url=create_database(name, template=template_database)))
-    yield engine
-    engine.dispose()
-    drop_database(name)
 
 
 @pytest.fixture

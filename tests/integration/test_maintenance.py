@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import task_names
-from shared.db import make_engine, make_sessionmaker, transaction
+from shared.db import make_sessionmaker, transaction
 from shared.models import AuditLog, Connector, EmailMessage
 from shared.rate_limit import RateLimiter, api_key_hash
 from shared.resend_client import ResendClient
@@ -23,7 +23,6 @@ from shared.sending.outbox import enqueue_send
 from shared.sending.payloads import SendEmailPayload, parse_send_email
 from shared.sending.pipeline import prepare
 from shared.settings import load_settings
-from tests.conftest import create_database, drop_database
 from tests.fake_resend import FakeResend, error_body
 from tests.send_helpers import RecordingScheduler, add_connector, send_payload
 from worker.beat import maintenance, status_checks
@@ -31,15 +30,6 @@ from worker.beat import maintenance, status_checks
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def engine(template_database: str) -> Iterator[Engine]:
-    name = f"pilot_test_maint_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(load_settings(database_url=create_database(name, template=template_database)))
-    yield engine
-    engine.dispose()
-    drop_database(name)
 
 
 @pytest.fixture

@@ -7,19 +7,16 @@ planner would run it (``EXPLAIN (FORMAT JSON)``, nothing forced).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from shared.db import make_engine, raw_connection
+from shared.db import raw_connection
 from shared.models import EmailMessage
 from shared.resend_events import EventType, TrackingEvent
 from shared.sending import queue
-from shared.settings import load_settings
-from tests.conftest import create_database, drop_database
 from tests.ledger_volume import LoadedLedger, load_ledger
 from tests.query_plans import access_paths, plans_of
 from worker.events.processing import find_message
@@ -33,15 +30,6 @@ TASKS = 10
 RECIPIENT = 4321
 #: What the recipient lookups' SQL contains, and the task recount's.
 BY_RECIPIENT = "lower(email_messages.recipient)"
-
-
-@pytest.fixture(scope="module")
-def engine(template_database: str) -> Iterator[Engine]:
-    name = f"pilot_test_plans_{uuid.uuid4().hex[:10]}"
-    engine = make_engine(load_settings(database_url=create_database(name, template=template_database)))
-    yield engine
-    engine.dispose()
-    drop_database(name)
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 import resend
 from resend.exceptions import ResendError
 
-from tests.sandbox_process import SandboxHandle, running_sandbox
-from tests.webhook_sink import WebhookSink, running_webhook_sink
+from tests.sandbox_process import SANDBOX_WEBHOOK_SECRET, SandboxHandle
+from tests.webhook_sink import WebhookSink
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 KEY = "re_sdk_contract"
 EMAIL: dict[str, Any] = {
     "from": "Acme <onboarding@resend.dev>",
@@ -32,34 +30,16 @@ EMAIL: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="module")
-def module_sink() -> Iterator[WebhookSink]:
-    with running_webhook_sink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
-def server(module_sink: WebhookSink) -> Iterator[SandboxHandle]:
-    with running_sandbox(
-        rate_limit_per_second=0, webhook_url=module_sink.url, webhook_secret=SECRET, webhook_time_scale=0.001
-    ) as handle:
-        yield handle
-
-
 @pytest.fixture
-def sink(module_sink: WebhookSink) -> WebhookSink:
-    module_sink.clear()
-    return module_sink
-
-
-@pytest.fixture
-def sandbox(server: SandboxHandle, sink: WebhookSink, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
-    """The module's server, reset with its default switches, and the SDK pointed at it."""
-    server.configure(rate_limit_per_second=0.0, daily_quota=0, stall_rate=0.0)
-    server.reset()
+def sandbox(
+    sandbox_server: SandboxHandle, sink: WebhookSink, monkeypatch: pytest.MonkeyPatch
+) -> SandboxHandle:
+    """The module's sandbox, reset with its default switches, and the SDK pointed at it."""
+    sandbox_server.configure(rate_limit_per_second=0.0, daily_quota=0, stall_rate=0.0)
+    sandbox_server.reset()
     monkeypatch.setattr(resend, "api_key", KEY)
-    monkeypatch.setattr(resend, "api_url", server.url)
-    return server
+    monkeypatch.setattr(resend, "api_url", sandbox_server.url)
+    return sandbox_server
 
 
 def send(email: dict[str, Any], **options: str) -> Any:
@@ -105,7 +85,7 @@ def verified(sink: WebhookSink, email_id: str, count: int) -> list[dict[str, Any
                 "timestamp": headers["svix-timestamp"],
                 "signature": headers["svix-signature"],
             },
-            "webhook_secret": SECRET,
+            "webhook_secret": SANDBOX_WEBHOOK_SECRET,
         }
         event: dict[str, Any] = dict(resend.Webhooks.verify(options))
         assert event["data"]["email_id"] == email_id
@@ -308,7 +288,7 @@ def test_sdk_verifier_refuses_a_sandbox_webhook_altered_in_transit(
             "timestamp": headers["svix-timestamp"],
             "signature": headers["svix-signature"],
         },
-        "webhook_secret": SECRET,
+        "webhook_secret": SANDBOX_WEBHOOK_SECRET,
     }
     with pytest.raises(ValueError, match="no matching signature"):
         resend.Webhooks.verify(options)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import standardwebhooks
 
 from shared.webhook_signature import verify
-from tests.sandbox_process import SandboxHandle, running_sandbox
-from tests.webhook_sink import WebhookSink, running_webhook_sink
+from tests.sandbox_process import SANDBOX_WEBHOOK_SECRET, SandboxHandle
+from tests.webhook_sink import WebhookSink
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 AUTH = {"Authorization": "Bearer re_integration"}
 EMAIL = {
     "from": "Acme <onboarding@resend.dev>",
@@ -25,32 +23,12 @@ EMAIL = {
 }
 
 
-@pytest.fixture(scope="module")
-def module_sink() -> Iterator[WebhookSink]:
-    with running_webhook_sink() as sink:
-        yield sink
-
-
-@pytest.fixture(scope="module")
-def server(module_sink: WebhookSink) -> Iterator[SandboxHandle]:
-    with running_sandbox(
-        rate_limit_per_second=0, webhook_url=module_sink.url, webhook_secret=SECRET, webhook_time_scale=0.001
-    ) as handle:
-        yield handle
-
-
 @pytest.fixture
-def sink(module_sink: WebhookSink) -> WebhookSink:
-    module_sink.clear()
-    return module_sink
-
-
-@pytest.fixture
-def sandbox(server: SandboxHandle, sink: WebhookSink) -> SandboxHandle:
-    """The module's server, reset, with faults and rate limiting off."""
-    server.configure(drop_rate=0.0, rate_limit_per_second=0.0)
-    server.reset()
-    return server
+def sandbox(sandbox_server: SandboxHandle, sink: WebhookSink) -> SandboxHandle:
+    """The module's sandbox, reset, with faults and rate limiting off."""
+    sandbox_server.configure(drop_rate=0.0, rate_limit_per_second=0.0)
+    sandbox_server.reset()
+    return sandbox_server
 
 
 def test_sent_email_produces_signed_webhooks_both_verifiers_accept(
@@ -60,9 +38,9 @@ def test_sent_email_produces_signed_webhooks_both_verifiers_accept(
     received = sink.wait_for(3)
     assert len(received) == 3
     for headers, body in received:
-        assert verify(body, headers, [SECRET]) == headers["svix-id"]
+        assert verify(body, headers, [SANDBOX_WEBHOOK_SECRET]) == headers["svix-id"]
         unbranded = {k.replace("svix-", "webhook-"): v for k, v in headers.items() if k.startswith("svix-")}
-        standardwebhooks.Webhook(SECRET).verify(body, unbranded, json_parse=False)
+        standardwebhooks.Webhook(SANDBOX_WEBHOOK_SECRET).verify(body, unbranded, json_parse=False)
     events = sorted((json.loads(body) for _, body in received), key=lambda e: e["created_at"])
     assert [e["type"] for e in events] == ["email.sent", "email.delivered", "email.complained"]
     assert {e["data"]["email_id"] for e in events} == {email_id}

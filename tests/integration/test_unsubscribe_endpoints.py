@@ -7,7 +7,6 @@ undo link, and every bad input: a 4xx plain page, nothing stored.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import fakeredis
@@ -18,13 +17,12 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
-from shared.db import make_engine, make_sessionmaker, transaction
+from shared.db import make_sessionmaker, transaction
 from shared.models import EmailMessage, EmailMetric, Suppression, Task
 from shared.rate_limit import RateLimiter
 from shared.settings import load_settings
 from shared.suppression import suppress
 from shared.unsubscribe.tokens import UnsubscribeToken, generate_unsubscribe_key
-from tests.conftest import create_database, drop_database
 from tests.unsubscribe_helpers import make_links, token_of
 from tests.webhook_requests import SECRET_A
 from webhook_receiver import create_app
@@ -35,20 +33,6 @@ pytestmark = pytest.mark.integration
 
 PUBLIC_URL = "http://127.0.0.1:8000"
 ONE_CLICK = "List-Unsubscribe=One-Click"
-
-
-@pytest.fixture(scope="module")
-def database_url(template_database: str) -> Iterator[str]:
-    name = f"pilot_test_unsub_{uuid.uuid4().hex[:8]}"
-    yield create_database(name, template=template_database)
-    drop_database(name)
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(load_settings(database_url=database_url))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import json
 import logging
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,11 +21,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 
-from shared.db import make_engine
 from shared.errors import ConfigError
 from shared.models import WebhookEvent
 from shared.settings import Settings, load_settings
-from tests.conftest import REDIS_URL, create_database, drop_database
+from tests.conftest import REDIS_URL
 from tests.webhook_factories import VECTOR_SECRET, resend_body
 from tests.webhook_requests import NOW, PATH, SECRET_A, SECRET_B, SECRET_OTHER, SignedRequest, signed
 from webhook_receiver import create_app
@@ -56,20 +55,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-@pytest.fixture(scope="module")
-def database_url(template_database: str) -> Iterator[str]:
-    name = f"pilot_test_view_{uuid.uuid4().hex[:8]}"
-    yield create_database(name, template=template_database)
-    drop_database(name)
-
-
-@pytest.fixture(scope="module")
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(load_settings(database_url=database_url))
-    yield engine
-    engine.dispose()
 
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +14,6 @@ from shared.db import make_engine, make_sessionmaker
 from shared.models import EmailMessage
 from shared.settings import load_settings
 from shared.task_producer import publish
-from tests.conftest import create_database, drop_database
 from tests.sandbox_process import running_sandbox
 from tests.send_helpers import add_connector, batch_payload, send_payload
 from tests.worker_process import isolated_redis_db, running_worker, worker_env
@@ -27,14 +25,8 @@ BULK_TASKS = 30
 SETTLE_TIMEOUT_S = 60.0
 
 
-@pytest.fixture
-def database_url(template_database: str) -> Iterator[str]:
-    name = f"pilot_test_prio_{uuid.uuid4().hex[:10]}"
-    yield create_database(name, template=template_database)
-    drop_database(name)
-
-
-def test_a_transactional_send_queued_after_a_campaign_is_taken_first(database_url: str) -> None:
+def test_a_transactional_send_queued_after_a_campaign_is_taken_first(fresh_database_url: str) -> None:
+    database_url = fresh_database_url
     with running_sandbox(rate_limit_per_second=0) as sandbox, isolated_redis_db() as db:
         env = worker_env(database_url=database_url, redis_db=db, resend_base_url=sandbox.url)
         settings = load_settings(database_url=database_url, redis_url=env["REDIS_URL"])
