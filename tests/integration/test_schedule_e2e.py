@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,7 +32,7 @@ from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import EmailMessage
 from shared.settings import load_settings
 from tests.conftest import create_database, drop_database
-from tests.sandbox_process import SandboxHandle, running_sandbox
+from tests.sandbox_process import SandboxHandle, free_port, running_sandbox
 from tests.send_helpers import SENDER, send_payload
 from tests.worker_process import isolated_redis_db, running_beat, running_worker, worker_env
 from worker.celery_app import make_celery
@@ -54,6 +56,7 @@ class Stack:
     app: Celery
     sandbox: SandboxHandle
     connector_id: uuid.UUID
+    metrics_url: str
 
     def send(self, to: str, **fields: Any) -> None:
         kwargs = send_payload(self.connector_id, to, **fields)
@@ -62,6 +65,16 @@ class Stack:
     def received(self, to: str) -> list[dict[str, Any]]:
         """The emails the sandbox accepted for ``to``."""
         return [email for email in self.sandbox.emails() if to in email["to"]]
+
+    def sends_total(self, result: str) -> float:
+        """The worker's ``pilot_sends_total{result=...}`` (summed over its children)."""
+        text = httpx.get(self.metrics_url, timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "pilot_sends_total" and sample.labels.get("result") == result
+        )
 
     def status(self, to: str) -> str | None:
         with self.factory() as session:
@@ -103,11 +116,13 @@ def stack(template_database: str) -> Iterator[Stack]:
     encryption_key = generate_key()
     try:
         with running_sandbox(rate_limit_per_second=0) as sandbox, isolated_redis_db() as db:
+            port = free_port()  # after the sandbox took its own
             env = worker_env(
                 database_url=database_url,
                 redis_db=db,
                 resend_base_url=sandbox.url,
                 encryption_keys=encryption_key,
+                PILOT_WORKER_METRICS_PORT=str(port),
             )
             settings = load_settings(
                 database_url=database_url, redis_url=env["REDIS_URL"], pilot_encryption_keys=encryption_key
@@ -127,7 +142,7 @@ def stack(template_database: str) -> Iterator[Stack]:
                 )
             app = make_celery(settings)
             with running_worker(env, concurrency=2), running_beat(env):
-                s = Stack(factory, app, sandbox, connector.id)
+                s = Stack(factory, app, sandbox, connector.id, f"http://127.0.0.1:{port}/metrics")
                 # Beat is ticking once a send scheduled a second ahead has left.
                 warm_up = address("warm-up")
                 s.send(warm_up, scheduled_at=seconds_ahead(1).isoformat())
@@ -167,6 +182,28 @@ def test_a_send_cancelled_before_its_time_never_reaches_resend(stack: Stack) -> 
 
     assert stack.status(cancelled) == "cancelled"
     assert stack.received(cancelled) == []
+
+
+def test_the_worker_counts_the_sends_it_cancels_in_its_metrics(stack: Stack) -> None:
+    to, key = [address("counted"), address("counted")], f"campaign/{uuid.uuid4().hex}"
+    before = stack.sends_total("cancelled")
+    payload = send_payload(stack.connector_id, to, scheduled_at=seconds_ahead(3600).isoformat())
+    stack.app.send_task(
+        task_names.SEND_EMAIL,
+        kwargs={**payload, "idempotency_key": key},
+        queue=task_names.PRIORITY_SENDS_QUEUE,
+    )
+    settle(lambda: all(stack.status(a) == "scheduled" for a in to), "the sends to be scheduled")
+
+    stack.app.send_task(
+        task_names.CANCEL,
+        kwargs={"connector_id": str(stack.connector_id), "idempotency_key": key},
+        queue=task_names.PRIORITY_SENDS_QUEUE,
+    )
+    settle(lambda: stack.sends_total("cancelled") > before, "the cancel to be counted")
+
+    assert stack.sends_total("cancelled") == before + 2
+    assert [stack.status(a) for a in to] == ["cancelled", "cancelled"]
 
 
 def test_attachments_and_an_inline_image_reach_resend_byte_identical(stack: Stack) -> None:
