@@ -277,7 +277,8 @@ class EmailMessage(Base):
             postgresql_where=text("status = 'scheduled'"),
         ),
         # A cancel by the caller's idempotency key (``<key>/<recipient hash>``) reads its prefix, per
-        # connector; the worker's own keys are never named by a caller.
+        # connector. The worker's own keys (``pilot/...``) are left out; a caller's key beginning so
+        # is found without the index.
         Index(
             "ix_email_messages_connector_id_caller_key",
             "connector_id",
