@@ -276,6 +276,16 @@ class EmailMessage(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'scheduled'"),
         ),
+        # A cancel by the caller's idempotency key (``<key>/<recipient hash>``) reads its prefix, per
+        # connector. The worker's own keys (``pilot/...``) are left out; a caller's key beginning so
+        # is found without the index.
+        Index(
+            "ix_email_messages_connector_id_caller_key",
+            "connector_id",
+            "idempotency_key",
+            postgresql_ops={"idempotency_key": "text_pattern_ops"},
+            postgresql_where=text("idempotency_key NOT LIKE 'pilot/%'"),
+        ),
         Index(
             "ix_email_messages_dispatch_key_sending",
             "dispatch_key",

@@ -33,6 +33,10 @@ class OutcomeKind(StrEnum):
     OPENED = "opened"
     CLICKED = "clicked"
     UNSUBSCRIBED = "unsubscribed"
+    #: Waits in the ledger for its ``scheduled_at`` (``until``).
+    SCHEDULED = "scheduled"
+    #: Withdrawn before it left (``reason`` says by whom).
+    CANCELLED = "cancelled"
 
 
 class OutcomeEvent(BaseModel):
@@ -51,9 +55,9 @@ class OutcomeEvent(BaseModel):
     task_id: uuid.UUID | None = None
     idempotency_key: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
-    #: ``deferred``: when the next attempt is due.
+    #: ``deferred``: when the next attempt is due; ``scheduled``: when the email leaves.
     until: datetime | None = None
-    #: ``failed``, ``suppressed`` and ``bounced``: why.
+    #: ``failed``, ``suppressed``, ``deferred`` and ``bounced``: why; ``cancelled``: by whom.
     reason: str | None = None
     #: The Resend email id, once sent.
     resend_id: str | None = None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import mimetypes
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -39,6 +42,16 @@ def _producer(ctx: CliContext) -> TaskProducer:
 @click.option("--text", help="Plain-text body.")
 @click.option("--from", "from_", help="Sender; defaults to the connector's default_from.")
 @click.option("--idempotency-key", help="Your key: sending twice with it sends once.")
+@click.option(
+    "--scheduled-at", help="When to send: ISO 8601 with its offset (Z for UTC), at most 30 days ahead."
+)
+@click.option(
+    "--attach",
+    "attach",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, readable=True),
+    help="Attach a file (repeatable); its content type is guessed from its name.",
+)
 @pass_cli
 def send(
     ctx: CliContext,
@@ -49,6 +62,8 @@ def send(
     text: str | None,
     from_: str | None,
     idempotency_key: str | None,
+    scheduled_at: str | None,
+    attach: tuple[str, ...],
 ) -> None:
     """Enqueue one email (pilot.send_email) and print the Celery task id.
 
@@ -69,6 +84,8 @@ def send(
         "html": html,
         "text": text,
         "idempotency_key": idempotency_key,
+        "scheduled_at": scheduled_at,
+        "attachments": [_attachment(Path(path)) for path in attach] or None,
     }
     kwargs: dict[str, Any] = {
         "connector_id": str(connector.id),
@@ -85,6 +102,13 @@ def send(
     finally:
         producer.close()
     click.echo(result.id)
+
+
+def _attachment(path: Path) -> dict[str, str]:
+    """A file as a base64 attachment, named by its file name."""
+    attachment = {"filename": path.name, "content": base64.b64encode(path.read_bytes()).decode("ascii")}
+    content_type, _ = mimetypes.guess_type(path.name)
+    return attachment | ({"content_type": content_type} if content_type else {})
 
 
 @click.command()

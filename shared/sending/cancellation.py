@@ -23,6 +23,8 @@ from shared.sending.queue import refresh_task_counts
 MAX_ROWS = 100_000
 #: ``idempotency_key`` rows: the caller's key, ``/``, then 16 hex characters (rendering.message_key).
 _KEY_SUFFIX_LENGTH = 17
+#: How the worker's own keys begin (rendering.message_key): the caller-key index leaves them out.
+_DERIVED_PREFIX = "pilot/"
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,9 @@ class Selection:
             )
             params["prefix"] = self.idempotency_key + "/"
             params["length"] = len(self.idempotency_key) + _KEY_SUFFIX_LENGTH
+            if not self.idempotency_key.startswith(_DERIVED_PREFIX):
+                # Stated for the planner: the caller-key index (migration 0012) holds only such rows.
+                clauses.append(f"m.idempotency_key NOT LIKE '{_DERIVED_PREFIX}%%'")
         if self.task_id is not None:
             clauses.append("m.task_id = %(task)s")
             params["task"] = self.task_id

@@ -1,8 +1,12 @@
-"""`pilot send`, `usage`, `status`, `events replay` and `connector test` against real services."""
+"""`pilot send`, `cancel`, `usage`, `status`, `events replay` and `connector test` against real services."""
 
 from __future__ import annotations
 
+import base64
 import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
@@ -10,7 +14,7 @@ from sqlalchemy import select
 
 from shared import connector_store as store
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import ConnectorStatus, WebhookEvent
+from shared.models import ConnectorStatus, EmailMessage, MessageStatus, WebhookEvent
 from shared.settings import get_settings, load_settings
 from tests.integration.conftest import Pilot
 from tests.sandbox_process import running_sandbox
@@ -57,6 +61,10 @@ def test_send_enqueues_one_send_email_task_in_the_priority_queue(
             ("--to", "a@example.com", "--subject", "Hi", "--text", "x", "--idempotency-key", "a b"),
             "idempotency_key must be printable ASCII without spaces",
         ),
+        (
+            ("--to", "a@example.com", "--subject", "Hi", "--text", "x", "--scheduled-at", "2026-12-08T09:00"),
+            "scheduled_at",
+        ),
     ],
 )
 def test_send_refuses_bad_input_before_enqueueing(
@@ -70,6 +78,83 @@ def test_send_refuses_bad_input_before_enqueueing(
     assert message in result.output
     assert queued_messages(isolated_redis_url, "pilot.sends") == []
     assert queued_messages(isolated_redis_url, "pilot.sends.priority") == []
+
+
+def test_send_enqueues_the_scheduled_time_and_each_attached_file(
+    pilot: Pilot, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    connector = new_connector(pilot)
+    invoice = tmp_path / "invoice.pdf"
+    invoice.write_bytes(b"%PDF-1.7 \x00\xff")
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+
+    result = pilot(
+        "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi", "--text", "x",
+        "--scheduled-at", at, "--attach", str(invoice),
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    [message] = queued_messages(isolated_redis_url, "pilot.sends.priority")
+    _, kwargs, _ = json.loads(base64.b64decode(str(message["body"])))
+    assert kwargs["scheduled_at"] == at
+    assert kwargs["attachments"] == [
+        {
+            "filename": "invoice.pdf",
+            "content": base64.b64encode(invoice.read_bytes()).decode(),
+            "content_type": "application/pdf",
+        }
+    ]
+
+
+def scheduled_row(database_url: str, connector: str, key: str) -> uuid.UUID:
+    """A ``scheduled`` ledger row of ``connector`` sent under the caller's ``key``."""
+    engine = make_engine(load_settings(database_url=database_url))
+    with transaction(make_sessionmaker(engine)) as session:
+        found = store.get_connector(session, connector)
+        row = EmailMessage(
+            organization_id=found.organization_id,
+            connector_id=found.id,
+            idempotency_key=f"{key}/{uuid.uuid4().hex[:16]}",
+            recipient="ada@example.com",
+            status=MessageStatus.SCHEDULED,
+            next_attempt_at=datetime.now(UTC) + timedelta(hours=1),
+        )
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    engine.dispose()
+    return row_id
+
+
+def test_cancel_json_answers_each_row(pilot: Pilot, fresh_database_url: str) -> None:
+    connector = new_connector(pilot)
+    row_id = scheduled_row(fresh_database_url, connector, "campaign/7")
+
+    result = pilot("cancel", "--connector", connector, "--idempotency-key", "campaign/7", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {
+        "counts": {"cancelled": 1},
+        "results": [
+            {
+                "message_id": str(row_id),
+                "recipient": "ada@example.com",
+                "answer": "cancelled",
+                "status": "cancelled",
+            }
+        ],
+    }
+
+
+def test_cancel_of_a_cancelled_send_answers_already_cancelled(pilot: Pilot, fresh_database_url: str) -> None:
+    connector = new_connector(pilot)
+    row_id = str(scheduled_row(fresh_database_url, connector, "campaign/8"))
+    pilot("cancel", row_id)
+
+    result = pilot("cancel", row_id)
+
+    assert result.exit_code == 0, result.output
+    assert "already_cancelled: 1" in result.output
 
 
 def test_usage_shows_hour_and_day_windows(pilot: Pilot) -> None:

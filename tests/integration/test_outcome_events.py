@@ -4,7 +4,7 @@ status change's own transaction (the outbox) and published at least once as ``pi
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -174,3 +174,35 @@ def test_an_outcomes_queue_of_ours_or_malformed_is_refused_naming_the_field(
 
     assert outcome.counts() == {"failed": 1}
     assert "outcomes_queue" in (outcome.results[0].reason or "")
+
+
+def test_a_scheduled_send_is_reported_scheduled_until_its_time(ctx, resend, factory, clock) -> None:
+    _, connector = add_connector(factory)
+    at = clock.now + timedelta(minutes=10)
+    payload = send_payload(connector, "ada@example.test", scheduled_at=at.isoformat(), outcomes_queue=QUEUE)
+    sending.send_email(ctx, payload, task_ref="t1")
+    sender = RecordingSender()
+
+    publish_pending(factory, sender)
+
+    [event] = sender.events()
+    assert (event.kind, event.until) == ("scheduled", at)
+
+
+def test_a_cancelled_send_is_reported_cancelled_naming_who_cancelled(ctx, resend, factory, clock) -> None:
+    _, connector = add_connector(factory)
+    at = (clock.now + timedelta(minutes=10)).isoformat()
+    payload = send_payload(connector, "ada@example.test", scheduled_at=at, outcomes_queue=QUEUE)
+    sending.send_email(ctx, {**payload, "idempotency_key": "campaign/9"}, task_ref="t1")
+    publish_pending(factory, RecordingSender())
+
+    sending.cancel(ctx, {"connector_id": str(connector), "idempotency_key": "campaign/9"}, actor="support")
+    sender = RecordingSender()
+    publish_pending(factory, sender)
+
+    [event] = sender.events()
+    assert (event.kind, event.reason, event.idempotency_key) == (
+        "cancelled",
+        "cancelled by support",
+        "campaign/9",
+    )

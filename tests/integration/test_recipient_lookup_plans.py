@@ -1,4 +1,5 @@
-"""The recipient lookups of event processing read indexes, not the ledger, on a ledger of real size.
+"""The recipient lookups of event processing, and a cancel by idempotency key, read indexes, not the
+ledger, on a ledger of real size.
 
 A module database holds 100,000 ledger rows (10 campaigns) and their metrics, analyzed; the real
 functions run and every statement they send that matches ``lower(recipient)`` is explained as the
@@ -8,7 +9,9 @@ planner would run it (``EXPLAIN (FORMAT JSON)``, nothing forced).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
@@ -17,6 +20,7 @@ from shared.db import raw_connection
 from shared.models import EmailMessage
 from shared.resend_events import EventType, TrackingEvent
 from shared.sending import queue
+from shared.sending.cancellation import Selection, cancel
 from tests.ledger_volume import LoadedLedger, load_ledger
 from tests.query_plans import access_paths, plans_of
 from worker.events.processing import find_message
@@ -99,3 +103,41 @@ def test_refresh_task_counts_reads_the_task_through_the_task_recipient_index(
     paths = access_paths(explained["Plan"])
     assert ("email_messages", "ix_email_messages_task_id_lower_recipient") in paths
     assert not any(kind == "Seq Scan" for table, kind in paths if table == "email_messages")
+
+
+class RecordingConnection:
+    """A psycopg connection whose statements are recorded (SQL and parameters) as they run."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+        self.statements: list[tuple[str, Any]] = []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self.statements.append((sql, params))
+        return self.connection.execute(sql, params)
+
+    def transaction(self) -> Any:
+        return self.connection.transaction()
+
+
+def test_cancel_by_idempotency_key_reads_the_caller_key_index(session: Session, volume: LoadedLedger) -> None:
+    raw = raw_connection(session)
+    raw.execute(
+        "INSERT INTO email_messages (organization_id, connector_id, idempotency_key, recipient, status) "
+        "SELECT %(org)s, %(connector)s, 'campaign/7/' || lpad(to_hex(g), 16, '0'), 'r' || g || '@x.test', "
+        "'scheduled' FROM generate_series(1, 3) AS g",
+        {"org": volume.organization_id, "connector": volume.connector_id},
+    )
+    recorder = RecordingConnection(raw)
+    selection = Selection(connector_id=volume.connector_id, idempotency_key="campaign/7")
+
+    outcome = cancel(cast(psycopg.Connection[Any], recorder), selection, actor="test")
+
+    assert outcome.counts() == {"cancelled": 3}
+    ledger_statements = [(sql, params) for sql, params in recorder.statements if "email_messages m" in sql]
+    assert len(ledger_statements) == 2  # the UPDATE and the answers' SELECT
+    for sql, params in ledger_statements:
+        [[explained]] = raw.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
+        paths = access_paths(explained["Plan"])
+        assert ("email_messages", "ix_email_messages_connector_id_caller_key") in paths, sql
+        assert not any(kind == "Seq Scan" for table, kind in paths if table == "email_messages")

@@ -226,6 +226,19 @@ def test_a_send_cancelled_before_its_time_makes_no_request_and_is_cancelled(
     assert {row.status for row in rows(factory, connector_id)} == {MessageStatus.CANCELLED}
 
 
+def test_a_callers_key_that_looks_like_the_workers_own_is_cancelled_too(
+    ctx: SendContext, factory: sessionmaker[Session], connector_id: uuid.UUID, clock: FakeClock
+) -> None:
+    payload = send_payload(connector_id, "ada@example.test", scheduled_at=_later(clock, 60))
+    pipeline.send_email(ctx, {**payload, "idempotency_key": "pilot/campaign-7"}, task_ref="t")
+
+    outcome = pipeline.cancel(
+        ctx, {"connector_id": str(connector_id), "idempotency_key": "pilot/campaign-7"}, actor="test"
+    )
+
+    assert outcome.counts() == {"cancelled": 1}
+
+
 def test_a_send_cancelled_after_it_left_is_answered_already_sent(
     ctx: SendContext, factory: sessionmaker[Session], connector_id: uuid.UUID
 ) -> None:

@@ -7,8 +7,8 @@ the scenario (often more than once) with the helpers of ``tests/worker_process.p
 ``tests/receiver_process.py``.
 
 :class:`Beat` stands in for ``celery beat``: a thread that runs the same maintenance functions the
-beat tasks run (release deferred rows, sweep lost work, reconcile orphaned sends, re-enqueue
-unprocessed webhook events) every second, with the clock of the sweep and the reconcile moved
+beat tasks run (release scheduled and deferred rows, sweep lost work, reconcile orphaned sends,
+re-enqueue unprocessed webhook events) every second, with the clock of the sweep and the reconcile moved
 forward so that "untouched for 5 minutes" becomes "untouched for a few seconds". The product's
 thresholds are unchanged; only the wait for them is compressed (the figures say so).
 """
@@ -206,6 +206,7 @@ class Beat(threading.Thread):
         """One round of every maintenance task."""
         factory, ctx = self.stack.factory, self.ctx
         steps: list[tuple[str, Callable[[], object]]] = [
+            ("scheduled", lambda: maintenance.release_scheduled(factory, ctx, now=utc_now())),
             ("released", lambda: maintenance.release_deferred(factory, ctx, now=utc_now())),
             ("swept", lambda: maintenance.sweep(factory, ctx, now=utc_now() + self.sweep_shift)),
             (

@@ -159,3 +159,29 @@ def test_attachments_over_40_mb_of_base64_are_refused() -> None:
         validate_email({**VALID, "attachments": [{"content": huge, "filename": "big.bin"}]}, now=NOW)
 
     assert "40 MB" in refused.value.message
+
+
+def test_an_inline_image_keeps_its_content_id() -> None:
+    pixel = {"content": "aGk=", "filename": "logo.png", "content_type": "image/png", "content_id": "logo"}
+
+    [described] = validate_email({**VALID, "attachments": [pixel]}, now=NOW)["attachment_summary"]
+
+    assert (described["content_id"], described["content_type"]) == ("logo", "image/png")
+
+
+def test_an_attachment_by_path_is_described_by_its_url_without_a_checksum() -> None:
+    remote = {"path": "https://files.example.com/invoice.pdf", "filename": "invoice.pdf"}
+
+    [described] = validate_email({**VALID, "attachments": [remote]}, now=NOW)["attachment_summary"]
+
+    assert described == remote
+
+
+def test_the_40_mb_limit_is_on_the_whole_email_not_each_attachment() -> None:
+    half = "A" * (20 * 1024 * 1024 + 4)
+    two = [{"content": half, "filename": "a.bin"}, {"content": half, "filename": "b.bin"}]
+
+    with pytest.raises(ApiError) as refused:
+        validate_email({**VALID, "attachments": two}, now=NOW)
+
+    assert "40 MB" in refused.value.message
