@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,9 @@ from shared.settings import Settings
 
 #: How the ``last_error`` of a row the guard holds starts (a resume releases the rows it names).
 HOLD_PREFIX = "reputation hold: "
+#: How the ``last_error`` of a paused organization's transactional row waiting for its small rate
+#: starts (a resume releases these too).
+RATE_PREFIX = "reputation rate: "
 #: A held bulk row is looked at again this often (a resume releases it at once).
 HOLD_WAIT_S = 3600.0
 #: Actor of the audit rows the guard writes itself.
@@ -274,7 +277,12 @@ def resume(
         update(EmailMessage)
         .where(EmailMessage.organization_id == organization_id)
         .where(EmailMessage.status == MessageStatus.DEFERRED)
-        .where(EmailMessage.last_error.startswith(HOLD_PREFIX, autoescape=True))
+        .where(
+            or_(
+                EmailMessage.last_error.startswith(HOLD_PREFIX, autoescape=True),
+                EmailMessage.last_error.startswith(RATE_PREFIX, autoescape=True),
+            )
+        )
         .values(next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )
