@@ -7,6 +7,7 @@ Nothing is acted on below the minimum volume. Rules: docs/architecture.md, "Repu
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -204,9 +205,10 @@ def campaign_slices(session: Session, campaign_id: uuid.UUID, size: int) -> tupl
             ReputationCount.scope_id == campaign_id, ReputationCount.bucket == CAMPAIGN_TOTAL
         )
     )
-    high = campaign_slice(max(int(counted or 0) - 1, 0))
-    in_high = int(counted or 0) - (high - 1) * CAMPAIGN_SLICE
-    low = high - -(-max(size - in_high, 0) // CAMPAIGN_SLICE)
+    counted = int(counted or 0)
+    high = campaign_slice(max(counted - 1, 0))
+    in_high = counted - (high - 1) * CAMPAIGN_SLICE
+    low = high - math.ceil(max(size - in_high, 0) / CAMPAIGN_SLICE)
     return max(low, CAMPAIGN_TOTAL + 1), high
 
 
@@ -218,7 +220,7 @@ def _record_change(
     session: Session, status: ReputationStatus, state: ReputationState, window: Window, now: datetime
 ) -> None:
     """A scope's new state, audited and told to the upstream apps (outcome events)."""
-    scope = ReputationScope(status.scope)
+    scope, rates = ReputationScope(status.scope), window.as_dict()
     audit.record(
         session,
         action=_AUDIT_ACTION[state],
@@ -227,9 +229,8 @@ def _record_change(
         connector_id=status.scope_id if scope is ReputationScope.CONNECTOR else None,
         target=f"{scope} {status.scope_id}",
         reason=status.reason,
-        details=window.as_dict(),
+        details=rates,
     )
-    rates = window.as_dict()
     events.record_change(session, status, events.KIND_OF[state], at=now, reason=status.reason, rates=rates)
 
 
