@@ -362,6 +362,7 @@ def report(session: Session, settings: Settings, *, now: datetime, history: int 
                 "rates": own["rates"] if own else None,
                 "thresholds": thresholds.__dict__,
                 "window_days": settings.pilot_reputation_window_days,
+                "campaign_window": max(settings.pilot_reputation_campaign_window, thresholds.min_volume),
                 "held_rows": int(held.get(organization_id, 0)),
                 "scopes": scopes,
                 "history": _history(session, organization_id, history),
