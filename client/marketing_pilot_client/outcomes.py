@@ -1,7 +1,9 @@
 """Outcome events: what happened to each recipient of a send, published back to the caller.
 
 A send that names ``outcomes_queue`` gets one ``pilot.outcome`` task message per event on that queue,
-at least once (deduplicate by ``event_id``). :func:`iter_outcomes` reads them without a worker.
+at least once (deduplicate by ``event_id``); the reputation guard's changes of the organization,
+connector and campaign it was counted in come there too (``reputation_*``, no recipient).
+:func:`iter_outcomes` reads them without a worker.
 """
 
 from __future__ import annotations
