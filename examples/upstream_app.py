@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         if event.task_id != correlation:
             continue  # an event of an earlier run
         print(f"{event.kind.value} {event.model_dump_json()}", flush=True)
-        if event.kind in FINAL:
+        if event.kind in FINAL and event.recipient is not None:
             waiting.discard(event.recipient.lower())
         if not waiting:
             break

@@ -34,6 +34,7 @@ ACTIONS = frozenset(
         "send.idempotency_conflict",
         "reputation.warning",
         "reputation.pause",
+        "reputation.ok",
         "reputation.resume",
         "reputation.policy_set",
     }

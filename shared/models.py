@@ -378,11 +378,13 @@ class OutcomeEvent(Base):
     __table_args__ = (
         CheckConstraint(_in("kind", OUTCOME_KINDS), name="kind"),
         Index("ix_outcome_events_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
+        CheckConstraint("message_id IS NOT NULL OR organization_id IS NOT NULL", name="subject"),
     )
 
     #: Stable: derived from the status change or the webhook metric it reports.
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    message_id: Mapped[uuid.UUID] = mapped_column(
+    #: The recipient's row; None for a reputation event (``organization_id`` and ``scope`` instead).
+    message_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
     )
     queue: Mapped[str] = mapped_column(Text)
@@ -392,6 +394,12 @@ class OutcomeEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created_at()
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    scope: Mapped[str | None] = mapped_column(Text)
+    scope_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    rates: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class Suppression(Base):
@@ -536,13 +544,17 @@ class ReputationMark(Base):
     counted: Mapped[bool] = mapped_column(server_default=text("false"))
     hard_bounce: Mapped[bool] = mapped_column(server_default=text("false"))
     complaint: Mapped[bool] = mapped_column(server_default=text("false"))
+    #: The campaign slice the row counts in (``1 + n // 100`` for its campaign's ``n``-th counted
+    #: recipient), or None (no campaign).
+    campaign_bucket: Mapped[int | None] = mapped_column(Integer)
 
 
 class ReputationCount(Base):
     """Recipients with a known outcome, hard bounces and complaints of one scope in one bucket.
 
     Organizations and connectors count per day (the rolling window sums the last days); a campaign
-    counts in bucket 0 (its recipients so far).
+    counts in bucket 0 (its recipients so far) and in slices of 100 recipients (buckets 1, 2...), in
+    the order their outcomes became known (its window sums the last slices).
     """
 
     __tablename__ = "reputation_counts"
@@ -583,6 +595,8 @@ class ReputationStatus(Base):
     offset_recipients: Mapped[int] = mapped_column(BigInteger, server_default="0")
     offset_hard_bounces: Mapped[int] = mapped_column(BigInteger, server_default="0")
     offset_complaints: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: The outcome-event queues its counted rows named: its state changes are published there.
+    outcome_queues: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     updated_at: Mapped[datetime] = _updated_at()
 
 

@@ -25,10 +25,14 @@ MAX_EVENTS_PER_RUN = 1000
 #: The keys the worker derives itself (``shared.sending.rendering.message_key``): no caller key.
 _DERIVED_KEY = re.compile(r"^pilot/[0-9a-f-]{36}/[^/]*/[0-9a-f]{16}/[0-9a-f]{32}$")
 
+# A reputation event names no ledger row: its scope names its connector or its task (campaign).
 _CLAIM = """
-SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipient, m.connector_id,
-       m.task_id, m.idempotency_key, m.request -> 'tags', m.resend_email_id
-FROM outcome_events o JOIN email_messages m ON m.id = o.message_id
+SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipient,
+       coalesce(m.connector_id, CASE WHEN o.scope = 'connector' THEN o.scope_id END),
+       coalesce(m.task_id, CASE WHEN o.scope = 'campaign' THEN o.scope_id END),
+       m.idempotency_key, m.request -> 'tags', m.resend_email_id,
+       o.organization_id, o.scope, o.scope_id, o.rates
+FROM outcome_events o LEFT JOIN email_messages m ON m.id = o.message_id
 WHERE o.published_at IS NULL
 ORDER BY o.created_at
 LIMIT %(limit)s
@@ -70,7 +74,7 @@ def caller_key(idempotency_key: str) -> str | None:
 
 def _event(row: tuple[Any, ...]) -> OutcomeEvent:
     event_id, kind, occurred_at, until, reason, _, message_id, recipient, connector_id = row[:9]
-    task_id, key, tags, resend_id = row[9:]
+    task_id, key, tags, resend_id, organization_id, scope, scope_id, rates = row[9:]
     metadata = {
         str(tag["name"]): str(tag["value"])
         for tag in tags or []
@@ -84,9 +88,13 @@ def _event(row: tuple[Any, ...]) -> OutcomeEvent:
         recipient=recipient,
         connector_id=connector_id,
         task_id=task_id,
-        idempotency_key=caller_key(key),
+        idempotency_key=caller_key(key) if key is not None else None,
         metadata=metadata,
         until=until,
         reason=reason,
         resend_id=resend_id,
+        organization_id=organization_id,
+        scope=scope,
+        scope_id=scope_id,
+        rates=rates,
     )

@@ -29,6 +29,7 @@ from shared.errors import PayloadInvalid, RateLimitBackendUnavailable, RequestEx
 if TYPE_CHECKING:
     from shared.settings import Settings
 
+MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 #: Resend's default request rate per team; ``ratelimit-limit`` adjusts it at run time.
@@ -119,6 +120,7 @@ class UsageStats:
 #: Bucket names in the order the script sees them (one Redis key holds a group's buckets).
 _CONNECTOR_BUCKETS = ("hour", "day")
 _REQUEST_BUCKETS = ("requests",)
+_PAUSED_BUCKETS = ("paused",)
 
 GRANTED = Decision(granted=True, wait_seconds=0.0, blocked_by=None)
 _GRANTED_TAKE: tuple[Decision, Sequence[int]] = (GRANTED, ())
@@ -204,6 +206,21 @@ class RateLimiter:
             raise PayloadInvalid(f"period must be 'hour' or 'day', got {period!r}")
         deficit = self._connector_run("peek", 1, connector_id, limits)[1][index]
         return usage_from_deficit(deficit, capacity, period_ms, reserved=limits.reserve(period))
+
+    # A paused organization's transactional mail ---------------------------------------------------
+
+    def acquire_paused_emails(self, organization_id: str | UUID, n: int, *, per_minute: int) -> Decision:
+        """Take ``n`` tokens from the bucket of a paused organization's transactional mail, which
+        refills ``per_minute`` tokens a minute: all, or none on denial."""
+        keys = (f"{self._prefix}paused:{organization_id}",)
+        return self._run("take", n, keys, (per_minute, MINUTE_MS), _PAUSED_BUCKETS)[0]
+
+    def peek_paused_emails(self, organization_id: str | UUID, *, per_minute: int) -> tuple[Decision, int]:
+        """That bucket now, debiting nothing: what a take of one token would answer (its wait), and
+        how many tokens it holds."""
+        keys = (f"{self._prefix}paused:{organization_id}",)
+        decision, deficits = self._run("peek", 1, keys, (per_minute, MINUTE_MS), _PAUSED_BUCKETS)
+        return decision, usage_from_deficit(deficits[0], per_minute, MINUTE_MS).remaining
 
     # Resend API key request rate --------------------------------------------------------------
 

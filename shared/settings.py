@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     pilot_reputation_max_pause_bounce_rate: float = Field(default=0.10, gt=0, le=1)
     pilot_reputation_max_pause_complaint_rate: float = Field(default=0.005, gt=0, le=1)
     pilot_reputation_min_volume_floor: int = Field(default=50, ge=1)
+    #: A campaign is judged on its last this many recipients with a known outcome (in slices of 100).
+    pilot_reputation_campaign_window: int = Field(default=1000, ge=100, le=1_000_000)
+    #: A paused organization's transactional mail leaves at most this many emails a minute.
+    pilot_reputation_paused_transactional_per_minute: int = Field(default=10, ge=1, le=100_000)
 
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"

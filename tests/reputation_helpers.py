@@ -6,11 +6,11 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
-from shared.models import AuditLog, ReputationStatus
+from shared.models import AuditLog, EmailMessage, ReputationStatus
 from tests.webhook_factories import make_message, resend_payload, store_event
 from worker.events.processing import BatchOutcome, process_events
 
@@ -25,8 +25,10 @@ def sent_messages(
     n: int,
     *,
     task_id: uuid.UUID | None = None,
+    outcomes_queue: str | None = None,
 ) -> tuple[uuid.UUID, list[str]]:
-    """``n`` sent ledger rows of one campaign (a new task unless ``task_id``); their Resend ids."""
+    """``n`` sent ledger rows of one campaign (a new task unless ``task_id``), naming ``outcomes_queue``
+    if given; their Resend ids."""
     with transaction(factory) as session:
         first = make_message(
             session, organization_id, connector_id, task_id=task_id, recipient="r0@example.test"
@@ -37,6 +39,12 @@ def sent_messages(
                 session, organization_id, connector_id, task_id=first.task_id, recipient=f"r{i}@example.test"
             )
             email_ids.append(row.resend_email_id)
+        if outcomes_queue is not None:
+            session.execute(
+                update(EmailMessage)
+                .where(EmailMessage.resend_email_id.in_(email_ids))
+                .values(outcomes_queue=outcomes_queue)
+            )
     return first.task_id, email_ids
 
 

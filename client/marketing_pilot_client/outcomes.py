@@ -1,7 +1,9 @@
 """Outcome events: what happened to each recipient of a send, published back to the caller.
 
 A send that names ``outcomes_queue`` gets one ``pilot.outcome`` task message per event on that queue,
-at least once (deduplicate by ``event_id``). :func:`iter_outcomes` reads them without a worker.
+at least once (deduplicate by ``event_id``); the reputation guard's changes of the organization,
+connector and campaign it was counted in come there too (``reputation_*``, no recipient).
+:func:`iter_outcomes` reads them without a worker.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from celery import Celery
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +21,7 @@ from marketing_pilot_client.contract import OUTCOME
 
 
 class OutcomeKind(StrEnum):
-    """What happened to one recipient."""
+    """What happened to one recipient (``reputation_*``: to a sender's reputation)."""
 
     QUEUED = "queued"
     SENT = "sent"
@@ -37,6 +39,13 @@ class OutcomeKind(StrEnum):
     SCHEDULED = "scheduled"
     #: Withdrawn before it left (``reason`` says by whom).
     CANCELLED = "cancelled"
+    #: The reputation guard's state of a ``scope`` of the sender changed (no recipient: ``rates``,
+    #: ``reason``): its bounce or complaint rate crossed the warning level; the pause level (its bulk
+    #: mail waits); a warning's rates dropped back; an operator resumed a paused scope.
+    REPUTATION_WARNING = "reputation_warning"
+    REPUTATION_PAUSED = "reputation_paused"
+    REPUTATION_OK = "reputation_ok"
+    REPUTATION_RESUMED = "reputation_resumed"
 
 
 class OutcomeEvent(BaseModel):
@@ -48,10 +57,10 @@ class OutcomeEvent(BaseModel):
     event_id: uuid.UUID
     kind: OutcomeKind
     occurred_at: datetime
-    #: The ledger row (one recipient of one send).
-    message_id: uuid.UUID
-    recipient: str
-    connector_id: uuid.UUID
+    #: The ledger row (one recipient of one send); None for ``reputation_*`` events.
+    message_id: uuid.UUID | None = None
+    recipient: str | None = None
+    connector_id: uuid.UUID | None = None
     task_id: uuid.UUID | None = None
     idempotency_key: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -61,6 +70,14 @@ class OutcomeEvent(BaseModel):
     reason: str | None = None
     #: The Resend email id, once sent.
     resend_id: str | None = None
+    #: ``reputation_*``: the organization, and the scope judged (``connector``: ``connector_id``;
+    #: ``campaign``: ``task_id``).
+    organization_id: uuid.UUID | None = None
+    scope: Literal["organization", "connector", "campaign"] | None = None
+    scope_id: uuid.UUID | None = None
+    #: ``reputation_*``: the scope's window (recipients, hard_bounces, complaints, bounce_rate,
+    #: complaint_rate) when it changed.
+    rates: dict[str, int | float | None] | None = None
 
 
 def register_outcome_handler(app: Celery, handler: Callable[[OutcomeEvent], object]) -> Any:

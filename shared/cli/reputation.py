@@ -42,7 +42,8 @@ def _print_organization(ctx: CliContext, entry: dict[str, Any], *, wide: bool) -
     thresholds = entry["thresholds"]
     title = (
         f"Organization {entry['organization_id']}: {entry['state']}, {entry['held_rows']} bulk rows held "
-        f"(window {entry['window_days']} days; warn {_pct(thresholds['warn_bounce_rate'])} bounces / "
+        f"(window {entry['window_days']} days, a campaign's last {entry['campaign_window']} recipients; "
+        f"warn {_pct(thresholds['warn_bounce_rate'])} bounces / "
         f"{_pct(thresholds['warn_complaint_rate'])} complaints, pause {_pct(thresholds['pause_bounce_rate'])}"
         f" / {_pct(thresholds['pause_complaint_rate'])}, from {thresholds['min_volume']} recipients)"
     )

@@ -2,7 +2,8 @@
 
 A row's contribution is a pure function of all its events (order and duplicates change nothing); its
 mark records what it added, so only the difference is counted. Counts are added at the end of a
-batch, in one order, so racing workers never deadlock nor lose an increment.
+batch, in one order, so racing workers never deadlock nor lose an increment. A campaign also counts
+in slices of :data:`CAMPAIGN_SLICE` recipients, in the order their outcomes became known.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -22,14 +23,21 @@ from shared.resend_events import EventType
 
 #: The events that can change a row's contribution (others are never looked at).
 COUNTED_EVENTS = frozenset({EventType.DELIVERED, EventType.BOUNCED, EventType.COMPLAINED})
-#: A campaign counts all its recipients so far in one bucket.
-CAMPAIGN_BUCKET = 0
+#: A campaign's bucket of all its recipients so far (its ``recipients`` numbers the next one counted).
+CAMPAIGN_TOTAL = 0
+#: A campaign's recipients counted ``n``-th (from 0) are in slice bucket ``1 + n // CAMPAIGN_SLICE``.
+CAMPAIGN_SLICE = 100
 _EPOCH = date(1970, 1, 1)
 
 
 def day_bucket(at: datetime) -> int:
     """The day of ``at`` (UTC) as days since 1970-01-01: the bucket of organizations and connectors."""
     return (at.astimezone(UTC).date() - _EPOCH).days
+
+
+def campaign_slice(position: int) -> int:
+    """The slice bucket of a campaign's recipient counted at ``position`` (0: its first)."""
+    return 1 + position // CAMPAIGN_SLICE
 
 
 @dataclass(frozen=True)
@@ -63,9 +71,13 @@ class ScopeKey:
 
 @dataclass
 class Deltas:
-    """Counts to add, by scope and bucket: ``[recipients, hard bounces, complaints]``."""
+    """Counts to add, by scope and bucket: ``[recipients, hard bounces, complaints]``; the rows a
+    campaign counts for the first time (given their slice when the counts are written); the
+    outcome-event queues the counted rows named, by scope id."""
 
     counts: dict[ScopeKey, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0]))
+    fresh: dict[ScopeKey, dict[uuid.UUID, Contribution]] = field(default_factory=lambda: defaultdict(dict))
+    queues: dict[uuid.UUID, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def add(self, key: ScopeKey, before: Contribution, after: Contribution) -> None:
         values = self.counts[key]
@@ -101,6 +113,7 @@ def mark_message(session: Session, message: EmailMessage, deltas: Deltas) -> Con
             ReputationMark.counted,
             ReputationMark.hard_bounce,
             ReputationMark.complaint,
+            ReputationMark.campaign_bucket,
         ).where(ReputationMark.message_id == message.id)
     ).first()
     before = Contribution() if mark is None else Contribution(mark.counted, mark.hard_bounce, mark.complaint)
@@ -113,33 +126,76 @@ def mark_message(session: Session, message: EmailMessage, deltas: Deltas) -> Con
     org = message.organization_id
     deltas.add(ScopeKey(org, bucket, ReputationScope.ORGANIZATION, org), before, after)
     deltas.add(ScopeKey(message.connector_id, bucket, ReputationScope.CONNECTOR, org), before, after)
+    scopes = [org, message.connector_id]
     if message.task_id is not None:
-        deltas.add(ScopeKey(message.task_id, CAMPAIGN_BUCKET, ReputationScope.CAMPAIGN, org), before, after)
+        scopes.append(message.task_id)
+        total = ScopeKey(message.task_id, CAMPAIGN_TOTAL, ReputationScope.CAMPAIGN, org)
+        deltas.add(total, before, after)
+        if mark is not None and mark.campaign_bucket is not None:
+            deltas.add(replace(total, bucket=mark.campaign_bucket), before, after)
+        elif after.counted:  # its slice is known once the campaign's total is written
+            deltas.fresh[total][message.id] = after
+    if message.outcomes_queue is not None:
+        for scope_id in scopes:
+            deltas.queues[scope_id].add(message.outcomes_queue)
     return after
 
 
 def apply_deltas(session: Session, deltas: Deltas) -> list[ScopeKey]:
-    """Add ``deltas`` to the counts (one upsert each, in one order); returns the scopes touched."""
+    """Add ``deltas`` to the counts (one upsert each, in one order); returns the scopes touched.
+
+    A campaign's total comes first (bucket 0): its new value numbers the rows it counted for the
+    first time, whose slices are then written in the same order.
+    """
     touched = deltas.scopes()
     for key in touched:
-        recipients, hard, complaints = deltas.counts[key]
-        statement = insert(ReputationCount).values(
-            scope_id=key.scope_id,
-            bucket=key.bucket,
-            scope=key.scope.value,
-            recipients=recipients,
-            hard_bounces=hard,
-            complaints=complaints,
-        )
-        excluded = statement.excluded
-        session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["scope_id", "bucket"],
-                set_={
-                    "recipients": ReputationCount.recipients + excluded.recipients,
-                    "hard_bounces": ReputationCount.hard_bounces + excluded.hard_bounces,
-                    "complaints": ReputationCount.complaints + excluded.complaints,
-                },
-            )
-        )
+        if key.scope is ReputationScope.CAMPAIGN and key.bucket != CAMPAIGN_TOTAL:
+            continue  # written after its campaign's total
+        counted = _add(session, key, deltas.counts[key])
+        if key.scope is ReputationScope.CAMPAIGN:
+            for slice_key in _slices(session, key, deltas.fresh.pop(key, {}), deltas, counted):
+                _add(session, slice_key, deltas.counts[slice_key])
     return touched
+
+
+def _slices(
+    session: Session, total: ScopeKey, fresh: dict[uuid.UUID, Contribution], deltas: Deltas, counted: int
+) -> list[ScopeKey]:
+    """Number the campaign's newly counted rows up to ``counted`` (its total now), mark their slices
+    and add them to ``deltas``; the slices to write, in order (the campaign's other slices included)."""
+    by_slice: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for position, (message_id, after) in enumerate(fresh.items(), start=counted - len(fresh)):
+        key = replace(total, bucket=campaign_slice(position))
+        deltas.add(key, Contribution(), after)
+        by_slice[key.bucket].append(message_id)
+    for bucket, ids in by_slice.items():
+        session.execute(
+            update(ReputationMark)
+            .where(ReputationMark.message_id.in_(ids))
+            .values(campaign_bucket=bucket)
+            .execution_options(synchronize_session=False)
+        )
+    return [key for key in deltas.scopes() if key.scope_id == total.scope_id and key.bucket > CAMPAIGN_TOTAL]
+
+
+def _add(session: Session, key: ScopeKey, values: list[int]) -> int:
+    """Add ``values`` to the counts of ``key``; its recipients afterwards."""
+    recipients, hard, complaints = values
+    statement = insert(ReputationCount).values(
+        scope_id=key.scope_id,
+        bucket=key.bucket,
+        scope=key.scope.value,
+        recipients=recipients,
+        hard_bounces=hard,
+        complaints=complaints,
+    )
+    excluded = statement.excluded
+    upsert = statement.on_conflict_do_update(
+        index_elements=["scope_id", "bucket"],
+        set_={
+            "recipients": ReputationCount.recipients + excluded.recipients,
+            "hard_bounces": ReputationCount.hard_bounces + excluded.hard_bounces,
+            "complaints": ReputationCount.complaints + excluded.complaints,
+        },
+    )
+    return int(session.execute(upsert.returning(ReputationCount.recipients)).scalar_one())

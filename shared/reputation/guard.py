@@ -7,16 +7,18 @@ Nothing is acted on below the minimum volume. Rules: docs/architecture.md, "Repu
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from marketing_pilot_client.outcomes import OutcomeKind
 from shared import audit
 from shared.models import (
     AuditLog,
@@ -27,17 +29,25 @@ from shared.models import (
     ReputationState,
     ReputationStatus,
 )
-from shared.reputation.counting import CAMPAIGN_BUCKET, ScopeKey, day_bucket
+from shared.reputation import events
+from shared.reputation.counting import CAMPAIGN_SLICE, CAMPAIGN_TOTAL, ScopeKey, campaign_slice, day_bucket
 from shared.reputation.policy import Thresholds, thresholds_for
 from shared.settings import Settings
 
 #: How the ``last_error`` of a row the guard holds starts (a resume releases the rows it names).
 HOLD_PREFIX = "reputation hold: "
+#: How the ``last_error`` of a paused organization's transactional row waiting for its small rate
+#: starts (a resume releases these too).
+RATE_PREFIX = "reputation rate: "
 #: A held bulk row is looked at again this often (a resume releases it at once).
 HOLD_WAIT_S = 3600.0
 #: Actor of the audit rows the guard writes itself.
 ACTOR = "reputation-guard"
-_AUDIT_ACTION = {ReputationState.WARNING: "reputation.warning", ReputationState.PAUSED: "reputation.pause"}
+_AUDIT_ACTION = {
+    ReputationState.WARNING: "reputation.warning",
+    ReputationState.PAUSED: "reputation.pause",
+    ReputationState.OK: "reputation.ok",
+}
 
 
 @dataclass(frozen=True)
@@ -101,12 +111,18 @@ def level(window: Window, thresholds: Thresholds) -> tuple[ReputationState, str 
 
 
 def evaluate(
-    session: Session, touched: Iterable[ScopeKey], settings: Settings, *, now: datetime
+    session: Session,
+    touched: Iterable[ScopeKey],
+    settings: Settings,
+    *,
+    now: datetime,
+    queues: Mapping[uuid.UUID, Iterable[str]] | None = None,
 ) -> list[Evaluation]:
     """Judge every scope of ``touched`` (after its counts were added), in one order; record changes.
 
     A ``paused`` scope stays paused whatever its rates (only :func:`resume` lifts it); a ``warning``
-    drops back to ``ok`` when its rates do.
+    drops back to ``ok`` when its rates do. ``queues``: the outcome-event queues the counted rows
+    named, by scope id (each scope tells its changes there).
     """
     scopes = {key.scope_id: key for key in touched}
     policies: dict[uuid.UUID, Thresholds] = {}
@@ -116,15 +132,17 @@ def evaluate(
         if key.organization_id not in policies:
             policies[key.organization_id] = thresholds_for(session, key.organization_id, settings)
         status = _locked_status(session, key)
-        window = window_of(session, status, settings, now=now)
-        wanted, why = level(window, policies[key.organization_id])
+        events.remember_queues(status, (queues or {}).get(scope_id, ()))
+        thresholds = policies[key.organization_id]
+        window = window_of(session, status, settings, now=now, min_volume=thresholds.min_volume)
+        wanted, why = level(window, thresholds)
         before = ReputationState(status.state)
         after = before if before is ReputationState.PAUSED else wanted
         status.rates = {**window.as_dict(), "evaluated_at": now.isoformat()}
         if after != before:
             status.state, status.changed_at = after.value, now
             status.reason = _hold_reason(key.scope, scope_id, why) if after is ReputationState.PAUSED else why
-            _audit_change(session, key, after, status.reason, window)
+            _record_change(session, status, after, window, now)
         evaluations.append(
             Evaluation(key.scope, scope_id, key.organization_id, window, before, after, status.reason)
         )
@@ -145,11 +163,15 @@ def _locked_status(session: Session, key: ScopeKey) -> ReputationStatus:
     return status
 
 
-def window_of(session: Session, status: ReputationStatus, settings: Settings, *, now: datetime) -> Window:
+def window_of(
+    session: Session, status: ReputationStatus, settings: Settings, *, now: datetime, min_volume: int = 0
+) -> Window:
     """The scope's counts over its window: the last ``PILOT_REPUTATION_WINDOW_DAYS`` days for an
-    organization or connector, every recipient so far for a campaign; counted from its last resume."""
+    organization or connector; for a campaign its last ``PILOT_REPUTATION_CAMPAIGN_WINDOW``
+    recipients (at least ``min_volume``), up to a slice more; counted from its last resume."""
     if status.scope == ReputationScope.CAMPAIGN:
-        low = high = CAMPAIGN_BUCKET
+        size = max(settings.pilot_reputation_campaign_window, min_volume)
+        low, high = campaign_slices(session, status.scope_id, size)
     else:
         high = day_bucket(now)
         low = high - settings.pilot_reputation_window_days + 1
@@ -176,27 +198,40 @@ def window_of(session: Session, status: ReputationStatus, settings: Settings, *,
     return Window(max(recipients, 0), max(hard, 0), max(complaints, 0))
 
 
+def campaign_slices(session: Session, campaign_id: uuid.UUID, size: int) -> tuple[int, int]:
+    """The first and last slice holding the campaign's last ``size`` counted recipients."""
+    counted = session.scalar(
+        select(ReputationCount.recipients).where(
+            ReputationCount.scope_id == campaign_id, ReputationCount.bucket == CAMPAIGN_TOTAL
+        )
+    )
+    counted = int(counted or 0)
+    high = campaign_slice(max(counted - 1, 0))
+    in_high = counted - (high - 1) * CAMPAIGN_SLICE
+    low = high - math.ceil(max(size - in_high, 0) / CAMPAIGN_SLICE)
+    return max(low, CAMPAIGN_TOTAL + 1), high
+
+
 def _hold_reason(scope: ReputationScope, scope_id: uuid.UUID, why: str | None) -> str:
     return f"{HOLD_PREFIX}{scope} {scope_id} paused: {why}"
 
 
-def _audit_change(
-    session: Session, key: ScopeKey, state: ReputationState, reason: str | None, window: Window
+def _record_change(
+    session: Session, status: ReputationStatus, state: ReputationState, window: Window, now: datetime
 ) -> None:
-    # Outcome events to the upstream app (issue #18) belong here too, once they exist.
-    action = _AUDIT_ACTION.get(state)
-    if action is None:
-        return
+    """A scope's new state, audited and told to the upstream apps (outcome events)."""
+    scope, rates = ReputationScope(status.scope), window.as_dict()
     audit.record(
         session,
-        action=action,
+        action=_AUDIT_ACTION[state],
         actor=ACTOR,
-        organization_id=key.organization_id,
-        connector_id=key.scope_id if key.scope is ReputationScope.CONNECTOR else None,
-        target=f"{key.scope} {key.scope_id}",
-        reason=reason,
-        details=window.as_dict(),
+        organization_id=status.organization_id,
+        connector_id=status.scope_id if scope is ReputationScope.CONNECTOR else None,
+        target=f"{scope} {status.scope_id}",
+        reason=status.reason,
+        details=rates,
     )
+    events.record_change(session, status, events.KIND_OF[state], at=now, reason=status.reason, rates=rates)
 
 
 @dataclass(frozen=True)
@@ -223,8 +258,15 @@ def resume(
         .with_for_update()
     ).all()
     for status in statuses:
-        bucket = CAMPAIGN_BUCKET if status.scope == ReputationScope.CAMPAIGN else day_bucket(now)
+        if status.scope == ReputationScope.CAMPAIGN:
+            bucket = campaign_slices(session, status.scope_id, 0)[1]
+        else:
+            bucket = day_bucket(now)
         counts = session.get(ReputationCount, (status.scope_id, bucket))
+        told = {name: value for name, value in status.rates.items() if name != "evaluated_at"}
+        events.record_change(
+            session, status, OutcomeKind.REPUTATION_RESUMED, at=now, reason=reason, rates=told
+        )
         # The database's clock, as the rows' ``created_at`` it is compared with at dispatch.
         status.state, status.changed_at, status.resumed_at = ReputationState.OK.value, now, func.now()
         status.reason = None
@@ -236,7 +278,12 @@ def resume(
         update(EmailMessage)
         .where(EmailMessage.organization_id == organization_id)
         .where(EmailMessage.status == MessageStatus.DEFERRED)
-        .where(EmailMessage.last_error.startswith(HOLD_PREFIX, autoescape=True))
+        .where(
+            or_(
+                EmailMessage.last_error.startswith(HOLD_PREFIX, autoescape=True),
+                EmailMessage.last_error.startswith(RATE_PREFIX, autoescape=True),
+            )
+        )
         .values(next_attempt_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -303,7 +350,10 @@ def report(session: Session, settings: Settings, *, now: datetime, history: int 
     organizations = []
     for organization_id, rows in by_org.items():
         thresholds = thresholds_for(session, organization_id, settings)
-        scopes = [_scope_entry(session, status, settings, now) for status in _scope_order(rows)]
+        scopes = [
+            _scope_entry(session, status, settings, now, thresholds.min_volume)
+            for status in _scope_order(rows)
+        ]
         own = next((entry for entry in scopes if entry["scope"] == ReputationScope.ORGANIZATION), None)
         organizations.append(
             {
@@ -312,6 +362,7 @@ def report(session: Session, settings: Settings, *, now: datetime, history: int 
                 "rates": own["rates"] if own else None,
                 "thresholds": thresholds.__dict__,
                 "window_days": settings.pilot_reputation_window_days,
+                "campaign_window": max(settings.pilot_reputation_campaign_window, thresholds.min_volume),
                 "held_rows": int(held.get(organization_id, 0)),
                 "scopes": scopes,
                 "history": _history(session, organization_id, history),
@@ -326,14 +377,14 @@ def _scope_order(rows: Sequence[ReputationStatus]) -> list[ReputationStatus]:
 
 
 def _scope_entry(
-    session: Session, status: ReputationStatus, settings: Settings, now: datetime
+    session: Session, status: ReputationStatus, settings: Settings, now: datetime, min_volume: int
 ) -> dict[str, Any]:
     return {
         "scope": status.scope,
         "scope_id": str(status.scope_id),
         "state": status.state,
         "reason": status.reason,
-        "rates": window_of(session, status, settings, now=now).as_dict(),
+        "rates": window_of(session, status, settings, now=now, min_volume=min_volume).as_dict(),
         "changed_at": status.changed_at.isoformat() if status.changed_at else None,
         "resumed_at": status.resumed_at.isoformat() if status.resumed_at else None,
     }

@@ -33,7 +33,7 @@ from shared.rate_limit import Decision, api_key_hash
 from shared.reputation.guard import HOLD_WAIT_S
 from shared.resend_client import BatchSendResult, SendResult
 from shared.resend_schemas import MAX_BATCH_SIZE, CheckedRequest
-from shared.sending import attachments, budgets, queue, units
+from shared.sending import attachments, budgets, paused_rate, queue, units
 from shared.sending.connectors import ConnectorView, view_of
 from shared.sending.context import SendContext
 from shared.sending.outcomes import RecipientResult, ResultStatus
@@ -313,6 +313,7 @@ class Dispatcher:
                 plan.wait(row, HOLD_WAIT_S, row.held)
             else:
                 payable.append(row)
+        payable = self._within_paused_rate(plan, payable)
         plan.api_key = view.api_key
         paid: list[QueuedRow] = []
         for priority in queue.CLASS_ORDER:  # transactional rows take their tokens first
@@ -320,6 +321,27 @@ class Dispatcher:
             if rows_of_class:
                 paid += self._pay(conn, plan, view, rows_of_class, priority)
         return paid
+
+    def _within_paused_rate(self, plan: _Plan, rows: list[QueuedRow]) -> list[QueuedRow]:
+        """The rows that may go on: a paused organization's transactional rows beyond its small rate
+        wait (one connector's rows: one organization)."""
+        paused = [row for row in rows if row.paused is not None]
+        if not paused:
+            return rows
+        try:
+            take = paused_rate.take(self.ctx, paused[0].organization_id, len(paused))
+        except RateLimitBackendUnavailable as exc:
+            self.ctx.metrics.count_deferrals("redis_unavailable", len(paused))
+            for row in paused:
+                plan.wait(row, BACKEND_DOWN_WAIT_S, str(exc))
+            return [row for row in rows if row.paused is None]
+        waiting = paused[take.paid :]
+        if waiting:
+            self.ctx.metrics.count_deferrals("reputation_rate", len(waiting))
+        for row, seconds in zip(waiting, take.waits, strict=True):
+            plan.wait(row, seconds, take.reason)
+        left_out = {row.id for row in waiting}
+        return [row for row in rows if row.id not in left_out]
 
     def _pay(
         self,

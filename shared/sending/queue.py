@@ -115,12 +115,18 @@ _HELD = (
     " AND (resumed_at IS NULL OR resumed_at < m.created_at) LIMIT 1"
 )
 
+# A transactional row of a paused organization (or connector) goes at the organization's small rate.
+_PAUSED = (
+    "SELECT reason FROM reputation_states"
+    f" WHERE state = '{ReputationState.PAUSED}' AND scope_id IN (m.organization_id, m.connector_id) LIMIT 1"
+)
+
 _READ = (
     """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
        m.attempts, m.attempt_key, m.last_error, m.status, GREATEST(m.created_at, m.scheduled_at), c.status,
        s.reason, s.created_at,
-       m.priority, h.reason
+       m.priority, h.reason, p.reason
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
 LEFT JOIN LATERAL (
@@ -134,6 +140,9 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL ("""
     + _HELD
     + f""") h ON m.priority = '{Priority.BULK}'
+LEFT JOIN LATERAL ("""
+    + _PAUSED
+    + f""") p ON m.priority = '{Priority.TRANSACTIONAL}'
 WHERE m.id = ANY(%(ids)s)
 ORDER BY """
     + _RANK.format(column="m.priority")
@@ -209,8 +218,8 @@ SELECT
     (SELECT status FROM connectors WHERE id = %(connector)s),
     (SELECT organization_id FROM tasks WHERE id = %(task)s),
     EXISTS ({_SUPPRESSED_NOW.format(now="%(now)s")}),
-    %(priority)s = '{Priority.BULK}' AND EXISTS (SELECT FROM reputation_states
-        WHERE state = '{ReputationState.PAUSED}' AND scope_id IN (%(org)s, %(connector)s, %(task)s)),
+    EXISTS (SELECT FROM reputation_states WHERE state = '{ReputationState.PAUSED}' AND scope_id IN
+        (%(org)s, %(connector)s, CASE WHEN %(priority)s = '{Priority.BULK}' THEN %(task)s::uuid END)),
     pg_try_advisory_lock({RECIPIENT_LOCK_KEY.format(org="%(org)s::uuid", email="%(email)s::text")}),
     pg_try_advisory_lock({UNIT_LOCK_KEY.format(unit="%(ikey)s")})
 """
@@ -283,6 +292,8 @@ class QueuedRow:
     priority: Priority = Priority.BULK
     #: Why the reputation guard holds this bulk row (a paused scope of it), or None.
     held: str | None = None
+    #: Why this transactional row goes at its organization's small rate (a paused scope), or None.
+    paused: str | None = None
 
 
 @dataclass(frozen=True)
@@ -321,7 +332,8 @@ class AloneClaim:
     task_organization_id: uuid.UUID | None
     suppressed: bool
     locked: bool
-    #: A bulk email of a scope the reputation guard paused: it waits in the queue instead.
+    #: A bulk email of a scope the reputation guard paused, or a transactional one of a paused
+    #: organization or connector (its small rate is taken there): it goes through the queue instead.
     held: bool = False
 
 
@@ -438,7 +450,7 @@ def read_claimed(
 
 def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
     message_id, connector_id, organization_id, task_id, key, recipient, request, attempts = row[:8]
-    attempt_key, last_error, status, created_at, connector_status, reason, since, priority, held = row[8:]
+    attempt_key, last_error, status, created_at, connector_status, reason, since, priority, held = row[8:17]
     return QueuedRow(
         message_id,
         connector_id,
@@ -456,6 +468,7 @@ def _queued_row(row: tuple[Any, ...]) -> QueuedRow:
         suppressed=None if reason is None else (reason, since),
         priority=Priority(priority),
         held=held,
+        paused=row[17],
     )
 
 

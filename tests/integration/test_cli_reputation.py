@@ -48,6 +48,15 @@ def test_reputation_table_names_each_scope_and_its_state(pilot: Pilot, session_f
     assert str(org) in result.output and "paused" in result.output
 
 
+def test_reputation_json_names_the_campaign_window(pilot: Pilot, session_factory) -> None:
+    paused_organization(session_factory)
+
+    result = pilot("reputation", "--json")
+
+    [entry] = json.loads(result.output)
+    assert (entry["window_days"], entry["campaign_window"]) == (7, 1000)
+
+
 def test_resume_lifts_the_pause_and_is_audited(pilot: Pilot, session_factory) -> None:
     org, _ = paused_organization(session_factory)
 

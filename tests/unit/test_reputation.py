@@ -7,8 +7,10 @@ import uuid
 import pytest
 from prometheus_client import REGISTRY
 
-from shared.models import ReputationScope, ReputationState
-from shared.reputation.counting import Contribution, contribution
+from marketing_pilot_client import OutcomeKind
+from shared.models import ReputationScope, ReputationState, ReputationStatus
+from shared.reputation import events
+from shared.reputation.counting import Contribution, campaign_slice, contribution
 from shared.reputation.guard import Evaluation, Window, level
 from shared.reputation.policy import Thresholds, defaults, problems_of
 from shared.settings import load_settings
@@ -86,3 +88,22 @@ def test_observe_reputation_sets_the_rates_and_counts_a_change() -> None:
     assert REGISTRY.get_sample_value("pilot_reputation_rate", {**labels, "kind": "bounce"}) == 0.1
     assert REGISTRY.get_sample_value("pilot_reputation_rate", {**labels, "kind": "complaint"}) == 0.005
     assert REGISTRY.get_sample_value("pilot_reputation_state_changes_total", changes) == before + 1
+
+
+def test_campaign_recipients_fill_slices_of_a_hundred_in_counting_order() -> None:
+    assert [campaign_slice(n) for n in (0, 99, 100, 199, 1000)] == [1, 1, 2, 2, 11]
+
+
+def test_a_scope_tells_the_latest_queues_its_rows_named_at_most_sixteen() -> None:
+    status = ReputationStatus(outcome_queues=["shop.outcomes"])
+
+    events.remember_queues(status, [f"app{n:02d}.outcomes" for n in range(20)] + ["shop.outcomes"])
+
+    assert len(status.outcome_queues) == events.MAX_QUEUES
+    assert status.outcome_queues[-1] == "app19.outcomes" and "shop.outcomes" not in status.outcome_queues
+
+
+def test_every_guard_state_is_told_as_its_own_outcome_kind() -> None:
+    assert {kind.value for kind in events.KIND_OF.values()} | {"reputation_resumed"} == {
+        kind.value for kind in OutcomeKind if kind.startswith("reputation_")
+    }

@@ -116,7 +116,9 @@ def process_events(
             task_metrics.refresh_task_metrics(session, task_id)
         # Counts last, in one order (after events, messages and tasks): batches never deadlock.
         touched = counting.apply_deltas(session, deltas)
-        result.reputation = guard.evaluate(session, touched, settings or get_settings(), now=now)
+        result.reputation = guard.evaluate(
+            session, touched, settings or get_settings(), now=now, queues=deltas.queues
+        )
     return result
 
 
@@ -197,7 +199,9 @@ def process_event(
                     session, event, now=now, policy=policy, last_chance=give_up, deltas=deltas
                 )
                 touched = counting.apply_deltas(session, deltas)
-                judged = guard.evaluate(session, touched, settings or get_settings(), now=now)
+                judged = guard.evaluate(
+                    session, touched, settings or get_settings(), now=now, queues=deltas.queues
+                )
                 return replace(outcome, reputation=tuple(judged))
             except NotInLedgerYet as exc:
                 if not give_up:

@@ -1,0 +1,98 @@
+"""A paused organization's transactional mail still goes, but at a small rate of its own (10 a minute
+by default); the rest waits ``deferred`` and goes later, and other organizations are untouched (real
+PostgreSQL, a fake Resend, buckets on the test's clock)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import fakeredis
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import transaction
+from shared.models import MessageStatus, Priority
+from shared.rate_limit import RateLimiter
+from shared.reputation import guard
+from shared.sending import pipeline
+from tests.integration.test_reputation_hold import pause, recipients_sent, statuses
+from tests.send_helpers import FakeClock, add_connector, rows, send_payload
+
+pytestmark = pytest.mark.integration
+
+Factory = sessionmaker[Session]
+RATE = 10  # PILOT_REPUTATION_PAUSED_TRANSACTIONAL_PER_MINUTE's default
+
+
+@pytest.fixture
+def limiter(redis_prefix: str, fake_redis: fakeredis.FakeRedis, clock: FakeClock) -> RateLimiter:
+    """Buckets on the send context's clock: they refill only when the test moves it."""
+    return RateLimiter(
+        fake_redis, key_prefix=redis_prefix, clock_ms=lambda: int(clock.now.timestamp() * 1000)
+    )
+
+
+def resets(connector: uuid.UUID, prefix: str, n: int = 50) -> dict:
+    """``n`` password resets in one transactional send."""
+    recipients = [f"{prefix}{i}@example.test" for i in range(n)]
+    return send_payload(connector, recipients, priority=Priority.TRANSACTIONAL.value)
+
+
+def test_only_the_small_rate_leaves_each_minute_and_the_rest_goes_later(
+    ctx, resend, factory, key_hash, clock
+) -> None:
+    org, connector = add_connector(factory)
+    pause(factory, org, connector)
+    pipeline.submit_email(ctx, resets(connector, "reset"), task_ref="resets")
+
+    sent_each_minute = []
+    for _ in range(5):
+        before = statuses(factory, connector, "reset")["sent"]
+        pipeline.dispatch(ctx, key_hash)
+        sent_each_minute.append(statuses(factory, connector, "reset")["sent"] - before)
+        clock.advance(60)
+
+    assert sent_each_minute == [RATE] * 5
+    assert recipients_sent(resend) == Counter({f"reset{i}@example.test": 1 for i in range(50)})
+
+
+def test_rows_over_the_small_rate_wait_deferred_with_the_reason(ctx, resend, factory, key_hash) -> None:
+    org, connector = add_connector(factory)
+    pause(factory, org, connector)
+    pipeline.submit_email(ctx, resets(connector, "reset"), task_ref="resets")
+
+    pipeline.dispatch(ctx, key_hash)
+
+    waiting = [row for row in rows(factory, connector) if row.status == MessageStatus.DEFERRED]
+    assert len(waiting) == 50 - RATE
+    assert all(row.last_error.startswith(guard.RATE_PREFIX) for row in waiting)
+    assert all("at most 10 a minute" in row.last_error for row in waiting)
+
+
+def test_another_organizations_transactional_mail_is_not_limited(ctx, resend, factory, key_hash) -> None:
+    org, connector = add_connector(factory)
+    _, other = add_connector(factory)
+    pause(factory, org, connector)
+    pipeline.submit_email(ctx, resets(connector, "reset"), task_ref="resets")
+    pipeline.submit_email(ctx, resets(other, "other"), task_ref="other")
+
+    pipeline.dispatch(ctx, key_hash)
+
+    assert statuses(factory, other, "other") == Counter({"sent": 50})
+    assert statuses(factory, connector, "reset") == Counter({"sent": RATE, "deferred": 50 - RATE})
+
+
+def test_a_resume_sends_what_waited_for_the_small_rate_at_once(ctx, resend, factory, key_hash, clock) -> None:
+    org, connector = add_connector(factory)
+    pause(factory, org, connector)
+    pipeline.submit_email(ctx, resets(connector, "reset"), task_ref="resets")
+    pipeline.dispatch(ctx, key_hash)
+
+    with transaction(factory) as session:
+        resumed = guard.resume(session, org, actor="ops", now=clock())
+    clock.advance(1)
+    pipeline.dispatch(ctx, key_hash)
+
+    assert resumed.released == 50 - RATE
+    assert statuses(factory, connector, "reset") == Counter({"sent": 50})
