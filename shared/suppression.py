@@ -1,6 +1,7 @@
 """The suppression list: addresses an organization must not send to, matched case-insensitively.
 
-Addresses are stored lower-cased (a CHECK constraint holds it); an entry whose ``expires_at`` has
+Addresses are stored lower-cased (a CHECK constraint holds it), or hashed for an erased person
+(:mod:`shared.address_hashing`): every check matches both forms. An entry whose ``expires_at`` has
 passed no longer suppresses. An entry stops one topic, or every email (topic ''): see
 :mod:`shared.unsubscribe.topics`. The worker only reads the list; webhook processing, the
 unsubscribe endpoints and the CLI write it.
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, TEXT, TIMESTAMP, insert
 from sqlalchemy.dialects.postgresql.dml import Insert
 from sqlalchemy.orm import Session
 
+from shared.address_hashing import address_hash
 from shared.addresses import check_bare_address
 from shared.errors import PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
@@ -109,23 +111,25 @@ def _checked_operator_address(address: str) -> str:
 def active_entries(
     session: Session, organization_id: uuid.UUID, emails: Iterable[str], *, now: datetime | None = None
 ) -> dict[str, list[Suppression]]:
-    """The active entries of ``emails`` by normalized address, everything's entry first (one query)."""
+    """The active entries of ``emails`` by normalized address, everything's entry first (one query);
+    an address's hashed entries count as its own."""
     wanted = sorted({normalize(email) for email in emails if email and email.strip()})
     if not wanted:
         return {}
+    hashed = {address_hash(organization_id, email): email for email in wanted}
     moment = now or datetime.now(UTC)
     rows = session.scalars(
         select(Suppression)
         .where(
             Suppression.organization_id == organization_id,
-            Suppression.email.in_(wanted),
+            Suppression.email.in_([*wanted, *hashed]),
             or_(Suppression.expires_at.is_(None), Suppression.expires_at > moment),
         )
-        .order_by(Suppression.email, Suppression.topic)
+        .order_by(Suppression.topic, Suppression.email)
     )
     found: dict[str, list[Suppression]] = {}
     for row in rows:
-        found.setdefault(row.email, []).append(row)
+        found.setdefault(hashed.get(row.email, row.email), []).append(row)
     return found
 
 
