@@ -12,18 +12,20 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.address_hashing import address_hash
+from shared.address_hashing import ADDRESS_HASH_SQL, address_hash
 from shared.db import transaction
 from shared.erasure import ErasureReport, erase
 from shared.errors import ErasureBlocked, OrganizationNotFound, PayloadInvalid
 from shared.models import AuditLog, DeadLetter, EmailMessage, Suppression
 from shared.sending import pipeline as sending
 from shared.sending.context import SendContext
+from shared.sending.suppression_check import suppressed_reasons
 from shared.suppression_admin import add_entry, parse_entry
 from shared.unsubscribe.actions import UnsubscribeSource, unsubscribe
 from shared.unsubscribe.tokens import UnsubscribeToken
 from shared.unsubscribe.topics import Scope
 from tests.fake_resend import FakeResend
+from tests.query_plans import access_paths, plans_of
 from tests.send_helpers import FakeClock, add_connector, rows, send_payload, sends
 from tests.webhook_factories import resend_payload, store_event
 from worker.events.processing import process_event
@@ -341,6 +343,43 @@ def test_erase_names_a_malformed_address(factory, address, problem) -> None:
 def test_erase_refuses_an_unknown_organization(factory, person) -> None:
     with pytest.raises(OrganizationNotFound):
         erase_in(factory, uuid.uuid4(), person)
+
+
+def test_the_address_hash_sql_computes_is_the_one_python_computes(factory, person) -> None:
+    organization = uuid.uuid4()
+    with factory() as session:
+        in_sql = session.scalar(
+            text("SELECT " + ADDRESS_HASH_SQL.format(org=":org", email=":email")),
+            {"org": organization, "email": f"  {person}"},
+        )
+
+    assert in_sql == address_hash(organization, person)
+
+
+def test_the_suppression_check_finds_a_hashed_entry_by_the_lists_unique_index(factory, person) -> None:
+    organization, _ = add_connector(factory)
+    erase_in(factory, organization, person)
+    with transaction(factory) as session:
+        session.execute(
+            text(
+                "INSERT INTO suppression_list (organization_id, email, reason)"
+                " SELECT :org, 'sha256:' || md5(n::text) || md5(n::text), 'erased'"
+                " FROM generate_series(1, 20000) AS n"
+            ),
+            {"org": organization},
+        )
+        session.execute(text("ANALYZE suppression_list"))
+
+    with factory() as session:
+        found: dict[tuple[str, str | None], str] = {}
+        [plan] = plans_of(
+            session,
+            lambda: found.update(suppressed_reasons(session, organization, [(person, None)])),
+            matching="suppression_list",
+        )
+
+    assert found[(person.lower(), None)].startswith("suppressed: erased since")
+    assert access_paths(plan) == {("suppression_list", "uq_suppression_list_organization_id_email_topic")}
 
 
 def _items(call) -> list[dict]:
