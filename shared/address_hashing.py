@@ -1,4 +1,5 @@
-"""Addresses kept only as hashes: an erased person's suppression entry, and every address in the audit log.
+"""Addresses kept only as hashes: an erased person's suppression entry and late webhook bodies, and
+every address in the audit log.
 
 The hash is salted per organization (with its id), so one person's hashes differ between tenants,
 and needs no key: any process reading the database, SQL included, can compute it. Why no secret key:
@@ -54,3 +55,12 @@ def hash_addresses_within(value: Any, organization_id: uuid.UUID | None) -> Any:
     if isinstance(value, list | tuple):
         return [hash_addresses_within(item, organization_id) for item in value]
     return value
+
+
+def anonymised_event(payload: dict[str, Any], organization_id: uuid.UUID) -> dict[str, Any]:
+    """A webhook body about an erased person as it is kept: every address hashed, the subject empty."""
+    hashed: dict[str, Any] = hash_addresses_within(payload, organization_id)
+    data = hashed.get("data")
+    if isinstance(data, dict) and "subject" in data:
+        hashed["data"] = {**data, "subject": ""}
+    return hashed

@@ -179,9 +179,12 @@ RETURNING webhook_event_id
 """
 
 # The raw webhook bodies: those applied (by their metrics) and those still waiting for the person's
-# emails (the unprocessed ones, a partial index).
+# emails (the unprocessed ones, a partial index). Kept without the address and subject, not deleted:
+# the stored svix id is what makes a redelivered event a duplicate.
 _WEBHOOK_EVENTS = """
-DELETE FROM webhook_events
+UPDATE webhook_events SET payload = jsonb_set(
+    CAST(regexp_replace(CAST(payload AS text), %(pattern)s, %(hash)s, 'gi') AS jsonb),
+    '{data,subject}', '""', false)
 WHERE id = ANY(%(events)s)
     OR (processed_at IS NULL AND payload->'data'->>'email_id' = ANY(%(resend_ids)s))
 """

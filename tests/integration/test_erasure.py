@@ -20,7 +20,7 @@ from shared.models import AuditLog, DeadLetter, EmailMessage, Suppression
 from shared.sending import pipeline as sending
 from shared.sending.context import SendContext
 from shared.sending.suppression_check import suppressed_reasons
-from shared.suppression_admin import add_entry, parse_entry
+from shared.suppression_admin import add_entry, parse_entry, remove_entry
 from shared.unsubscribe.actions import UnsubscribeSource, unsubscribe
 from shared.unsubscribe.tokens import UnsubscribeToken
 from shared.unsubscribe.topics import Scope
@@ -343,6 +343,71 @@ def test_erase_names_a_malformed_address(factory, address, problem) -> None:
 def test_erase_refuses_an_unknown_organization(factory, person) -> None:
     with pytest.raises(OrganizationNotFound):
         erase_in(factory, uuid.uuid4(), person)
+
+
+def test_a_late_webhook_event_for_an_erased_person_is_kept_without_the_address(
+    ctx, factory, clock, person
+) -> None:
+    organization, connector = add_connector(factory)
+    live_in(ctx, factory, connector, person, clock)
+    erase_in(factory, organization, person)
+    [sent] = [
+        row
+        for row in rows(factory, connector)
+        if row.status == "sent" and row.recipient.startswith("sha256:")
+    ]
+
+    with transaction(factory) as session:
+        late = store_event(
+            session,
+            resend_payload(
+                "complained",
+                sent.resend_email_id,
+                recipient=person,
+                subject=f"Hello {person}",
+                tags={"x": "y"},
+            ),
+        )
+    outcome = process_event(factory, late)
+
+    assert (outcome.kind, outcome.suppression) == ("applied", None)
+    assert tables_holding(factory, person) == {}
+    with factory() as session:
+        emails = session.scalars(
+            select(Suppression.email).where(Suppression.organization_id == organization)
+        ).all()
+    assert emails == [address_hash(organization, person)]
+
+
+def test_an_unsubscribe_link_of_an_erased_persons_email_writes_nothing(ctx, factory, clock, person) -> None:
+    organization, connector = add_connector(factory)
+    live_in(ctx, factory, connector, person, clock)
+    [sent] = [
+        row for row in rows(factory, connector) if row.status == "sent" and row.recipient == person.lower()
+    ]
+    erase_in(factory, organization, person)
+
+    with transaction(factory) as session:
+        token = UnsubscribeToken(organization, sent.id, person.lower(), None)
+        answer = unsubscribe(
+            session, token, Scope.EVERYTHING, source=UnsubscribeSource.ONE_CLICK, now=clock.now
+        )
+
+    assert not answer.new
+    assert tables_holding(factory, person) == {}
+
+
+def test_removing_an_erased_persons_entry_by_address_lets_them_be_mailed_again(
+    ctx, resend: FakeResend, factory, person
+) -> None:
+    organization, connector = add_connector(factory)
+    erase_in(factory, organization, person)
+
+    with transaction(factory) as session:
+        remove_entry(session, organization, person, actor="test")
+    outcome = sending.send_email(ctx, send_payload(connector, person), task_ref="consented")
+
+    assert [result.status for result in outcome.results] == ["sent"]
 
 
 def test_the_address_hash_sql_computes_is_the_one_python_computes(factory, person) -> None:
