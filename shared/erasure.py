@@ -1,8 +1,8 @@
 """Erasure of one person from one organization (``pilot erase``): every row of theirs is removed or
 anonymised, and their address is kept only as a hash, in a suppression entry that stops every email.
 
-Other organizations' rows for the same address are never read. What happens to each table and why:
-docs/architecture.md, "Erasure".
+Other organizations' rows for the same address are never changed. What happens to each table and
+why: docs/architecture.md, "Erasure".
 """
 
 from __future__ import annotations
