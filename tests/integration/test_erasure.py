@@ -4,6 +4,7 @@ only hashed, on the suppression list; another organization's rows for the same a
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -343,6 +344,22 @@ def test_erase_names_a_malformed_address(factory, address, problem) -> None:
 def test_erase_refuses_an_unknown_organization(factory, person) -> None:
     with pytest.raises(OrganizationNotFound):
         erase_in(factory, uuid.uuid4(), person)
+
+
+def test_erase_removes_attachment_bytes_only_the_persons_emails_named(ctx, factory, person) -> None:
+    organization, connector = add_connector(factory)
+    invoice = {
+        "filename": "invoice.txt",
+        "content": base64.b64encode(f"Invoice for {person}".encode()).decode(),
+    }
+    sending.send_email(ctx, send_payload(connector, person, attachments=[invoice]), task_ref="invoice")
+    with transaction(factory) as session:
+        session.execute(text("UPDATE email_attachments SET last_used_at = now() - interval '2 hours'"))
+
+    report = erase_in(factory, organization, person)
+
+    assert report.attachments == 1
+    assert "email_attachments" not in tables_holding(factory, person)
 
 
 def test_a_late_webhook_event_for_an_erased_person_is_kept_without_the_address(
