@@ -438,7 +438,7 @@ def test_the_address_hash_sql_computes_is_the_one_python_computes(factory, perso
     assert in_sql == address_hash(organization, person)
 
 
-def test_the_suppression_check_finds_a_hashed_entry_by_the_lists_unique_index(factory, person) -> None:
+def test_the_suppression_check_of_a_batch_reads_only_the_lists_unique_index(factory, person) -> None:
     organization, _ = add_connector(factory)
     erase_in(factory, organization, person)
     with transaction(factory) as session:
@@ -454,12 +454,14 @@ def test_the_suppression_check_finds_a_hashed_entry_by_the_lists_unique_index(fa
 
     with factory() as session:
         found: dict[tuple[str, str | None], str] = {}
+        batch = [(person, None), *((f"reader{n}@example.test", None) for n in range(999))]
         [plan] = plans_of(
             session,
-            lambda: found.update(suppressed_reasons(session, organization, [(person, None)])),
+            lambda: found.update(suppressed_reasons(session, organization, batch)),
             matching="suppression_list",
         )
 
+    assert list(found) == [(person.lower(), None)]
     assert found[(person.lower(), None)].startswith("suppressed: erased since")
     assert access_paths(plan) == {("suppression_list", "uq_suppression_list_organization_id_email_topic")}
 
