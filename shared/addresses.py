@@ -19,7 +19,7 @@ from marketing_pilot_client.addresses import (
 )
 
 #: An address inside free text (a log line, a repr): a local part and a domain holding a dot.
-_ADDRESS_IN_TEXT = re.compile(r"[\w.!#$%&*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]+")
+ADDRESS_IN_TEXT = re.compile(r"[\w.!#$%&*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]+")
 #: What stands for the hidden part of a local part.
 MASK = "***"
 
@@ -37,10 +37,11 @@ def mask_addresses(text: str) -> str:
     """``text`` with every address in it masked by :func:`mask_address`."""
     if "@" not in text:
         return text
-    return _ADDRESS_IN_TEXT.sub(lambda match: mask_address(match.group()), text)
+    return ADDRESS_IN_TEXT.sub(lambda match: mask_address(match.group()), text)
 
 
 __all__ = [
+    "ADDRESS_IN_TEXT",
     "FORMAT_HINT",
     "MASK",
     "Mailbox",

@@ -1,6 +1,8 @@
 """The append-only audit log of connector actions: when, who, what, on what, result and why.
 
-Details are scrubbed: a key whose name suggests a secret is replaced, whatever its value.
+Details are scrubbed: a key whose name suggests a secret is replaced, whatever its value. No row
+holds an address: each one in the target, reason or details is stored as its hash
+(:func:`shared.address_hashing.address_hash`, salted with the row's organization).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
+from shared.address_hashing import hash_addresses_in, hash_addresses_within
 from shared.models import AuditLog
 
 Result = Literal["success", "failure", "denied"]
@@ -37,6 +40,7 @@ ACTIONS = frozenset(
         "reputation.ok",
         "reputation.resume",
         "reputation.policy_set",
+        "address.erase",
     }
 )
 
@@ -56,7 +60,7 @@ def record(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditLog:
-    """Add one audit row to ``session`` (committed with the caller's transaction)."""
+    """Add one audit row to ``session`` (committed with the caller's transaction), its addresses hashed."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     entry = AuditLog(
@@ -65,9 +69,9 @@ def record(
         result=result,
         organization_id=organization_id,
         connector_id=connector_id,
-        target=target,
-        reason=reason,
-        details=scrub(details or {}),
+        target=hash_addresses_in(target, organization_id) if target is not None else None,
+        reason=hash_addresses_in(reason, organization_id) if reason is not None else None,
+        details=hash_addresses_within(scrub(details or {}), organization_id),
     )
     session.add(entry)
     return entry

@@ -181,3 +181,12 @@ class DeadLetterNotPublished(PilotError, ConnectionError):
     A ``ConnectionError``: Celery's consumer reconnects to the broker, and the message, still
     unacknowledged, is delivered again once the broker answers.
     """
+
+
+class ErasureBlocked(PilotError):
+    """Raised when a person cannot be erased yet: emails to them are in flight (their outcome unknown);
+    ``in_flight`` says how many. Nothing was changed."""
+
+    def __init__(self, message: str, *, in_flight: int) -> None:
+        super().__init__(message)
+        self.in_flight = in_flight

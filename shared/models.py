@@ -107,6 +107,7 @@ class SuppressionReason(StrEnum):
     SOFT_BOUNCE = "soft_bounce"  # repeated soft bounces; expires
     MANUAL = "manual"
     UNSUBSCRIBED = "unsubscribed"
+    ERASED = "erased"  # the person was erased (pilot erase): the entry holds the address's hash
 
 
 SUPPRESSION_REASONS = tuple(reason.value for reason in SuppressionReason)
@@ -404,7 +405,8 @@ class OutcomeEvent(Base):
 
 class Suppression(Base):
     """An address an organization must not send to, for one topic or (``topic`` '') for every email.
-    Addresses are stored lower-cased; see :mod:`shared.unsubscribe.topics`."""
+    Addresses are stored lower-cased, or hashed (:mod:`shared.address_hashing`) for an erased person;
+    see :mod:`shared.unsubscribe.topics`."""
 
     __tablename__ = "suppression_list"
     __table_args__ = (

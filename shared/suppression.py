@@ -1,6 +1,7 @@
 """The suppression list: addresses an organization must not send to, matched case-insensitively.
 
-Addresses are stored lower-cased (a CHECK constraint holds it); an entry whose ``expires_at`` has
+Addresses are stored lower-cased (a CHECK constraint holds it), or hashed for an erased person
+(:mod:`shared.address_hashing`): every check matches both forms. An entry whose ``expires_at`` has
 passed no longer suppresses. An entry stops one topic, or every email (topic ''): see
 :mod:`shared.unsubscribe.topics`. The worker only reads the list; webhook processing, the
 unsubscribe endpoints and the CLI write it.
@@ -27,11 +28,13 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, TEXT, TIMESTAMP, insert
 from sqlalchemy.dialects.postgresql.dml import Insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
+from shared.address_hashing import address_hash
 from shared.addresses import check_bare_address
 from shared.errors import PayloadInvalid
 from shared.models import SUPPRESSION_REASONS, Suppression
@@ -109,23 +112,47 @@ def _checked_operator_address(address: str) -> str:
 def active_entries(
     session: Session, organization_id: uuid.UUID, emails: Iterable[str], *, now: datetime | None = None
 ) -> dict[str, list[Suppression]]:
-    """The active entries of ``emails`` by normalized address, everything's entry first (one query)."""
+    """The active entries of ``emails`` by normalized address, everything's entry first (one query);
+    an address's hashed entries count as its own.
+
+    Each address is looked up on its own (a lateral join: two keys of the list's unique index), so the
+    cost follows the number of addresses, never the size of the organization's list.
+    """
     wanted = sorted({normalize(email) for email in emails if email and email.strip()})
     if not wanted:
         return {}
     moment = now or datetime.now(UTC)
-    rows = session.scalars(
+    given = (
+        func.unnest(
+            bindparam("emails", wanted, type_=ARRAY(TEXT)),
+            bindparam(
+                "hashes", [address_hash(organization_id, email) for email in wanted], type_=ARRAY(TEXT)
+            ),
+        )
+        .table_valued("email", "hashed")
+        .render_derived(name="given")
+    )
+    entry = aliased(
+        Suppression,
         select(Suppression)
         .where(
             Suppression.organization_id == organization_id,
-            Suppression.email.in_(wanted),
+            Suppression.email.in_([given.c.email, given.c.hashed]),
             or_(Suppression.expires_at.is_(None), Suppression.expires_at > moment),
         )
-        .order_by(Suppression.email, Suppression.topic)
+        # OFFSET keeps the planner from merging the subquery into a join over the whole list.
+        .offset(0)
+        .lateral("entry"),
+    )
+    rows = session.execute(
+        select(given.c.email, entry)
+        .select_from(given)
+        .join(entry, true())
+        .order_by(given.c.email, entry.topic, entry.email)
     )
     found: dict[str, list[Suppression]] = {}
-    for row in rows:
-        found.setdefault(row.email, []).append(row)
+    for address, row in rows:
+        found.setdefault(address, []).append(row)
     return found
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import audit
+from shared.address_hashing import address_hash
 from shared.csv_layout import EMAIL_NAMES_HINT, read_layout
 from shared.db import transaction
 from shared.errors import ImportInterrupted, NotFound, PayloadInvalid
@@ -119,15 +120,16 @@ def remove_entry(
     """Remove an address's entry for ``topic`` ('' : the entry for every email) from the
     organization's list, or raise :class:`NotFound`."""
     address = normalize(email)
-    removed = session.execute(
+    # An erased person's entry holds the address's hash: removing it by address is a new consent.
+    removed = session.scalars(
         delete(Suppression)
         .where(
             Suppression.organization_id == organization_id,
-            Suppression.email == address,
+            Suppression.email.in_((address, address_hash(organization_id, address))),
             Suppression.topic == topic,
         )
         .returning(Suppression.reason)
-    ).scalar_one_or_none()
+    ).first()
     if removed is None:
         scope = f" for topic {topic}" if topic else " for every email"
         raise NotFound(f"{address} is not on the suppression list{scope}")

@@ -25,10 +25,11 @@ RATE_HEADERS = {"ratelimit-limit": "2", "ratelimit-remaining": "1", "ratelimit-r
 class FakeResend:
     """Records requests; answers from a queue, else like a healthy Resend."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, id_prefix: str = "email-") -> None:
+        """``id_prefix`` starts every email id it answers (unique ones for a database many tests share)."""
         self.requests: list[httpx.Request] = []
         self._answers: deque[httpx.Response | Exception] = deque()
-        self._ids = (f"email-{n:04d}" for n in itertools.count(1))
+        self._ids = (f"{id_prefix}{n:04d}" for n in itertools.count(1))
 
     def reply(
         self, status: int, body: Any = None, *, headers: dict[str, str] | None = None, text: str | None = None

@@ -14,6 +14,7 @@ from shared.cli.context import CliContext
 from shared.cli.db import db
 from shared.cli.dead_letters import dead_letters
 from shared.cli.demo import demo, sandbox
+from shared.cli.erase import erase_command
 from shared.cli.failures import describe_database_error
 from shared.cli.keys import keys
 from shared.cli.operations import events, send, status, usage
@@ -54,6 +55,7 @@ cli.add_command(dead_letters)
 cli.add_command(reputation)
 cli.add_command(cancel_command)
 cli.add_command(schema)
+cli.add_command(erase_command)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from shared.address_hashing import ADDRESS_HASH_SQL
 from shared.models import Priority, ReputationState
 from shared.suppression import RECIPIENT_LOCK_KEY
 from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
@@ -131,7 +132,10 @@ FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
 LEFT JOIN LATERAL (
     SELECT reason, created_at FROM suppression_list s
-    WHERE s.organization_id = m.organization_id AND s.email = lower(btrim(m.recipient))
+    WHERE s.organization_id = m.organization_id
+        AND s.email IN (lower(btrim(m.recipient)), """
+    + ADDRESS_HASH_SQL.format(org="m.organization_id", email="m.recipient")
+    + """)
         AND (s.expires_at IS NULL OR s.expires_at > %(now)s) AND """
     + ENTRY_STOPS_EMAIL.format(entry="s", topic="m.topic")
     + """
@@ -197,10 +201,11 @@ WITH outcome AS (
 SELECT pg_advisory_unlock_all()
 """
 
-# An active suppression of the alone lane's recipient (for everything, or its email's topic), as of
-# ``{now}``.
+# An active suppression of the alone lane's recipient (for everything, or its email's topic; its
+# address or the address's hash), as of ``{now}``.
+_HASHED_EMAIL = ADDRESS_HASH_SQL.format(org="%(org)s::uuid", email="%(email)s::text")
 _SUPPRESSED_NOW = f"""SELECT FROM suppression_list s
-        WHERE s.organization_id = %(org)s AND s.email = lower(btrim(%(email)s))
+        WHERE s.organization_id = %(org)s AND s.email IN (lower(btrim(%(email)s)), {_HASHED_EMAIL})
             AND (s.expires_at IS NULL OR s.expires_at > {{now}})
             AND {ENTRY_STOPS_EMAIL.format(entry="s", topic="%(topic)s::text")}"""
 

@@ -3,7 +3,8 @@
 :func:`unsubscribe` is idempotent: the same link used again changes nothing and adds no row. It
 never weakens a stronger entry (a bounce or a complaint stays what it is); an expired or expiring
 soft-bounce entry becomes a permanent unsubscribe. :func:`resubscribe` removes only an entry an
-unsubscribe link made, never a bounce, a complaint or an operator's entry.
+unsubscribe link made, never a bounce, a complaint or an operator's entry. A link of an erased
+person's email changes nothing: they are suppressed for everything already, by hash.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.address_hashing import address_hash
 from shared.models import Organization, Suppression, SuppressionReason
 from shared.resend_events import EventType
 from shared.suppression import lock_recipient_for_suppression
 from shared.unsubscribe.metrics import store_task_figures
 from shared.unsubscribe.tokens import ResubscribeToken, UnsubscribeToken
-from shared.unsubscribe.topics import Scope, entry_topic
+from shared.unsubscribe.topics import EVERYTHING, Scope, entry_topic
 
 
 class UnsubscribeSource(StrEnum):
@@ -57,6 +59,8 @@ def unsubscribe(
     now in flight."""
     topic = entry_topic(scope, token.topic)
     lock_recipient_for_suppression(session, token.organization_id, token.email)
+    if _erased(session, token):
+        return Unsubscribed(topic, False)
     values = {
         "organization_id": token.organization_id,
         "email": token.email,
@@ -96,6 +100,22 @@ def resubscribe(session: Session, token: ResubscribeToken) -> bool:
         .returning(Suppression.id)
     ).first()
     return removed is not None
+
+
+def _erased(session: Session, token: UnsubscribeToken) -> bool:
+    """Whether the token's recipient was erased (``pilot erase``): suppressed for everything by the
+    address's hash, so a click on an old email writes nothing that would name them again."""
+    hashed = address_hash(token.organization_id, token.email)
+    return (
+        session.scalar(
+            select(Suppression.id).where(
+                Suppression.organization_id == token.organization_id,
+                Suppression.email == hashed,
+                Suppression.topic == EVERYTHING,
+            )
+        )
+        is not None
+    )
 
 
 _INSERT_METRIC = text(

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.address_hashing import anonymised_event, is_hashed
 from shared.addresses import mailbox_key
 from shared.db import transaction
 from shared.errors import PilotError
@@ -236,13 +237,21 @@ def apply_event(
         _finish(event, now)
         return Outcome("ignored")
     message = find_message(session, parsed, adopt_in_flight=last_chance)
+    erased = is_hashed(message.recipient)
+    if erased:
+        # A late event about an erased person (shared.erasure): kept without their address; they
+        # are suppressed for everything already.
+        event.payload = anonymised_event(event.payload, message.organization_id)
+        parsed = parse_event(event.payload)
     _insert_metric(session, event, parsed, message)
     status = _refresh_status(session, message)
     if parsed.type in SUPPRESSING:
         # Suppression rules may query the ledger: let them see this batch's changes (batches run
         # without autoflush; these events are rare, so the extra flush costs little).
         session.flush()
-    suppression = apply_suppression(session, message, parsed, policy=policy or SoftBouncePolicy())
+    suppression = (
+        None if erased else apply_suppression(session, message, parsed, policy=policy or SoftBouncePolicy())
+    )
     if deltas is not None and parsed.type in counting.COUNTED_EVENTS:
         counting.mark_message(session, message, deltas)
     if message.task_id is not None and tasks is not None:
