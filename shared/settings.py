@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     pilot_reputation_max_pause_complaint_rate: float = Field(default=0.005, gt=0, le=1)
     pilot_reputation_min_volume_floor: int = Field(default=50, ge=1)
 
+    # Retention (shared/partitions): whole partitions are dropped once past these; suppressions never.
+    #: Raw webhook bodies are kept this long after they are applied (an unapplied one is never dropped).
+    pilot_webhook_body_retention_days: int = Field(default=14, ge=1)
+    #: Delivery metrics are kept this many months; their daily per-task and per-connector rollups stay.
+    pilot_metrics_retention_months: int = Field(default=13, ge=1)
+
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"
     )

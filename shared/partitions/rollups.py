@@ -1,0 +1,26 @@
+"""Daily per-task and per-connector totals of ``email_metrics`` (``metric_rollups``), written from a
+partition just before retention drops it, in the same transaction: the totals outlive the rows."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, text
+
+from shared.models import RollupScope
+
+_ROLLUP = """
+INSERT INTO metric_rollups (scope, scope_id, day, event, events, messages)
+SELECT :scope, {column}, (occurred_at AT TIME ZONE 'UTC')::date, event, count(*), count(DISTINCT message_id)
+FROM {partition}
+WHERE {column} IS NOT NULL
+GROUP BY {column}, (occurred_at AT TIME ZONE 'UTC')::date, event
+ON CONFLICT (scope, scope_id, day, event)
+DO UPDATE SET events = EXCLUDED.events, messages = EXCLUDED.messages
+"""
+_COLUMNS = {RollupScope.TASK: "task_id", RollupScope.CONNECTOR: "connector_id"}
+
+
+def roll_up_metrics(connection: Connection, partition: str) -> None:
+    """Write the daily totals of the ``email_metrics`` partition ``partition`` (whole UTC days: a
+    partition holds whole days, so a day's totals come from one partition and a rerun rewrites them)."""
+    for scope, column in _COLUMNS.items():
+        connection.execute(text(_ROLLUP.format(column=column, partition=partition)), {"scope": scope.value})

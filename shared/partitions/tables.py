@@ -1,0 +1,77 @@
+"""Which tables are partitioned by time, at what grain, and when a partition may go.
+
+``email_metrics`` by month of ``occurred_at`` (13 months kept: 14 partitions, so a lookup by task or
+message probes few); ``webhook_events`` by day of ``occurred_at`` (14 days after they are applied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, text
+
+from shared.partitions.periods import Grain, months_before
+from shared.partitions.rollups import roll_up_metrics
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    """A table partitioned by range of ``column``, one partition per ``grain``, ``ahead`` periods
+    created beyond the current one. A partition whose end is at or before ``cutoff`` may go, once
+    ``droppable`` agrees (when given); ``before_drop`` runs in the dropping transaction."""
+
+    name: str
+    column: str
+    grain: Grain
+    ahead: int
+    cutoff: Callable[[Settings, datetime], datetime]
+    droppable: Callable[[Connection, str, Settings, datetime], bool] | None = None
+    before_drop: Callable[[Connection, str], None] | None = None
+
+    @property
+    def default_partition(self) -> str:
+        """The catch-all partition: rows outside every period (undated, late, or far ahead)."""
+        return f"{self.name}_default"
+
+    def partition_name(self, start: datetime) -> str:
+        """The name of the partition of the period starting at ``start``."""
+        return f"{self.name}_p{self.grain.suffix(start)}"
+
+    def start_of_partition(self, name: str) -> datetime | None:
+        """The start of the period partition ``name`` holds; ``None`` for a name not ours."""
+        prefix = f"{self.name}_p"
+        return self.grain.parse(name.removeprefix(prefix)) if name.startswith(prefix) else None
+
+
+def _events_applied_long_ago(
+    connection: Connection, partition: str, settings: Settings, now: datetime
+) -> bool:
+    # An event not applied yet (waiting or failing) keeps its partition, however old.
+    kept_since = now - timedelta(days=settings.pilot_webhook_body_retention_days)
+    return not connection.execute(
+        text(f"SELECT EXISTS (SELECT FROM {partition} WHERE processed_at IS NULL OR processed_at > :since)"),
+        {"since": kept_since},
+    ).scalar_one()
+
+
+WEBHOOK_EVENTS = PartitionedTable(
+    name="webhook_events",
+    column="occurred_at",
+    grain=Grain.DAY,
+    ahead=3,
+    cutoff=lambda settings, now: now - timedelta(days=settings.pilot_webhook_body_retention_days),
+    droppable=_events_applied_long_ago,
+)
+EMAIL_METRICS = PartitionedTable(
+    name="email_metrics",
+    column="occurred_at",
+    grain=Grain.MONTH,
+    ahead=1,
+    cutoff=lambda settings, now: months_before(now, settings.pilot_metrics_retention_months),
+    before_drop=roll_up_metrics,
+)
+#: Every partitioned table, in the order maintenance visits them.
+TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS)
