@@ -49,12 +49,16 @@ class PartitionedTable:
 def _events_applied_long_ago(
     connection: Connection, partition: str, settings: Settings, now: datetime
 ) -> bool:
-    # An event not applied yet (waiting or failing) keeps its partition, however old.
+    # An event not applied yet (waiting or failing) keeps its partition, however old; asked apart from
+    # the recent ones so that the partial index of unprocessed events answers it.
+    if connection.execute(
+        text(f"SELECT EXISTS (SELECT FROM {partition} WHERE processed_at IS NULL)")
+    ).scalar():
+        return False
     kept_since = now - timedelta(days=settings.pilot_webhook_body_retention_days)
     return not connection.execute(
-        text(f"SELECT EXISTS (SELECT FROM {partition} WHERE processed_at IS NULL OR processed_at > :since)"),
-        {"since": kept_since},
-    ).scalar_one()
+        text(f"SELECT EXISTS (SELECT FROM {partition} WHERE processed_at > :since)"), {"since": kept_since}
+    ).scalar()
 
 
 WEBHOOK_EVENTS = PartitionedTable(
