@@ -1,9 +1,10 @@
 """The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
 
-Tables: organizations, connectors, tasks, email_messages (the send ledger), email_metrics,
-suppression_list, webhook_events, connector_usage, audit_logs, dead_letters, email_attachments,
-metric_rollups, and the reputation guard's reputation_marks, reputation_counts, reputation_states and
-reputation_policies. email_metrics and webhook_events are partitioned by time (shared.partitions).
+Tables: organizations, connectors, tasks, email_messages (the send ledger) and email_requests (its
+request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
+dead_letters, email_attachments, metric_rollups, and the reputation guard's reputation_marks,
+reputation_counts, reputation_states and reputation_policies. email_requests, email_metrics and
+webhook_events are partitioned by time (shared.partitions).
 """
 
 from __future__ import annotations
@@ -295,8 +296,9 @@ class EmailMessage(Base):
     subject: Mapped[str] = mapped_column(Text, server_default="")
     #: The email's topic, if it has one: suppression entries for it stop the email.
     topic: Mapped[str | None] = mapped_column(Text)
-    #: The rendered Resend request body, sent byte-identically on every retry.
-    request: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    #: The caller's own tags of its request (none reserved), kept for outcome events after the
+    #: request body (``email_requests``) is dropped.
+    tags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(Text, server_default="queued")
     resend_email_id: Mapped[str | None] = mapped_column(Text, index=True)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -319,6 +321,30 @@ class EmailMessage(Base):
     attachment_digests: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
+
+
+class EmailRequest(Base):
+    """The rendered Resend request body of one ledger row, sent byte-identically on every retry.
+
+    Partitioned by day of ``stored_at``: a day is dropped once past retention, the bodies of rows that
+    may still leave carried into the current day first (shared.partitions).
+    """
+
+    __tablename__ = "email_requests"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (stored_at)"},)
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    stored_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
+    request: Mapped[dict[str, Any]] = mapped_column()
+
+    @classmethod
+    def of_message(cls) -> ColumnElement[bool]:
+        """The join to its ledger row (one body per row: a carried body replaces its old copy)."""
+        return cls.message_id == EmailMessage.id
 
 
 class EmailAttachment(Base):

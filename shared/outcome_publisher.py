@@ -27,7 +27,7 @@ _DERIVED_KEY = re.compile(r"^pilot/[0-9a-f-]{36}/[^/]*/[0-9a-f]{16}/[0-9a-f]{32}
 
 _CLAIM = """
 SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipient, m.connector_id,
-       m.task_id, m.idempotency_key, m.request -> 'tags', m.resend_email_id
+       m.task_id, m.idempotency_key, m.tags, m.resend_email_id
 FROM outcome_events o JOIN email_messages m ON m.id = o.message_id
 WHERE o.published_at IS NULL
 ORDER BY o.created_at

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     pilot_webhook_body_retention_days: int = Field(default=14, ge=1)
     #: Delivery metrics are kept this many months; their daily per-task and per-connector rollups stay.
     pilot_metrics_retention_months: int = Field(default=13, ge=1)
+    #: A day of request bodies is dropped this long after it ends (those of rows that may still leave are
+    #: carried into the current day first).
+    pilot_request_body_retention_hours: int = Field(default=24, ge=1)
 
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"

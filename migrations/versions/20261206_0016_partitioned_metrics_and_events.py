@@ -1,12 +1,11 @@
-"""email_metrics and webhook_events partitioned by time; metric_rollups
+"""email_metrics and webhook_events partitioned by time; request bodies apart; metric_rollups
 
 Revision ID: 0016
 Revises: 0011
-Each table is rebuilt: the old one is renamed, a partitioned one takes its name (webhook_events by day
-of its payload's created_at, email_metrics by month of occurred_at, each with a default partition),
-the rows are moved and the old table dropped. Unique keys now include the partition key, and the
-metrics' foreign key to webhook_events goes (an event's body is dropped long before its metric).
-Rewrites both tables under an exclusive lock: run it in a quiet hour.
+Each table is rebuilt partitioned (a default partition each) and its rows moved; unique keys include
+the partition key; the metrics' foreign key to webhook_events goes. Request bodies move from the
+ledger to email_requests, the caller's tags staying on the row. Rewrites under exclusive locks: run
+it in a quiet hour. Layout and reasons: docs/architecture.md, section 12.
 
 Create Date: 2026-12-06 00:00:00
 """
@@ -18,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0016"
 down_revision: str | None = "0011"
@@ -27,6 +27,9 @@ depends_on: str | Sequence[str] | None = None
 #: Periods created beyond the current one, as shared.partitions.tables declares them.
 EVENT_DAYS_AHEAD = 3
 METRIC_MONTHS_AHEAD = 1
+REQUEST_DAYS_AHEAD = 3
+#: Tags the worker sets on every request (marketing_pilot_client.payloads.RESERVED_TAGS).
+RESERVED_TAGS = "('task_id', 'message_id')"
 
 # The payload's created_at as the receiver reads it (ISO 8601 with Z or an offset), else NULL.
 _EVENT_TIME = r"""
@@ -100,6 +103,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE email_metrics DROP CONSTRAINT fk_email_metrics_webhook_event_id_webhook_events")
     _partition_webhook_events()
     _partition_email_metrics()
+    _move_request_bodies()
     op.create_table(
         "metric_rollups",
         sa.Column("scope", sa.Text(), nullable=False),
@@ -171,6 +175,33 @@ def _partition_email_metrics() -> None:
     op.execute(_METRIC_TRIGGER)
 
 
+def _move_request_bodies() -> None:
+    op.execute(
+        "CREATE TABLE email_requests (message_id uuid NOT NULL, stored_at timestamptz DEFAULT now() NOT NULL,"
+        " request jsonb NOT NULL) PARTITION BY RANGE (stored_at)"
+    )
+    days = op.get_bind().scalars(
+        sa.text("SELECT DISTINCT date_trunc('day', created_at AT TIME ZONE 'UTC') FROM email_messages")
+    )
+    _create_partitions("email_requests", "day", {day.replace(tzinfo=UTC) for day in days}, REQUEST_DAYS_AHEAD)
+    op.execute("INSERT INTO email_requests SELECT id, created_at, request FROM email_messages")
+    op.execute(
+        "ALTER TABLE email_requests ADD CONSTRAINT pk_email_requests PRIMARY KEY (message_id, stored_at),"
+        " ADD CONSTRAINT fk_email_requests_message_id_email_messages FOREIGN KEY (message_id)"
+        " REFERENCES email_messages (id) ON DELETE CASCADE"
+    )
+    op.add_column("email_messages", sa.Column("tags", postgresql.JSONB(), nullable=True))
+    op.execute(
+        "UPDATE email_messages SET tags = caller.tags FROM ("
+        " SELECT m.id, jsonb_agg(t) AS tags FROM email_messages m,"
+        " jsonb_array_elements(CASE jsonb_typeof(m.request -> 'tags') WHEN 'array' THEN m.request -> 'tags'"
+        " ELSE '[]' END) AS t"
+        f" WHERE t ->> 'name' NOT IN {RESERVED_TAGS} GROUP BY m.id) AS caller"
+        " WHERE email_messages.id = caller.id"
+    )
+    op.drop_column("email_messages", "request")
+
+
 def _create_partitions(table: str, grain: str, with_rows: set[datetime], ahead: int) -> None:
     """The default partition, one per period holding rows, and the current period and ``ahead`` more."""
     op.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
@@ -198,6 +229,16 @@ def _after(start: datetime, grain: str) -> datetime:
 
 def downgrade() -> None:
     op.drop_table("metric_rollups")
+    op.add_column(
+        "email_messages",
+        sa.Column("request", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
+    )
+    # Bodies retention dropped stay '{}', as a row without a stored request was before.
+    op.execute(
+        "UPDATE email_messages m SET request = r.request FROM email_requests r WHERE r.message_id = m.id"
+    )
+    op.drop_column("email_messages", "tags")
+    op.drop_table("email_requests")
     op.execute("ALTER TABLE email_metrics RENAME TO email_metrics_partitioned")
     op.execute("ALTER TABLE webhook_events RENAME TO webhook_events_partitioned")
     op.execute(

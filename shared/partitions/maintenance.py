@@ -102,7 +102,7 @@ def _create_missing(
 def _create(connection: Connection, table: PartitionedTable, start: datetime) -> None:
     # Built beside the table and attached: the rows moved out of the default partition fire no
     # trigger, and attaching locks the parent far less than CREATE ... PARTITION OF.
-    name, end = table.partition_name(start), table.grain.after(start)
+    name, end = table.partition(start).name, table.grain.after(start)
     in_range = f"{table.column} >= :start AND {table.column} < :end"
     bounds = {"start": start, "end": end}
     connection.execute(
@@ -129,24 +129,24 @@ def _drop_expired(
     with engine.connect() as connection:
         existing = partitions(connection, table)
     for start in sorted(existing):
-        if table.grain.after(start) > cutoff:
+        partition = table.partition(start)
+        if partition.end > cutoff:
             break
         with engine.begin() as connection:
             _lock(connection, table)
-            name = partitions(connection, table).get(start)
-            if name is None:
+            if partitions(connection, table).get(start) != partition.name:
                 continue  # another run dropped it
             # No row may arrive in it (nor change in it) between the checks and the drop.
-            connection.execute(text(f"LOCK TABLE {name} IN SHARE MODE"))
-            if table.droppable is not None and not table.droppable(connection, name, settings, now):
-                report.held.append(name)
-                logger.warning("partition %s is past retention but still holds rows needed", name)
+            connection.execute(text(f"LOCK TABLE {partition.name} IN SHARE MODE"))
+            if table.droppable is not None and not table.droppable(connection, partition, settings, now):
+                report.held.append(partition.name)
+                logger.warning("partition %s is past retention but still holds rows needed", partition.name)
                 continue
             if table.before_drop is not None:
-                table.before_drop(connection, name)
-            connection.execute(text(f"DROP TABLE {name}"))
-            report.dropped.append(name)
-            logger.info("partition %s dropped (retention)", name)
+                table.before_drop(connection, partition, now)
+            connection.execute(text(f"DROP TABLE {partition.name}"))
+            report.dropped.append(partition.name)
+            logger.info("partition %s dropped (retention)", partition.name)
 
 
 def _lock(connection: Connection, table: PartitionedTable) -> None:

@@ -3,9 +3,15 @@ partition just before retention drops it, in the same transaction: the totals ou
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Connection, text
 
 from shared.models import RollupScope
+
+if TYPE_CHECKING:
+    from shared.partitions.tables import Partition
 
 _ROLLUP = """
 INSERT INTO metric_rollups (scope, scope_id, day, event, events, messages)
@@ -19,8 +25,10 @@ DO UPDATE SET events = EXCLUDED.events, messages = EXCLUDED.messages
 _COLUMNS = {RollupScope.TASK: "task_id", RollupScope.CONNECTOR: "connector_id"}
 
 
-def roll_up_metrics(connection: Connection, partition: str) -> None:
+def roll_up_metrics(connection: Connection, partition: Partition, now: datetime) -> None:
     """Write the daily totals of the ``email_metrics`` partition ``partition`` (whole UTC days: a
-    partition holds whole days, so a day's totals come from one partition and a rerun rewrites them)."""
+    partition holds whole days, so a day's totals come from one partition and a rerun rewrites them).
+    ``now`` is not needed: totals are of the rows, whenever written."""
     for scope, column in _COLUMNS.items():
-        connection.execute(text(_ROLLUP.format(column=column, partition=partition)), {"scope": scope.value})
+        statement = _ROLLUP.format(column=column, partition=partition.name)
+        connection.execute(text(statement), {"scope": scope.value})

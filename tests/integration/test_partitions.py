@@ -13,10 +13,17 @@ import pytest
 from sqlalchemy import Engine, text
 
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import EmailMessage, MessageStatus, Suppression, SuppressionReason
+from shared.models import (
+    OPEN_STATUSES,
+    EmailMessage,
+    EmailRequest,
+    MessageStatus,
+    Suppression,
+    SuppressionReason,
+)
 from shared.partitions.maintenance import MaintenanceReport, maintain
 from shared.partitions.periods import Grain, months_before
-from shared.partitions.tables import EMAIL_METRICS, WEBHOOK_EVENTS
+from shared.partitions.tables import EMAIL_METRICS, EMAIL_REQUESTS, WEBHOOK_EVENTS
 from shared.settings import Settings, load_settings
 from tests.send_helpers import add_connector
 
@@ -250,9 +257,8 @@ def test_a_metrics_partition_past_retention_is_dropped_and_its_rollups_equal_its
     assert connector_events == Counter(str(row["event"]) for row in rows)
 
 
-def test_retention_keeps_suppressions_and_ledger_rows_open_or_in_their_retry_window(
-    engine: Engine, settings: Settings
-) -> None:
+def _add_sends(engine: Engine, statuses: dict[str, MessageStatus]) -> None:
+    """Ledger rows written now, each with its request body, and a suppression entry."""
     factory = make_sessionmaker(engine)
     organization, connector = add_connector(factory)
     with transaction(factory) as session:
@@ -261,24 +267,62 @@ def test_retention_keeps_suppressions_and_ledger_rows_open_or_in_their_retry_win
                 organization_id=organization, email="gone@x.test", reason=SuppressionReason.HARD_BOUNCE
             )
         )
-        for key, status in (("open", MessageStatus.QUEUED), ("retrying", MessageStatus.SENDING)):
-            session.add(
-                EmailMessage(
-                    organization_id=organization,
-                    connector_id=connector,
-                    idempotency_key=key,
-                    recipient=f"{key}@x.test",
-                    status=status,
-                    request={"to": [f"{key}@x.test"], "subject": "s"},
-                )
+        for key, status in statuses.items():
+            row = EmailMessage(
+                organization_id=organization,
+                connector_id=connector,
+                idempotency_key=key,
+                recipient=f"{key}@x.test",
+                status=status,
+                created_at=NOW,
             )
+            session.add(row)
+            session.flush()
+            session.add(EmailRequest(message_id=row.id, stored_at=NOW, request={"subject": key}))
+
+
+def _bodies_and_rows(engine: Engine) -> tuple[set[str], set[str], int]:
+    with engine.connect() as connection:
+        bodies = set(connection.scalars(text("SELECT request ->> 'subject' FROM email_requests")))
+        rows = set(connection.scalars(text("SELECT idempotency_key FROM email_messages")))
+        suppressions = connection.scalar(text("SELECT count(*) FROM suppression_list")) or 0
+    return bodies, rows, suppressions
+
+
+def test_request_bodies_of_a_day_of_final_rows_are_dropped_past_their_retry_window(
+    engine: Engine, settings: Settings
+) -> None:
+    _add_sends(engine, {"delivered": MessageStatus.DELIVERED, "failed": MessageStatus.FAILED})
+    later = NOW + DAY + timedelta(hours=settings.pilot_request_body_retention_hours)
+
+    report = maintain(engine, settings, now=later)
+
+    assert EMAIL_REQUESTS.partition_name(Grain.DAY.start_of(NOW)) in report.dropped
+    assert _bodies_and_rows(engine) == (set(), {"delivered", "failed"}, 1)
+
+
+def test_request_bodies_of_rows_that_may_still_leave_are_carried_on_when_their_day_is_dropped(
+    engine: Engine, settings: Settings
+) -> None:
+    statuses = {status.value: status for status in OPEN_STATUSES} | {"sent": MessageStatus.SENT}
+    _add_sends(engine, statuses)
+    later = NOW + 30 * DAY
+
+    report = maintain(engine, settings, now=later)
+
+    assert EMAIL_REQUESTS.partition_name(Grain.DAY.start_of(NOW)) in report.dropped
+    assert _bodies_and_rows(engine) == ({status.value for status in OPEN_STATUSES}, set(statuses), 1)
+    with engine.connect() as connection:
+        carried_to = set(connection.scalars(text("SELECT tableoid::regclass::text FROM email_requests")))
+    assert carried_to == {EMAIL_REQUESTS.partition_name(Grain.DAY.start_of(later))}
+
+
+def test_retention_never_drops_suppressions_nor_ledger_rows(engine: Engine, settings: Settings) -> None:
+    _add_sends(engine, {"queued": MessageStatus.QUEUED, "sent": MessageStatus.SENT})
 
     maintain(engine, settings, now=months_before(NOW, -(settings.pilot_metrics_retention_months + 2)))
 
-    with engine.connect() as connection:
-        assert connection.scalar(text("SELECT count(*) FROM suppression_list")) == 1
-        kept = connection.execute(text("SELECT idempotency_key, request FROM email_messages")).all()
-    assert {key: request["subject"] for key, request in kept} == {"open": "s", "retrying": "s"}
+    assert _bodies_and_rows(engine)[1:] == ({"queued", "sent"}, 1)
 
 
 def test_a_partition_made_by_maintenance_keeps_one_row_per_event_and_the_outcome_trigger(

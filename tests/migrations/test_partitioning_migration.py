@@ -17,6 +17,11 @@ from tests.conftest import create_database, drop_database
 
 REVISION = "0016"
 NOW = datetime.now(UTC).replace(microsecond=0)
+#: A stored request as the previous revision keeps it on the ledger row, with the worker's own tag.
+REQUEST = {
+    "subject": "Hello",
+    "tags": [{"name": "campaign", "value": "spring"}, {"name": "message_id", "value": "m-1"}],
+}
 #: Always in an earlier month than NOW.
 LAST_MONTH = NOW - timedelta(days=40)
 
@@ -52,8 +57,8 @@ def fill(url: str) -> dict[str, uuid.UUID]:
         assert connector is not None
         message = conn.execute(
             "INSERT INTO email_messages (organization_id, connector_id, idempotency_key, recipient, status,"
-            " outcomes_queue) VALUES (%s, %s, 'k', 'a@x.test', 'sent', 'replies') RETURNING id",
-            (org[0], connector[0]),
+            " outcomes_queue, request) VALUES (%s, %s, 'k', 'a@x.test', 'sent', 'replies', %s) RETURNING id",
+            (org[0], connector[0], json.dumps(REQUEST)),
         ).fetchone()
         assert message is not None
         ids = {"message": message[0]}
@@ -74,6 +79,20 @@ def fill(url: str) -> dict[str, uuid.UUID]:
                 (message[0], connector[0], row[0], created_at or NOW),
             )
     return ids
+
+
+def test_request_bodies_move_apart_and_the_callers_tags_stay_on_the_row(database_url: str) -> None:
+    ids = fill(database_url)
+
+    migrations.upgrade(database_url, REVISION)
+
+    with connect(database_url) as conn:
+        body = conn.execute(
+            "SELECT request FROM email_requests WHERE message_id = %s", (ids["message"],)
+        ).fetchone()
+        tags = conn.execute("SELECT tags FROM email_messages WHERE id = %s", (ids["message"],)).fetchone()
+    assert body == (REQUEST,)
+    assert tags == ([{"name": "campaign", "value": "spring"}],)
 
 
 def where(url: str, table: str, row_id: uuid.UUID) -> str:
