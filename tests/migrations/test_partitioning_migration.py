@@ -160,4 +160,6 @@ def test_downgrade_restores_every_row(database_url: str) -> None:
     with connect(database_url) as conn:
         events = conn.execute("SELECT count(*) FROM webhook_events").fetchone()
         linked = conn.execute("SELECT count(webhook_event_id) FROM email_metrics").fetchone()
+        requests = conn.execute("SELECT request FROM email_messages").fetchall()
     assert events == (3,) and linked == (3,)
+    assert requests == [(REQUEST,)]
