@@ -39,6 +39,7 @@ class ErasureReport:
 
     address_hash: str
     messages: int
+    request_bodies: int
     cancelled: int
     metrics: int
     webhook_events: int
@@ -100,6 +101,7 @@ def erase(
     report = ErasureReport(
         address_hash=hashed,
         messages=conn.execute(_MESSAGES_ANONYMISED, params).rowcount,
+        request_bodies=conn.execute(_REQUEST_BODIES, params).rowcount,
         cancelled=cancelled,
         metrics=len(metric_rows),
         webhook_events=conn.execute(_WEBHOOK_EVENTS, params).rowcount,
@@ -153,18 +155,24 @@ FOR UPDATE
 """
 
 # Rows are kept (task totals, reputation rates and idempotency stay right) without the person: the
-# recipient is its hash, the stored request and subject are emptied, other text loses the address.
+# recipient is its hash, the subject is emptied, other text (the caller's tags too) loses the address.
 _MESSAGES_ANONYMISED = """
 UPDATE email_messages SET
     recipient = %(hash)s,
     subject = '',
-    request = '{}'::jsonb,
+    tags = CAST(regexp_replace(CAST(tags AS text), %(pattern)s, %(hash)s, 'gi') AS jsonb),
     attachment_digests = NULL,
     idempotency_key = regexp_replace(idempotency_key, %(pattern)s, %(hash)s, 'gi'),
     attempt_key = regexp_replace(attempt_key, %(pattern)s, %(hash)s, 'gi'),
     last_error = regexp_replace(last_error, %(pattern)s, %(hash)s, 'gi'),
     updated_at = now()
 WHERE id = ANY(%(ids)s)
+"""
+
+# The stored request bodies (``to``, display name, content): none is needed again, as every row has
+# left or was cancelled.
+_REQUEST_BODIES = """
+DELETE FROM email_requests WHERE message_id = ANY(%(ids)s)
 """
 
 # Their delivery events (an unsubscribe whose ledger row was gone names it in its metadata only).

@@ -1,14 +1,16 @@
 """The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
 
-Tables: organizations, connectors, tasks, email_messages (the send ledger), email_metrics,
-suppression_list, webhook_events, connector_usage, audit_logs, dead_letters, email_attachments, and
-the reputation guard's reputation_marks, reputation_counts, reputation_states and reputation_policies.
+Tables: organizations, connectors, tasks, email_messages (the send ledger) and email_requests (its
+request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
+dead_letters, email_attachments, metric_rollups, and the reputation guard's reputation_marks,
+reputation_counts, reputation_states and reputation_policies. email_requests, email_metrics and
+webhook_events are partitioned by time (shared.partitions).
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     ColumnElement,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -304,8 +307,9 @@ class EmailMessage(Base):
     subject: Mapped[str] = mapped_column(Text, server_default="")
     #: The email's topic, if it has one: suppression entries for it stop the email.
     topic: Mapped[str | None] = mapped_column(Text)
-    #: The rendered Resend request body, sent byte-identically on every retry.
-    request: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    #: The caller's own tags of its request (none reserved), kept for outcome events after the
+    #: request body (``email_requests``) is dropped.
+    tags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(Text, server_default="queued")
     resend_email_id: Mapped[str | None] = mapped_column(Text, index=True)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -330,6 +334,30 @@ class EmailMessage(Base):
     updated_at: Mapped[datetime] = _updated_at()
 
 
+class EmailRequest(Base):
+    """The rendered Resend request body of one ledger row, sent byte-identically on every retry.
+
+    Partitioned by day of ``stored_at``: a day is dropped once past retention, the bodies of rows that
+    may still leave carried into the current day first (shared.partitions).
+    """
+
+    __tablename__ = "email_requests"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (stored_at)"},)
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    stored_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
+    request: Mapped[dict[str, Any]] = mapped_column()
+
+    @classmethod
+    def of_message(cls) -> ColumnElement[bool]:
+        """The join to its ledger row (one body per row: a carried body replaces its old copy)."""
+        return cls.message_id == EmailMessage.id
+
+
 class EmailAttachment(Base):
     """Attachment bytes, stored once per distinct content (keyed by their sha256) however many rows
     name them; retention removes bytes no waiting row needs."""
@@ -345,9 +373,19 @@ class EmailAttachment(Base):
 
 
 class EmailMetric(Base):
-    """One delivery event of one message (from a webhook), the source of a task's metrics."""
+    """One delivery event of one message (from a webhook), the source of a task's metrics.
+
+    Partitioned by month of ``occurred_at`` (shared.partitions), so its keys include it.
+    """
 
     __tablename__ = "email_metrics"
+    __table_args__ = (
+        # One row per webhook event: a replayed event has the same occurred_at, so it adds none.
+        UniqueConstraint("webhook_event_id", "occurred_at"),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
+    )
+    # Random ids are unique on their own: the ORM knows a row by its id, as before partitioning.
+    __mapper_args__ = {"primary_key": ["id"]}
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     message_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -357,18 +395,44 @@ class EmailMetric(Base):
     connector_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("connectors.id", ondelete="SET NULL"), index=True
     )
-    #: The webhook event this row came from; unique so a replayed event adds no second row.
-    webhook_event_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("webhook_events.id", ondelete="SET NULL"), unique=True
-    )
+    #: The webhook event this row came from (no foreign key: the event's body is dropped long before
+    #: the metric, and both tables are partitioned).
+    webhook_event_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     event: Mapped[str] = mapped_column(Text, index=True)
     recipient: Mapped[str | None] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'::jsonb"))
     #: The event's own time (payload ``created_at``): ordering never depends on arrival.
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     created_at: Mapped[datetime] = _created_at()
+
+
+class RollupScope(StrEnum):
+    """What a metric rollup counts for: one task or one connector."""
+
+    TASK = "task"
+    CONNECTOR = "connector"
+
+
+ROLLUP_SCOPES = tuple(scope.value for scope in RollupScope)
+
+
+class MetricRollup(Base):
+    """A day's ``email_metrics`` rows of one task or connector and event, written before their
+    partition is dropped: ``events`` rows, ``messages`` distinct emails among them."""
+
+    __tablename__ = "metric_rollups"
+    __table_args__ = (CheckConstraint(_in("scope", ROLLUP_SCOPES), name="scope"),)
+
+    scope: Mapped[str] = mapped_column(Text, primary_key=True)
+    scope_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    event: Mapped[str] = mapped_column(Text, primary_key=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+    messages: Mapped[int] = mapped_column(BigInteger)
 
 
 class OutcomeEvent(Base):
@@ -432,22 +496,35 @@ class Suppression(Base):
 
 #: How ``webhook_events.error`` starts for an event kept as an orphan (its email never found).
 ORPHAN_PREFIX = "orphan: "
+#: ``webhook_events.occurred_at`` of an event whose payload names no usable time (its default partition).
+UNDATED_EVENT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class WebhookEvent(Base):
-    """A verified webhook delivery, stored raw before it is acknowledged."""
+    """A verified webhook delivery, stored raw before it is acknowledged.
+
+    Partitioned by day of ``occurred_at``, the payload's own ``created_at``: every redelivery of one
+    event carries the same body, so ``(svix_id, occurred_at)`` stores it once.
+    """
 
     __tablename__ = "webhook_events"
     __table_args__ = (
+        UniqueConstraint("svix_id", "occurred_at"),
         Index(
             "ix_webhook_events_unprocessed",
             "received_at",
             postgresql_where=text("processed_at IS NULL"),
         ),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
+    __mapper_args__ = {"primary_key": ["id"]}
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    svix_id: Mapped[str] = mapped_column(Text, unique=True)
+    #: The payload's ``created_at`` (``UNDATED_EVENT`` when it has none): the partition key.
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=text("'1970-01-01 00:00:00+00'")
+    )
+    svix_id: Mapped[str] = mapped_column(Text)
     type: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column()
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -30,7 +30,7 @@ _CLAIM = """
 SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipient,
        coalesce(m.connector_id, CASE WHEN o.scope = 'connector' THEN o.scope_id END),
        coalesce(m.task_id, CASE WHEN o.scope = 'campaign' THEN o.scope_id END),
-       m.idempotency_key, m.request -> 'tags', m.resend_email_id,
+       m.idempotency_key, m.tags, m.resend_email_id,
        o.organization_id, o.scope, o.scope_id, o.rates
 FROM outcome_events o LEFT JOIN email_messages m ON m.id = o.message_id
 WHERE o.published_at IS NULL

@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     #: A paused organization's transactional mail leaves at most this many emails a minute.
     pilot_reputation_paused_transactional_per_minute: int = Field(default=10, ge=1, le=100_000)
 
+    # Retention (shared/partitions): whole partitions are dropped once past these; suppressions never.
+    #: Raw webhook bodies are kept this long after they are applied (an unapplied one is never dropped).
+    pilot_webhook_body_retention_days: int = Field(default=14, ge=1)
+    #: Delivery metrics are kept this many months; their daily per-task and per-connector rollups stay.
+    pilot_metrics_retention_months: int = Field(default=13, ge=1)
+    #: A day of request bodies is dropped this long after it ends (those of rows that may still leave are
+    #: carried into the current day first).
+    pilot_request_body_retention_hours: int = Field(default=24, ge=1)
+
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"
     )

@@ -22,6 +22,7 @@ SWEEP = "pilot.sweep"
 RECONCILE = "pilot.reconcile"
 RECORD_DEAD_LETTER = "pilot.record_dead_letter"
 PUBLISH_OUTCOMES = "pilot.publish_outcomes"
+MAINTAIN_PARTITIONS = "pilot.maintain_partitions"
 
 #: Queues: sends, webhook events and periodic maintenance never wait behind each other, and
 #: transactional sends (with the dispatches that carry every key's queue) never wait behind bulk ones.
@@ -51,6 +52,7 @@ TASK_QUEUES = {
     RECONCILE: MAINTENANCE_QUEUE,
     RECORD_DEAD_LETTER: MAINTENANCE_QUEUE,
     PUBLISH_OUTCOMES: MAINTENANCE_QUEUE,
+    MAINTAIN_PARTITIONS: MAINTENANCE_QUEUE,
 }
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "DISPATCH",
     "EVENTS_QUEUE",
+    "MAINTAIN_PARTITIONS",
     "MAINTENANCE_QUEUE",
     "OUTCOME",
     "PRIORITY_SENDS_QUEUE",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
 from shared.db import transaction
-from shared.models import EmailMessage, Task
+from shared.models import EmailMessage, EmailRequest, Task
 from shared.suppression import suppress
 from tests.fake_resend import FakeResend
 
@@ -92,6 +92,22 @@ def rows(factory: sessionmaker[Session], connector_id: uuid.UUID) -> list[EmailM
     with factory() as session:
         query = select(EmailMessage).where(EmailMessage.connector_id == connector_id)
         return list(session.scalars(query.order_by(EmailMessage.recipient)))
+
+
+def stored_requests(factory: sessionmaker[Session], connector_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The request bodies of the connector's ledger rows, by recipient (``email_requests``)."""
+    with factory() as session:
+        query = (
+            select(EmailRequest.request)
+            .join(EmailMessage, EmailRequest.of_message())
+            .where(EmailMessage.connector_id == connector_id)
+        )
+        return list(session.scalars(query.order_by(EmailMessage.recipient)))
+
+
+def stored_request(session: Session, message_id: uuid.UUID) -> dict[str, Any]:
+    """The request body of one ledger row."""
+    return session.scalars(select(EmailRequest.request).where(EmailRequest.message_id == message_id)).one()
 
 
 def sends(resend: FakeResend) -> list[httpx.Request]:

@@ -14,10 +14,12 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import Engine
 
 from shared.errors import PayloadInvalid
+from shared.models import UNDATED_EVENT
 from webhook_receiver.storage import EventStore, StorageUnavailable
 
 #: Rows per statement; more waiting rows go in the next statement.
@@ -36,6 +38,7 @@ class PendingRow:
     svix_id: str
     event_type: str
     payload: str
+    occurred_at: datetime = UNDATED_EVENT
     event_id: uuid.UUID | None = None
     error: BaseException | None = None
     #: Set instead of an outcome when this row's request is to write the next batch.
@@ -85,12 +88,15 @@ class GroupWriter:
         reset = weakref.WeakMethod(self._reset)
         os.register_at_fork(after_in_child=lambda: (method := reset()) is not None and method())
 
-    def store(self, *, svix_id: str, event_type: str, payload: str) -> uuid.UUID | None:
-        """The new row's id, or ``None`` for a ``svix_id`` stored before; ``payload`` is JSON text.
+    def store(
+        self, *, svix_id: str, event_type: str, payload: str, occurred_at: datetime = UNDATED_EVENT
+    ) -> uuid.UUID | None:
+        """The new row's id, or ``None`` for a ``svix_id`` stored before; ``payload`` is JSON text,
+        ``occurred_at`` its ``created_at``.
 
         Raises :class:`StorageUnavailable` (503) or :class:`PayloadInvalid` (400).
         """
-        row = PendingRow(svix_id, event_type, payload)
+        row = PendingRow(svix_id, event_type, payload, occurred_at)
         with self._lock:
             self._pending.append(row)
             lead = not self._writing
@@ -151,7 +157,7 @@ class GroupWriter:
 def write_batch(store: EventStore, batch: list[PendingRow]) -> None:
     """Store ``batch`` in one statement and resolve every row (never raises)."""
     try:
-        stored = store.insert([(row.svix_id, row.event_type, row.payload) for row in batch])
+        stored = store.insert([(row.svix_id, row.event_type, row.payload, row.occurred_at) for row in batch])
     except PayloadInvalid as exc:
         if len(batch) == 1:
             batch[0].resolve(error=exc)

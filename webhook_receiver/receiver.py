@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from shared.errors import PayloadInvalid, WebhookVerificationError
+from shared.models import UNDATED_EVENT
+from shared.resend_events import parse_time
 from shared.webhook_signature import verify
 from webhook_receiver.dispatch import Dispatcher
 from webhook_receiver.group_writer import GroupWriter
@@ -64,8 +66,11 @@ class WebhookReceiver:
         text, payload = parse_payload(body)
         raw_type = payload.get("type")
         event_type = raw_type if isinstance(raw_type, str) else ""
+        occurred_at = parse_time(payload.get("created_at")) or UNDATED_EVENT
         # The body's own text is stored (PostgreSQL parses it as jsonb): nothing serialized twice.
-        event_id = self.writer.store(svix_id=svix_id, event_type=event_type, payload=text)
+        event_id = self.writer.store(
+            svix_id=svix_id, event_type=event_type, payload=text, occurred_at=occurred_at
+        )
         enqueued = event_id is not None and self._enqueue(event_id, svix_id)
         return Receipt(svix_id, event_id, event_type, enqueued)
 

@@ -1,4 +1,5 @@
-"""Store verified webhooks before acknowledging them: ``webhook_events``, unique on ``svix_id``.
+"""Store verified webhooks before acknowledging them: ``webhook_events``, unique on ``svix_id`` and the
+event's own time (its partition key: every redelivery of an event carries the same time).
 
 The receiver's one write, written for speed: plain SQL on the driver connection, the body's own JSON
 text cast ``::jsonb`` (parsed once, never serialized again), one multi-row ``INSERT … ON CONFLICT DO
@@ -10,6 +11,7 @@ from __future__ import annotations
 import uuid
 import weakref
 from collections.abc import Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -24,8 +26,8 @@ CONNECT_TIMEOUT_S = 5
 #: Milliseconds an INSERT may run before PostgreSQL cancels it (503): the request writing a batch
 #: waits for it with no timeout of its own (the others give up after ``WRITE_TIMEOUT_S``).
 STATEMENT_TIMEOUT_MS = 30_000
-#: One row to store: ``(svix_id, type, payload as JSON text)``.
-Row = tuple[str, str, str]
+#: One row to store: ``(svix_id, type, payload as JSON text, the payload's created_at)``.
+Row = tuple[str, str, str, datetime]
 
 
 class StorageUnavailable(PilotError):
@@ -40,10 +42,10 @@ def autocommit(engine: Engine) -> Engine:
 @cache
 def insert_sql(rows: int) -> str:
     """The INSERT of ``rows`` events (one text per batch size, so psycopg prepares each once)."""
-    values = ", ".join(["(%s, %s, %s::jsonb)"] * rows)
+    values = ", ".join(["(%s, %s, %s::jsonb, %s)"] * rows)
     return (
-        f"INSERT INTO webhook_events (svix_id, type, payload) VALUES {values} "
-        "ON CONFLICT (svix_id) DO NOTHING RETURNING svix_id, id"
+        f"INSERT INTO webhook_events (svix_id, type, payload, occurred_at) VALUES {values} "
+        "ON CONFLICT (svix_id, occurred_at) DO NOTHING RETURNING svix_id, id"
     )
 
 
@@ -71,8 +73,8 @@ class EventStore:
         Raises :class:`StorageUnavailable`, or :class:`PayloadInvalid` for JSON PostgreSQL refuses
         (``\\u0000`` or a lone surrogate in a string: retrying cannot help, so it is a 400).
         """
-        unique = {svix_id: (event_type, payload) for svix_id, event_type, payload in reversed(rows)}
-        params = [value for svix_id, (t, p) in unique.items() for value in (svix_id, t, p)]
+        unique = {svix_id: (kind, payload, at) for svix_id, kind, payload, at in reversed(rows)}
+        params = [value for svix_id, (t, p, at) in unique.items() for value in (svix_id, t, p, at)]
         try:
             cursor = self._cursor().execute(insert_sql(len(unique)), params)
             return {svix_id: event_id for svix_id, event_id in cursor.fetchall()}

@@ -55,6 +55,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "reconcile": {"task": task_names.RECONCILE, "schedule": 300.0},
     # The outbox of outcome events: one indexed read when it is empty.
     "publish-outcomes": {"task": task_names.PUBLISH_OUTCOMES, "schedule": 2.0},
+    # Partitions ahead and retention (shared.partitions); hourly, so a missed run is soon made good.
+    "maintain-partitions": {"task": task_names.MAINTAIN_PARTITIONS, "schedule": 3600.0},
 }
 
 

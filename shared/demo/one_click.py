@@ -14,7 +14,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import EmailMessage, MessageStatus, Suppression
+from shared.models import EmailMessage, EmailRequest, MessageStatus, Suppression
 from shared.unsubscribe.links import LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK
 
 #: Statuses of an email that reached its reader.
@@ -26,7 +26,8 @@ def simulate(
 ) -> dict[str, Any]:
     """Post the one-click of ``readers`` received emails of the task; what the report shows."""
     rows = session.execute(
-        select(EmailMessage.recipient, EmailMessage.request)
+        select(EmailMessage.recipient, EmailRequest.request)
+        .join(EmailRequest, EmailRequest.of_message())
         .where(
             EmailMessage.task_id == task_id,
             EmailMessage.status.in_(_RECEIVED),

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from shared.db import raw_connection
 from shared.models import EmailMessage, MessageStatus, Priority
 from shared.sending import attachments
-from shared.sending.rendering import RenderedMessage
+from shared.sending.rendering import RenderedMessage, caller_tags
 
 #: ``last_error`` is shown to operators; keep it short.
 MAX_ERROR_LENGTH = 500
@@ -84,6 +84,7 @@ def insert_messages(
             "subjects": [message.subject for message in messages],
             "topics": [message.topic for message in messages],
             "requests": [Jsonb(message.request) for message in messages],
+            "tags": [_jsonb_or_none(caller_tags(message.request)) for message in messages],
             "queues": [placement.dispatch_key if ok else None for ok in waiting],
             "statuses": [placement.status if ok else MessageStatus.FAILED for ok in waiting],
             "next": [placement.until if ok else None for ok in waiting],
@@ -101,22 +102,36 @@ def insert_messages(
     )
 
 
+def _jsonb_or_none(value: object) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
 # One statement whatever the number of rows (arrays, not a VALUES list compiled per row count), and
-# no ORM bookkeeping: the rows are read back by id when needed.
+# no ORM bookkeeping: the rows are read back by id when needed. The request bodies of the rows written
+# (not of those whose key existed) go to email_requests.
 _INSERT = """
-INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, topic, request, dispatch_key, status, next_attempt_at, last_error,
-                            priority, scheduled_at, attachment_digests, outcomes_queue)
-SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.topic, v.request,
-       v.queue, CASE WHEN v.scheduled > now() THEN 'scheduled' ELSE v.status END,
-       CASE WHEN v.scheduled > now() THEN v.scheduled ELSE v.next_at END,
-       CASE WHEN v.scheduled > now() THEN NULL ELSE v.error END, %(priority)s,
-       v.scheduled, v.digests::text[], %(outcomes)s
-FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
-            %(topics)s::text[], %(requests)s::jsonb[], %(queues)s::text[], %(statuses)s::text[],
-            %(next)s::timestamptz[], %(errors)s::text[], %(scheduled)s::timestamptz[], %(digests)s::text[])
-    AS v(id, key, recipient, subject, topic, request, queue, status, next_at, error, scheduled, digests)
-ON CONFLICT (idempotency_key) DO NOTHING
+WITH v AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
+                         %(topics)s::text[], %(requests)s::jsonb[], %(tags)s::jsonb[], %(queues)s::text[],
+                         %(statuses)s::text[], %(next)s::timestamptz[], %(errors)s::text[],
+                         %(scheduled)s::timestamptz[], %(digests)s::text[])
+        AS v(id, key, recipient, subject, topic, request, tags, queue, status, next_at, error, scheduled,
+             digests)
+), stored AS (
+    INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
+                                subject, topic, tags, dispatch_key, status, next_attempt_at, last_error,
+                                priority, scheduled_at, attachment_digests, outcomes_queue)
+    SELECT v.id, %(organization)s, %(connector)s, %(task)s, v.key, v.recipient, v.subject, v.topic, v.tags,
+           v.queue, CASE WHEN v.scheduled > now() THEN 'scheduled' ELSE v.status END,
+           CASE WHEN v.scheduled > now() THEN v.scheduled ELSE v.next_at END,
+           CASE WHEN v.scheduled > now() THEN NULL ELSE v.error END, %(priority)s,
+           v.scheduled, v.digests::text[], %(outcomes)s
+    FROM v
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+)
+INSERT INTO email_requests (message_id, request)
+SELECT stored.id, v.request FROM stored JOIN v ON v.id = stored.id
 """
 
 

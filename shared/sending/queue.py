@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from shared.address_hashing import ADDRESS_HASH_SQL
 from shared.models import Priority, ReputationState
+from shared.sending.rendering import caller_tags
 from shared.suppression import RECIPIENT_LOCK_KEY
 from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
 
@@ -124,12 +125,14 @@ _PAUSED = (
 
 _READ = (
     """
-SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient, m.request,
-       m.attempts, m.attempt_key, m.last_error, m.status, GREATEST(m.created_at, m.scheduled_at), c.status,
+SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient,
+       coalesce(r.request, '{}'::jsonb), m.attempts, m.attempt_key, m.last_error, m.status,
+       GREATEST(m.created_at, m.scheduled_at), c.status,
        s.reason, s.created_at,
        m.priority, h.reason, p.reason
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
+LEFT JOIN email_requests r ON r.message_id = m.id
 LEFT JOIN LATERAL (
     SELECT reason, created_at FROM suppression_list s
     WHERE s.organization_id = m.organization_id
@@ -232,14 +235,19 @@ SELECT
 # The row, already in flight under its own key: written only if no suppression of its recipient is
 # active now (a new snapshot, taken after the recipient's lock) and its key is free.
 _START_ALONE = f"""
-INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
-                            subject, topic, request, dispatch_key, status, attempts, attempt_key,
-                            priority, outcomes_queue)
-SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(request)s,
-       %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
-WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING created_at
+WITH stored AS (
+    INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
+                                subject, topic, tags, dispatch_key, status, attempts, attempt_key,
+                                priority, outcomes_queue)
+    SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(tags)s,
+           %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
+    WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, created_at
+), body AS (
+    INSERT INTO email_requests (message_id, request) SELECT id, %(request)s FROM stored
+)
+SELECT created_at FROM stored
 """
 
 _LOCK_TASKS = "SELECT id FROM tasks WHERE id = ANY(%(tasks)s) ORDER BY id FOR NO KEY UPDATE"
@@ -419,6 +427,7 @@ def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datet
         "subject": row.subject,
         "topic": row.topic,
         "request": Jsonb(row.request),
+        "tags": None if (tags := caller_tags(row.request)) is None else Jsonb(tags),
         "key": key,
         "priority": row.priority,
         "outcomes": row.outcomes_queue,

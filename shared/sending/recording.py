@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from shared import audit
 from shared.errors import PayloadInvalid
-from shared.models import EmailMessage
+from shared.models import EmailMessage, EmailRequest
 from shared.sending import ledger
 from shared.sending.connectors import ConnectorView
 from shared.sending.ledger import Placement
@@ -169,10 +169,11 @@ def _taken_keys(
     keyed = {message.id: message for message in messages if message.caller_keyed and message.refusal is None}
     if not keyed:
         return set()
+    # A row whose body retention dropped (final, past its retry window) is taken for the same email.
     stored = session.execute(
-        select(EmailMessage.id, EmailMessage.request, EmailMessage.topic).where(
-            EmailMessage.id.in_(keyed), EmailMessage.connector_id == connector.id
-        )
+        select(EmailMessage.id, EmailRequest.request, EmailMessage.topic)
+        .outerjoin(EmailRequest, EmailRequest.of_message())
+        .where(EmailMessage.id.in_(keyed), EmailMessage.connector_id == connector.id)
     )
     return {
         message_id

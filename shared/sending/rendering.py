@@ -307,3 +307,11 @@ def task_reference(task_ref: str) -> str:
     if not cleaned:
         raise PayloadInvalid("task reference: empty (no task_id and no Celery task id)")
     return cleaned
+
+
+def caller_tags(request: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """The tags of a stored request the caller set (the worker's own left out), or None: what the
+    ledger row keeps for outcome events once the body is dropped."""
+    tags = request.get("tags") or []
+    kept = [tag for tag in tags if isinstance(tag, dict) and tag.get("name") not in RESERVED_TAGS]
+    return kept or None

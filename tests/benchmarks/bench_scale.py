@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from shared import migrations
 from shared.db import make_engine, make_sessionmaker, raw_connection
 from shared.models import Priority
+from shared.partitions import maintenance as partition_maintenance
 from shared.sending import ledger, queue
 from shared.sending.ledger import Placement
 from shared.sending.rendering import RenderedMessage, message_id_for
@@ -58,7 +59,7 @@ FROM generate_series(0, :orgs) AS o;
 # ORGANIZATIONS); 96 % delivered, the rest queued, deferred, sending or failed.
 _MESSAGES = """
 INSERT INTO email_messages (organization_id, connector_id, task_id, idempotency_key, recipient, status,
-    resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority, request)
+    resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority)
 SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        ('00000000-0000-4000-9000-' || lpad(to_hex(o), 12, '0'))::uuid,
        ('00000000-0000-4000-a000-' || lpad(to_hex(CASE WHEN o = 0 AND g < :campaign * 10 / 3
@@ -70,13 +71,19 @@ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        CASE WHEN o = 0 THEN :big_key ELSE lpad(to_hex(o % 9), 20, 'a') END,
        CASE WHEN s.status = 'deferred' THEN now() + make_interval(secs => g % 3600)
             WHEN s.status = 'sending' THEN now() - interval '1 minute' END,
-       CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END,
-       jsonb_build_object('from', 'News <news@example.test>', 'to', jsonb_build_array('reader' || g),
-                          'subject', 'Spring offers', 'html', repeat('<p>Hello</p>', 40))
+       CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END
 FROM generate_series(0, :rows - 1) AS g,
      LATERAL (SELECT CASE WHEN g % 10 < 3 THEN 0 ELSE 1 + g % (:orgs - 1) END AS o) AS org,
      LATERAL (SELECT CASE g % 100 WHEN 0 THEN 'queued' WHEN 1 THEN 'deferred' WHEN 2 THEN 'sending'
                                   WHEN 3 THEN 'failed' ELSE 'delivered' END AS status) AS s
+"""
+# Each row's stored request body, kept apart (email_requests) by the day it was stored.
+_REQUESTS = """
+INSERT INTO email_requests (message_id, stored_at, request)
+SELECT id, created_at,
+       jsonb_build_object('from', 'News <news@example.test>', 'to', jsonb_build_array(recipient),
+                          'subject', 'Spring offers', 'html', repeat('<p>Hello</p>', 40))
+FROM email_messages
 """
 _METRICS = """
 INSERT INTO email_metrics (message_id, task_id, connector_id, event, recipient, status, metadata, occurred_at)
@@ -84,23 +91,26 @@ SELECT id, task_id, connector_id, 'delivered', recipient, 'delivered', '{}'::jso
 FROM email_messages WHERE status = 'delivered'
 """
 _EVENTS = """
-INSERT INTO webhook_events (svix_id, type, payload, processed_at)
+INSERT INTO webhook_events (svix_id, type, payload, processed_at, occurred_at)
 SELECT 'msg_' || g, 'email.delivered',
        jsonb_build_object('type', 'email.delivered', 'data', jsonb_build_object('email_id', 'scale-' || g)),
-       now()
+       now(), now() - make_interval(secs => g % 86400)
 FROM generate_series(0, :rows / 2 - 1) AS g
 """
-TABLES = ("email_messages", "email_metrics", "webhook_events")
+TABLES = ("email_messages", "email_requests", "email_metrics", "webhook_events")
 
 
 def load(url: str, rows: int) -> None:
-    engine = make_engine(load_settings(database_url=url))
+    settings = load_settings(database_url=url)
+    engine = make_engine(settings)
+    # The rows span the last 24 hours: yesterday's partitions, as beat would have made them.
+    partition_maintenance.maintain(engine, settings, now=datetime.now(UTC) - timedelta(days=1))
     with engine.connect() as connection:
         params = {"orgs": ORGANIZATIONS, "rows": rows, "campaign": CAMPAIGN, "big_key": BIG_KEY}
         for statement in _LOAD.split(";"):
             if statement.strip():
                 connection.execute(text(statement), params)
-        for statement in (_MESSAGES, _METRICS, _EVENTS):
+        for statement in (_MESSAGES, _REQUESTS, _METRICS, _EVENTS):
             connection.execute(text(statement), params)
         connection.commit()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
@@ -189,12 +199,31 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
 def bytes_per_email(url: str, rows: int) -> dict[str, float]:
     engine = make_engine(load_settings(database_url=url))
     with engine.connect() as connection:
+        # A partitioned table's size is its partitions' (pg_partition_tree lists nothing for a plain one).
         sizes = {
-            table: connection.execute(text("SELECT pg_total_relation_size(:t)"), {"t": table}).scalar_one()
+            table: connection.execute(
+                text(
+                    "SELECT coalesce(sum(pg_total_relation_size(relid)), pg_total_relation_size(:t))"
+                    " FROM pg_partition_tree(:t)"
+                ),
+                {"t": table},
+            ).scalar_one()
             for table in TABLES
         }
     engine.dispose()
     return {table: size / rows for table, size in sizes.items()}
+
+
+def after_retention(url: str, rows: int) -> dict[str, float]:
+    """Bytes per email once beat's retention has run, as of when every kept body has expired (the
+    webhook bodies' retention after the load); the ledger and metrics stay 13 months."""
+    settings = load_settings(database_url=url)
+    engine = make_engine(settings)
+    later = datetime.now(UTC) + timedelta(days=settings.pilot_webhook_body_retention_days + 2)
+    report = partition_maintenance.maintain(engine, settings, now=later)
+    engine.dispose()
+    print(f"== retention as of {later:%Y-%m-%d}: {len(report.dropped)} partitions dropped")
+    return bytes_per_email(url, rows)
 
 
 def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]:
@@ -207,13 +236,17 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
         print(f"== {rows:,} ledger rows loaded in {time.monotonic() - started:.0f} s")
         figures = hot_statements(url, repeat)
         sizes = bytes_per_email(url, rows)
+        retained = after_retention(url, rows)
     finally:
         drop_database(name)
     for label, ms in figures.items():
         print(f"{label:>52s}: {ms:9.1f} ms")
     for table, per_email in sizes.items():
         print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
-    print(f"{'all three, bytes per email':>52s}: {sum(sizes.values()):9.0f}")
+    print(f"{'all tables, bytes per email':>52s}: {sum(sizes.values()):9.0f}")
+    for table, per_email in retained.items():
+        print(f"{table + ' bytes per email after retention':>52s}: {per_email:9.0f}")
+    print(f"{'all tables, bytes per email after retention':>52s}: {sum(retained.values()):9.0f}")
     return figures, sizes
 
 

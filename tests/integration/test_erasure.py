@@ -17,7 +17,7 @@ from shared.address_hashing import ADDRESS_HASH_SQL, address_hash
 from shared.db import transaction
 from shared.erasure import ErasureReport, erase
 from shared.errors import ErasureBlocked, OrganizationNotFound, PayloadInvalid
-from shared.models import AuditLog, DeadLetter, EmailMessage, Suppression
+from shared.models import AuditLog, DeadLetter, EmailMessage, EmailRequest, Suppression
 from shared.sending import pipeline as sending
 from shared.sending.context import SendContext
 from shared.sending.suppression_check import suppressed_reasons
@@ -27,7 +27,7 @@ from shared.unsubscribe.tokens import UnsubscribeToken
 from shared.unsubscribe.topics import Scope
 from tests.fake_resend import FakeResend
 from tests.query_plans import access_paths, plans_of
-from tests.send_helpers import FakeClock, add_connector, rows, send_payload, sends
+from tests.send_helpers import FakeClock, add_connector, rows, send_payload, sends, stored_request
 from tests.webhook_factories import resend_payload, store_event
 from worker.events.processing import process_event
 
@@ -167,9 +167,14 @@ def test_erase_leaves_no_trace_of_the_address_in_any_table(ctx, factory, clock, 
     organization, connector = add_connector(factory)
     live_in(ctx, factory, connector, person, clock)
     before = tables_holding(factory, person)
-    assert {"email_messages", "email_metrics", "webhook_events", "suppression_list", "dead_letters"} <= set(
-        before
-    )
+    assert {
+        "email_messages",
+        "email_requests",
+        "email_metrics",
+        "webhook_events",
+        "suppression_list",
+        "dead_letters",
+    } <= set(before)
 
     erase_in(factory, organization, person)
 
@@ -185,6 +190,7 @@ def test_erase_reports_what_it_changed_in_each_table(ctx, factory, clock, person
     assert report == ErasureReport(
         address_hash=address_hash(organization, person),
         messages=3,
+        request_bodies=3,
         cancelled=1,
         metrics=3,  # delivered, bounced, unsubscribed
         webhook_events=3,  # the two applied, the one still waiting
@@ -203,7 +209,10 @@ def test_erase_leaves_another_organizations_rows_for_the_same_address(ctx, facto
     live_in(ctx, factory, other_connector, person, clock)
     with factory() as session:
         other_before = session.execute(
-            text("SELECT recipient, request, status FROM email_messages WHERE connector_id = :c ORDER BY id"),
+            text(
+                "SELECT m.recipient, r.request, m.status FROM email_messages m"
+                " LEFT JOIN email_requests r ON r.message_id = m.id WHERE m.connector_id = :c ORDER BY m.id"
+            ),
             {"c": other_connector},
         ).all()
     before = tables_holding(factory, person)
@@ -215,7 +224,10 @@ def test_erase_leaves_another_organizations_rows_for_the_same_address(ctx, facto
     assert all(0 < after[table] <= before[table] for table in after)
     with factory() as session:
         other_after = session.execute(
-            text("SELECT recipient, request, status FROM email_messages WHERE connector_id = :c ORDER BY id"),
+            text(
+                "SELECT m.recipient, r.request, m.status FROM email_messages m"
+                " LEFT JOIN email_requests r ON r.message_id = m.id WHERE m.connector_id = :c ORDER BY m.id"
+            ),
             {"c": other_connector},
         ).all()
     assert other_after == other_before
@@ -261,7 +273,12 @@ def test_erase_cancels_the_persons_emails_that_have_not_left(ctx, factory, clock
 
     erased = [row for row in rows(factory, connector) if row.recipient == address_hash(organization, person)]
     assert sorted(row.status for row in erased) == ["bounced", "cancelled", "sent"]
-    assert all(row.request == {} and row.subject == "" for row in erased)
+    assert all(row.subject == "" for row in erased)
+    with factory() as session:
+        bodies = session.scalars(
+            select(EmailRequest).where(EmailRequest.message_id.in_([r.id for r in erased]))
+        )
+        assert bodies.all() == []
 
 
 def test_erase_keeps_the_other_recipients_emails(ctx, factory, clock, person) -> None:
@@ -271,7 +288,8 @@ def test_erase_keeps_the_other_recipients_emails(ctx, factory, clock, person) ->
     erase_in(factory, organization, person)
 
     [grace] = [row for row in rows(factory, connector) if row.recipient == "grace@example.test"]
-    assert grace.status == "sent" and grace.request["to"] == ["grace@example.test"]
+    with factory() as session:
+        assert grace.status == "sent" and stored_request(session, grace.id)["to"] == ["grace@example.test"]
 
 
 def test_erase_is_audited_by_hash_without_the_address(ctx, factory, clock, person) -> None:

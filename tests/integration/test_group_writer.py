@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select, text
 
 from shared.db import make_engine
 from shared.errors import PayloadInvalid
-from shared.models import WebhookEvent
+from shared.models import UNDATED_EVENT, WebhookEvent
 from shared.settings import load_settings
 from webhook_receiver import group_writer, storage
 from webhook_receiver.group_writer import GroupWriter, PendingRow, write_batch
@@ -32,13 +32,17 @@ def engine(fresh_database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def store_events(engine: Engine, rows: Sequence[Row]) -> dict[str, uuid.UUID]:
-    """:meth:`EventStore.insert` on a connection of its own."""
+def store_events(engine: Engine, rows: Sequence[tuple[str, str, str]]) -> dict[str, uuid.UUID]:
+    """:meth:`EventStore.insert` of undated events on a connection of its own."""
     store = EventStore(engine)
     try:
-        return store.insert(rows)
+        return store.insert([undated(row) for row in rows])
     finally:
         store.close()
+
+
+def undated(row: tuple[str, str, str]) -> Row:
+    return (*row, UNDATED_EVENT)
 
 
 def rows(engine: Engine) -> int:
@@ -139,8 +143,8 @@ class BlockedInserts:
         self.release = threading.Event()
         insert = EventStore.insert
 
-        def recording(store: EventStore, batch: list[tuple[str, str, str]]) -> dict[str, uuid.UUID]:
-            self.batches.append([svix_id for svix_id, _, _ in batch])
+        def recording(store: EventStore, batch: list[Row]) -> dict[str, uuid.UUID]:
+            self.batches.append([row[0] for row in batch])
             if len(self.batches) == 1:
                 self.first_started.set()
                 self.release.wait(10)
@@ -211,7 +215,7 @@ def test_event_store_statement_stuck_past_its_timeout_is_storage_unavailable(
             text("INSERT INTO webhook_events (svix_id, type, payload) VALUES ('msg_a', 't', '{}'::jsonb)")
         )
         with pytest.raises(StorageUnavailable) as raised:
-            store.insert([("msg_a", "t", PAYLOAD)])
+            store.insert([undated(("msg_a", "t", PAYLOAD))])
         other.execute(text("ROLLBACK"))
     assert isinstance(raised.value.__cause__, psycopg.errors.QueryCanceled)
     assert rows(engine) == 0

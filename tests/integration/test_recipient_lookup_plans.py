@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db import raw_connection
@@ -58,6 +58,20 @@ def stored_message(session: Session, volume: LoadedLedger, task: int) -> EmailMe
     ).one()
 
 
+def partitions_folded(session: Session, paths: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """``paths`` with each partition (and its index) named by its partitioned table (and index), and
+    empty partitions, which the planner may scan for nothing, left out."""
+    parent = text("SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = to_regclass(:name)")
+    folded = set()
+    for table, how in paths:
+        table_parent = session.execute(parent, {"name": table}).scalar()
+        if table_parent is None:
+            folded.add((table, how))
+        elif session.execute(text(f"SELECT EXISTS (SELECT FROM {table})")).scalar():
+            folded.add((table_parent, session.execute(parent, {"name": how}).scalar() or how))
+    return folded
+
+
 def test_delivery_history_reads_the_recipient_through_the_organization_recipient_index(
     session: Session, volume: LoadedLedger
 ) -> None:
@@ -65,7 +79,7 @@ def test_delivery_history_reads_the_recipient_through_the_organization_recipient
 
     [plan] = plans_of(session, lambda: delivery_history(session, message), matching=BY_RECIPIENT)
 
-    assert access_paths(plan) == {
+    assert partitions_folded(session, access_paths(plan)) == {
         ("email_messages", "ix_email_messages_organization_id_lower_recipient"),
         ("email_metrics", "ix_email_metrics_message_id"),
     }

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import connector_store as store
 from shared import resend_client
-from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, Task
+from shared.models import AuditLog, Connector, ConnectorUsage, EmailMessage, EmailRequest, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter, api_key_hash
 from shared.sending import pipeline, queue
 from shared.sending.dispatch import ORPHANED_AFTER_S
@@ -31,6 +31,7 @@ from tests.send_helpers import (
     rows,
     send_payload,
     sends,
+    stored_requests,
 )
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def test_send_email_sends_the_stored_request_with_the_row_key(ctx, resend, facto
     assert resend.last.url.path == "/emails"
     assert resend.last.headers["Idempotency-Key"] == row.idempotency_key
     body = resend.last_json()
-    assert body == row.request
+    assert [body] == stored_requests(factory, connector_id)
     assert body["headers"] == {"X-Task-ID": "t1"}
     assert {"name": "message_id", "value": str(row.id)} in body["tags"]
 
@@ -200,7 +201,8 @@ def test_an_email_that_must_go_alone_is_sent_alone(ctx, resend, factory, connect
         for row in session.scalars(select(EmailMessage).where(EmailMessage.connector_id == connector_id)):
             row.status, row.attempt_key, row.attempts = "queued", None, 0
             if row.recipient == "a@example.test":
-                row.request = {**row.request, "attachments": [{"filename": "a.txt", "content": "YQ=="}]}
+                body = session.scalars(select(EmailRequest).where(EmailRequest.message_id == row.id)).one()
+                body.request = {**body.request, "attachments": [{"filename": "a.txt", "content": "YQ=="}]}
 
     pipeline.dispatch(ctx, key_hash)
 
@@ -796,7 +798,7 @@ def test_send_batch_sends_the_stored_requests_without_validating_them_again(
 
     assert outcome.counts() == {"sent": 3}
     assert validated == []
-    stored = [row.request for row in rows(factory, connector_id)]  # by recipient
+    stored = stored_requests(factory, connector_id)  # by recipient
     assert sorted(bodies(sends(resend)[0]), key=lambda body: body["to"]) == stored
 
 

@@ -109,7 +109,6 @@ def sent_email(factory: sessionmaker[Session], keys: str, *, topic: str | None =
             recipient=email,
             subject="Spring news",
             topic=topic,
-            request={},
             status="delivered",
         )
         session.add(message)

@@ -18,7 +18,7 @@ from shared.sending import pipeline
 from shared.sending.context import SendContext
 from shared.suppression import suppress
 from tests.fake_resend import error_body
-from tests.send_helpers import add_connector, email, rows, send_payload, sends
+from tests.send_helpers import add_connector, email, rows, send_payload, sends, stored_requests
 from tests.unsubscribe_helpers import PUBLIC_URL, make_links
 
 pytestmark = pytest.mark.integration
@@ -171,10 +171,10 @@ def test_a_redelivered_task_renders_the_same_stored_request(linked, factory, ids
     )
 
     pipeline.send_batch(linked, payload, task_ref="celery-1")
-    [stored] = rows(factory, connector_id)
+    stored = stored_requests(factory, connector_id)
     again = pipeline.send_batch(linked, payload, task_ref="celery-1")
 
-    assert [row.request for row in rows(factory, connector_id)] == [stored.request]
+    assert stored_requests(factory, connector_id) == stored
     assert again.results[0].status == "sent"
 
 

@@ -14,6 +14,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 
 from shared.errors import ConfigError
-from shared.models import WebhookEvent
+from shared.models import UNDATED_EVENT, WebhookEvent
 from shared.settings import Settings, load_settings
 from tests.conftest import REDIS_URL
 from tests.webhook_factories import VECTOR_SECRET, resend_body
@@ -262,6 +263,29 @@ def test_webhook_repeat_delivery_is_200_and_stores_nothing(
     assert (response.status_code, response.json["status"]) == (200, "duplicate")
     assert stored(engine, request.headers["svix-id"]) == 1
     assert len(dispatcher.enqueued) == 1
+
+
+def occurred_at(engine: Engine, svix_id: str) -> datetime:
+    with engine.connect() as connection:
+        return connection.execute(
+            select(WebhookEvent.occurred_at).where(WebhookEvent.svix_id == svix_id)
+        ).scalar_one()
+
+
+def test_webhook_event_is_filed_under_its_payloads_created_at(client: FlaskClient, engine: Engine) -> None:
+    request = signed(resend_body("delivered", "e-1", created_at=datetime(2026, 12, 1, 8, 30, tzinfo=UTC)))
+
+    post(client, request)
+
+    assert occurred_at(engine, request.headers["svix-id"]) == datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+
+
+def test_webhook_event_without_a_created_at_is_filed_as_undated(client: FlaskClient, engine: Engine) -> None:
+    request = signed(b'{"type":"email.delivered","data":{"email_id":"e-2"}}')
+
+    post(client, request)
+
+    assert occurred_at(engine, request.headers["svix-id"]) == UNDATED_EVENT
 
 
 #: Test vector V2: a Resend-shaped body, byte for byte.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from celery import Task, shared_task
@@ -9,6 +10,7 @@ from celery import Task, shared_task
 from shared import task_names
 from shared.db import make_sessionmaker
 from shared.outcome_publisher import publish_pending
+from shared.partitions import maintenance as partition_maintenance
 from shared.task_producer import publish_event_processing
 from worker.beat import maintenance, status_checks
 from worker.context import context
@@ -62,6 +64,14 @@ def reconcile(self: Task) -> dict[str, int]:
 def publish_outcomes(self: Task) -> int:
     """Publish the outcome events waiting in the outbox to the queues their senders named."""
     return publish_pending(make_sessionmaker(context(self.app).engine), self.app)
+
+
+@shared_task(bind=True, name=task_names.MAINTAIN_PARTITIONS)
+def maintain_partitions(self: Task) -> dict[str, list[str]]:
+    """Create the partitions ahead and drop those past retention (rolled up first)."""
+    ctx = context(self.app)
+    report = partition_maintenance.maintain(ctx.engine, ctx.settings, now=ctx.clock())
+    return dataclasses.asdict(report)
 
 
 @shared_task(bind=True, name=task_names.CHECK_CONNECTOR_STATUS)

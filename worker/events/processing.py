@@ -331,7 +331,7 @@ def _insert_metric(
         "occurred_at": parsed.created_at or event.received_at,
     }
     statement = insert(EmailMetric).values(values)
-    session.execute(statement.on_conflict_do_nothing(index_elements=["webhook_event_id"]))
+    session.execute(statement.on_conflict_do_nothing(index_elements=["webhook_event_id", "occurred_at"]))
 
 
 def metric_metadata(event: WebhookEvent, parsed: TrackingEvent) -> dict[str, Any]:

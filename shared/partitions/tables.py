@@ -1,0 +1,125 @@
+"""Which tables are partitioned by time, at what grain, and when a partition may go.
+
+``email_metrics`` by month of ``occurred_at`` (13 months kept: 14 partitions, so a lookup by task or
+message probes few); ``webhook_events`` by day of ``occurred_at`` (14 days after they are applied);
+``email_requests`` by day of ``stored_at`` (24 hours after the day, open rows' bodies carried on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, text
+
+from shared.models import OPEN_STATUSES
+from shared.partitions.periods import Grain, months_before
+from shared.partitions.rollups import roll_up_metrics
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition: its name and the period it holds, ``[start, end)``."""
+
+    name: str
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class PartitionedTable:
+    """A table partitioned by range of ``column``, one partition per ``grain``, ``ahead`` periods
+    created beyond the current one. A partition whose end is at or before ``cutoff`` may go, once
+    ``droppable`` agrees (when given); ``before_drop`` runs in the dropping transaction (given the
+    time of the run)."""
+
+    name: str
+    column: str
+    grain: Grain
+    ahead: int
+    cutoff: Callable[[Settings, datetime], datetime]
+    droppable: Callable[[Connection, Partition, Settings, datetime], bool] | None = None
+    before_drop: Callable[[Connection, Partition, datetime], None] | None = None
+
+    @property
+    def default_partition(self) -> str:
+        """The catch-all partition: rows outside every period (undated, late, or far ahead)."""
+        return f"{self.name}_default"
+
+    def partition(self, start: datetime) -> Partition:
+        """The partition of the period starting at ``start``."""
+        return Partition(f"{self.name}_p{self.grain.suffix(start)}", start, self.grain.after(start))
+
+    def partition_name(self, start: datetime) -> str:
+        """The name of the partition of the period starting at ``start``."""
+        return self.partition(start).name
+
+    def start_of_partition(self, name: str) -> datetime | None:
+        """The start of the period partition ``name`` holds; ``None`` for a name not ours."""
+        prefix = f"{self.name}_p"
+        return self.grain.parse(name.removeprefix(prefix)) if name.startswith(prefix) else None
+
+
+def _events_applied_long_ago(
+    connection: Connection, partition: Partition, settings: Settings, now: datetime
+) -> bool:
+    # An event not applied yet (waiting or failing) keeps its partition, however old; asked apart from
+    # the recent ones so that the partial index of unprocessed events answers it.
+    unapplied = text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE processed_at IS NULL)")
+    if connection.execute(unapplied).scalar():
+        return False
+    kept_since = now - timedelta(days=settings.pilot_webhook_body_retention_days)
+    return not connection.execute(
+        text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE processed_at > :since)"),
+        {"since": kept_since},
+    ).scalar()
+
+
+#: The bodies of a partition whose row may still leave (scheduled, queued, deferred, or sending: its
+#: outcome unknown, within its retry window), found from the open rows: few, and one select per
+#: status so that each is answered by that status's index.
+_CARRY_OPEN_BODIES = """
+INSERT INTO email_requests (message_id, stored_at, request)
+SELECT r.message_id, :now, r.request FROM {partition} r
+WHERE r.message_id IN ({open_rows})
+"""
+_OPEN_ROWS = " UNION ALL ".join(
+    f"SELECT id FROM email_messages WHERE status = '{status.value}'" for status in sorted(OPEN_STATUSES)
+)
+
+
+def carry_open_bodies(connection: Connection, partition: Partition, now: datetime) -> None:
+    """Copy the bodies in ``partition`` that an open row still needs into the partition of ``now``
+    (the old copies go with the partition in the same transaction: one body per row is ever seen)."""
+    statement = text(_CARRY_OPEN_BODIES.format(partition=partition.name, open_rows=_OPEN_ROWS))
+    connection.execute(statement, {"now": now})
+
+
+WEBHOOK_EVENTS = PartitionedTable(
+    name="webhook_events",
+    column="occurred_at",
+    grain=Grain.DAY,
+    ahead=3,
+    cutoff=lambda settings, now: now - timedelta(days=settings.pilot_webhook_body_retention_days),
+    droppable=_events_applied_long_ago,
+)
+EMAIL_METRICS = PartitionedTable(
+    name="email_metrics",
+    column="occurred_at",
+    grain=Grain.MONTH,
+    ahead=1,
+    cutoff=lambda settings, now: months_before(now, settings.pilot_metrics_retention_months),
+    before_drop=roll_up_metrics,
+)
+EMAIL_REQUESTS = PartitionedTable(
+    name="email_requests",
+    column="stored_at",
+    grain=Grain.DAY,
+    ahead=3,
+    cutoff=lambda settings, now: now - timedelta(hours=settings.pilot_request_body_retention_hours),
+    before_drop=carry_open_bodies,
+)
+#: Every partitioned table, in the order maintenance visits them.
+TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS)
