@@ -60,8 +60,8 @@ BEGIN
 END $$;
 """
 
-# Fired (deferred) by every changed row at commit: the first firing adds everything noted, the others
-# find nothing. Tasks are locked in id order first, and the new statement then reads their counts.
+# Fired (deferred) at commit by every row of a task whose status changed: the first firing adds
+# everything noted, the others find nothing. Tasks are locked in id order first, and the new statement then reads their counts.
 _APPLY = """
 CREATE FUNCTION pilot_task_sends_apply() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -105,10 +105,20 @@ CREATE TRIGGER email_messages_task_sends_update AFTER UPDATE ON email_messages
     FOR EACH STATEMENT EXECUTE FUNCTION pilot_task_sends_note();
 CREATE TRIGGER email_messages_task_sends_delete AFTER DELETE ON email_messages
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION pilot_task_sends_note();
-CREATE CONSTRAINT TRIGGER email_messages_task_sends_apply
-    AFTER INSERT OR UPDATE OF status, task_id OR DELETE ON email_messages
-    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pilot_task_sends_apply();
+CREATE CONSTRAINT TRIGGER email_messages_task_sends_apply_insert AFTER INSERT ON email_messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.task_id IS NOT NULL)
+    EXECUTE FUNCTION pilot_task_sends_apply();
+CREATE CONSTRAINT TRIGGER email_messages_task_sends_apply_update AFTER UPDATE OF status, task_id ON email_messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.status IS DISTINCT FROM NEW.status OR OLD.task_id IS DISTINCT FROM NEW.task_id)
+          AND (OLD.task_id IS NOT NULL OR NEW.task_id IS NOT NULL))
+    EXECUTE FUNCTION pilot_task_sends_apply();
+CREATE CONSTRAINT TRIGGER email_messages_task_sends_apply_delete AFTER DELETE ON email_messages
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.task_id IS NOT NULL)
+    EXECUTE FUNCTION pilot_task_sends_apply();
 """
+#: The deferred triggers that add the noted changes (``SET CONSTRAINTS ... IMMEDIATE`` adds them now).
+APPLY_TRIGGERS = ("apply_insert", "apply_update", "apply_delete")
 
 # Bit i of a mark: the i-th kind (the order of shared.counters.delivery.MARKS).
 _KINDS = {
@@ -230,7 +240,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("apply", "delete", "update", "insert"):
+    for name in (*APPLY_TRIGGERS, "delete", "update", "insert"):
         op.execute(f"DROP TRIGGER email_messages_task_sends_{name} ON email_messages")
     op.execute("DROP FUNCTION pilot_task_sends_apply()")
     op.execute("DROP FUNCTION pilot_task_sends_note()")

@@ -190,7 +190,7 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
 
 def apply_task_counts(session: Session) -> None:
     """Add the transaction's ledger changes to its tasks now, as its commit would."""
-    session.execute(text("SET CONSTRAINTS email_messages_task_sends_apply IMMEDIATE"))
+    session.execute(text("SET CONSTRAINTS email_messages_task_sends_apply_insert IMMEDIATE"))
 
 
 def campaign_events(url: str, repeat: int) -> dict[str, float]:
