@@ -46,6 +46,10 @@ class ConnectorNotFound(NotFound):
     """Raised when a connector id is unknown."""
 
 
+class TaskNotFound(NotFound):
+    """Raised when a task id is unknown."""
+
+
 class AlreadyExists(PilotError):
     """Raised when a name that must be unique is taken (a connector's name in its organization)."""
 

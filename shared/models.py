@@ -2,9 +2,10 @@
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger) and email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
-dead_letters, email_attachments, metric_rollups, and the reputation guard's reputation_marks,
-reputation_counts, reputation_states and reputation_policies. email_requests, email_metrics and
-webhook_events are partitioned by time (shared.partitions).
+dead_letters, email_attachments, metric_rollups, delivery_marks (what each row counted in its task's
+figures), and the reputation guard's reputation_marks, reputation_counts, reputation_states and
+reputation_policies. email_requests, email_metrics and webhook_events are partitioned by time
+(shared.partitions).
 """
 
 from __future__ import annotations
@@ -605,6 +606,18 @@ class DeadLetter(Base):
     #: When the worker refused it; ``recorded_at`` is when the row was written.
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     recorded_at: Mapped[datetime] = _created_at()
+
+
+class DeliveryMark(Base):
+    """Which kinds of delivery event one ledger row has counted in its task's figures (bit i: the
+    i-th of :data:`shared.counters.delivery.MARKS`), so each is counted once per row."""
+
+    __tablename__ = "delivery_marks"
+
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    kinds: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class ReputationMark(Base):

@@ -23,6 +23,7 @@ from shared.cli.output import printable, printable_lines
 from shared.cli.reputation import reputation
 from shared.cli.schema import schema
 from shared.cli.suppressions import suppression
+from shared.cli.tasks import tasks
 from shared.errors import PilotError
 from shared.logs import configure_cli_logging
 
@@ -56,6 +57,7 @@ cli.add_command(reputation)
 cli.add_command(cancel_command)
 cli.add_command(schema)
 cli.add_command(erase_command)
+cli.add_command(tasks)
 
 
 def main() -> None:

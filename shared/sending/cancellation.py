@@ -17,7 +17,6 @@ from shared.errors import PayloadInvalid
 from shared.models import CANCELLABLE_STATUSES, MessageStatus
 from shared.sending.outcomes import ACCEPTED_STATUSES
 from shared.sending.payloads import CancelPayload
-from shared.sending.queue import refresh_task_counts
 
 #: Rows one cancel may name (a task's whole campaign included).
 MAX_ROWS = 100_000
@@ -156,9 +155,6 @@ def cancel(conn: psycopg.Connection[Any], selection: Selection, *, actor: str) -
             "ORDER BY m.created_at, m.id LIMIT %(limit)s",
             params,
         ).fetchall()
-        tasks = sorted({task for _, _, _, task in rows if task is not None})
-        if cancelled and tasks:
-            refresh_task_counts(conn, tasks)
     return CancelOutcome(
         [_answer(row_id, recipient, status, row_id in cancelled) for row_id, recipient, status, _ in rows]
     )

@@ -95,15 +95,12 @@ class _Plan:
     moved: dict[str | None, list[uuid.UUID]] = field(default_factory=lambda: defaultdict(list))
     #: Seconds until rows made to wait here are due (each short one gets a scheduled dispatch).
     waits: list[float] = field(default_factory=list)
-    tasks: set[uuid.UUID] = field(default_factory=set)
     #: Nothing to send now, but a unit is in flight (and its dispatcher may be gone).
     idle: bool = False
 
     def decide(self, row: QueuedRow, change: RowChange, *, reason: str | None = None) -> None:
         """Give ``row`` its new state, and its answer."""
         self.changes.append(change)
-        if row.task_id is not None:
-            self.tasks.add(row.task_id)
         self.results[row.id] = RecipientResult.answer(
             row.recipient,
             change.status,
@@ -217,7 +214,6 @@ class Dispatcher:
                 return Alone(token_held=True)
             plan = _Plan(key, now, unit=row.idempotency_key, api_key=view.api_key, open_ids={row.id})
             plan.members = [_in_flight(row, now, found.connector_status or "")]
-            plan.tasks = {row.task_id} if row.task_id is not None else set()
             self._send(conn, plan)
         self._count(plan)
         return Alone(plan.results[row.id])
@@ -259,8 +255,6 @@ class Dispatcher:
             queue.write_attempt(conn, plan.changes, unit=plan.unit)
             for new_key, ids in plan.moved.items():
                 queue.rekey(conn, ids, new_key)
-            if not plan.members:
-                queue.refresh_task_counts(conn, list(plan.tasks))
         return plan
 
     def _plan_new(
@@ -514,9 +508,6 @@ class Dispatcher:
         for priority, seconds in latencies.items():
             self.ctx.metrics.observe_sent(priority, seconds)
         queue.record_answer(conn, answers, at=at, usage=dict(emails))
-        if plan.tasks:
-            with conn.transaction():
-                queue.refresh_task_counts(conn, list(plan.tasks))
         for item in answers:
             row = self._row(plan, item.id)
             plan.results[row.id] = RecipientResult.answer(

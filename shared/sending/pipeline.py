@@ -293,8 +293,6 @@ def _write(
         # Rows made to wait are answered now if their recipient is suppressed (as a dispatch would),
         # not hours later; the dispatch checks the others again when their time comes.
         suppressed = _answer_suppressed(session, view, prepared.messages)
-    if payload.task_id is not None:
-        queue.refresh_task_counts(raw_connection(session), [payload.task_id])
     refused_rows = prepared.refused - len(prepared.answered)
     waiting = len(prepared.ids) - refused_rows - suppressed if placement.until is not None else 0
     ctx.metrics.count_results(
@@ -399,8 +397,6 @@ def prepare(
     prepared = prepare_rows(session, payload, view, task_ref=task_ref, placement=placement, links=links)
     if prepared.answered:
         raise PayloadInvalid("; ".join(str(result.reason) for result in prepared.answered))
-    if payload.task_id is not None:
-        queue.refresh_task_counts(raw_connection(session), [payload.task_id])
     return view.id, prepared.ids
 
 

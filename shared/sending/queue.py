@@ -250,22 +250,6 @@ WITH stored AS (
 SELECT created_at FROM stored
 """
 
-_LOCK_TASKS = "SELECT id FROM tasks WHERE id = ANY(%(tasks)s) ORDER BY id FOR NO KEY UPDATE"
-
-#: A new statement after the locks: its snapshot sees every commit made before them, so the last
-#: writer always writes the full count. ``||`` keeps the other keys (``delivery`` is webhook processing's).
-RECOUNT = """
-WITH counted AS (
-    SELECT task_id, status, count(*) AS n FROM email_messages WHERE task_id = ANY(%(tasks)s)
-    GROUP BY task_id, status
-), sends AS (
-    SELECT task_id, jsonb_object_agg(status, n) || jsonb_build_object('total', sum(n)) AS sends
-    FROM counted GROUP BY task_id
-)
-UPDATE tasks AS t SET execution_result = t.execution_result || jsonb_build_object('sends', sends.sends)
-FROM sends WHERE t.id = sends.task_id
-"""
-
 _PARKED_AHEAD = """
 SELECT count(*) FROM email_messages
 WHERE connector_id = %(connector)s AND status = 'deferred' AND next_attempt_at > %(now)s
@@ -540,18 +524,6 @@ def record_answer(
 def unlock_all(conn: psycopg.Connection[Any]) -> None:
     """Release every advisory lock the connection holds (recipients', units')."""
     conn.execute("SELECT pg_advisory_unlock_all()")
-
-
-def refresh_task_counts(conn: psycopg.Connection[Any], task_ids: Sequence[uuid.UUID]) -> None:
-    """Recount the tasks' ledger rows by status into ``execution_result["sends"]`` (in the caller's
-    transaction). ``FOR NO KEY UPDATE``: the key-share locks that inserting a task's rows takes on the
-    task (their foreign key) do not conflict with it, so parallel senders of one campaign never
-    deadlock; two recounts still take turns."""
-    if not task_ids:
-        return
-    tasks = sorted(set(task_ids))
-    conn.execute(_LOCK_TASKS, {"tasks": tasks})
-    conn.execute(RECOUNT, {"tasks": tasks})
 
 
 def parked_ahead(

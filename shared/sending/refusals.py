@@ -18,9 +18,9 @@ from sqlalchemy import select
 from marketing_pilot_client.payloads import OutcomesOptIn
 from shared import audit
 from shared.addresses import bare_address, mailbox_key
-from shared.db import make_sessionmaker, raw_connection, transaction
+from shared.db import make_sessionmaker, transaction
 from shared.models import Connector, Task
-from shared.sending import ledger, queue
+from shared.sending import ledger
 from shared.sending.context import SendContext
 from shared.sending.ledger import Placement
 from shared.sending.outcomes import RecipientResult, ResultStatus, SendOutcome
@@ -75,8 +75,6 @@ def _record_invalid(ctx: SendContext, kwargs: Any, reason: str, *, task_ref: str
             placement=Placement(None),
             outcomes_queue=_outcomes_queue(data.get("outcomes_queue")),
         )
-        if task_id is not None:
-            queue.refresh_task_counts(raw_connection(session), [task_id])
         rows = ledger.load_messages(session, [message.id for message in messages], connector_id=connector.id)
         return SendOutcome([RecipientResult.of(row) for row in rows])
 

@@ -20,10 +20,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.address_hashing import address_hash
+from shared.counters import delivery
 from shared.models import Organization, Suppression, SuppressionReason
 from shared.resend_events import EventType
 from shared.suppression import lock_recipient_for_suppression
-from shared.unsubscribe.metrics import store_task_figures
 from shared.unsubscribe.tokens import ResubscribeToken, UnsubscribeToken
 from shared.unsubscribe.topics import EVERYTHING, Scope, entry_topic
 
@@ -128,7 +128,7 @@ WHERE NOT EXISTS (
     WHERE e.event = :event AND e.recipient = :email AND e.metadata->>'message_id' = :message_text
         AND e.metadata->>'topic' = :topic
 )
-RETURNING task_id
+RETURNING message_id, task_id
 """
 )
 
@@ -142,7 +142,7 @@ def _record_metric(
     now: datetime,
 ) -> None:
     """One ``email_metrics`` row per email and entry topic (a repeat adds none), linked to the ledger
-    row while it exists; then the task's unsubscribe figures."""
+    row while it exists, counted in its task's figures."""
     metadata = {
         "message_id": str(token.message_id),
         "topic": topic,
@@ -150,7 +150,7 @@ def _record_metric(
         "scope": scope.value,
         "source": source.value,
     }
-    task_id = session.execute(
+    written = session.execute(
         _INSERT_METRIC,
         {
             "event": EventType.UNSUBSCRIBED.value,
@@ -162,9 +162,12 @@ def _record_metric(
             "org": token.organization_id,
             "topic": topic,
         },
-    ).scalar()
-    if task_id is not None:
-        store_task_figures(session, task_id)
+    ).first()
+    if written is not None and written.task_id is not None:
+        row = delivery.MetricRow(
+            written.message_id, written.task_id, EventType.UNSUBSCRIBED.value, email_topic=token.topic or ""
+        )
+        delivery.apply(session, delivery.Figures([row]))
 
 
 __all__ = [

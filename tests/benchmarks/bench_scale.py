@@ -27,8 +27,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from shared import migrations
-from shared.db import make_engine, make_sessionmaker, raw_connection
-from shared.models import Priority
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.models import Priority, WebhookEvent
 from shared.partitions import maintenance as partition_maintenance
 from shared.sending import ledger, queue
 from shared.sending.ledger import Placement
@@ -36,6 +36,7 @@ from shared.sending.rendering import RenderedMessage, message_id_for
 from shared.settings import load_settings
 from shared.webhook_events import event_counts
 from tests.conftest import create_database, drop_database
+from worker.events.processing import process_event, process_events
 
 ORGANIZATIONS = 1000
 CAMPAIGN = 100_000
@@ -166,7 +167,7 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
                     task_id=task_id,
                     placement=Placement(BIG_KEY, priority=Priority.BULK),
                 )
-                queue.refresh_task_counts(raw_connection(session), [task_id])
+                apply_task_counts(session)
                 session.rollback()
 
         return run
@@ -190,8 +191,51 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
         "parked_ahead (big connector)": timed(repeat, parked_ahead),
         "recent_usage (budget rebuild, big connector)": timed(repeat, recent_usage),
         "pilot status (ledger by status and class, events)": timed(repeat, status),
+        **campaign_events(url, repeat),
     }
     raw.close()
+    engine.dispose()
+    return figures
+
+
+def apply_task_counts(session: Session) -> None:
+    """Add the transaction's ledger changes to its tasks now, as its commit would."""
+    session.execute(text("SET CONSTRAINTS email_messages_task_sends_apply_insert IMMEDIATE"))
+
+
+def campaign_events(url: str, repeat: int) -> dict[str, float]:
+    """One webhook event, and a batch of 100, of the 100k campaign's delivered emails (committed)."""
+    engine = make_engine(load_settings(database_url=url))
+    factory = make_sessionmaker(engine)
+    # Campaign rows are g with g % 10 < 3 below CAMPAIGN * 10 / 3; g % 100 >= 4 were delivered.
+    delivered = (g for g in range(CAMPAIGN * 10 // 3) if g % 10 < 3 and g % 100 >= 4)
+    runs = repeat + 1
+
+    def stored(count: int) -> list[uuid.UUID]:
+        payloads = [
+            {
+                "type": "email.opened",
+                "created_at": "2026-11-01T12:00:00.000Z",
+                "data": {"email_id": f"scale-{next(delivered)}", "to": ["reader@example.test"]},
+            }
+            for _ in range(count)
+        ]
+        with transaction(factory) as session:
+            events = [
+                WebhookEvent(svix_id=f"bench_{uuid.uuid4().hex}", type="email.opened", payload=payload)
+                for payload in payloads
+            ]
+            session.add_all(events)
+            session.flush()
+            return [event.id for event in events]
+
+    singles, batches = iter(stored(runs)), iter([stored(100) for _ in range(runs)])
+    figures = {
+        "one event of the 100k campaign": timed(repeat, lambda: process_event(factory, next(singles))),
+        "a batch of 100 events of the 100k campaign": timed(
+            repeat, lambda: process_events(factory, next(batches))
+        ),
+    }
     engine.dispose()
     return figures
 

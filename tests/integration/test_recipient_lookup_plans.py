@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, select, text, update
 from sqlalchemy.orm import Session
 
+from shared.counters import recount
 from shared.db import raw_connection
 from shared.models import EmailMessage
 from shared.resend_events import EventType, TrackingEvent
-from shared.sending import queue
 from shared.sending.cancellation import Selection, cancel
 from tests.ledger_volume import LoadedLedger, load_ledger
 from tests.query_plans import access_paths, plans_of
@@ -106,13 +106,15 @@ def test_find_message_by_tags_reads_the_recipient_through_the_task_recipient_ind
     assert access_paths(plan) == {("email_messages", "ix_email_messages_task_id_lower_recipient")}
 
 
-def test_refresh_task_counts_reads_the_task_through_the_task_recipient_index(
+def test_task_recount_reads_the_task_through_the_task_recipient_index(
     session: Session, volume: LoadedLedger
 ) -> None:
     task_id = volume.task_ids[2]
     raw = raw_connection(session)
 
-    [[explained]] = raw.execute("EXPLAIN (FORMAT JSON) " + queue.RECOUNT, {"tasks": [task_id]}).fetchone()
+    [[explained]] = raw.execute(
+        "EXPLAIN (FORMAT JSON) " + recount.RECOUNT_SENDS, {"task": task_id}
+    ).fetchone()
 
     paths = access_paths(explained["Plan"])
     assert ("email_messages", "ix_email_messages_task_id_lower_recipient") in paths

@@ -1,9 +1,9 @@
-"""Apply a stored webhook event: one metric row, the message status, suppression, task metrics, reputation.
+"""Apply a stored webhook event: one metric row, the message status, suppression, task figures, reputation.
 
-:func:`apply_event` is idempotent (one metric row per event, everything else recomputed from all of
-``email_metrics``) and locks message before task everywhere. :func:`process_events` applies a batch in
-one transaction; if that fails, :func:`process_event` takes each id alone. See docs/architecture.md,
-"Webhooks".
+:func:`apply_event` is idempotent (one metric row per event; the status recomputed from all of them;
+task figures and reputation counts add what the row adds, once) and locks message before task
+everywhere. :func:`process_events` applies a batch in one transaction; if that fails,
+:func:`process_event` takes each id alone. See docs/architecture.md, "Webhooks".
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.address_hashing import anonymised_event, is_hashed
 from shared.addresses import mailbox_key
+from shared.counters import delivery
 from shared.db import transaction
 from shared.errors import PilotError
 from shared.models import OPEN_STATUSES, ORPHAN_PREFIX, EmailMessage, EmailMetric, WebhookEvent
@@ -28,7 +29,6 @@ from shared.reputation import counting, guard
 from shared.reputation.guard import Evaluation
 from shared.resend_events import EventType, TrackingEvent, parse_event
 from shared.settings import Settings, get_settings
-from worker.events import task_metrics
 from worker.events.bounce_policy import SoftBouncePolicy
 from worker.events.lattice import EVENT_STATUS, status_from_events
 from worker.events.suppression import apply_suppression
@@ -90,7 +90,7 @@ def process_events(
     now = now or datetime.now(UTC)
     policy = policy or SoftBouncePolicy()
     result = BatchOutcome()
-    tasks: set[uuid.UUID] = set()
+    figures = delivery.Figures()
     deltas = counting.Deltas()
     with transaction(session_factory) as session, session.no_autoflush:
         events = _locked_events(session, event_ids)
@@ -105,7 +105,7 @@ def process_events(
                 now=now,
                 policy=policy,
                 orphan_after=orphan_after,
-                tasks=tasks,
+                figures=figures,
                 deltas=deltas,
             )
             if outcome is None:
@@ -113,8 +113,7 @@ def process_events(
             else:
                 result.outcomes[event.id] = outcome
         session.flush()
-        for task_id in sorted(tasks):
-            task_metrics.refresh_task_metrics(session, task_id)
+        delivery.apply(session, figures)
         # Counts last, in one order (after events, messages and tasks): batches never deadlock.
         touched = counting.apply_deltas(session, deltas)
         result.reputation = guard.evaluate(
@@ -130,14 +129,14 @@ def _apply_in_batch(
     now: datetime,
     policy: SoftBouncePolicy,
     orphan_after: timedelta,
-    tasks: set[uuid.UUID],
+    figures: delivery.Figures,
     deltas: counting.Deltas,
 ) -> Outcome | None:
     """:func:`apply_event` with the orphan rule of :func:`process_event`; ``None``: not in the ledger yet."""
     give_up = now - event.received_at >= orphan_after
     try:
         return apply_event(
-            session, event, now=now, policy=policy, last_chance=give_up, tasks=tasks, deltas=deltas
+            session, event, now=now, policy=policy, last_chance=give_up, figures=figures, deltas=deltas
         )
     except NotInLedgerYet as exc:
         if not give_up:
@@ -220,14 +219,14 @@ def apply_event(
     now: datetime | None = None,
     policy: SoftBouncePolicy | None = None,
     last_chance: bool = False,
-    tasks: set[uuid.UUID] | None = None,
+    figures: delivery.Figures | None = None,
     deltas: counting.Deltas | None = None,
 ) -> Outcome:
     """Apply ``event`` (a stored, verified webhook) within ``session``'s transaction.
 
     ``last_chance`` lets a message found only by its tags be adopted even while its send still looks
-    in flight (the ledger never got the Resend id). With ``tasks``, the message's task id is added
-    there for the caller to refresh once per batch, instead of refreshing its metrics here. With
+    in flight (the ledger never got the Resend id). With ``figures``, the new metric row is added
+    there for the caller to count (``delivery.apply``), instead of counting it here. With
     ``deltas``, what the event changes in the reputation counts is added there for the caller to
     write (``counting.apply_deltas``). Raises :class:`NotInLedgerYet` before writing anything.
     """
@@ -243,7 +242,7 @@ def apply_event(
         # are suppressed for everything already.
         event.payload = anonymised_event(event.payload, message.organization_id)
         parsed = parse_event(event.payload)
-    _insert_metric(session, event, parsed, message)
+    written = _insert_metric(session, event, parsed, message)
     status = _refresh_status(session, message)
     if parsed.type in SUPPRESSING:
         # Suppression rules may query the ledger: let them see this batch's changes (batches run
@@ -254,10 +253,13 @@ def apply_event(
     )
     if deltas is not None and parsed.type in counting.COUNTED_EVENTS:
         counting.mark_message(session, message, deltas)
-    if message.task_id is not None and tasks is not None:
-        tasks.add(message.task_id)
-    elif message.task_id is not None:
-        task_metrics.refresh_task_metrics(session, message.task_id)
+    if written and message.task_id is not None:
+        # After the suppression's recipient lock: marks are taken after it everywhere.
+        row = delivery.MetricRow(message.id, message.task_id, parsed.type.value, _bounce_type(parsed))
+        if figures is not None:
+            figures.add(row)
+        else:
+            delivery.apply(session, delivery.Figures([row]))
     _finish(event, now)
     return Outcome("applied", message_id=message.id, status=status, suppression=suppression)
 
@@ -314,9 +316,14 @@ def _locked_event(session: Session, event_id: uuid.UUID) -> WebhookEvent | None:
     return session.scalars(select(WebhookEvent).where(WebhookEvent.id == event_id).with_for_update()).first()
 
 
+def _bounce_type(parsed: TrackingEvent) -> str | None:
+    return parsed.bounce_type.value if parsed.bounce_type else None
+
+
 def _insert_metric(
     session: Session, event: WebhookEvent, parsed: TrackingEvent, message: EmailMessage
-) -> None:
+) -> bool:
+    """Write the event's metric row; whether it was new (a replayed event's row exists already)."""
     values = {
         "message_id": message.id,
         "task_id": message.task_id,
@@ -331,7 +338,12 @@ def _insert_metric(
         "occurred_at": parsed.created_at or event.received_at,
     }
     statement = insert(EmailMetric).values(values)
-    session.execute(statement.on_conflict_do_nothing(index_elements=["webhook_event_id", "occurred_at"]))
+    written = session.execute(
+        statement.on_conflict_do_nothing(index_elements=["webhook_event_id", "occurred_at"]).returning(
+            EmailMetric.id
+        )
+    ).first()
+    return written is not None
 
 
 def metric_metadata(event: WebhookEvent, parsed: TrackingEvent) -> dict[str, Any]:
@@ -341,7 +353,7 @@ def metric_metadata(event: WebhookEvent, parsed: TrackingEvent) -> dict[str, Any
         "resend_type": parsed.raw_type,
         "resend_email_id": parsed.email_id,
         "tags": dict(parsed.tags) or None,
-        "bounce_type": parsed.bounce_type.value if parsed.bounce_type else None,
+        "bounce_type": _bounce_type(parsed),
         "bounce_type_source": parsed.bounce_type_source.value if parsed.bounce_type_source else None,
         "bounce_subtype": parsed.bounce_subtype,
         "bounce_message": parsed.bounce_message,
