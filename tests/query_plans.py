@@ -7,8 +7,9 @@ afterwards on the same session, so a test or a benchmark never keeps a copy of a
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,43 @@ def statements_of(session: Session, action: Callable[[], object], *, matching: s
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     return captured
+
+
+class _Recording:
+    """A psycopg connection that notes each statement it runs (``execute``) and does the rest as is."""
+
+    def __init__(self, conn: psycopg.Connection[Any], matching: str) -> None:
+        self._conn, self._matching = conn, matching
+        self.captured: list[Statement] = []
+
+    def execute(self, query: Any, params: Any = None, **kw: Any) -> Any:
+        if self._matching in str(query):
+            self.captured.append((str(query), params))
+        return self._conn.execute(query, params, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def raw_statements_of(
+    conn: psycopg.Connection[Any], action: Callable[[psycopg.Connection[Any]], object], *, matching: str
+) -> list[Statement]:
+    """The statements ``action`` runs on (a stand-in for) ``conn`` whose SQL contains ``matching``."""
+    recording = _Recording(conn, matching)
+    action(cast(psycopg.Connection[Any], recording))
+    return recording.captured
+
+
+def raw_plans_of(
+    conn: psycopg.Connection[Any], action: Callable[[psycopg.Connection[Any]], object], *, matching: str
+) -> list[Plan]:
+    """The plans of the statements ``action`` runs on ``conn`` whose SQL contains ``matching``."""
+    plans = []
+    for sql, params in raw_statements_of(conn, action, matching=matching):
+        found = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()
+        assert found is not None
+        plans.append(found[0][0]["Plan"])
+    return plans
 
 
 def explain(session: Session, statement: Statement, *, analyze: bool = False) -> dict[str, Any]:
