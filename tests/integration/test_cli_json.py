@@ -53,14 +53,15 @@ def test_connector_show_json_is_the_record_of_list(pilot: Pilot) -> None:
     assert json_of(pilot, "connector", "show", connector) == json_of(pilot, "connector", "list")[0]
 
 
-def test_status_json_has_connectors_ledger_and_webhook_events(pilot: Pilot) -> None:
+def test_status_json_has_connectors_waiting_rows_recent_sends_and_webhook_events(pilot: Pilot) -> None:
     _, connector = org_and_connector(pilot)
 
     status = json_of(pilot, "status")
 
     assert [c["id"] for c in status["connectors"]] == [connector]
     assert status["ledger"] == {}
-    assert status["webhook_events"] == {"stored": 0, "processed": 0, "waiting": 0, "orphaned": 0}
+    assert status["sent_last_24_hours"] == {"emails": 0, "requests": 0}
+    assert status["webhook_events"] == {"waiting": 0, "orphaned": 0}
 
 
 def test_usage_json_has_both_windows(pilot: Pilot) -> None:
