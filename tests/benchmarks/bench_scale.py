@@ -18,11 +18,13 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import fakeredis
+import httpx
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -30,12 +32,16 @@ from sqlalchemy.orm import Session
 from shared import migrations
 from shared.db import make_engine, make_sessionmaker, raw_connection
 from shared.models import Priority
+from shared.rate_limit import RateLimiter
 from shared.sending import ledger, queue
+from shared.sending.context import SendContext
 from shared.sending.ledger import Placement
 from shared.sending.rendering import RenderedMessage, message_id_for
 from shared.settings import load_settings
-from shared.webhook_events import event_counts
+from shared.webhook_events import event_backlog, reopen_for_replay
 from tests.conftest import create_database, drop_database
+from tests.send_helpers import RecordingScheduler
+from worker.beat import maintenance
 
 ORGANIZATIONS = 1000
 CAMPAIGN = 100_000
@@ -181,8 +187,9 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
 
     def status() -> None:
         with factory() as session:
-            ledger.count_by_status_and_priority(session)
-            event_counts(session)
+            ledger.count_waiting(session)
+            ledger.sent_since(session, now - timedelta(hours=24))
+            event_backlog(session)
 
     figures = {
         "send claim (100 rows of the big key)": timed(repeat, claim),
@@ -190,10 +197,45 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
         "a batch of 100 into a small task": timed(repeat, batch_into(1)),
         "parked_ahead (big connector)": timed(repeat, parked_ahead),
         "recent_usage (budget rebuild, big connector)": timed(repeat, recent_usage),
-        "pilot status (ledger by status and class, events)": timed(repeat, status),
+        "pilot status (waiting rows, sent in 24 h, events)": timed(repeat, status),
     }
     raw.close()
     engine.dispose()
+    return figures
+
+
+def beat_statements(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
+    """Beat's housekeeping of the waiting rows and the orphan selection of ``events replay``, as of
+    ``as_of`` (the start of the load: nothing due, nothing stuck), so each run looks and changes nothing."""
+    engine = make_engine(load_settings(database_url=url))
+    factory = make_sessionmaker(engine)
+    settings = load_settings(database_url=url, resend_api_key="re_bench_scale")
+    ctx = SendContext(
+        settings=settings,
+        engine=engine,
+        limiter=RateLimiter(fakeredis.FakeRedis()),
+        http=httpx.Client(),
+        scheduler=RecordingScheduler(),
+    )
+
+    def orphans() -> None:
+        with factory() as session:
+            reopen_for_replay(session, orphans=True)
+            session.rollback()
+
+    figures = {
+        "release deferred and scheduled (beat)": timed(
+            repeat,
+            lambda: (
+                maintenance.release_deferred(factory, ctx, now=as_of),
+                maintenance.release_scheduled(factory, ctx, now=as_of),
+            ),
+        ),
+        "sweep (beat)": timed(repeat, lambda: maintenance.sweep(factory, ctx, now=as_of)),
+        "reconcile (beat)": timed(repeat, lambda: maintenance.reconcile(factory, ctx, now=as_of)),
+        "events replay --orphans (selection)": timed(repeat, orphans),
+    }
+    ctx.close()
     return figures
 
 
@@ -220,7 +262,8 @@ _ENTRY_RECORDS = {"INSERT_LEAF", "INSERT_POST", "SPLIT_L", "SPLIT_R"}
 def write_amplification(url: str) -> dict[str, float]:
     """Index entries and WAL bytes per email of the ledger over :data:`LIFECYCLE_EMAILS` emails taken
     through the send path's own statements (recorded, claimed, sent, answered) and a delivery event's
-    status write; read back with ``pg_walinspect``, counting only this database's ledger relations."""
+    status write, from a checkpoint (so each page's first change carries its full image, as after any
+    checkpoint); read back with ``pg_walinspect``, counting only this database's ledger relations."""
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
     engine = make_engine(load_settings(database_url=url))
     raw = psycopg.connect(conninfo, autocommit=True)
@@ -229,6 +272,7 @@ def write_amplification(url: str) -> dict[str, float]:
     database = raw.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
     assert database is not None
     owner = org(1, "organization")
+    raw.execute("CHECKPOINT")
     start = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
     for batch in range(LIFECYCLE_EMAILS // 100):
         keys = [f"life/{batch}/{n}" for n in range(100)]
@@ -258,7 +302,7 @@ def write_amplification(url: str) -> dict[str, float]:
         raw.execute(
             "UPDATE email_messages SET status = 'delivered', updated_at = now() WHERE id = ANY(%s)", (ids,)
         )
-    end = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    end = raw.execute("SELECT pg_current_wal_flush_lsn()").fetchone()  # what pg_walinspect may read
     assert start is not None and end is not None
     records = raw.execute(
         _WAL_RECORDS, {"start": start[0], "end": end[0], "database": f"%rel %/{database[0]}/%"}
@@ -294,10 +338,10 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
     url = create_database(name)
     try:
         migrations.upgrade(url)
-        started = time.monotonic()
+        started, as_of = time.monotonic(), datetime.now(UTC)
         load(url, rows)
         print(f"== {rows:,} ledger rows loaded in {time.monotonic() - started:.0f} s")
-        figures = hot_statements(url, repeat)
+        figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of)
         sizes = bytes_per_email(url, rows)
         amplification = write_amplification(url)
     finally:
