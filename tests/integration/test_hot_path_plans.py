@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Priority
 from shared.rate_limit import RateLimiter
+from shared.reputation.guard import held_rows
 from shared.resend_events import EventType, TrackingEvent
 from shared.sending import attachments, ledger, queue
 from shared.sending.context import SendContext
@@ -308,3 +309,13 @@ def test_attachment_retention_reads_only_the_waiting_rows_partial_indexes(
     [plan] = raw_plans_of(conn, remove, matching=LEDGER)
 
     assert ledger_reads(plan) and ledger_reads(plan) <= set().union(*PARTIAL.values())
+
+
+def test_the_reputation_guards_held_rows_are_counted_through_a_deferred_index(
+    session: Session, volume: LoadedLedger
+) -> None:
+    [plan] = plans_of(
+        session, lambda: held_rows(session, organization_id=volume.organization_id), matching=LEDGER
+    )
+
+    assert ledger_reads(plan) and ledger_reads(plan) <= PARTIAL["deferred"]
