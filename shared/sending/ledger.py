@@ -146,17 +146,6 @@ def count_by_status(session: Session, *, task_id: uuid.UUID | None = None) -> di
     return {status: int(count) for status, count in session.execute(query)}
 
 
-def count_by_status_and_priority(session: Session) -> dict[str, dict[str, int]]:
-    """Ledger rows by status, then by class (``transactional``, ``bulk``)."""
-    query = select(EmailMessage.status, EmailMessage.priority, func.count()).group_by(
-        EmailMessage.status, EmailMessage.priority
-    )
-    counts: dict[str, dict[str, int]] = {}
-    for status, priority, count in session.execute(query):
-        counts.setdefault(status, {})[priority] = int(count)
-    return counts
-
-
 def count_waiting(session: Session) -> dict[str, dict[str, int]]:
     """The rows still open (``OPEN_STATUSES``) by status, then by class; each status is counted
     through its own partial index, so this costs what waits, never the ledger's history."""
