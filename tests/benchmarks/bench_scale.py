@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -263,7 +264,8 @@ def write_amplification(url: str) -> dict[str, float]:
     """Index entries and WAL bytes per email of the ledger over :data:`LIFECYCLE_EMAILS` emails taken
     through the send path's own statements (recorded, claimed, sent, answered) and a delivery event's
     status write, from a checkpoint (so each page's first change carries its full image, as after any
-    checkpoint); read back with ``pg_walinspect``, counting only this database's ledger relations."""
+    checkpoint); read back with ``pg_walinspect`` after each batch (before a busy server recycles the
+    segments), counting only this database's ledger relations."""
     conninfo = url.replace("postgresql+psycopg://", "postgresql://")
     engine = make_engine(load_settings(database_url=url))
     raw = psycopg.connect(conninfo, autocommit=True)
@@ -273,8 +275,9 @@ def write_amplification(url: str) -> dict[str, float]:
     assert database is not None
     owner = org(1, "organization")
     raw.execute("CHECKPOINT")
-    start = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+    records: list[tuple[Any, ...]] = []
     for batch in range(LIFECYCLE_EMAILS // 100):
+        start = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
         keys = [f"life/{batch}/{n}" for n in range(100)]
         messages = [
             RenderedMessage(message_id_for(key), key, f"n{n}@example.test", "Hi", {"to": ["x"]})
@@ -302,11 +305,10 @@ def write_amplification(url: str) -> dict[str, float]:
         raw.execute(
             "UPDATE email_messages SET status = 'delivered', updated_at = now() WHERE id = ANY(%s)", (ids,)
         )
-    end = raw.execute("SELECT pg_current_wal_flush_lsn()").fetchone()  # what pg_walinspect may read
-    assert start is not None and end is not None
-    records = raw.execute(
-        _WAL_RECORDS, {"start": start[0], "end": end[0], "database": f"%rel %/{database[0]}/%"}
-    ).fetchall()
+        end = raw.execute("SELECT pg_current_wal_flush_lsn()").fetchone()  # what pg_walinspect may read
+        assert start is not None and end is not None
+        bounds = {"start": start[0], "end": end[0], "database": f"%rel %/{database[0]}/%"}
+        records += raw.execute(_WAL_RECORDS, bounds).fetchall()
     raw.close()
     engine.dispose()
     figures: dict[str, float] = {"WAL bytes": 0, "WAL bytes without full-page images": 0, "index entries": 0}
@@ -343,14 +345,14 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
         print(f"== {rows:,} ledger rows loaded in {time.monotonic() - started:.0f} s")
         figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of)
         sizes = bytes_per_email(url, rows)
+        for label, ms in figures.items():
+            print(f"{label:>52s}: {ms:9.1f} ms")
+        for table, per_email in sizes.items():
+            print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
+        print(f"{'all three, bytes per email':>52s}: {sum(sizes.values()):9.0f}", flush=True)
         amplification = write_amplification(url)
     finally:
         drop_database(name)
-    for label, ms in figures.items():
-        print(f"{label:>52s}: {ms:9.1f} ms")
-    for table, per_email in sizes.items():
-        print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
-    print(f"{'all three, bytes per email':>52s}: {sum(sizes.values()):9.0f}")
     print(f"== the ledger's writes per email ({LIFECYCLE_EMAILS} emails: queued, sending, sent, delivered)")
     for label, per_email in amplification.items():
         print(f"{label:>52s}: {per_email:9.1f}" if len(label) <= 52 else f"{per_email:9.1f}  {label}")
