@@ -2,13 +2,11 @@
 
 Revision ID: 0015
 Revises: 0011
-Every ledger index gets a new entry at each status change, so only the statements' own look-ups keep
-one (docs/architecture.md, "Indexes"). The waiting rows get partial indexes (deferred by time and by
-connector, queued by last change, in flight by connector) in place of the (status, next_attempt_at) index; the Resend email
-id and the attempt key are indexed only once set; the connector is indexed alone (the budget rebuild
-reads ``connector_usage`` now, not ``sent_at``); the idempotency key loses its unique index, the row
-id being derived from it (the primary key keeps a key once). webhook_events get a partial index of
-the events with an error (failing ones and orphans). No data changes. Built ``CONCURRENTLY``.
+A status change rewrites every index the row qualifies for, so the waiting rows get partial indexes
+(deferred by time and by connector, queued by last change, in flight by connector) instead of the
+status index; the email id and attempt key are indexed once set; the connector alone (no sent_at);
+the key's unique index goes (the id, derived from the key, keeps it once). webhook_events: events
+with an error. No data changes; built CONCURRENTLY. docs/architecture.md, "Indexes".
 
 Create Date: 2026-12-06 02:00:00
 """
