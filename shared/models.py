@@ -1,11 +1,9 @@
 """The data model (SQLAlchemy 2 typed ORM). PostgreSQL is the source of truth for every send.
 
-Tables: organizations, connectors, tasks, email_messages (the send ledger) and email_requests (its
+Tables: organizations, connectors, tasks, email_messages (the send ledger), email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
-dead_letters, email_attachments, metric_rollups, delivery_marks (what each row counted in its task's
-figures), and the reputation guard's reputation_marks, reputation_counts, reputation_states and
-reputation_policies. email_requests, email_metrics and webhook_events are partitioned by time
-(shared.partitions).
+dead_letters, email_attachments, metric_rollups, delivery_marks, and the reputation guard's tables.
+email_requests, email_metrics and webhook_events are partitioned by time (shared.partitions).
 """
 
 from __future__ import annotations
@@ -249,9 +247,22 @@ class EmailMessage(Base):
         CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         CheckConstraint(_in("priority", PRIORITIES), name="priority"),
-        Index("ix_email_messages_status_next_attempt_at", "status", "next_attempt_at"),
-        # The budget rebuild counts a connector's sends of the last day (shared.sending.ledger.recent_usage).
-        Index("ix_email_messages_connector_id_sent_at", "connector_id", "sent_at"),
+        # Every index is written again at each status change (one is never a HOT update): only the
+        # look-ups below have one; docs/architecture.md, "Indexes", names the statement of each.
+        # A cancel by idempotency key (with its connector), and the connector's cascade.
+        Index("ix_email_messages_connector_id", "connector_id"),
+        # An event found by its Resend email id, and a unit's rows whatever became of them: both
+        # are set only once a row goes out, so a waiting row has no entry.
+        Index(
+            "ix_email_messages_resend_email_id_not_null",
+            "resend_email_id",
+            postgresql_where=text("resend_email_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_email_messages_attempt_key_not_null",
+            "attempt_key",
+            postgresql_where=text("attempt_key IS NOT NULL"),
+        ),
         # A recipient's messages, case-insensitively, in its organization (the soft-bounce history,
         # worker.events.suppression) and in its task (an event found by its tags only,
         # worker.events.processing). The leading column serves every lookup by organization or task
@@ -297,13 +308,35 @@ class EmailMessage(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'sending'"),
         ),
+        # Open rows only, so each costs what the waiting rows cost, never the history: deferred rows
+        # by their time (beat's release) and by connector (the rows parked ahead of new ones), queued
+        # rows by their last change (beat's sweep), a connector's rows in flight by their last change
+        # (the budget rebuild).
+        Index("ix_email_messages_deferred", "next_attempt_at", postgresql_where=text("status = 'deferred'")),
+        Index(
+            "ix_email_messages_connector_id_priority_deferred",
+            "connector_id",
+            "priority",
+            "next_attempt_at",
+            postgresql_where=text("status = 'deferred'"),
+        ),
+        Index(
+            "ix_email_messages_queued_updated_at", "updated_at", postgresql_where=text("status = 'queued'")
+        ),
+        Index(
+            "ix_email_messages_connector_id_sending",
+            "connector_id",
+            "updated_at",
+            postgresql_where=text("status = 'sending'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     connector_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
     task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="SET NULL"))
-    idempotency_key: Mapped[str] = mapped_column(Text, unique=True)
+    #: Unique through the primary key: a row's id is derived from it (``rendering.message_id_for``).
+    idempotency_key: Mapped[str] = mapped_column(Text)
     recipient: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text, server_default="")
     #: The email's topic, if it has one: suppression entries for it stop the email.
@@ -312,11 +345,11 @@ class EmailMessage(Base):
     #: request body (``email_requests``) is dropped.
     tags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(Text, server_default="queued")
-    resend_email_id: Mapped[str | None] = mapped_column(Text, index=True)
+    resend_email_id: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     #: The idempotency key the first attempt went out under (the row's own, or its batch's). Once
     #: set, the row is only ever sent again in that same unit, so Resend can recognise the retry.
-    attempt_key: Mapped[str | None] = mapped_column(Text, index=True)
+    attempt_key: Mapped[str | None] = mapped_column(Text)
     #: The API key the row is sent with (its hash, as the request buckets name it): rows of one key
     #: leave together, whatever their connector or task. Set when the row is queued.
     dispatch_key: Mapped[str | None] = mapped_column(Text)
@@ -516,6 +549,8 @@ class WebhookEvent(Base):
             "received_at",
             postgresql_where=text("processed_at IS NULL"),
         ),
+        # Events with an error: failing ones and orphans (``pilot status``, ``events replay --orphans``).
+        Index("ix_webhook_events_with_error", "received_at", postgresql_where=text("error IS NOT NULL")),
         {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
     __mapper_args__ = {"primary_key": ["id"]}

@@ -101,6 +101,22 @@ def event_counts(session: Session) -> EventCounts:
     return EventCounts(int(stored), int(processed), int(orphaned))
 
 
+@dataclass(frozen=True)
+class EventBacklog:
+    """Events not processed yet and events kept as orphans, each counted through its partial index
+    (``pilot status``: never a read of every stored event)."""
+
+    waiting: int
+    orphaned: int
+
+
+def event_backlog(session: Session) -> EventBacklog:
+    """How many events wait (not processed yet, failing ones included) and are kept as orphans."""
+    waiting = session.scalar(select(func.count()).where(WebhookEvent.processed_at.is_(None)))
+    orphaned = session.scalar(select(func.count()).where(WebhookEvent.orphaned()))
+    return EventBacklog(int(waiting or 0), int(orphaned or 0))
+
+
 def reopen_for_replay(
     session: Session,
     *,

@@ -24,10 +24,10 @@ from shared.errors import PayloadInvalid
 from shared.models import PRIORITIES, Connector, ConnectorUsage
 from shared.rate_limit import RateLimiter
 from shared.resend_events import RESEND_EVENT_TYPES
-from shared.sending.ledger import count_by_status_and_priority
+from shared.sending.ledger import count_waiting, sent_since
 from shared.sending.payloads import parse_send_email
 from shared.task_producer import TaskProducer, publish, publish_event_processing
-from shared.webhook_events import DEFAULT_LIST_LIMIT, EventState, event_counts, reopen_for_replay
+from shared.webhook_events import DEFAULT_LIST_LIMIT, EventState, event_backlog, reopen_for_replay
 
 
 def _producer(ctx: CliContext) -> TaskProducer:
@@ -177,38 +177,35 @@ def _hourly_usage(session: Session, connector_id: uuid.UUID) -> list[ConnectorUs
 @WIDE_FLAG
 @pass_cli
 def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
-    """Connectors, the send ledger by status, and webhook events waiting or orphaned."""
+    """Connectors, the ledger's waiting rows by status, the emails sent in the last 24 hours, and
+    webhook events waiting or orphaned (each read from an index of what waits or from hourly usage,
+    never from the ledger's history)."""
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
-        ledger = count_by_status_and_priority(session)
-        events = event_counts(session)
-    by_count = dict(sorted(ledger.items(), key=lambda item: -sum(item[1].values())))
+        waiting = count_waiting(session)
+        emails, requests = sent_since(session, datetime.now(UTC) - timedelta(hours=24))
+        events = event_backlog(session)
     if as_json:
         print_json(
             {
                 "connectors": [connector_record(row) for row in connectors],
                 "ledger": {
-                    name: {"total": sum(counts.values()), **counts} for name, counts in by_count.items()
+                    name: {"total": sum(counts.values()), **counts} for name, counts in waiting.items()
                 },
-                "webhook_events": {
-                    "stored": events.stored,
-                    "processed": events.processed,
-                    "waiting": events.waiting,
-                    "orphaned": events.orphaned,
-                },
+                "sent_last_24_hours": {"emails": emails, "requests": requests},
+                "webhook_events": {"waiting": events.waiting, "orphaned": events.orphaned},
             }
         )
         return
     print_table(ctx.console, _connectors_table(connectors), wide=wide)
-    messages = Table("status", "messages", *PRIORITIES, title="Send ledger")
-    for name, counts in by_count.items():
+    messages = Table("status", "messages", *PRIORITIES, title="Send ledger: rows waiting")
+    for name, counts in waiting.items():
         messages.add_row(
             cell(name), str(sum(counts.values())), *(str(counts.get(priority, 0)) for priority in PRIORITIES)
         )
     ctx.console.print(messages)
-    ctx.console.print(
-        f"Webhook events: {events.stored} stored, {events.waiting} waiting, {events.orphaned} orphaned."
-    )
+    ctx.console.print(f"Sent in the last 24 hours: {emails} emails in {requests} requests.")
+    ctx.console.print(f"Webhook events: {events.waiting} waiting, {events.orphaned} orphaned.")
 
 
 def _connectors_table(connectors: list[Connector]) -> Table:

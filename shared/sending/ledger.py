@@ -10,16 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from shared.db import raw_connection
-from shared.models import EmailMessage, MessageStatus, Priority
+from shared.models import OPEN_STATUSES, ConnectorUsage, EmailMessage, MessageStatus, Priority
 from shared.sending import attachments
-from shared.sending.rendering import RenderedMessage, caller_tags
+from shared.sending.rendering import RenderedMessage, caller_tags, require_derived_ids
 
 #: ``last_error`` is shown to operators; keep it short.
 MAX_ERROR_LENGTH = 500
@@ -58,9 +58,12 @@ def insert_messages(
     later is written ``scheduled`` (its time in ``next_attempt_at``), whatever the placement. Its
     attachment bytes are stored once per distinct content. ``outcomes_queue``: the caller's queue for
     the rows' outcome events (the outbox triggers write them).
+
+    Raises ValueError for a message whose id is not derived from its key (the key is unique by it).
     """
     if not messages:
         return
+    require_derived_ids((message.id, message.idempotency_key) for message in messages)
     waiting = [message.refusal is None for message in messages]
     conn = raw_connection(session)
     blobs = {
@@ -127,7 +130,7 @@ WITH v AS (
            CASE WHEN v.scheduled > now() THEN NULL ELSE v.error END, %(priority)s,
            v.scheduled, v.digests::text[], %(outcomes)s
     FROM v
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (id) DO NOTHING
     RETURNING id
 )
 INSERT INTO email_requests (message_id, request)
@@ -158,15 +161,36 @@ def count_by_status(session: Session, *, task_id: uuid.UUID | None = None) -> di
     return {status: int(count) for status, count in session.execute(query)}
 
 
-def count_by_status_and_priority(session: Session) -> dict[str, dict[str, int]]:
-    """Ledger rows by status, then by class (``transactional``, ``bulk``)."""
-    query = select(EmailMessage.status, EmailMessage.priority, func.count()).group_by(
-        EmailMessage.status, EmailMessage.priority
-    )
+def count_waiting(session: Session) -> dict[str, dict[str, int]]:
+    """The rows still open (``OPEN_STATUSES``) by status, then by class; each status is counted
+    through its own partial index, so this costs what waits, never the ledger's history."""
     counts: dict[str, dict[str, int]] = {}
-    for status, priority, count in session.execute(query):
-        counts.setdefault(status, {})[priority] = int(count)
+    for status in (status for status in MessageStatus if status in OPEN_STATUSES):
+        query = (
+            select(EmailMessage.priority, func.count())
+            .where(EmailMessage.status == status)
+            .group_by(EmailMessage.priority)
+        )
+        by_class = {priority: int(count) for priority, count in session.execute(query)}
+        if by_class:
+            counts[status] = by_class
     return counts
+
+
+def sent_since(session: Session, since: datetime) -> tuple[int, int]:
+    """Emails sent and requests made since ``since`` by every connector, from ``connector_usage``
+    (each connector's hours through its primary key)."""
+    emails, requests = session.execute(_SENT_SINCE, {"since": since}).one()
+    return int(emails), int(requests)
+
+
+_SENT_SINCE = text("""
+SELECT coalesce(sum(u.emails), 0), coalesce(sum(u.requests), 0)
+FROM connectors c, LATERAL (
+    SELECT sum(emails_sent) AS emails, sum(requests) AS requests FROM connector_usage
+    WHERE connector_id = c.id AND hour >= :since
+) AS u
+""")
 
 
 def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:
@@ -190,21 +214,30 @@ def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:
 def recent_usage(session: Session, connector_id: uuid.UUID, moment: datetime) -> tuple[int, int]:
     """Emails of the connector that took a token within the hour and the day before ``moment``.
 
-    Sent rows count at ``sent_at`` (whatever their status became since); rows still ``sending``
-    (outcome unknown) at their last update. What rate-limit buckets lost by Redis are rebuilt from.
+    Sent emails from the hourly ``connector_usage``, an hour the window starts in counted whole (a
+    rebuilt bucket errs on the spent side); rows still ``sending`` (outcome unknown, not counted
+    there yet) at their last update. What rate-limit buckets lost by Redis are rebuilt from.
     """
     hour_ago, day_ago = moment - timedelta(hours=1), moment - timedelta(days=1)
-    at = func.coalesce(EmailMessage.sent_at, EmailMessage.updated_at)
-    hour, day = session.execute(
+    emails = ConnectorUsage.emails_sent
+    sent_hour, sent_day = session.execute(
         select(
-            func.count().filter(at >= hour_ago),
-            func.count().filter(at >= day_ago),
-        ).where(
-            EmailMessage.connector_id == connector_id,
-            (EmailMessage.sent_at >= day_ago) | (EmailMessage.status == MessageStatus.SENDING),
-        )
+            func.coalesce(func.sum(emails).filter(ConnectorUsage.hour >= _hour_of(hour_ago)), 0),
+            func.coalesce(func.sum(emails), 0),
+        ).where(ConnectorUsage.connector_id == connector_id, ConnectorUsage.hour >= _hour_of(day_ago))
     ).one()
-    return int(hour), int(day)
+    flying_hour, flying_day = session.execute(
+        select(
+            func.count().filter(EmailMessage.updated_at >= hour_ago),
+            func.count().filter(EmailMessage.updated_at >= day_ago),
+        ).where(EmailMessage.connector_id == connector_id, EmailMessage.status == MessageStatus.SENDING)
+    ).one()
+    return int(sent_hour) + int(flying_hour), int(sent_day) + int(flying_day)
+
+
+def _hour_of(moment: datetime) -> datetime:
+    """The ``connector_usage`` hour ``moment`` falls in."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def defer_until(seconds: float, moment: datetime) -> datetime:

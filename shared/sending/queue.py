@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from shared.address_hashing import ADDRESS_HASH_SQL
 from shared.models import Priority, ReputationState
-from shared.sending.rendering import caller_tags
+from shared.sending.rendering import caller_tags, require_derived_ids
 from shared.suppression import RECIPIENT_LOCK_KEY
 from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
 
@@ -217,7 +217,7 @@ _SUPPRESSED_NOW = f"""SELECT FROM suppression_list s
 # organization, an active suppression; then the recipient's lock and the unit's, tried.
 _CLAIM_ALONE = f"""
 SELECT
-    EXISTS (SELECT FROM email_messages WHERE idempotency_key = %(ikey)s),
+    EXISTS (SELECT FROM email_messages WHERE id = %(id)s),
     EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'queued' AND {_ANY_CLASS})
         OR EXISTS (SELECT FROM email_messages WHERE dispatch_key = %(key)s AND status = 'deferred'
                    AND {_ANY_CLASS} AND next_attempt_at <= %(now)s)
@@ -242,7 +242,7 @@ WITH stored AS (
     SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(tags)s,
            %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
     WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (id) DO NOTHING
     RETURNING id, created_at
 ), body AS (
     INSERT INTO email_requests (message_id, request) SELECT id, %(request)s FROM stored
@@ -378,6 +378,7 @@ def claim_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str, *, now: 
     unit's are tried, and held only when both are taken (released by :func:`record_answer` or
     :func:`unlock_all`)."""
     params = {
+        "id": row.id,
         "ikey": row.idempotency_key,
         "key": key,
         "now": now,
@@ -400,7 +401,10 @@ def claim_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str, *, now: 
 
 def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datetime | None:
     """Write ``row`` in flight (``sending``, first attempt, under its own key) in the queue of ``key``;
-    its creation time, or None when its key is taken or its recipient is suppressed (nothing written)."""
+    its creation time, or None when its key is taken or its recipient is suppressed (nothing written).
+
+    Raises ValueError when the row's id is not derived from its key."""
+    require_derived_ids([(row.id, row.idempotency_key)])
     params = {
         "id": row.id,
         "org": row.organization_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import datetime
@@ -299,6 +299,14 @@ def chunk_key(member_keys: list[str]) -> str:
 def message_id_for(key: str) -> uuid.UUID:
     """The ledger row id of the message with idempotency key ``key``."""
     return uuid.uuid5(MESSAGE_ID_NAMESPACE, key)
+
+
+def require_derived_ids(rows: Iterable[tuple[uuid.UUID, str]]) -> None:
+    """Raise ValueError unless each ``(id, idempotency_key)`` has the id derived from the key: the
+    ledger keeps a key once through its primary key (no index on the key itself)."""
+    for message_id, key in rows:
+        if message_id != message_id_for(key):
+            raise ValueError(f"ledger row {message_id}: its id is not derived from its idempotency key")
 
 
 def task_reference(task_ref: str) -> str:

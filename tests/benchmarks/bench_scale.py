@@ -3,7 +3,8 @@
 Loads ``--rows`` ledger rows (default 1,000,000) by set-based SQL into a database of its own: 1,000
 organizations, one with 30 % of the traffic and a 100,000-recipient campaign; a metric row per sent
 email and a stored webhook event per two. Then times (median of ``--repeat``) the statements a send,
-an event and an operator run, and prints bytes per email. ``--rows 1000000,5000000`` loads and times
+an event and an operator run, and prints bytes per email, and index entries and WAL per email of the
+ledger over the life of a thousand more. ``--rows 1000000,5000000`` loads and times
 each size in turn and prints the ratio of the largest to the smallest.
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--rows 1000000] [--repeat 5]
@@ -19,9 +20,12 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import fakeredis
+import httpx
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -30,18 +34,24 @@ from shared import migrations
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import Priority, WebhookEvent
 from shared.partitions import maintenance as partition_maintenance
+from shared.rate_limit import RateLimiter
 from shared.sending import ledger, queue
+from shared.sending.context import SendContext
 from shared.sending.ledger import Placement
 from shared.sending.rendering import RenderedMessage, message_id_for
 from shared.settings import load_settings
-from shared.webhook_events import event_counts
+from shared.webhook_events import event_backlog, reopen_for_replay
 from tests.conftest import create_database, drop_database
+from tests.send_helpers import RecordingScheduler
+from worker.beat import maintenance
 from worker.events.processing import process_event, process_events
 
 ORGANIZATIONS = 1000
 CAMPAIGN = 100_000
 #: The big organization's API key (its dispatch key); the others share nine more.
 BIG_KEY = "b" * 20
+#: Rows among which 3 % wait (queued, deferred, sending): a backlog of 30,000 rows at any size.
+BACKLOG_SPAN = 1_000_000
 
 _LOAD = """
 INSERT INTO organizations (id, name)
@@ -57,7 +67,8 @@ SELECT ('00000000-0000-4000-a000-' || lpad(to_hex(o), 12, '0'))::uuid,
 FROM generate_series(0, :orgs) AS o;
 """
 # Row g: the big organization (0) for 3 rows in 10, its first CAMPAIGN rows in its campaign (task
-# ORGANIZATIONS); 96 % delivered, the rest queued, deferred, sending or failed.
+# ORGANIZATIONS); 96 % delivered, 1 % failed; 1 % each queued, deferred and sending among the first
+# BACKLOG_SPAN rows only (the rest delivered): the waiting backlog stays the same whatever the history.
 _MESSAGES = """
 INSERT INTO email_messages (organization_id, connector_id, task_id, idempotency_key, recipient, status,
     resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority)
@@ -75,8 +86,9 @@ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END
 FROM generate_series(0, :rows - 1) AS g,
      LATERAL (SELECT CASE WHEN g % 10 < 3 THEN 0 ELSE 1 + g % (:orgs - 1) END AS o) AS org,
-     LATERAL (SELECT CASE g % 100 WHEN 0 THEN 'queued' WHEN 1 THEN 'deferred' WHEN 2 THEN 'sending'
-                                  WHEN 3 THEN 'failed' ELSE 'delivered' END AS status) AS s
+     LATERAL (SELECT CASE WHEN g % 100 = 3 THEN 'failed' WHEN g >= :backlog_span THEN 'delivered'
+                          WHEN g % 100 = 0 THEN 'queued' WHEN g % 100 = 1 THEN 'deferred'
+                          WHEN g % 100 = 2 THEN 'sending' ELSE 'delivered' END AS status) AS s
 """
 # Each row's stored request body, kept apart (email_requests) by the day it was stored.
 _REQUESTS = """
@@ -107,7 +119,13 @@ def load(url: str, rows: int) -> None:
     # The rows span the last 24 hours: yesterday's partitions, as beat would have made them.
     partition_maintenance.maintain(engine, settings, now=datetime.now(UTC) - timedelta(days=1))
     with engine.connect() as connection:
-        params = {"orgs": ORGANIZATIONS, "rows": rows, "campaign": CAMPAIGN, "big_key": BIG_KEY}
+        params = {
+            "orgs": ORGANIZATIONS,
+            "rows": rows,
+            "campaign": CAMPAIGN,
+            "big_key": BIG_KEY,
+            "backlog_span": BACKLOG_SPAN,
+        }
         for statement in _LOAD.split(";"):
             if statement.strip():
                 connection.execute(text(statement), params)
@@ -181,8 +199,9 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
 
     def status() -> None:
         with factory() as session:
-            ledger.count_by_status_and_priority(session)
-            event_counts(session)
+            ledger.count_waiting(session)
+            ledger.sent_since(session, now - timedelta(hours=24))
+            event_backlog(session)
 
     figures = {
         "send claim (100 rows of the big key)": timed(repeat, claim),
@@ -190,7 +209,7 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
         "a batch of 100 into a small task": timed(repeat, batch_into(1)),
         "parked_ahead (big connector)": timed(repeat, parked_ahead),
         "recent_usage (budget rebuild, big connector)": timed(repeat, recent_usage),
-        "pilot status (ledger by status and class, events)": timed(repeat, status),
+        "pilot status (waiting rows, sent in 24 h, events)": timed(repeat, status),
         **campaign_events(url, repeat),
     }
     raw.close()
@@ -240,6 +259,125 @@ def campaign_events(url: str, repeat: int) -> dict[str, float]:
     return figures
 
 
+def beat_statements(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
+    """Beat's housekeeping of the waiting rows and the orphan selection of ``events replay``, as of
+    ``as_of`` (the start of the load: nothing due, nothing stuck), so each run looks and changes nothing."""
+    engine = make_engine(load_settings(database_url=url))
+    factory = make_sessionmaker(engine)
+    settings = load_settings(database_url=url, resend_api_key="re_bench_scale")
+    ctx = SendContext(
+        settings=settings,
+        engine=engine,
+        limiter=RateLimiter(fakeredis.FakeRedis()),
+        http=httpx.Client(),
+        scheduler=RecordingScheduler(),
+    )
+
+    def orphans() -> None:
+        with factory() as session:
+            reopen_for_replay(session, orphans=True)
+            session.rollback()
+
+    figures = {
+        "release deferred and scheduled (beat)": timed(
+            repeat,
+            lambda: (
+                maintenance.release_deferred(factory, ctx, now=as_of),
+                maintenance.release_scheduled(factory, ctx, now=as_of),
+            ),
+        ),
+        "sweep (beat)": timed(repeat, lambda: maintenance.sweep(factory, ctx, now=as_of)),
+        "reconcile (beat)": timed(repeat, lambda: maintenance.reconcile(factory, ctx, now=as_of)),
+        "events replay --orphans (selection)": timed(repeat, orphans),
+    }
+    ctx.close()
+    return figures
+
+
+#: Emails taken through their life (queued, sending, sent, delivered) to measure what one costs in WAL.
+LIFECYCLE_EMAILS = 1000
+#: Their API key: a queue of their own, so the claims take exactly them.
+LIFECYCLE_KEY = "w" * 20
+_LEDGER_RELATIONS = """
+SELECT c.relfilenode, c.relname FROM pg_class c
+WHERE c.oid = 'email_messages'::regclass
+   OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'email_messages'::regclass)
+"""
+# Each WAL record with the ledger relation it touches first (``rel tablespace/database/relfilenode``).
+_WAL_RECORDS = """
+SELECT resource_manager, record_type, record_length, fpi_length,
+       substring(block_ref from 'rel [0-9]+/[0-9]+/([0-9]+)')::oid AS relfilenode
+FROM pg_get_wal_records_info(%(start)s, %(end)s)
+WHERE block_ref LIKE %(database)s
+"""
+#: B-tree records that add an entry to an index (a split carries the entry that caused it).
+_ENTRY_RECORDS = {"INSERT_LEAF", "INSERT_POST", "SPLIT_L", "SPLIT_R"}
+
+
+def write_amplification(url: str) -> dict[str, float]:
+    """Index entries and WAL bytes per email of the ledger over :data:`LIFECYCLE_EMAILS` emails taken
+    through the send path's own statements (recorded, claimed, sent, answered) and a delivery event's
+    status write, from a checkpoint (so each page's first change carries its full image, as after any
+    checkpoint); read back with ``pg_walinspect`` after each batch (before a busy server recycles the
+    segments), counting only this database's ledger relations."""
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    engine = make_engine(load_settings(database_url=url))
+    raw = psycopg.connect(conninfo, autocommit=True)
+    raw.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+    relations: dict[int, str] = dict(raw.execute(_LEDGER_RELATIONS).fetchall())
+    database = raw.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
+    assert database is not None
+    owner = org(1, "organization")
+    raw.execute("CHECKPOINT")
+    records: list[tuple[Any, ...]] = []
+    for batch in range(LIFECYCLE_EMAILS // 100):
+        start = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
+        keys = [f"life/{batch}/{n}" for n in range(100)]
+        messages = [
+            RenderedMessage(message_id_for(key), key, f"n{n}@example.test", "Hi", {"to": ["x"]})
+            for n, key in enumerate(keys)
+        ]
+        with Session(engine) as session:
+            ledger.insert_messages(
+                session,
+                messages,
+                organization_id=owner,
+                connector_id=org(1, "connector"),
+                task_id=org(1, "task"),
+                placement=Placement(LIFECYCLE_KEY, priority=Priority.BULK),
+            )
+            session.commit()
+        now = datetime.now(UTC)
+        with raw.transaction():
+            found = queue.claim(raw, LIFECYCLE_KEY, limit=100, now=now, orphaned_after=300)
+            ids = [message_id for message_id, _ in found.rows]
+            changes = [queue.RowChange(message_id, "sending", attempt=1) for message_id in ids]
+            queue.write_attempt(raw, changes, unit=f"life/{batch}")
+        answers = [queue.Answer(message_id, "sent", email_id=f"life-{message_id}") for message_id in ids]
+        queue.record_answer(raw, answers, at=now, usage={org(1, "connector"): len(ids)})
+        # What applying the delivery event writes to the ledger row.
+        raw.execute(
+            "UPDATE email_messages SET status = 'delivered', updated_at = now() WHERE id = ANY(%s)", (ids,)
+        )
+        end = raw.execute("SELECT pg_current_wal_flush_lsn()").fetchone()  # what pg_walinspect may read
+        assert start is not None and end is not None
+        bounds = {"start": start[0], "end": end[0], "database": f"%rel %/{database[0]}/%"}
+        records += raw.execute(_WAL_RECORDS, bounds).fetchall()
+    raw.close()
+    engine.dispose()
+    figures: dict[str, float] = {"WAL bytes": 0, "WAL bytes without full-page images": 0, "index entries": 0}
+    for manager, kind, length, fpi, node in records:
+        if node not in relations:
+            continue  # another table's, or the TOAST table's
+        figures["WAL bytes"] += length
+        figures["WAL bytes without full-page images"] += length - fpi
+        if manager == "Btree" and kind in _ENTRY_RECORDS:
+            figures["index entries"] += 1
+            label = f"index entries in {relations[node]}"
+            figures[label] = figures.get(label, 0) + 1
+    return {label: value / LIFECYCLE_EMAILS for label, value in figures.items()}
+
+
 def bytes_per_email(url: str, rows: int) -> dict[str, float]:
     engine = make_engine(load_settings(database_url=url))
     with engine.connect() as connection:
@@ -275,22 +413,26 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
     url = create_database(name)
     try:
         migrations.upgrade(url)
-        started = time.monotonic()
+        started, as_of = time.monotonic(), datetime.now(UTC)
         load(url, rows)
         print(f"== {rows:,} ledger rows loaded in {time.monotonic() - started:.0f} s")
-        figures = hot_statements(url, repeat)
+        figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of)
         sizes = bytes_per_email(url, rows)
+        for label, ms in figures.items():
+            print(f"{label:>52s}: {ms:9.1f} ms")
+        for table, per_email in sizes.items():
+            print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
+        print(f"{'all tables, bytes per email':>52s}: {sum(sizes.values()):9.0f}", flush=True)
+        amplification = write_amplification(url)
         retained = after_retention(url, rows)
     finally:
         drop_database(name)
-    for label, ms in figures.items():
-        print(f"{label:>52s}: {ms:9.1f} ms")
-    for table, per_email in sizes.items():
-        print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
-    print(f"{'all tables, bytes per email':>52s}: {sum(sizes.values()):9.0f}")
     for table, per_email in retained.items():
         print(f"{table + ' bytes per email after retention':>52s}: {per_email:9.0f}")
     print(f"{'all tables, bytes per email after retention':>52s}: {sum(retained.values()):9.0f}")
+    print(f"== the ledger's writes per email ({LIFECYCLE_EMAILS} emails: queued, sending, sent, delivered)")
+    for label, per_email in amplification.items():
+        print(f"{label:>52s}: {per_email:9.1f}" if len(label) <= 52 else f"{per_email:9.1f}  {label}")
     return figures, sizes
 
 

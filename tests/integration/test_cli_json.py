@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
+from shared.db import make_engine, make_sessionmaker, transaction
+from shared.models import ConnectorUsage, EmailMessage
+from shared.sending.rendering import message_id_for
+from shared.settings import load_settings
 from tests.integration.conftest import Pilot
 
 pytestmark = pytest.mark.integration
@@ -53,14 +59,43 @@ def test_connector_show_json_is_the_record_of_list(pilot: Pilot) -> None:
     assert json_of(pilot, "connector", "show", connector) == json_of(pilot, "connector", "list")[0]
 
 
-def test_status_json_has_connectors_ledger_and_webhook_events(pilot: Pilot) -> None:
+def test_status_json_has_connectors_waiting_rows_recent_sends_and_webhook_events(pilot: Pilot) -> None:
     _, connector = org_and_connector(pilot)
 
     status = json_of(pilot, "status")
 
     assert [c["id"] for c in status["connectors"]] == [connector]
     assert status["ledger"] == {}
-    assert status["webhook_events"] == {"stored": 0, "processed": 0, "waiting": 0, "orphaned": 0}
+    assert status["sent_last_24_hours"] == {"emails": 0, "requests": 0}
+    assert status["webhook_events"] == {"waiting": 0, "orphaned": 0}
+
+
+def test_status_json_counts_waiting_rows_by_class_and_the_last_days_sends(
+    pilot: Pilot, fresh_database_url: str
+) -> None:
+    org, connector = org_and_connector(pilot)
+    engine = make_engine(load_settings(database_url=fresh_database_url))
+    this_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with transaction(make_sessionmaker(engine)) as session:
+        for key, status in (("a", "queued"), ("b", "queued"), ("c", "delivered")):
+            session.add(
+                EmailMessage(
+                    id=message_id_for(key),
+                    organization_id=uuid.UUID(org),
+                    connector_id=uuid.UUID(connector),
+                    idempotency_key=key,
+                    recipient="ann@example.test",
+                    status=status,
+                )
+            )
+        usage = ConnectorUsage(connector_id=uuid.UUID(connector), hour=this_hour, emails_sent=3, requests=1)
+        session.add(usage)
+    engine.dispose()
+
+    status = json_of(pilot, "status")
+
+    assert status["ledger"] == {"queued": {"total": 2, "bulk": 2}}
+    assert status["sent_last_24_hours"] == {"emails": 3, "requests": 1}
 
 
 def test_usage_json_has_both_windows(pilot: Pilot) -> None:

@@ -172,7 +172,7 @@ def test_status_lists_connectors_and_events(pilot: Pilot) -> None:
     result = pilot("status")
 
     assert result.exit_code == 0, result.output
-    assert "main" in result.output and "Webhook events: 0 stored" in result.output
+    assert "main" in result.output and "Webhook events: 0 waiting, 0 orphaned" in result.output
 
 
 def test_events_replay_resets_and_enqueues_orphans(

@@ -19,6 +19,7 @@ from shared.models import (
     Task,
     WebhookEvent,
 )
+from shared.sending.rendering import message_id_for
 
 
 @pytest.fixture
@@ -39,7 +40,11 @@ def connector(db_session: Session, organization: Organization) -> Connector:
 
 def _message(organization: Organization, connector: Connector, key: str) -> EmailMessage:
     return EmailMessage(
-        organization_id=organization.id, connector_id=connector.id, idempotency_key=key, recipient="a@x.io"
+        id=message_id_for(key),
+        organization_id=organization.id,
+        connector_id=connector.id,
+        idempotency_key=key,
+        recipient="a@x.io",
     )
 
 
@@ -96,7 +101,7 @@ def test_suppression_refuses_unknown_organization(db_session: Session) -> None:
     _refused(db_session, Suppression(organization_id=uuid.uuid4(), email="x@y.z", reason="manual"))
 
 
-def test_message_idempotency_key_is_unique(
+def test_message_idempotency_key_is_unique_through_the_id_derived_from_it(
     db_session: Session, organization: Organization, connector: Connector
 ) -> None:
     db_session.add(_message(organization, connector, "k1"))

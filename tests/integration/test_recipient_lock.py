@@ -18,7 +18,7 @@ from shared import suppression_admin
 from shared.db import transaction
 from shared.sending import ledger, queue
 from shared.sending.ledger import Placement
-from shared.sending.rendering import RenderedMessage
+from shared.sending.rendering import RenderedMessage, message_id_for
 from shared.suppression import lock_recipient_for_suppression, suppress, suppress_many
 from tests.send_helpers import add_connector
 
@@ -31,7 +31,8 @@ KEY = "0123456789abcdef0123"
 def queued_row(factory: sessionmaker[Session]) -> tuple[uuid.UUID, uuid.UUID]:
     """A connector with one row to ``ADDRESS`` in the queue of ``KEY``: (organization, row id)."""
     organization_id, connector_id = add_connector(factory)
-    rendered = RenderedMessage(uuid.uuid4(), f"lock/{uuid.uuid4()}", ADDRESS, "Hi", {"to": [ADDRESS]})
+    key = f"lock/{uuid.uuid4()}"
+    rendered = RenderedMessage(message_id_for(key), key, ADDRESS, "Hi", {"to": [ADDRESS]})
     with transaction(factory) as session:
         ledger.insert_messages(
             session,

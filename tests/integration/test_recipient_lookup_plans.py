@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from shared.counters import recount
@@ -22,7 +22,7 @@ from shared.models import EmailMessage
 from shared.resend_events import EventType, TrackingEvent
 from shared.sending.cancellation import Selection, cancel
 from tests.ledger_volume import LoadedLedger, load_ledger
-from tests.query_plans import access_paths, plans_of
+from tests.query_plans import access_paths, partitions_folded, plans_of
 from worker.events.processing import find_message
 from worker.events.suppression import delivery_history
 
@@ -56,20 +56,6 @@ def stored_message(session: Session, volume: LoadedLedger, task: int) -> EmailMe
             EmailMessage.recipient == volume.recipient(RECIPIENT),
         )
     ).one()
-
-
-def partitions_folded(session: Session, paths: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """``paths`` with each partition (and its index) named by its partitioned table (and index), and
-    empty partitions, which the planner may scan for nothing, left out."""
-    parent = text("SELECT inhparent::regclass::text FROM pg_inherits WHERE inhrelid = to_regclass(:name)")
-    folded = set()
-    for table, how in paths:
-        table_parent = session.execute(parent, {"name": table}).scalar()
-        if table_parent is None:
-            folded.add((table, how))
-        elif session.execute(text(f"SELECT EXISTS (SELECT FROM {table})")).scalar():
-            folded.add((table_parent, session.execute(parent, {"name": how}).scalar() or how))
-    return folded
 
 
 def test_delivery_history_reads_the_recipient_through_the_organization_recipient_index(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -352,3 +353,50 @@ def test_start_alone_writes_nothing_when_the_key_is_taken(session_factory, conn)
     assert queue.start_alone(conn, row, KEY) is not None
 
     assert queue.start_alone(conn, row, KEY) is None
+
+
+def test_start_alone_refuses_a_row_whose_id_is_not_derived_from_its_key(session_factory, conn) -> None:
+    row = dataclasses.replace(alone_row(session_factory), id=uuid.uuid4())
+
+    with pytest.raises(ValueError, match="not derived from its idempotency key"):
+        queue.start_alone(conn, row, KEY)
+
+
+# --- recording: a key is written once, through the id derived from it --------------------------------
+
+
+def test_insert_messages_writes_a_key_once_and_leaves_the_first_row_as_it_is(session_factory) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    key = f"once/{uuid.uuid4()}"
+    first = RenderedMessage(message_id_for(key), key, "ann@example.test", "First", {"to": ["x"]})
+    again = dataclasses.replace(first, subject="Again")
+    for message in (first, again):
+        with transaction(session_factory) as session:
+            ledger.insert_messages(
+                session,
+                [message],
+                organization_id=organization_id,
+                connector_id=connector_id,
+                task_id=None,
+                placement=Placement(KEY),
+            )
+
+    with session_factory() as session:
+        rows = session.scalars(select(EmailMessage).where(EmailMessage.idempotency_key == key)).all()
+    assert [(row.id, row.subject) for row in rows] == [(first.id, "First")]
+
+
+def test_insert_messages_refuses_a_message_whose_id_is_not_derived_from_its_key(session_factory) -> None:
+    organization_id, connector_id = add_connector(session_factory)
+    key = f"stray/{uuid.uuid4()}"
+    stray = RenderedMessage(uuid.uuid4(), key, "ann@example.test", "Hi", {"to": ["x"]})
+
+    with pytest.raises(ValueError, match="not derived from"), session_factory() as session:
+        ledger.insert_messages(
+            session,
+            [stray],
+            organization_id=organization_id,
+            connector_id=connector_id,
+            task_id=None,
+            placement=Placement(KEY),
+        )

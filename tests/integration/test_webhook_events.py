@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import PayloadInvalid
 from shared.models import WebhookEvent
-from shared.webhook_events import EventCounts, event_counts, reopen_for_replay
+from shared.webhook_events import EventCounts, event_backlog, event_counts, reopen_for_replay
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,20 @@ def test_event_counts_tell_stored_waiting_and_orphaned_events(db_session: Sessio
 
     assert (after.stored - before.stored, after.waiting - before.waiting) == (3, 1)
     assert after.orphaned - before.orphaned == 1
+
+
+def test_event_backlog_tells_waiting_failing_and_orphaned_events_apart_from_processed_ones(
+    db_session: Session,
+) -> None:
+    before = event_backlog(db_session)
+    stored(db_session, "backlog-waiting")
+    stored(db_session, "backlog-failing", error="database unavailable")
+    stored(db_session, "backlog-done", processed=True)
+    stored(db_session, "backlog-orphan", processed=True, error="orphan: no ledger row")
+
+    after = event_backlog(db_session)
+
+    assert (after.waiting - before.waiting, after.orphaned - before.orphaned) == (2, 1)
 
 
 def test_waiting_events_are_the_stored_ones_not_processed() -> None:
