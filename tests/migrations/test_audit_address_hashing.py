@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from shared import migrations
 from shared.address_hashing import address_hash
-from tests.conftest import create_database, drop_database
 
 BEFORE = "0013"
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
 
 
 def _connect(url: str) -> psycopg.Connection:

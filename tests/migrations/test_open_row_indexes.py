@@ -3,14 +3,10 @@ restores the status index and the idempotency key's unique constraint."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
 from shared import migrations
-from tests.conftest import create_database, drop_database
 
 OPEN_ROW_INDEXES = {
     "ix_email_messages_deferred",
@@ -28,13 +24,6 @@ DROPPED = {
     "ix_email_messages_attempt_key",
     "uq_email_messages_idempotency_key",
 }
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
 
 
 def _connect(url: str) -> psycopg.Connection[tuple[object, ...]]:

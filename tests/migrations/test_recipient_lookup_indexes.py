@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 import sqlalchemy as sa
 
 from shared import migrations
-from tests.conftest import create_database, drop_database
 
 INDEX = "ix_email_messages_task_id_lower_recipient"
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
 
 
 def _psycopg_url(url: str) -> str:

@@ -4,21 +4,11 @@ moves a resumed campaign's offsets to its slice (and back on downgrade)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from shared import migrations
-from tests.conftest import create_database, drop_database
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:

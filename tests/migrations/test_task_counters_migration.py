@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pytest
 
 from shared import migrations
 from shared.counters.recount import recount_task
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import Task
 from shared.settings import load_settings
-from tests.conftest import create_database, drop_database
 
 #: One campaign's ledger rows: (status, its metric rows as (event, bounce type, email topic)).
 ROWS: list[tuple[str, list[tuple[str, str | None, str | None]]]] = [
@@ -27,13 +24,6 @@ ROWS: list[tuple[str, list[tuple[str, str | None, str | None]]]] = [
     ("bounced", [("sent", None, None), ("bounced", "Permanent", None)]),
     ("queued", []),
 ]
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    yield create_database(name)
-    drop_database(name)
 
 
 def _one(conn: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
