@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from marketing_pilot_client.contract import (
+    CANCEL,
     DEFAULT_QUEUE,
     OUTCOME,
     PRIORITY_SENDS_QUEUE,
@@ -16,7 +17,6 @@ PROCESS_WEBHOOK_EVENT = "pilot.process_webhook_event"
 CHECK_CONNECTOR_STATUS = "pilot.check_connector_status"
 RELEASE_DEFERRED = "pilot.release_deferred"
 RELEASE_SCHEDULED = "pilot.release_scheduled"
-CANCEL = "pilot.cancel"
 REMOVE_ATTACHMENTS = "pilot.remove_unneeded_attachments"
 SWEEP = "pilot.sweep"
 RECONCILE = "pilot.reconcile"
@@ -56,6 +56,7 @@ TASK_QUEUES = {
 }
 
 __all__ = [
+    "CANCEL",
     "CHECK_CONNECTOR_STATUS",
     "CONSUMED_QUEUES",
     "DEFAULT_QUEUE",

@@ -12,12 +12,13 @@ from typing import Any
 
 from celery import Celery
 
-from marketing_pilot_client.contract import SEND_BATCH, SEND_EMAIL, send_queue
-from marketing_pilot_client.payloads import EmailFields, SendBatchPayload, SendEmailPayload
+from marketing_pilot_client.contract import CANCEL, PRIORITY_SENDS_QUEUE, SEND_BATCH, SEND_EMAIL, send_queue
+from marketing_pilot_client.payloads import CancelPayload, EmailFields, SendBatchPayload, SendEmailPayload
 
 
 class PilotClient:
-    """Publishes ``pilot.send_email`` and ``pilot.send_batch`` with a Celery app (producer only)."""
+    """Publishes ``pilot.send_email``, ``pilot.send_batch`` and ``pilot.cancel`` with a Celery app
+    (producer only)."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
@@ -45,6 +46,13 @@ class PilotClient:
         payload = SendBatchPayload.model_validate({"connector_id": connector_id, "emails": wire, **fields})
         return self.publish_batch(payload)
 
+    def cancel(self, **selection: Any) -> str:
+        """Publish one ``pilot.cancel`` (``connector_id`` + ``idempotency_key``, ``task_id`` or
+        ``message_ids``); its Celery task id. The task's result answers each row."""
+        payload = CancelPayload.model_validate(selection)
+        # On the priority queue, as the worker routes it: a cancel lands before the time it races.
+        return self._publish(CANCEL, _wire(payload), PRIORITY_SENDS_QUEUE)
+
     def publish_email(self, payload: SendEmailPayload) -> str:
         """Publish a validated ``pilot.send_email`` to its class's queue; the Celery task id."""
         return self._publish(SEND_EMAIL, _wire(payload), send_queue(payload.resolved_priority))
@@ -58,6 +66,6 @@ class PilotClient:
         return str(result.id)
 
 
-def _wire(model: EmailFields | SendBatchPayload) -> dict[str, Any]:
+def _wire(model: EmailFields | SendBatchPayload | CancelPayload) -> dict[str, Any]:
     # Wire names (``from``), JSON types (ids as text), fields left unset left out.
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -12,6 +12,8 @@ from typing import Any
 
 SEND_EMAIL = "pilot.send_email"
 SEND_BATCH = "pilot.send_batch"
+#: Withdraws sends that have not left (scheduled, queued, deferred); each row is answered.
+CANCEL = "pilot.cancel"
 #: The task each outcome event is published as, to the queue the send named (``outcomes_queue``).
 OUTCOME = "pilot.outcome"
 SEND_TASKS = frozenset({SEND_EMAIL, SEND_BATCH})

@@ -211,3 +211,16 @@ class SendBatchPayload(Routing, _Classed, OutcomesOptIn):
     def resolved_priority(self) -> Priority:
         """The class the emails' rows are sent in."""
         return priority_for(SEND_BATCH, self.priority, len(self.emails))
+
+
+class CancelPayload(BaseModel):
+    """``pilot.cancel``: the rows named by one of ``idempotency_key`` (with ``connector_id``),
+    ``task_id`` or ``message_ids``; ``connector_id`` and ``organization_id`` narrow any of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connector_id: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
+    task_id: uuid.UUID | None = None
+    message_ids: list[uuid.UUID] | None = Field(default=None, min_length=1)

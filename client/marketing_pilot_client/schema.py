@@ -1,4 +1,5 @@
-"""JSON Schemas of the task kwargs (``pilot.send_email``, ``pilot.send_batch``) and of ``pilot.outcome``,
+"""JSON Schemas of the task kwargs (``pilot.send_email``, ``pilot.send_batch``, ``pilot.cancel``) and of
+``pilot.outcome``,
 generated from the models. The repository commits them under ``schemas/``; ``pilot schema`` prints them.
 """
 
@@ -7,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from marketing_pilot_client.contract import OUTCOME, SEND_BATCH, SEND_EMAIL
+from marketing_pilot_client.contract import CANCEL, OUTCOME, SEND_BATCH, SEND_EMAIL
 from marketing_pilot_client.outcomes import OutcomeEvent
-from marketing_pilot_client.payloads import EmailFields, SendBatchPayload, SendEmailPayload
+from marketing_pilot_client.payloads import CancelPayload, EmailFields, SendBatchPayload, SendEmailPayload
 
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -19,6 +20,7 @@ def task_schemas() -> dict[str, dict[str, Any]]:
     return {
         SEND_EMAIL: _titled(SendEmailPayload.model_json_schema(by_alias=True), SEND_EMAIL),
         SEND_BATCH: _titled(_batch_schema(), SEND_BATCH),
+        CANCEL: _titled(CancelPayload.model_json_schema(by_alias=True), CANCEL),
         OUTCOME: _titled(OutcomeEvent.model_json_schema(by_alias=True), OUTCOME),
     }
 

@@ -6,12 +6,11 @@ import json
 
 import click
 
-from marketing_pilot_client.contract import OUTCOME, SEND_BATCH, SEND_EMAIL
 from marketing_pilot_client.schema import schema_text, task_schemas
 
 
 @click.command("schema")
-@click.argument("task", required=False, type=click.Choice([SEND_EMAIL, SEND_BATCH, OUTCOME]))
+@click.argument("task", required=False, type=click.Choice(list(task_schemas())))
 def schema(task: str | None) -> None:
     """Print the JSON Schema of TASK's kwargs, or of every task as one object keyed by task name."""
     if task is not None:

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
-from marketing_pilot_client.payloads import MAX_CALLER_KEY_LENGTH
+from marketing_pilot_client.payloads import CancelPayload as CancelPayload
 from marketing_pilot_client.payloads import EmailFields as EmailFields
 from marketing_pilot_client.payloads import Routing as Routing
 from marketing_pilot_client.payloads import SendBatchPayload as SendBatchPayload
@@ -42,19 +42,6 @@ class RefusedEmail:
     index: int
     reason: str
     data: Any
-
-
-class CancelPayload(BaseModel):
-    """``pilot.cancel``: the rows named by one of ``idempotency_key`` (with ``connector_id``),
-    ``task_id`` or ``message_ids``; ``connector_id`` and ``organization_id`` narrow any of them."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    connector_id: uuid.UUID | None = None
-    organization_id: uuid.UUID | None = None
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=MAX_CALLER_KEY_LENGTH)
-    task_id: uuid.UUID | None = None
-    message_ids: list[uuid.UUID] | None = Field(default=None, min_length=1)
 
 
 def parse_cancel(kwargs: Mapping[str, Any]) -> CancelPayload:

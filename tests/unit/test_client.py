@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 import marketing_pilot_client.payloads as client_payloads
 import shared.sending.payloads as worker_payloads
-from marketing_pilot_client import OUTCOME, SEND_BATCH, SEND_EMAIL, PilotClient, task_schemas
+from marketing_pilot_client import CANCEL, OUTCOME, SEND_BATCH, SEND_EMAIL, PilotClient, task_schemas
 from marketing_pilot_client.schema import schema_text
 from shared.cli import cli
 
@@ -46,7 +46,7 @@ def client(app: RecordingApp) -> PilotClient:
     return PilotClient(app)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("name", [SEND_EMAIL, SEND_BATCH, OUTCOME])
+@pytest.mark.parametrize("name", [SEND_EMAIL, SEND_BATCH, CANCEL, OUTCOME])
 def test_committed_schema_matches_the_models(name: str) -> None:
     committed = (SCHEMAS / f"{name}.schema.json").read_text()
 
@@ -85,6 +85,7 @@ def test_the_schemas_accept_a_full_payload_and_refuse_an_unknown_field() -> None
 
 
 def test_the_worker_validates_against_the_clients_models() -> None:
+    assert worker_payloads.CancelPayload is client_payloads.CancelPayload
     assert worker_payloads.SendEmailPayload is client_payloads.SendEmailPayload
     assert worker_payloads.SendBatchPayload is client_payloads.SendBatchPayload
     assert worker_payloads.EmailFields is client_payloads.EmailFields
@@ -157,3 +158,23 @@ def test_an_upstream_worker_can_handle_outcome_events_as_a_celery_task() -> None
     app.tasks[OUTCOME](**event)
 
     assert [(e.kind.value, e.metadata) for e in received] == [("delivered", {"order": "4711"})]
+
+
+def test_a_cancel_by_idempotency_key_goes_to_the_priority_queue(app, client) -> None:
+    task_id = client.cancel(connector_id=CONNECTOR, idempotency_key="newsletter/2026-12")
+
+    assert task_id == "celery-1"
+    assert app.calls == [
+        {
+            "name": CANCEL,
+            "kwargs": {"connector_id": CONNECTOR, "idempotency_key": "newsletter/2026-12"},
+            "queue": "pilot.sends.priority",
+        }
+    ]
+
+
+def test_a_cancel_naming_an_unknown_field_is_refused_before_anything_is_published(app, client) -> None:
+    with pytest.raises(ValidationError, match="idempotency"):
+        client.cancel(connector_id=CONNECTOR, idempotency="newsletter/2026-12")
+
+    assert app.calls == []
