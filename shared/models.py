@@ -3,7 +3,8 @@
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
 dead_letters, email_attachments, metric_rollups, delivery_marks, and the reputation guard's tables.
-email_requests, email_metrics and webhook_events are partitioned by time (shared.partitions).
+email_messages, email_requests, email_metrics and webhook_events are partitioned by time
+(shared.partitions); no foreign key points at the ledger (docs/architecture.md, section 13).
 """
 
 from __future__ import annotations
@@ -240,7 +241,10 @@ _LOWER_RECIPIENT = text("lower(recipient)")
 
 
 class EmailMessage(Base):
-    """The send ledger: one row per recipient, keyed by its deterministic idempotency key."""
+    """The send ledger: one row per recipient, keyed by its deterministic idempotency key.
+
+    Partitioned by month of ``created_at`` (shared.partitions), so its primary key includes it.
+    """
 
     __tablename__ = "email_messages"
     __table_args__ = (
@@ -329,7 +333,11 @@ class EmailMessage(Base):
             "updated_at",
             postgresql_where=text("status = 'sending'"),
         ),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
+    # The id, derived from the idempotency key, is unique on its own (shared.sending.ledger_keys keeps
+    # it so across partitions): the ORM knows a row by it, as before partitioning.
+    __mapper_args__ = {"primary_key": ["id"]}
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -364,7 +372,10 @@ class EmailMessage(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The sha256 digests of the attachment bytes its request names (``email_attachments``).
     attachment_digests: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
-    created_at: Mapped[datetime] = _created_at()
+    #: The partition key: a month per partition, dropped whole past retention (shared.partitions).
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     updated_at: Mapped[datetime] = _updated_at()
 
 
@@ -378,9 +389,8 @@ class EmailRequest(Base):
     __tablename__ = "email_requests"
     __table_args__ = ({"postgresql_partition_by": "RANGE (stored_at)"},)
 
-    message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     stored_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), primary_key=True, server_default=func.now()
     )
@@ -422,9 +432,8 @@ class EmailMetric(Base):
     __mapper_args__ = {"primary_key": ["id"]}
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    message_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
-    )
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     connector_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("connectors.id", ondelete="SET NULL"), index=True
@@ -483,9 +492,8 @@ class OutcomeEvent(Base):
     #: Stable: derived from the status change or the webhook metric it reports.
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     #: The recipient's row; None for a reputation event (``organization_id`` and ``scope`` instead).
-    message_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
-    )
+    #: No foreign key to the partitioned ledger: deleted with the row by trigger.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     queue: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -649,9 +657,8 @@ class DeliveryMark(Base):
 
     __tablename__ = "delivery_marks"
 
-    message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     kinds: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
@@ -664,9 +671,8 @@ class ReputationMark(Base):
 
     __tablename__ = "reputation_marks"
 
-    message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     bucket: Mapped[int] = mapped_column(Integer)
     counted: Mapped[bool] = mapped_column(server_default=text("false"))
     hard_bounce: Mapped[bool] = mapped_column(server_default=text("false"))
