@@ -2,9 +2,9 @@
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
-dead_letters, email_attachments, metric_rollups, delivery_marks, and the reputation guard's tables.
-email_messages, email_requests, email_metrics and webhook_events are partitioned by time
-(shared.partitions); no foreign key points at the ledger (docs/architecture.md, section 13).
+dead_letters, email_attachments, metric_rollups, message_marks, and the reputation guard's tables.
+email_messages (with message_marks), email_requests, email_metrics and webhook_events are
+partitioned by time (shared.partitions); no foreign key points at the ledger (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -651,29 +651,26 @@ class DeadLetter(Base):
     recorded_at: Mapped[datetime] = _created_at()
 
 
-class DeliveryMark(Base):
-    """Which kinds of delivery event one ledger row has counted in its task's figures (bit i: the
-    i-th of :data:`shared.counters.delivery.MARKS`), so each is counted once per row."""
+class MessageMark(Base):
+    """What one ledger row has counted: which kinds of delivery event in its task's figures (bit i of
+    ``kinds``: the i-th of :data:`shared.counters.delivery.MARKS`), so each is counted once per row;
+    and what it added to the reputation counts (so an event applied again adds nothing).
 
-    __tablename__ = "delivery_marks"
-
-    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
-    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    kinds: Mapped[int] = mapped_column(Integer, server_default="0")
-
-
-class ReputationMark(Base):
-    """What one ledger row has added to the reputation counts (so an event applied again adds nothing).
-
-    ``bucket`` is the day (days since 1970-01-01) of the row's creation: it never moves, whatever
-    order the row's events arrive in.
+    Partitioned by month of its ledger row's ``created_at`` (``message_created_at``), so that a month
+    of marks goes with its month of the ledger (shared.partitions), never row by row. ``bucket`` is
+    the day (days since 1970-01-01) of the row's creation, set once the row counts for reputation
+    (None: it never did); it never moves, whatever order the row's events arrive in.
     """
 
-    __tablename__ = "reputation_marks"
+    __tablename__ = "message_marks"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (message_created_at)"},)
 
     #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
     message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    bucket: Mapped[int] = mapped_column(Integer)
+    #: Its ledger row's ``created_at``: the partition key (one row per message, as the id is).
+    message_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    kinds: Mapped[int] = mapped_column(Integer, server_default="0")
+    bucket: Mapped[int | None] = mapped_column(Integer)
     counted: Mapped[bool] = mapped_column(server_default=text("false"))
     hard_bounce: Mapped[bool] = mapped_column(server_default=text("false"))
     complaint: Mapped[bool] = mapped_column(server_default=text("false"))

@@ -1,12 +1,12 @@
-"""email_messages partitioned by month of created_at; no foreign key points at it
+"""email_messages partitioned by month; its marks folded into message_marks, partitioned alike
 
 Revision ID: 0018
 Revises: 0017
 Rebuilt beside the old table (a default partition, one per month holding rows, this month and the
 next), rows moved in one INSERT ... SELECT, then its keys, indexes and triggers made again as the
 catalog held them. Primary key (id, created_at). The foreign keys to the ledger go; a statement
-trigger deletes a deleted row's dependants instead. Exclusive locks: run it in a quiet hour.
-docs/architecture.md, section 13.
+trigger deletes a deleted row's dependants instead. delivery_marks and reputation_marks fold into
+message_marks, partitioned by its ledger row's month. Exclusive locks: run it in a quiet hour.
 
 Create Date: 2026-12-06 04:00:00
 """
@@ -27,9 +27,49 @@ depends_on: str | Sequence[str] | None = None
 TABLE = "email_messages"
 #: Months created beyond the current one, as shared.partitions.tables declares the ledger.
 MONTHS_AHEAD = 1
-#: The tables whose rows belong to a ledger row (``message_id``), each of which had a cascading
-#: foreign key to it.
-DEPENDANTS = ("email_requests", "email_metrics", "outcome_events", "delivery_marks", "reputation_marks")
+#: The tables whose rows belong to a ledger row (``message_id``) and had a cascading foreign key to it.
+REFERENCING = ("email_requests", "email_metrics", "outcome_events")
+#: What a trigger deletes with a deleted ledger row.
+DEPENDANTS = (*REFERENCING, "message_marks")
+
+_MESSAGE_MARKS = """
+CREATE TABLE message_marks (
+    message_id uuid NOT NULL,
+    message_created_at timestamptz NOT NULL,
+    kinds integer DEFAULT 0 NOT NULL,
+    bucket integer,
+    counted boolean DEFAULT false NOT NULL,
+    hard_bounce boolean DEFAULT false NOT NULL,
+    complaint boolean DEFAULT false NOT NULL,
+    campaign_bucket integer
+) PARTITION BY RANGE (message_created_at)
+"""
+_FOLD_MARKS = """
+INSERT INTO message_marks
+    (message_id, message_created_at, kinds, bucket, counted, hard_bounce, complaint, campaign_bucket)
+SELECT m.id, m.created_at, coalesce(d.kinds, 0), r.bucket, coalesce(r.counted, false),
+       coalesce(r.hard_bounce, false), coalesce(r.complaint, false), r.campaign_bucket
+FROM delivery_marks d FULL JOIN reputation_marks r ON r.message_id = d.message_id
+JOIN email_messages m ON m.id = coalesce(d.message_id, r.message_id)
+"""
+_DELIVERY_MARKS = """
+CREATE TABLE delivery_marks (
+    message_id uuid NOT NULL,
+    kinds integer DEFAULT 0 NOT NULL,
+    CONSTRAINT pk_delivery_marks PRIMARY KEY (message_id)
+)
+"""
+_REPUTATION_MARKS = """
+CREATE TABLE reputation_marks (
+    message_id uuid NOT NULL,
+    bucket integer NOT NULL,
+    counted boolean DEFAULT false NOT NULL,
+    hard_bounce boolean DEFAULT false NOT NULL,
+    complaint boolean DEFAULT false NOT NULL,
+    campaign_bucket integer,
+    CONSTRAINT pk_reputation_marks PRIMARY KEY (message_id)
+)
+"""
 
 _DEPENDANTS_DELETE_FUNCTION = (
     "CREATE FUNCTION pilot_ledger_dependants_delete() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN\n"
@@ -46,7 +86,7 @@ CREATE TRIGGER email_messages_dependants_delete AFTER DELETE ON {TABLE}
 
 def upgrade() -> None:
     schema = _Schema.of_ledger()
-    for table in DEPENDANTS:
+    for table in (*REFERENCING, "delivery_marks", "reputation_marks"):
         op.execute(f"ALTER TABLE {table} DROP CONSTRAINT fk_{table}_message_id_email_messages")
     op.execute(f"ALTER TABLE {TABLE} RENAME TO {TABLE}_unpartitioned")
     op.execute(
@@ -58,11 +98,19 @@ def upgrade() -> None:
             f"SELECT DISTINCT date_trunc('month', created_at AT TIME ZONE 'UTC') FROM {TABLE}_unpartitioned"
         )
     )
-    _create_partitions({month.replace(tzinfo=UTC) for month in months})
+    with_rows = {month.replace(tzinfo=UTC) for month in months}
+    _create_partitions(TABLE, with_rows)
     op.execute(f"INSERT INTO {TABLE} SELECT * FROM {TABLE}_unpartitioned")
     op.execute(f"DROP TABLE {TABLE}_unpartitioned")
     op.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT pk_{TABLE} PRIMARY KEY (id, created_at)")
     schema.restore()
+    op.execute(_MESSAGE_MARKS)
+    _create_partitions("message_marks", with_rows)
+    op.execute(_FOLD_MARKS)
+    op.execute(
+        "ALTER TABLE message_marks ADD CONSTRAINT pk_message_marks PRIMARY KEY (message_id, message_created_at)"
+    )
+    op.execute("DROP TABLE delivery_marks, reputation_marks")
     op.execute(_DEPENDANTS_DELETE_FUNCTION)
     op.execute(_DEPENDANTS_DELETE_TRIGGER)
 
@@ -77,7 +125,15 @@ def downgrade() -> None:
     op.execute(f"DROP TABLE {TABLE}_partitioned")
     op.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT pk_{TABLE} PRIMARY KEY (id)")
     schema.restore()
-    for table in DEPENDANTS:
+    op.execute(_DELIVERY_MARKS)
+    op.execute(_REPUTATION_MARKS)
+    op.execute("INSERT INTO delivery_marks SELECT message_id, kinds FROM message_marks WHERE kinds <> 0")
+    op.execute(
+        "INSERT INTO reputation_marks SELECT message_id, bucket, counted, hard_bounce, complaint, campaign_bucket"
+        " FROM message_marks WHERE bucket IS NOT NULL"
+    )
+    op.execute("DROP TABLE message_marks")
+    for table in (*REFERENCING, "delivery_marks", "reputation_marks"):
         # Rows whose ledger row retention dropped would have gone with it under the cascade.
         op.execute(
             f"DELETE FROM {table} d WHERE message_id IS NOT NULL"
@@ -130,10 +186,10 @@ class _Schema:
             op.execute(statement)
 
 
-def _create_partitions(with_rows: set[datetime]) -> None:
+def _create_partitions(table: str, with_rows: set[datetime]) -> None:
     """The default partition, one per month holding rows, and the current month and ``MONTHS_AHEAD``
     more."""
-    op.execute(f"CREATE TABLE {TABLE}_default PARTITION OF {TABLE} DEFAULT")
+    op.execute(f"CREATE TABLE {table}_default PARTITION OF {table} DEFAULT")
     now = datetime.now(UTC)
     current = datetime(now.year, now.month, 1, tzinfo=UTC)
     starts = {*with_rows, current}
@@ -142,7 +198,7 @@ def _create_partitions(with_rows: set[datetime]) -> None:
         starts.add(current)
     for start in sorted(starts):
         op.execute(
-            f"CREATE TABLE {TABLE}_p{start.strftime('%Y%m')} PARTITION OF {TABLE}"
+            f"CREATE TABLE {table}_p{start.strftime('%Y%m')} PARTITION OF {table}"
             f" FOR VALUES FROM ('{start.isoformat()}') TO ('{_after(start).isoformat()}')"
         )
 

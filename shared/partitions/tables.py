@@ -4,7 +4,7 @@
 message probes few); ``webhook_events`` by day of ``occurred_at`` (14 days after they are applied);
 ``email_requests`` by day of ``stored_at`` (24 hours after the day, open rows' bodies carried on);
 ``email_messages``, the ledger, by month of ``created_at`` (13 months, none of its rows open, its
-daily totals written first).
+daily totals written first); ``message_marks`` by the same month, dropped with its ledger month.
 """
 
 from __future__ import annotations
@@ -155,5 +155,27 @@ EMAIL_MESSAGES = PartitionedTable(
     droppable=no_open_rows,
     before_drop=rolled_up_by(roll_up_ledger),
 )
-#: Every partitioned table, in the order maintenance visits them.
-TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS, EMAIL_MESSAGES)
+
+
+def ledger_month_gone(
+    connection: Connection, partition: Partition, settings: Settings, now: datetime
+) -> bool:
+    """Whether the ledger's partition of the period of ``partition`` is gone (a month of marks goes
+    with its month of ledger rows, never before: a held ledger month holds its marks)."""
+    ledger_partition = EMAIL_MESSAGES.partition_name(partition.start)
+    return not connection.execute(
+        text("SELECT to_regclass(:name) IS NOT NULL"), {"name": ledger_partition}
+    ).scalar()
+
+
+MESSAGE_MARKS = PartitionedTable(
+    name="message_marks",
+    column="message_created_at",
+    grain=Grain.MONTH,
+    ahead=1,
+    cutoff=EMAIL_MESSAGES.cutoff,
+    droppable=ledger_month_gone,
+)
+#: Every partitioned table, in the order maintenance visits them (the ledger before its marks, so
+#: that one run drops both).
+TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS, EMAIL_MESSAGES, MESSAGE_MARKS)

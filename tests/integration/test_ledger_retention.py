@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import Connection, Engine, text
 
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import OPEN_STATUSES, EmailMessage, MessageStatus
+from shared.models import OPEN_STATUSES, EmailMessage, MessageMark, MessageStatus
 from shared.partitions.maintenance import maintain
 from shared.partitions.periods import Grain, months_before
-from shared.partitions.tables import EMAIL_MESSAGES, TABLES, PartitionedTable, rolled_up_by
+from shared.partitions.tables import EMAIL_MESSAGES, MESSAGE_MARKS, TABLES, PartitionedTable, rolled_up_by
 from shared.settings import Settings, load_settings
 from tests.send_helpers import add_connector
 
@@ -66,20 +66,27 @@ def ledger(roll_up: RecordingRollUp) -> PartitionedTable:
 
 
 def add_rows(engine: Engine, *statuses: MessageStatus) -> None:
+    """Ledger rows written now, each with its mark."""
     factory = make_sessionmaker(engine)
     organization, connector = add_connector(factory)
     with transaction(factory) as session:
         for n, status in enumerate(statuses):
-            session.add(
-                EmailMessage(
-                    organization_id=organization,
-                    connector_id=connector,
-                    idempotency_key=f"retention/{n}",
-                    recipient=f"r{n}@x.test",
-                    status=status,
-                    created_at=NOW,
-                )
+            row = EmailMessage(
+                organization_id=organization,
+                connector_id=connector,
+                idempotency_key=f"retention/{n}",
+                recipient=f"r{n}@x.test",
+                status=status,
+                created_at=NOW,
             )
+            session.add(row)
+            session.flush()
+            session.add(MessageMark(message_id=row.id, message_created_at=NOW, kinds=1))
+
+
+def marks(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(text("SELECT count(*) FROM message_marks")) or 0)
 
 
 def ledger_keys(engine: Engine) -> set[str]:
@@ -142,3 +149,25 @@ def test_a_ledger_month_within_retention_is_kept(
 
     assert THIS_MONTH.name not in report.dropped + report.held
     assert ledger_keys(engine) == {"retention/0"}
+
+
+def test_a_month_of_marks_is_dropped_with_its_ledger_month(
+    engine: Engine, settings: Settings, ledger: PartitionedTable
+) -> None:
+    add_rows(engine, MessageStatus.DELIVERED, MessageStatus.BOUNCED)
+
+    report = maintain(engine, settings, now=LATER, tables=[ledger, MESSAGE_MARKS])
+
+    assert {THIS_MONTH.name, MESSAGE_MARKS.partition_name(THIS_MONTH.start)} <= set(report.dropped)
+    assert marks(engine) == 0
+
+
+def test_the_marks_of_a_held_ledger_month_are_held_with_it(
+    engine: Engine, settings: Settings, ledger: PartitionedTable
+) -> None:
+    add_rows(engine, MessageStatus.DELIVERED, MessageStatus.QUEUED)
+
+    report = maintain(engine, settings, now=LATER, tables=[ledger, MESSAGE_MARKS])
+
+    assert MESSAGE_MARKS.partition_name(THIS_MONTH.start) in report.held
+    assert marks(engine) == 2

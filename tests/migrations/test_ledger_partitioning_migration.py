@@ -19,8 +19,14 @@ REVISION = "0018"
 NOW = datetime.now(UTC).replace(microsecond=0)
 #: Always in an earlier month than NOW.
 LAST_MONTH = NOW - timedelta(days=40)
-#: The tables holding a ledger row's dependants (``message_id``).
-DEPENDANTS = ("email_requests", "email_metrics", "outcome_events", "delivery_marks", "reputation_marks")
+#: What depends on a ledger row, before the revision (a mark table each) and after (one, message_marks).
+DEPENDANTS = {
+    "requests": "SELECT count(*) FROM email_requests",
+    "metrics": "SELECT count(*) FROM email_metrics WHERE message_id IS NOT NULL",
+    "outcome events": "SELECT count(*) FROM outcome_events WHERE message_id IS NOT NULL",
+    "delivery marks": "SELECT count(*) FROM {marks} WHERE kinds <> 0",
+    "reputation marks": "SELECT count(*) FROM {reputation} WHERE bucket IS NOT NULL",
+}
 
 
 def previous_revision() -> str:
@@ -79,11 +85,16 @@ def fill(url: str) -> dict[str, uuid.UUID]:
 
 def dependants(url: str) -> dict[str, int]:
     with connect(url) as conn:
+        folded = conn.execute("SELECT to_regclass('message_marks') IS NOT NULL").fetchone() == (True,)
+        tables = {
+            "marks": "message_marks" if folded else "delivery_marks",
+            "reputation": "message_marks" if folded else "reputation_marks",
+        }
         counts = {}
-        for table in DEPENDANTS:
-            found = conn.execute(f"SELECT count(*) FROM {table} WHERE message_id IS NOT NULL").fetchone()
+        for name, query in DEPENDANTS.items():
+            found = conn.execute(query.format(**tables)).fetchone()
             assert found is not None
-            counts[table] = int(str(found[0]))
+            counts[name] = int(str(found[0]))
         return counts
 
 
@@ -164,6 +175,21 @@ def test_a_deleted_ledger_row_takes_what_depends_on_it_along(database_url: str) 
     assert dependants(database_url) == dict.fromkeys(DEPENDANTS, 0)
 
 
+def test_a_rows_two_marks_become_one_in_its_months_partition(database_url: str) -> None:
+    ids = fill(database_url)
+
+    migrations.upgrade(database_url, REVISION)
+
+    with connect(database_url) as conn:
+        marks = conn.execute(
+            "SELECT message_id, tableoid::regclass::text, kinds, bucket FROM message_marks ORDER BY 2"
+        ).fetchall()
+    assert marks == [
+        (ids["old"], f"message_marks_p{LAST_MONTH:%Y%m}", 1, 1),
+        (ids["recent"], f"message_marks_p{NOW:%Y%m}", 1, 1),
+    ]
+
+
 def test_downgrade_restores_an_unpartitioned_ledger_with_every_row(database_url: str) -> None:
     fill(database_url)
     before = ledger_schema(database_url), dependants(database_url)
@@ -180,5 +206,5 @@ def test_downgrade_restores_an_unpartitioned_ledger_with_every_row(database_url:
         ).fetchone()
     assert kind == ("r",)
     assert keys == [("old",), ("recent",)]
-    assert references == (len(DEPENDANTS),)
+    assert references == (5,)  # requests, metrics, outcome events and both marks
     assert (ledger_schema(database_url), dependants(database_url)) == before
