@@ -124,6 +124,8 @@ _PAUSED = (
     f" WHERE state = '{ReputationState.PAUSED}' AND scope_id IN (m.organization_id, m.connector_id) LIMIT 1"
 )
 
+# The body is looked up row by row (its primary key, message_id leading): with no foreign key to the
+# partitioned ledger, the planner no longer knows a row has one body at most and would hash the day's.
 _READ = (
     """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient,
@@ -133,7 +135,7 @@ SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.
        m.priority, h.reason, p.reason
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
-LEFT JOIN email_requests r ON r.message_id = m.id
+LEFT JOIN LATERAL (SELECT request FROM email_requests WHERE message_id = m.id LIMIT 1) r ON true
 LEFT JOIN LATERAL (
     SELECT reason, created_at FROM suppression_list s
     WHERE s.organization_id = m.organization_id
