@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import fakeredis._socket._base
 import httpx
 import pytest
 import redis
@@ -109,8 +111,14 @@ def test_send_email_redelivered_after_sending_answers_from_the_row(
 
 
 @pytest.fixture
-def paced(ctx, clock, fake_redis, redis_prefix) -> RateLimiter:
-    """The context's limiter on the test's clock: the key's request token comes back only as time moves."""
+def paced(ctx, clock, fake_redis, redis_prefix, monkeypatch: pytest.MonkeyPatch) -> RateLimiter:
+    """The context's limiter on the test's clock: the key's request token comes back only as time moves.
+
+    fakeredis expires keys on the same clock: on the wall clock, a bucket's key (kept until the bucket
+    is full again, half a second for the request bucket) would vanish, refilled, whenever a loaded
+    machine took that long between two steps of a test.
+    """
+    monkeypatch.setattr(fakeredis._socket._base, "time", SimpleNamespace(time=lambda: clock.now.timestamp()))
     ctx.limiter = RateLimiter(
         fake_redis, key_prefix=redis_prefix, clock_ms=lambda: int(clock.now.timestamp() * 1000)
     )
