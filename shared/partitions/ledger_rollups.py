@@ -63,13 +63,22 @@ def finished_days(now: datetime, days: int = RECENT_DAYS) -> list[datetime]:
 
 
 def roll_up_recent(engine: Engine, now: datetime, days: int = RECENT_DAYS) -> list[date]:
-    """Rewrite the rollups of the last ``days`` finished days, one transaction per day (a day's
-    figures appear whole or not at all); the days rewritten."""
+    """Rewrite the rollups of the last ``days`` finished days; the days rewritten."""
+    starts = finished_days(now, days)
+    return roll_up_days(engine, starts[0].date(), starts[-1].date()) if starts else []
+
+
+def roll_up_days(engine: Engine, first: date, last: date) -> list[date]:
+    """Rewrite the rollups of the days ``first`` to ``last`` (inclusive), one transaction per day (a
+    day's figures appear whole or not at all, and no transaction holds many days); the days rewritten."""
     rolled = []
-    for start in finished_days(now, days):
+    day = first
+    while day <= last:
+        start = datetime.combine(day, time(), tzinfo=UTC)
         with engine.begin() as connection:
             roll_up_ledger(connection, start, Grain.DAY.after(start))
-        rolled.append(start.date())
+        rolled.append(day)
+        day += timedelta(days=1)
     return rolled
 
 
