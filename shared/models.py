@@ -487,7 +487,13 @@ class LedgerRollup(Base):
         # never hold its rows twice. A primary key cannot hold a null; a sentinel task id would be
         # a fake task that every reader has to know about.
         UniqueConstraint(
-            "day", "organization_id", "connector_id", "task_id", "status", postgresql_nulls_not_distinct=True
+            "day",
+            "organization_id",
+            "connector_id",
+            "task_id",
+            "status",
+            name="uq_ledger_rollups_key",
+            postgresql_nulls_not_distinct=True,
         ),
     )
     __mapper_args__ = {"primary_key": ["day", "organization_id", "connector_id", "task_id", "status"]}

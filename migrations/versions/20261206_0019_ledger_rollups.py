@@ -60,7 +60,7 @@ def upgrade() -> None:
             "connector_id",
             "task_id",
             "status",
-            name=op.f("uq_ledger_rollups_day_organization_id_connector_id_task_id_status"),
+            name=op.f("uq_ledger_rollups_key"),
             postgresql_nulls_not_distinct=True,
         ),
     )
