@@ -17,8 +17,8 @@ from shared.errors import PayloadInvalid
 from shared.models import MessageStatus
 from shared.partitions.periods import Grain
 
-#: First key of the advisory lock that makes rollups take turns (the partitions' locks use the pair
-#: form with another first key): two rewrites of one day at once would both insert its rows.
+#: The advisory lock (first and second key) that makes rewrites take turns: two rewrites of one day
+#: at once would both insert its rows. No other lock uses this first key.
 LOCK_NAMESPACE = 0x4C524F4C
 LOCK_KEY = 1
 #: Beat rewrites this many finished days each night: yesterday, whose last emails are still being
@@ -45,7 +45,7 @@ def roll_up_ledger(connection: Connection, start: datetime, end: datetime) -> No
     for bound in (start, end):
         # A partial day would be rewritten from part of its rows.
         if bound.tzinfo is None or bound.astimezone(UTC).timetz() != time(tzinfo=UTC):
-            raise PayloadInvalid(f"a ledger rollup covers whole UTC days: {bound.isoformat()} is no midnight")
+            raise PayloadInvalid(f"a ledger rollup covers whole UTC days, not from or to {bound.isoformat()}")
     if end <= start:
         return
     connection.execute(
