@@ -332,8 +332,15 @@ class EmailMessage(Base):
         ),
         # A day's rows for its rollup (shared.partitions.ledger_rollups). Rows are appended in
         # created_at order (and move, when updated, within minutes of it), so a summary per block
-        # range is a few pages for the whole ledger and a status change rarely touches it.
-        Index("ix_email_messages_created_at_brin", "created_at", postgresql_using="brin"),
+        # range is a few pages for the whole ledger and a status change rarely touches it. A range
+        # not summarized yet matches every day: autosummarize has autovacuum summarize each range
+        # once the next one starts, instead of at the next vacuum (weeks apart on an append-only table).
+        Index(
+            "ix_email_messages_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"autosummarize": "on"},
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

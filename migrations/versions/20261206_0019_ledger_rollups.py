@@ -65,7 +65,13 @@ def upgrade() -> None:
         ),
     )
     with op.get_context().autocommit_block():
-        create_index_concurrently(INDEX, "email_messages", ["created_at"], postgresql_using="brin")
+        create_index_concurrently(
+            INDEX,
+            "email_messages",
+            ["created_at"],
+            postgresql_using="brin",
+            postgresql_with={"autosummarize": "on"},
+        )
 
 
 def downgrade() -> None:

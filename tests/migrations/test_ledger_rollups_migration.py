@@ -36,11 +36,13 @@ def _rows(connection: psycopg.Connection[tuple[object, ...]]) -> list[tuple[obje
 
 
 def _index_method(connection: psycopg.Connection[tuple[object, ...]]) -> object:
+    """The index's access method and storage options, or None without the index."""
     found = connection.execute(
-        "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.oid = to_regclass(%s)",
+        "SELECT am.amname, c.reloptions FROM pg_class c JOIN pg_am am ON am.oid = c.relam"
+        " WHERE c.oid = to_regclass(%s)",
         (INDEX,),
     ).fetchone()
-    return found[0] if found else None
+    return tuple(found) if found else None
 
 
 def _table(connection: psycopg.Connection[tuple[object, ...]]) -> object:
@@ -58,7 +60,7 @@ def test_upgrade_to_0019_adds_the_rollups_and_the_block_range_index_and_keeps_ev
     with _connect(database_url) as connection:
         assert _rows(connection) == before
         assert _table(connection) == "ledger_rollups"
-        assert _index_method(connection) == "brin"
+        assert _index_method(connection) == ("brin", ["autosummarize=on"])
     migrations.check(database_url)
 
 
