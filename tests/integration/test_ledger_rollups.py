@@ -3,6 +3,7 @@ rollups are the count of its ledger rows, rewritten whole by a rerun, other days
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -196,6 +197,28 @@ def test_a_rollup_leaves_other_days_rollups_as_they_are(engine: Engine) -> None:
     roll_up(engine, ROLLED[1], ROLLED[1] + DAY)
 
     assert rollups(engine) == before
+
+
+def test_two_rewrites_of_a_day_at_once_take_turns(engine: Engine) -> None:
+    rows = fill_ledger(engine)
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            roll_up(engine, ROLLED[0], ROLLED[0] + DAY)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with engine.begin() as connection:
+        roll_up_ledger(connection, ROLLED[0], ROLLED[0] + DAY)
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(timeout=1)
+        assert other.is_alive()  # waiting for the first to commit
+    other.join(timeout=30)
+
+    assert not other.is_alive() and errors == []
+    assert rollups(engine) == direct_count(rows, ROLLED[:1])
 
 
 @pytest.mark.parametrize(
