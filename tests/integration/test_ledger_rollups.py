@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from sqlalchemy import Engine, text
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import PayloadInvalid
 from shared.models import MessageStatus
-from shared.partitions.ledger_rollups import roll_up_ledger, roll_up_recent, totals
+from shared.partitions.ledger_rollups import roll_up_ledger, totals
 from shared.settings import load_settings
+from worker.beat import tasks as beat_tasks
 
 pytestmark = pytest.mark.integration
 
@@ -235,13 +237,16 @@ def test_a_rollup_of_part_of_a_day_is_refused(engine: Engine, start: datetime, e
         roll_up_ledger(connection, start, end)
 
 
-def test_beats_rollup_rewrites_the_two_days_before_today(engine: Engine) -> None:
+def test_beats_rollup_rewrites_the_two_days_before_today(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rows = fill_ledger(engine)
     now = ROLLED[-1] + timedelta(minutes=30)
+    monkeypatch.setattr(beat_tasks, "context", lambda app: SimpleNamespace(engine=engine, clock=lambda: now))
 
-    rolled = roll_up_recent(engine, now)
+    rolled = beat_tasks.roll_up_ledger.apply().get()
 
-    assert rolled == [ROLLED[0].date(), ROLLED[1].date()]
+    assert rolled == [ROLLED[0].date().isoformat(), ROLLED[1].date().isoformat()]
     assert rollups(engine) == direct_count(rows, ROLLED[:2])
 
 
