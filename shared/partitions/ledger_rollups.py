@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
@@ -16,6 +17,9 @@ from sqlalchemy.orm import Session
 from shared.errors import PayloadInvalid
 from shared.models import MessageStatus
 from shared.partitions.periods import Grain
+
+if TYPE_CHECKING:
+    from shared.partitions.tables import Partition
 
 #: The advisory lock (first and second key) that makes rewrites take turns: two rewrites of one day
 #: at once would both insert its rows. No other lock uses this first key.
@@ -54,6 +58,12 @@ def roll_up_ledger(connection: Connection, start: datetime, end: datetime) -> No
     days = {"first": start.astimezone(UTC).date(), "last": end.astimezone(UTC).date()}
     connection.execute(_DELETE, days)
     connection.execute(_INSERT, {"start": start, "end": end})
+
+
+def roll_up_partition(connection: Connection, partition: Partition, now: datetime) -> None:
+    """The ``before_drop`` hook of a ledger partitioned by time: rewrite its days' rollups once more
+    from its rows' final statuses, in the dropping transaction. ``now`` is not needed."""
+    roll_up_ledger(connection, partition.start, partition.end)
 
 
 def finished_days(now: datetime, days: int = RECENT_DAYS) -> list[datetime]:

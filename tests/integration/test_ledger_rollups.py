@@ -17,7 +17,8 @@ from sqlalchemy import Engine, text
 from shared.db import make_engine, make_sessionmaker
 from shared.errors import PayloadInvalid
 from shared.models import MessageStatus
-from shared.partitions.ledger_rollups import roll_up_ledger, totals
+from shared.partitions.ledger_rollups import roll_up_ledger, roll_up_partition, totals
+from shared.partitions.tables import Partition
 from shared.settings import load_settings
 from worker.beat import tasks as beat_tasks
 
@@ -248,6 +249,16 @@ def test_beats_rollup_rewrites_the_two_days_before_today(
 
     assert rolled == [ROLLED[0].date().isoformat(), ROLLED[1].date().isoformat()]
     assert rollups(engine) == direct_count(rows, ROLLED[:2])
+
+
+def test_the_hook_before_a_ledger_partition_is_dropped_rewrites_the_days_it_holds(engine: Engine) -> None:
+    rows = fill_ledger(engine)
+    partition = Partition("email_messages_p20261112", ROLLED[0], ROLLED[-1] + DAY)
+
+    with engine.begin() as connection:
+        roll_up_partition(connection, partition, datetime.now(UTC))
+
+    assert rollups(engine) == direct_count(rows, ROLLED)
 
 
 def test_totals_sum_the_rollups_of_the_days_asked_by_status(engine: Engine) -> None:
