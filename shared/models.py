@@ -2,7 +2,8 @@
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
-dead_letters, email_attachments, metric_rollups, delivery_marks, and the reputation guard's tables.
+dead_letters, email_attachments, metric_rollups, ledger_rollups, delivery_marks, and the reputation
+guard's tables.
 email_requests, email_metrics and webhook_events are partitioned by time (shared.partitions).
 """
 
@@ -329,6 +330,17 @@ class EmailMessage(Base):
             "updated_at",
             postgresql_where=text("status = 'sending'"),
         ),
+        # A day's rows for its rollup (shared.partitions.ledger_rollups). Rows are appended in
+        # created_at order (and move, when updated, within minutes of it), so a summary per block
+        # range is a few pages for the whole ledger and a status change rarely touches it. A range
+        # not summarized yet matches every day: autosummarize has autovacuum summarize each range
+        # once the next one starts, instead of at the next vacuum (weeks apart on an append-only table).
+        Index(
+            "ix_email_messages_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"autosummarize": "on"},
+        ),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -467,6 +479,39 @@ class MetricRollup(Base):
     event: Mapped[str] = mapped_column(Text, primary_key=True)
     events: Mapped[int] = mapped_column(BigInteger)
     messages: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerRollup(Base):
+    """How many ledger rows created on one UTC day, of one organization, connector and task (``None``:
+    sends outside a task), stood in one status when the day was last rolled up (``rolled_up_at``).
+    Rewritten day by day from the ledger (shared.partitions.ledger_rollups) and kept after retention
+    drops the rows. No foreign keys: the totals outlive what they count."""
+
+    __tablename__ = "ledger_rollups"
+    __table_args__ = (
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        # One row per key, sends outside a task (a null task) included: a day rewritten twice can
+        # never hold its rows twice. A primary key cannot hold a null; a sentinel task id would be
+        # a fake task that every reader has to know about.
+        UniqueConstraint(
+            "day",
+            "organization_id",
+            "connector_id",
+            "task_id",
+            "status",
+            name="uq_ledger_rollups_key",
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+    __mapper_args__ = {"primary_key": ["day", "organization_id", "connector_id", "task_id", "status"]}
+
+    day: Mapped[date] = mapped_column(Date)
+    organization_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    connector_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    task_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(Text)
+    emails: Mapped[int] = mapped_column(BigInteger)
+    rolled_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class OutcomeEvent(Base):

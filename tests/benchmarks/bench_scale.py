@@ -3,8 +3,9 @@
 Loads ``--rows`` ledger rows (default 1,000,000) by set-based SQL into a database of its own: 1,000
 organizations, one with 30 % of the traffic and a 100,000-recipient campaign; a metric row per sent
 email and a stored webhook event per two. Then times (median of ``--repeat``) the statements a send,
-an event and an operator run, and prints bytes per email, and index entries and WAL per email of the
-ledger over the life of a thousand more. ``--rows 1000000,5000000`` loads and times
+an event and an operator run, and beat's rewrite of the ledger's daily rollups over every row, and
+prints bytes per email, and index entries and WAL per email of the ledger over the life of a thousand
+more. ``--rows 1000000,5000000`` loads and times
 each size in turn and prints the ratio of the largest to the smallest.
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--rows 1000000] [--repeat 5]
@@ -33,7 +34,9 @@ from sqlalchemy.orm import Session
 from shared import migrations
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import Priority, WebhookEvent
+from shared.partitions import ledger_rollups
 from shared.partitions import maintenance as partition_maintenance
+from shared.partitions.periods import Grain
 from shared.rate_limit import RateLimiter
 from shared.sending import ledger, queue
 from shared.sending.context import SendContext
@@ -201,6 +204,7 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
         with factory() as session:
             ledger.count_waiting(session)
             ledger.sent_since(session, now - timedelta(hours=24))
+            ledger_rollups.totals(session, now.date() - timedelta(days=7), now.date() - timedelta(days=1))
             event_backlog(session)
 
     figures = {
@@ -209,7 +213,7 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
         "a batch of 100 into a small task": timed(repeat, batch_into(1)),
         "parked_ahead (big connector)": timed(repeat, parked_ahead),
         "recent_usage (budget rebuild, big connector)": timed(repeat, recent_usage),
-        "pilot status (waiting rows, sent in 24 h, events)": timed(repeat, status),
+        "pilot status (waiting, 24 h, 7-day totals, events)": timed(repeat, status),
         **campaign_events(url, repeat),
     }
     raw.close()
@@ -291,6 +295,26 @@ def beat_statements(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
         "events replay --orphans (selection)": timed(repeat, orphans),
     }
     ctx.close()
+    return figures
+
+
+def ledger_rollup(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
+    """A rewrite of the rollups of the UTC days the rows were created on (the 24 hours before the
+    load ``as_of``: every row), as beat's nightly job and retention's last rewrite run it."""
+    engine = make_engine(load_settings(database_url=url))
+    first = Grain.DAY.start_of(as_of - timedelta(days=1))
+    end = Grain.DAY.after(Grain.DAY.start_of(as_of))
+
+    def roll_up() -> None:
+        with engine.begin() as connection:
+            ledger_rollups.roll_up_ledger(connection, first, end)
+
+    figures = {"ledger rollup of every row's day (beat, nightly)": timed(repeat, roll_up)}
+    with engine.connect() as connection:
+        brin = connection.execute(text("SELECT pg_relation_size('ix_email_messages_created_at_brin')"))
+        rollups = connection.execute(text("SELECT count(*) FROM ledger_rollups"))
+        print(f"== ledger rollups: {rollups.scalar_one():,} rows; BRIN index {brin.scalar_one():,} bytes")
+    engine.dispose()
     return figures
 
 
@@ -416,7 +440,8 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
         started, as_of = time.monotonic(), datetime.now(UTC)
         load(url, rows)
         print(f"== {rows:,} ledger rows loaded in {time.monotonic() - started:.0f} s")
-        figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of)
+        rollup = ledger_rollup(url, repeat, as_of)
+        figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of) | rollup
         sizes = bytes_per_email(url, rows)
         for label, ms in figures.items():
             print(f"{label:>52s}: {ms:9.1f} ms")

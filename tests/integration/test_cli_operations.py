@@ -17,6 +17,7 @@ from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import ConnectorStatus, EmailMessage, MessageStatus, WebhookEvent
 from shared.settings import get_settings, load_settings
 from tests.integration.conftest import Pilot
+from tests.rollup_helpers import add_rollups
 from tests.sandbox_process import running_sandbox
 
 
@@ -173,6 +174,23 @@ def test_status_lists_connectors_and_events(pilot: Pilot) -> None:
 
     assert result.exit_code == 0, result.output
     assert "main" in result.output and "Webhook events: 0 waiting, 0 orphaned" in result.output
+
+
+def test_status_shows_the_last_7_days_emails_by_status_from_the_rollups(
+    pilot: Pilot, fresh_database_url: str
+) -> None:
+    connector = new_connector(pilot)
+    org = json.loads(pilot("connector", "show", connector, "--json").output)["organization_id"]
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    counts = {MessageStatus.DELIVERED: 41, MessageStatus.FAILED: 1}
+    add_rollups(fresh_database_url, org, connector, {yesterday: counts})
+
+    result = pilot("status")
+
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.output.replace("│", " ").split())
+    assert "Last 7 days: emails by status" in words and "delivered 41 failed 1 total 42" in words
+    assert f"to {yesterday} (UTC), from the nightly ledger rollups (last rewritten" in words
 
 
 def test_events_replay_resets_and_enqueues_orphans(
