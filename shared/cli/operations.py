@@ -53,6 +53,14 @@ def _producer(ctx: CliContext) -> TaskProducer:
     type=click.Path(exists=True, dir_okay=False, readable=True),
     help="Attach a file (repeatable); its content type is guessed from its name.",
 )
+@click.option(
+    "--inline",
+    "inline",
+    multiple=True,
+    type=click.Tuple([click.Path(exists=True, dir_okay=False, readable=True), str]),
+    metavar="FILE CID",
+    help='Attach an image the HTML shows inline as <img src="cid:CID"> (repeatable).',
+)
 @pass_cli
 def send(
     ctx: CliContext,
@@ -65,6 +73,7 @@ def send(
     idempotency_key: str | None,
     scheduled_at: str | None,
     attach: tuple[str, ...],
+    inline: tuple[tuple[str, str], ...],
 ) -> None:
     """Enqueue one email (pilot.send_email) and print the Celery task id.
 
@@ -86,7 +95,11 @@ def send(
         "text": text,
         "idempotency_key": idempotency_key,
         "scheduled_at": scheduled_at,
-        "attachments": [_attachment(Path(path)) for path in attach] or None,
+        "attachments": [
+            *(_attachment(Path(path)) for path in attach),
+            *(_attachment(Path(path)) | {"content_id": cid} for path, cid in inline),
+        ]
+        or None,
     }
     kwargs: dict[str, Any] = {
         "connector_id": str(connector.id),

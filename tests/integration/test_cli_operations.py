@@ -12,6 +12,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from marketing_pilot_client.fields import MAX_ATTACHMENT_BYTES
 from shared import connector_store as store
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import ConnectorStatus, EmailMessage, MessageStatus, WebhookEvent
@@ -105,6 +106,48 @@ def test_send_enqueues_the_scheduled_time_and_each_attached_file(
             "content_type": "application/pdf",
         }
     ]
+
+
+def test_send_enqueues_each_inline_image_with_its_content_id(
+    pilot: Pilot, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    connector = new_connector(pilot)
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    result = pilot(
+        "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi",
+        "--html", '<img src="cid:logo">', "--inline", str(logo), "logo",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    [message] = queued_messages(isolated_redis_url, "pilot.sends.priority")
+    _, kwargs, _ = json.loads(base64.b64decode(str(message["body"])))
+    assert kwargs["attachments"] == [
+        {
+            "filename": "logo.png",
+            "content": base64.b64encode(logo.read_bytes()).decode(),
+            "content_type": "image/png",
+            "content_id": "logo",
+        }
+    ]
+
+
+def test_send_refuses_inline_images_beyond_what_the_worker_takes_before_enqueueing(
+    pilot: Pilot, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    connector = new_connector(pilot)
+    banner = tmp_path / "banner.png"
+    banner.write_bytes(bytes(MAX_ATTACHMENT_BYTES * 3 // 4 + 3))  # base64 is 4 bytes over the limit
+
+    result = pilot(
+        "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi",
+        "--html", '<img src="cid:banner">', "--inline", str(banner), "banner",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "not enqueued" in result.output and "Resend takes at most 41943040 per email" in result.output
+    assert queued_messages(isolated_redis_url, "pilot.sends.priority") == []
 
 
 def scheduled_row(database_url: str, connector: str, key: str) -> uuid.UUID:
