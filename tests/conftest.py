@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from shared.crypto import KeyRing
 
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """End-to-end modules first (a stable sort keeps each module's own order): run in two processes,
     the long ones start early and the many short ones fill in behind them, not the other way round."""
