@@ -1,0 +1,79 @@
+"""Revision 0020 on a ledger filled at 0017: final rows lose their queue, waiting rows keep theirs, and
+nothing else of any row changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from shared import migrations
+
+KEY = "0123456789abcdef0123"
+STATUSES = [
+    "scheduled",
+    "queued",
+    "deferred",
+    "sending",
+    "sent",
+    "delivery_delayed",
+    "delivered",
+    "bounced",
+    "complained",
+    "failed",
+    "suppressed",
+    "cancelled",
+]
+OPEN = {"scheduled", "queued", "deferred", "sending"}
+
+
+def _connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
+    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+
+
+def _rows(connection: psycopg.Connection[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    cursor = connection.execute("SELECT * FROM email_messages ORDER BY idempotency_key")
+    names = [column.name for column in cursor.description or ()]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _fill_at_0017(url: str) -> list[dict[str, Any]]:
+    """A row in each status, every one in the queue of ``KEY``; the rows as stored."""
+    with _connect(url) as connection:
+        connection.execute(
+            """
+            WITH o AS (INSERT INTO organizations (name) VALUES ('o') RETURNING id),
+                 c AS (INSERT INTO connectors (organization_id, name) SELECT id, 'c' FROM o RETURNING id)
+            INSERT INTO email_messages (organization_id, connector_id, idempotency_key, recipient, status,
+                                        dispatch_key)
+            SELECT o.id, c.id, 'fill/' || s, s || '@example.test', s, %s
+            FROM o, c, unnest(%s::text[]) AS s
+            """,
+            (KEY, STATUSES),
+        )
+        return _rows(connection)
+
+
+def test_upgrade_to_0020_clears_the_queue_of_final_rows_only(database_url: str) -> None:
+    migrations.upgrade(database_url, "0017")
+    before = _fill_at_0017(database_url)
+
+    migrations.upgrade(database_url, "0020")
+
+    with _connect(database_url) as connection:
+        after = _rows(connection)
+    assert {row["status"]: row["dispatch_key"] for row in after} == {
+        status: KEY if status in OPEN else None for status in STATUSES
+    }
+    assert [row | {"dispatch_key": None} for row in after] == [row | {"dispatch_key": None} for row in before]
+
+
+def test_downgrade_from_0020_leaves_final_rows_alone(database_url: str) -> None:
+    migrations.upgrade(database_url, "0020")
+    migrations.downgrade(database_url, "0017")
+
+    _fill_at_0017(database_url)
+
+    with _connect(database_url) as connection:
+        kept = {row["dispatch_key"] for row in _rows(connection)}
+    assert kept == {KEY}
