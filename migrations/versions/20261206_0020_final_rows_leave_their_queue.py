@@ -2,7 +2,7 @@
 
 Revision ID: 0020
 Revises: 0017
-A trigger clears ``dispatch_key`` of a row that becomes final (existing final rows in one statement).
+A trigger clears ``dispatch_key`` of a row that becomes final (existing final rows by page ranges).
 The task's recipient index becomes partial (``resend_email_id IS NULL``) beside a plain ``task_id``
 index; built CONCURRENTLY (on a partitioned ledger, per partition). docs/architecture.md, "Indexes".
 
@@ -42,10 +42,19 @@ CREATE TRIGGER email_messages_final_row_leaves_queue BEFORE INSERT OR UPDATE ON 
     FOR EACH ROW WHEN (NEW.dispatch_key IS NOT NULL AND NEW.status NOT IN {_OPEN})
     EXECUTE FUNCTION pilot_final_row_leaves_queue()
 """
-# updated_at kept: the rows did not change for anyone who reads them.
+# Existing final rows, a range of heap pages per statement (each its own transaction, after the
+# trigger's): a single statement would lock every final row at once, events waiting on them. Rows a
+# statement moves to a later page are already clear. updated_at kept: nobody sees them change.
 _CONVERT = (
-    f"UPDATE email_messages SET dispatch_key = NULL WHERE dispatch_key IS NOT NULL AND status NOT IN {_OPEN}"
+    "UPDATE email_messages SET dispatch_key = NULL WHERE dispatch_key IS NOT NULL"
+    f" AND status NOT IN {_OPEN}" + " AND ctid >= '({start},0)'::tid AND ctid < '({end},0)'::tid"
 )
+# The heap's pages (a partitioned ledger's largest partition's: a ctid range applies to each).
+_PAGES = sa.text(
+    "SELECT coalesce(max(pg_relation_size(relid)), pg_relation_size('email_messages'))"
+    " / current_setting('block_size')::int FROM pg_partition_tree('email_messages') WHERE isleaf"
+)
+PAGES_PER_STATEMENT = 2000
 
 
 TABLE = "email_messages"
@@ -58,8 +67,8 @@ TASK_RECIPIENT = "ix_email_messages_task_id_lower_recipient"
 def upgrade() -> None:
     op.execute(_FUNCTION)
     op.execute(_TRIGGER)
-    op.execute(_CONVERT)
     with op.get_context().autocommit_block():
+        _convert()
         _create(TASK, ["task_id"])
         _create(
             TASK_UNNAMED, ["task_id", LOWER_RECIPIENT], postgresql_where=sa.text("resend_email_id IS NULL")
@@ -75,6 +84,15 @@ def downgrade() -> None:
     # The keys cleared are not restored: no statement reads a final row's queue.
     op.execute("DROP TRIGGER IF EXISTS email_messages_final_row_leaves_queue ON email_messages")
     op.execute("DROP FUNCTION IF EXISTS pilot_final_row_leaves_queue()")
+
+
+def _convert() -> None:
+    if op.get_context().as_sql:  # offline: no pages to count
+        op.execute(_CONVERT.format(start=0, end=2**31 - 1))
+        return
+    pages = int(op.get_bind().scalar(_PAGES) or 0)
+    for start in range(0, pages + 1, PAGES_PER_STATEMENT):
+        op.execute(_CONVERT.format(start=start, end=start + PAGES_PER_STATEMENT))
 
 
 def _partitioned() -> bool:

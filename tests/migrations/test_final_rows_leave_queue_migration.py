@@ -77,3 +77,28 @@ def test_downgrade_from_0020_leaves_final_rows_alone(database_url: str) -> None:
     with _connect(database_url) as connection:
         kept = {row["dispatch_key"] for row in _rows(connection)}
     assert kept == {KEY}
+
+
+def test_upgrade_to_0020_clears_final_rows_on_every_page(database_url: str) -> None:
+    migrations.upgrade(database_url, "0017")
+    with _connect(database_url) as connection:
+        # More heap pages than one statement of the migration covers (PAGES_PER_STATEMENT).
+        connection.execute(
+            """
+            WITH o AS (INSERT INTO organizations (name) VALUES ('o') RETURNING id),
+                 c AS (INSERT INTO connectors (organization_id, name) SELECT id, 'c' FROM o RETURNING id)
+            INSERT INTO email_messages (organization_id, connector_id, idempotency_key, recipient, status,
+                                        dispatch_key, subject)
+            SELECT o.id, c.id, 'many/' || g, 'r' || g || '@example.test', 'sent', %s, repeat('s', 200)
+            FROM o, c, generate_series(1, 60000) AS g
+            """,
+            (KEY,),
+        )
+        pages = connection.execute("SELECT pg_relation_size('email_messages') / 8192").fetchone()
+    assert pages is not None and pages[0] > 2000
+
+    migrations.upgrade(database_url, "0020")
+
+    with _connect(database_url) as connection:
+        keyed = connection.execute("SELECT count(*) FROM email_messages WHERE dispatch_key IS NOT NULL")
+        assert keyed.fetchone() == (0,)
