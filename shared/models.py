@@ -265,11 +265,20 @@ class EmailMessage(Base):
             postgresql_where=text("attempt_key IS NOT NULL"),
         ),
         # A recipient's messages, case-insensitively, in its organization (the soft-bounce history,
-        # worker.events.suppression) and in its task (an event found by its tags only,
-        # worker.events.processing). The leading column serves every lookup by organization or task
-        # alone, their foreign keys' cascades included.
+        # worker.events.suppression); the leading column serves every lookup by organization alone,
+        # its foreign key's cascade included.
         Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
-        Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
+        # A task's rows (recount, cancel by task, the foreign key's SET NULL): one posting list per
+        # task. A recipient in its task only among rows Resend has not named yet: an event found by
+        # its tags only (worker.events.processing) is of such a row, as one with an email id is
+        # found by it; a row leaves this index once it is named.
+        Index("ix_email_messages_task_id", "task_id"),
+        Index(
+            "ix_email_messages_task_id_lower_recipient_no_email_id",
+            "task_id",
+            _LOWER_RECIPIENT,
+            postgresql_where=text("resend_email_id IS NULL"),
+        ),
         # The send queue of an API key: its queued rows oldest first and its deferred rows by the
         # time they are due, each class apart (transactional rows leave first), and its units
         # (``sending``) by the time they are due.

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from shared import migrations
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import Priority, WebhookEvent
+from shared.models import OPEN_STATUSES, Priority, WebhookEvent
 from shared.partitions import ledger_rollups
 from shared.partitions import maintenance as partition_maintenance
 from shared.partitions.periods import Grain
@@ -41,7 +41,7 @@ from shared.rate_limit import RateLimiter
 from shared.sending import ledger, queue
 from shared.sending.context import SendContext
 from shared.sending.ledger import Placement
-from shared.sending.rendering import RenderedMessage, message_id_for
+from shared.sending.rendering import RenderedMessage, chunk_key, message_id_for
 from shared.settings import load_settings
 from shared.webhook_events import event_backlog, reopen_for_replay
 from tests.conftest import create_database, drop_database
@@ -72,9 +72,11 @@ FROM generate_series(0, :orgs) AS o;
 # Row g: the big organization (0) for 3 rows in 10, its first CAMPAIGN rows in its campaign (task
 # ORGANIZATIONS); 96 % delivered, 1 % failed; 1 % each queued, deferred and sending among the first
 # BACKLOG_SPAN rows only (the rest delivered): the waiting backlog stays the same whatever the history.
+# Rows that went out carry their unit's key (a batch's, about 100 rows of the big organization's or
+# 70 of another's).
 _MESSAGES = """
 INSERT INTO email_messages (organization_id, connector_id, task_id, idempotency_key, recipient, status,
-    resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority)
+    resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority, attempts, attempt_key)
 SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        ('00000000-0000-4000-9000-' || lpad(to_hex(o), 12, '0'))::uuid,
        ('00000000-0000-4000-a000-' || lpad(to_hex(CASE WHEN o = 0 AND g < :campaign * 10 / 3
@@ -86,12 +88,16 @@ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        CASE WHEN o = 0 THEN :big_key ELSE lpad(to_hex(o % 9), 20, 'a') END,
        CASE WHEN s.status = 'deferred' THEN now() + make_interval(secs => g % 3600)
             WHEN s.status = 'sending' THEN now() - interval '1 minute' END,
-       CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END
+       CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END,
+       CASE WHEN s.status IN ('queued', 'deferred') THEN 0 ELSE 1 END,
+       CASE WHEN s.status NOT IN ('queued', 'deferred')
+            THEN 'pilot-batch/' || md5(u.unit) || md5(u.unit || '/') END
 FROM generate_series(0, :rows - 1) AS g,
      LATERAL (SELECT CASE WHEN g % 10 < 3 THEN 0 ELSE 1 + g % (:orgs - 1) END AS o) AS org,
      LATERAL (SELECT CASE WHEN g % 100 = 3 THEN 'failed' WHEN g >= :backlog_span THEN 'delivered'
                           WHEN g % 100 = 0 THEN 'queued' WHEN g % 100 = 1 THEN 'deferred'
-                          WHEN g % 100 = 2 THEN 'sending' ELSE 'delivered' END AS status) AS s
+                          WHEN g % 100 = 2 THEN 'sending' ELSE 'delivered' END AS status) AS s,
+     LATERAL (SELECT o || '/' || CASE WHEN o = 0 THEN g / 333 ELSE g / 100000 END AS unit) AS u
 """
 # Each row's stored request body, kept apart (email_requests) by the day it was stored.
 _REQUESTS = """
@@ -207,8 +213,21 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
             ledger_rollups.totals(session, now.date() - timedelta(days=7), now.date() - timedelta(days=1))
             event_backlog(session)
 
+    flying = [row[0] for row in raw.execute(_FLYING, {"key": BIG_KEY}).fetchall()]
+
+    def answer() -> None:
+        sent = [queue.Answer(message_id, "sent", email_id=f"bench-{message_id}") for message_id in flying]
+        with raw.transaction(force_rollback=True):
+            queue.record_answer(raw, sent, at=now, usage={big_connector: len(sent)})
+
+    answered = timed(repeat, answer)
+    raw.execute(f"ALTER TABLE email_messages DISABLE TRIGGER {FINAL_ROW_TRIGGER}")
+    answered_without = timed(repeat, answer)
+    raw.execute(f"ALTER TABLE email_messages ENABLE TRIGGER {FINAL_ROW_TRIGGER}")
     figures = {
         "send claim (100 rows of the big key)": timed(repeat, claim),
+        "record a unit of 100 answered sent": answered,
+        "the same without the final-row trigger": answered_without,
         "a batch of 100 into the 100k campaign": timed(repeat, batch_into(ORGANIZATIONS)),
         "a batch of 100 into a small task": timed(repeat, batch_into(1)),
         "parked_ahead (big connector)": timed(repeat, parked_ahead),
@@ -219,6 +238,11 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
     raw.close()
     engine.dispose()
     return figures
+
+
+#: Clears the queue of a row that becomes final (migration 0019); timed with and without.
+FINAL_ROW_TRIGGER = "email_messages_final_row_leaves_queue"
+_FLYING = "SELECT id FROM email_messages WHERE dispatch_key = %(key)s AND status = 'sending' LIMIT 100"
 
 
 def apply_task_counts(session: Session) -> None:
@@ -334,6 +358,7 @@ SELECT resource_manager, record_type, record_length, fpi_length,
 FROM pg_get_wal_records_info(%(start)s, %(end)s)
 WHERE block_ref LIKE %(database)s
 """
+_UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'email_messages'::regclass"
 #: B-tree records that add an entry to an index (a split carries the entry that caused it).
 _ENTRY_RECORDS = {"INSERT_LEAF", "INSERT_POST", "SPLIT_L", "SPLIT_R"}
 
@@ -353,6 +378,7 @@ def write_amplification(url: str) -> dict[str, float]:
     assert database is not None
     owner = org(1, "organization")
     raw.execute("CHECKPOINT")
+    updates_before = raw.execute(_UPDATES).fetchone()
     records: list[tuple[Any, ...]] = []
     for batch in range(LIFECYCLE_EMAILS // 100):
         start = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
@@ -376,7 +402,7 @@ def write_amplification(url: str) -> dict[str, float]:
             found = queue.claim(raw, LIFECYCLE_KEY, limit=100, now=now, orphaned_after=300)
             ids = [message_id for message_id, _ in found.rows]
             changes = [queue.RowChange(message_id, "sending", attempt=1) for message_id in ids]
-            queue.write_attempt(raw, changes, unit=f"life/{batch}")
+            queue.write_attempt(raw, changes, unit=chunk_key(keys))  # a batch's real unit key
         answers = [queue.Answer(message_id, "sent", email_id=f"life-{message_id}") for message_id in ids]
         queue.record_answer(raw, answers, at=now, usage={org(1, "connector"): len(ids)})
         # What applying the delivery event writes to the ledger row.
@@ -387,9 +413,19 @@ def write_amplification(url: str) -> dict[str, float]:
         assert start is not None and end is not None
         bounds = {"start": start[0], "end": end[0], "database": f"%rel %/{database[0]}/%"}
         records += raw.execute(_WAL_RECORDS, bounds).fetchall()
-    raw.close()
     engine.dispose()
-    figures: dict[str, float] = {"WAL bytes": 0, "WAL bytes without full-page images": 0, "index entries": 0}
+    raw.execute("SELECT pg_stat_force_next_flush()")  # this session's counts, at its next idle
+    raw.close()
+    with psycopg.connect(conninfo, autocommit=True) as reader:
+        updates_after = reader.execute(_UPDATES).fetchone()
+    assert updates_before is not None and updates_after is not None
+    figures: dict[str, float] = {
+        "row updates": updates_after[0] - updates_before[0],
+        "HOT row updates": updates_after[1] - updates_before[1],
+        "WAL bytes": 0,
+        "WAL bytes without full-page images": 0,
+        "index entries": 0,
+    }
     for manager, kind, length, fpi, node in records:
         if node not in relations:
             continue  # another table's, or the TOAST table's
@@ -418,6 +454,79 @@ def bytes_per_email(url: str, rows: int) -> dict[str, float]:
         }
     engine.dispose()
     return {table: size / rows for table, size in sizes.items()}
+
+
+#: The tables whose rows are kept 13 months: where a kept email's bytes go, column by column.
+BROKEN_DOWN = ("email_messages", "email_metrics")
+_FINAL = "status NOT IN (" + ", ".join(f"'{status}'" for status in sorted(OPEN_STATUSES)) + ")"
+_INDEXES = """
+SELECT i.relname, coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(i.oid)),
+                           pg_relation_size(i.oid))
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+WHERE x.indrelid = CAST(:t AS regclass) ORDER BY 2 DESC
+"""
+_PARTS = """
+SELECT coalesce(sum(pg_relation_size(relid)), pg_relation_size(CAST(:t AS regclass))),
+       coalesce(sum(pg_total_relation_size(relid) - pg_relation_size(relid) - pg_indexes_size(relid)),
+                pg_total_relation_size(CAST(:t AS regclass)) - pg_relation_size(CAST(:t AS regclass))
+                - pg_indexes_size(CAST(:t AS regclass)))
+FROM pg_partition_tree(CAST(:t AS regclass)) WHERE isleaf
+"""
+_COLUMNS = (
+    "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attnum > 0"
+    " AND NOT attisdropped ORDER BY attnum"
+)
+
+
+def breakdown(url: str, rows: int) -> dict[str, dict[str, float]]:
+    """Per table of :data:`BROKEN_DOWN`, per email: the heap, its TOAST and maps, each index, and
+    each column's average stored size (``pg_column_size``, a null 0) over its final rows."""
+    engine = make_engine(load_settings(database_url=url))
+    figures: dict[str, dict[str, float]] = {}
+    with engine.connect() as connection:
+        for table in BROKEN_DOWN:
+            heap, toast = connection.execute(text(_PARTS), {"t": table}).one()
+            parts = {"heap": heap / rows, "toast and maps": toast / rows}
+            for index, size in connection.execute(text(_INDEXES), {"t": table}):
+                parts[f"index {index}"] = size / rows
+            columns = list(connection.scalars(text(_COLUMNS), {"t": table}))
+            final = _FINAL if table == "email_messages" else "true"
+            averages = ", ".join(f"avg(coalesce(pg_column_size({name}), 0))" for name in columns)
+            found = connection.execute(
+                text(f"SELECT avg(pg_column_size(t.*)), {averages} FROM {table} t WHERE {final}")
+            ).one()
+            parts["row datum (header and columns)"] = float(found[0] or 0)
+            for name, size in zip(columns, found[1:], strict=True):
+                parts[f"column {name}"] = float(size or 0)
+            figures[table] = parts
+    engine.dispose()
+    return figures
+
+
+def lifecycle_columns(url: str) -> dict[str, float]:
+    """Each ledger column's average stored size over the :data:`LIFECYCLE_EMAILS` rows the send
+    path's own statements took to ``delivered``: what a final row holds, to hold the generator to."""
+    engine = make_engine(load_settings(database_url=url))
+    with engine.connect() as connection:
+        columns = list(connection.scalars(text(_COLUMNS), {"t": "email_messages"}))
+        averages = ", ".join(f"avg(coalesce(pg_column_size({name}), 0))" for name in columns)
+        found = connection.execute(
+            text(
+                f"SELECT avg(pg_column_size(t.*)), {averages} FROM email_messages t"
+                " WHERE idempotency_key LIKE 'life/%'"
+            )
+        ).one()
+    engine.dispose()
+    return {"row datum (header and columns)": float(found[0] or 0)} | {
+        f"column {name}": float(size or 0) for name, size in zip(columns, found[1:], strict=True)
+    }
+
+
+def print_breakdown(title: str, figures: dict[str, dict[str, float]]) -> None:
+    print(f"== {title}")
+    for table, parts in figures.items():
+        for label, size in parts.items():
+            print(f"{table + ' ' + label:>72s}: {size:7.1f}")
 
 
 def after_retention(url: str, rows: int) -> dict[str, float]:
@@ -449,12 +558,18 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
             print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
         print(f"{'all tables, bytes per email':>52s}: {sum(sizes.values()):9.0f}", flush=True)
         amplification = write_amplification(url)
+        lifecycle = lifecycle_columns(url)
         retained = after_retention(url, rows)
+        parts = breakdown(url, rows)
     finally:
         drop_database(name)
     for table, per_email in retained.items():
         print(f"{table + ' bytes per email after retention':>52s}: {per_email:9.0f}")
     print(f"{'all tables, bytes per email after retention':>52s}: {sum(retained.values()):9.0f}")
+    print_breakdown("bytes per email after retention: heap, indexes; columns: average over final rows", parts)
+    print_breakdown(
+        f"the {LIFECYCLE_EMAILS} rows the send path took to delivered: columns", {"email_messages": lifecycle}
+    )
     print(f"== the ledger's writes per email ({LIFECYCLE_EMAILS} emails: queued, sending, sent, delivered)")
     for label, per_email in amplification.items():
         print(f"{label:>52s}: {per_email:9.1f}" if len(label) <= 52 else f"{per_email:9.1f}  {label}")

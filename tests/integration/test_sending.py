@@ -205,9 +205,9 @@ def test_a_task_whose_rows_another_dispatch_sent_makes_no_request(
 def test_an_email_that_must_go_alone_is_sent_alone(ctx, resend, factory, connector_id, key_hash) -> None:
     pipeline.send_batch(ctx, batch_payload(connector_id, ["a@example.test", "b@example.test"]), task_ref="b1")
     resend.requests.clear()
-    with factory.begin() as session:  # two queued rows: one with an attachment, one plain
+    with factory.begin() as session:  # two queued rows (in their key's queue): one with an attachment
         for row in session.scalars(select(EmailMessage).where(EmailMessage.connector_id == connector_id)):
-            row.status, row.attempt_key, row.attempts = "queued", None, 0
+            row.status, row.attempt_key, row.attempts, row.dispatch_key = "queued", None, 0, key_hash
             if row.recipient == "a@example.test":
                 body = session.scalars(select(EmailRequest).where(EmailRequest.message_id == row.id)).one()
                 body.request = {**body.request, "attachments": [{"filename": "a.txt", "content": "YQ=="}]}
@@ -298,7 +298,7 @@ def test_a_unit_whose_dispatcher_died_mid_request_is_sent_again_whole(
         session.execute(
             update(EmailMessage)
             .where(EmailMessage.connector_id == connector_id)
-            .values(status="sending", resend_email_id=None, next_attempt_at=None)
+            .values(status="sending", resend_email_id=None, next_attempt_at=None, dispatch_key=key_hash)
         )
 
     assert pipeline.dispatch(ctx, key_hash) == {}  # in flight only just now: looked at later
