@@ -25,8 +25,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# Two processes (each test has its own databases and Redis db), then the tests bounded by time alone.
 test: lint typecheck services
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
+	$(BIN)/pytest -m serial
 
 demo: services
 	$(BIN)/pilot demo

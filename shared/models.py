@@ -2,9 +2,9 @@
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
-dead_letters, email_attachments, metric_rollups, message_marks, and the reputation guard's tables.
-email_messages (with message_marks), email_requests, email_metrics and webhook_events are
-partitioned by time (shared.partitions); no foreign key points at the ledger (docs/architecture.md).
+dead_letters, email_attachments, metric_rollups, ledger_rollups, message_marks, and the reputation
+guard's tables. email_messages (with message_marks), email_requests, email_metrics and webhook_events
+are partitioned by time (shared.partitions); no foreign key points at the ledger (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -268,11 +268,20 @@ class EmailMessage(Base):
             postgresql_where=text("attempt_key IS NOT NULL"),
         ),
         # A recipient's messages, case-insensitively, in its organization (the soft-bounce history,
-        # worker.events.suppression) and in its task (an event found by its tags only,
-        # worker.events.processing). The leading column serves every lookup by organization or task
-        # alone, their foreign keys' cascades included.
+        # worker.events.suppression); the leading column serves every lookup by organization alone,
+        # its foreign key's cascade included.
         Index("ix_email_messages_organization_id_lower_recipient", "organization_id", _LOWER_RECIPIENT),
-        Index("ix_email_messages_task_id_lower_recipient", "task_id", _LOWER_RECIPIENT),
+        # A task's rows (recount, cancel by task, the foreign key's SET NULL): one posting list per
+        # task. A recipient in its task only among rows Resend has not named yet: an event found by
+        # its tags only (worker.events.processing) is of such a row, as one with an email id is
+        # found by it; a row leaves this index once it is named.
+        Index("ix_email_messages_task_id", "task_id"),
+        Index(
+            "ix_email_messages_task_id_lower_recipient_no_email_id",
+            "task_id",
+            _LOWER_RECIPIENT,
+            postgresql_where=text("resend_email_id IS NULL"),
+        ),
         # The send queue of an API key: its queued rows oldest first and its deferred rows by the
         # time they are due, each class apart (transactional rows leave first), and its units
         # (``sending``) by the time they are due.
@@ -332,6 +341,17 @@ class EmailMessage(Base):
             "connector_id",
             "updated_at",
             postgresql_where=text("status = 'sending'"),
+        ),
+        # A day's rows for its rollup (shared.partitions.ledger_rollups). Rows are appended in
+        # created_at order (and move, when updated, within minutes of it), so a summary per block
+        # range is a few pages for the whole ledger and a status change rarely touches it. A range
+        # not summarized yet matches every day: autosummarize has autovacuum summarize each range
+        # once the next one starts, instead of at the next vacuum (weeks apart on an append-only table).
+        Index(
+            "ix_email_messages_created_at_brin",
+            "created_at",
+            postgresql_using="brin",
+            postgresql_with={"autosummarize": "on"},
         ),
         {"postgresql_partition_by": "RANGE (created_at)"},
     )
@@ -476,6 +496,39 @@ class MetricRollup(Base):
     event: Mapped[str] = mapped_column(Text, primary_key=True)
     events: Mapped[int] = mapped_column(BigInteger)
     messages: Mapped[int] = mapped_column(BigInteger)
+
+
+class LedgerRollup(Base):
+    """How many ledger rows created on one UTC day, of one organization, connector and task (``None``:
+    sends outside a task), stood in one status when the day was last rolled up (``rolled_up_at``).
+    Rewritten day by day from the ledger (shared.partitions.ledger_rollups) and kept after retention
+    drops the rows. No foreign keys: the totals outlive what they count."""
+
+    __tablename__ = "ledger_rollups"
+    __table_args__ = (
+        CheckConstraint(_in("status", MESSAGE_STATUSES), name="status"),
+        # One row per key, sends outside a task (a null task) included: a day rewritten twice can
+        # never hold its rows twice. A primary key cannot hold a null; a sentinel task id would be
+        # a fake task that every reader has to know about.
+        UniqueConstraint(
+            "day",
+            "organization_id",
+            "connector_id",
+            "task_id",
+            "status",
+            name="uq_ledger_rollups_key",
+            postgresql_nulls_not_distinct=True,
+        ),
+    )
+    __mapper_args__ = {"primary_key": ["day", "organization_id", "connector_id", "task_id", "status"]}
+
+    day: Mapped[date] = mapped_column(Date)
+    organization_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    connector_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    task_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(Text)
+    emails: Mapped[int] = mapped_column(BigInteger)
+    rolled_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class OutcomeEvent(Base):

@@ -10,6 +10,7 @@ import logging
 import re
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from marketing_pilot_client.contract import OUTCOME
@@ -41,6 +42,7 @@ LIMIT %(limit)s
 FOR UPDATE OF o SKIP LOCKED
 """
 _MARK = "UPDATE outcome_events SET published_at = now() WHERE id = ANY(%(ids)s)"
+_UNPUBLISHED = "SELECT count(*) FROM outcome_events WHERE published_at IS NULL"
 
 
 def publish_pending(
@@ -65,6 +67,12 @@ def publish_pending(
     if published:
         logger.info("outcome events: published %d", len(published))
     return len(published)
+
+
+def unpublished_count(session: Session) -> int:
+    """How many written events wait to be published."""
+    count: int = session.execute(text(_UNPUBLISHED)).scalar_one()
+    return count
 
 
 def caller_key(idempotency_key: str) -> str | None:

@@ -222,6 +222,17 @@ class RateLimiter:
         decision, deficits = self._run("peek", 1, keys, (per_minute, MINUTE_MS), _PAUSED_BUCKETS)
         return decision, usage_from_deficit(deficits[0], per_minute, MINUTE_MS).remaining
 
+    def give_back_paused_emails(self, organization_id: str | UUID, n: int, *, per_minute: int) -> None:
+        """Return ``n`` tokens taken from that bucket for rows that did not go after all (the bucket
+        holds at most ``per_minute``)."""
+        if type(n) is not int or n < 1:
+            raise PayloadInvalid(f"token count n must be a positive integer, got {n!r}")
+        now = "" if self._clock_ms is None else str(int(self._clock_ms()))
+        try:
+            self._client().eval(_GIVE_BACK, 1, f"{self._prefix}paused:{organization_id}", n, per_minute, now)
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from exc
+
     # Resend API key request rate --------------------------------------------------------------
 
     def acquire_request_for(self, key_hash: str, *, n: int = 1) -> Decision:
@@ -421,6 +432,35 @@ class RateLimiter:
         return f"{self._prefix}dispatch:{digest}"
 
 
+#: Give ARGV[1] tokens back to the one-bucket group in KEYS[1] ("t d p", as token_bucket.lua writes
+#: it) of capacity ARGV[2]: its deficit drops by ARGV[1] * p, to empty at most, and the key expires when
+#: the bucket would be full again (at once if it is). ARGV[3]: now in ms, or "" for Redis TIME. A
+#: missing key is a full bucket: nothing to give back.
+_GIVE_BACK = """
+local state = redis.call('GET', KEYS[1])
+if not state then return 0 end
+local t, d, p = string.match(state, '^(%d+) (%d+) (%d+)$')
+if not t then
+    return redis.error_reply('token bucket state ' .. KEYS[1] .. ' is malformed: ' .. state)
+end
+t, d, p = tonumber(t), tonumber(d), tonumber(p)
+local c, now = tonumber(ARGV[2]), tonumber(ARGV[3])
+if not now then
+    local time = redis.call('TIME')
+    now = time[1] * 1000 + math.floor(time[2] / 1000)
+end
+d = d - tonumber(ARGV[1]) * p
+if d < 0 then d = 0 end
+local full_in = math.floor(d / c)
+if full_in * c < d then full_in = full_in + 1 end
+local ttl = full_in + t - now
+if ttl <= 0 then
+    redis.call('DEL', KEYS[1])
+else
+    redis.call('SET', KEYS[1], string.format('%d %d %d', t, d, p), 'PX', ttl)
+end
+return 1
+"""
 #: KEYS[1] holds the unix ms of the dispatch scheduled for an API key's queue. ARGV[1] is the time
 #: asked for, ARGV[2] when the note expires. Set (answer 1) unless an earlier dispatch is scheduled.
 _RESERVE_DISPATCH = """

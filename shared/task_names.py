@@ -23,6 +23,7 @@ RECONCILE = "pilot.reconcile"
 RECORD_DEAD_LETTER = "pilot.record_dead_letter"
 PUBLISH_OUTCOMES = "pilot.publish_outcomes"
 MAINTAIN_PARTITIONS = "pilot.maintain_partitions"
+ROLL_UP_LEDGER = "pilot.roll_up_ledger"
 
 #: Queues: sends, webhook events and periodic maintenance never wait behind each other, and
 #: transactional sends (with the dispatches that carry every key's queue) never wait behind bulk ones.
@@ -53,6 +54,7 @@ TASK_QUEUES = {
     RECORD_DEAD_LETTER: MAINTENANCE_QUEUE,
     PUBLISH_OUTCOMES: MAINTENANCE_QUEUE,
     MAINTAIN_PARTITIONS: MAINTENANCE_QUEUE,
+    ROLL_UP_LEDGER: MAINTENANCE_QUEUE,
 }
 
 __all__ = [
@@ -71,6 +73,7 @@ __all__ = [
     "RECONCILE",
     "RECORD_DEAD_LETTER",
     "RELEASE_DEFERRED",
+    "ROLL_UP_LEDGER",
     "SENDS_QUEUE",
     "SEND_BATCH",
     "SEND_EMAIL",

@@ -17,6 +17,13 @@ if TYPE_CHECKING:
 
     from shared.crypto import KeyRing
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end modules first (a stable sort keeps each module's own order): run in two processes,
+    the long ones start early and the many short ones fill in behind them, not the other way round."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+
+
 #: Admin connection used to create and drop per-run databases.
 ADMIN_DATABASE_URL = os.environ.get(
     "PILOT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

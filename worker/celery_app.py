@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from celery import Celery
+from celery.schedules import crontab
 from celery.signals import (
     celeryd_init,
     setup_logging,
@@ -40,6 +41,9 @@ WORKER_CONSUMER = "worker.broker.consumer:GuardedConsumer"
 #: How often beat releases the scheduled rows whose time has come.
 RELEASE_SCHEDULED_EVERY_S = 1.0
 
+#: When beat rewrites the ledger's rollups of the last finished days (shared.partitions.ledger_rollups).
+LEDGER_ROLLUP_SCHEDULE = crontab(minute=30, hour=0)
+
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "check-connector-status": {"task": task_names.CHECK_CONNECTOR_STATUS, "schedule": 300.0},
     "release-deferred": {"task": task_names.RELEASE_DEFERRED, "schedule": 30.0},
@@ -57,6 +61,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "publish-outcomes": {"task": task_names.PUBLISH_OUTCOMES, "schedule": 2.0},
     # Partitions ahead and retention (shared.partitions); hourly, so a missed run is soon made good.
     "maintain-partitions": {"task": task_names.MAINTAIN_PARTITIONS, "schedule": 3600.0},
+    # Nightly, not hourly: each run reads two days of ledger, and a day's figures only settle once its
+    # emails are delivered. At 00:30 UTC yesterday's last sends have mostly had their outcome.
+    "roll-up-ledger": {"task": task_names.ROLL_UP_LEDGER, "schedule": LEDGER_ROLLUP_SCHEDULE},
 }
 
 

@@ -17,6 +17,7 @@ from shared.cli.demo import demo, sandbox
 from shared.cli.erase import erase_command
 from shared.cli.failures import describe_database_error
 from shared.cli.keys import keys
+from shared.cli.ledger import ledger
 from shared.cli.operations import events, send, status, usage
 from shared.cli.orgs import org
 from shared.cli.output import printable, printable_lines
@@ -58,6 +59,7 @@ cli.add_command(cancel_command)
 cli.add_command(schema)
 cli.add_command(erase_command)
 cli.add_command(tasks)
+cli.add_command(ledger)
 
 
 def main() -> None:

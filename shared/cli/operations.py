@@ -22,6 +22,7 @@ from shared.cli.output import JSON_FLAG, WIDE_FLAG, cell, print_json, print_tabl
 from shared.cli.params import ISO_TIME
 from shared.errors import PayloadInvalid
 from shared.models import PRIORITIES, Connector, ConnectorUsage
+from shared.partitions.ledger_rollups import LedgerTotals, totals
 from shared.rate_limit import RateLimiter
 from shared.resend_events import RESEND_EVENT_TYPES
 from shared.sending.ledger import count_waiting, sent_since
@@ -52,6 +53,14 @@ def _producer(ctx: CliContext) -> TaskProducer:
     type=click.Path(exists=True, dir_okay=False, readable=True),
     help="Attach a file (repeatable); its content type is guessed from its name.",
 )
+@click.option(
+    "--inline",
+    "inline",
+    multiple=True,
+    type=click.Tuple([click.Path(exists=True, dir_okay=False, readable=True), str]),
+    metavar="FILE CID",
+    help='Attach an image the HTML shows inline as <img src="cid:CID"> (repeatable).',
+)
 @pass_cli
 def send(
     ctx: CliContext,
@@ -64,6 +73,7 @@ def send(
     idempotency_key: str | None,
     scheduled_at: str | None,
     attach: tuple[str, ...],
+    inline: tuple[tuple[str, str], ...],
 ) -> None:
     """Enqueue one email (pilot.send_email) and print the Celery task id.
 
@@ -85,7 +95,11 @@ def send(
         "text": text,
         "idempotency_key": idempotency_key,
         "scheduled_at": scheduled_at,
-        "attachments": [_attachment(Path(path)) for path in attach] or None,
+        "attachments": [
+            *(_attachment(Path(path)) for path in attach),
+            *(_attachment(Path(path)) | {"content_id": cid} for path, cid in inline),
+        ]
+        or None,
     }
     kwargs: dict[str, Any] = {
         "connector_id": str(connector.id),
@@ -172,18 +186,25 @@ def _hourly_usage(session: Session, connector_id: uuid.UUID) -> list[ConnectorUs
     return list(session.scalars(query.order_by(ConnectorUsage.hour)))
 
 
+#: ``pilot status`` totals the rollups of this many whole days before today.
+STATUS_DAYS = 7
+
+
 @click.command()
 @JSON_FLAG
 @WIDE_FLAG
 @pass_cli
 def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
-    """Connectors, the ledger's waiting rows by status, the emails sent in the last 24 hours, and
-    webhook events waiting or orphaned (each read from an index of what waits or from hourly usage,
-    never from the ledger's history)."""
+    """Connectors, the ledger's waiting rows by status, the emails sent in the last 24 hours, the
+    emails of the last 7 whole days by status, and webhook events waiting or orphaned (each read from
+    an index of what waits, from hourly usage or from the daily rollups, never from the ledger's
+    history)."""
+    now = datetime.now(UTC)
     with ctx.session_factory() as session:
         connectors = store.list_connectors(session)
         waiting = count_waiting(session)
-        emails, requests = sent_since(session, datetime.now(UTC) - timedelta(hours=24))
+        emails, requests = sent_since(session, now - timedelta(hours=24))
+        days = totals(session, now.date() - timedelta(days=STATUS_DAYS), now.date() - timedelta(days=1))
         events = event_backlog(session)
     if as_json:
         print_json(
@@ -193,6 +214,7 @@ def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
                     name: {"total": sum(counts.values()), **counts} for name, counts in waiting.items()
                 },
                 "sent_last_24_hours": {"emails": emails, "requests": requests},
+                "ledger_last_7_days": _totals_record(days),
                 "webhook_events": {"waiting": events.waiting, "orphaned": events.orphaned},
             }
         )
@@ -205,7 +227,32 @@ def status(ctx: CliContext, as_json: bool, wide: bool) -> None:
         )
     ctx.console.print(messages)
     ctx.console.print(f"Sent in the last 24 hours: {emails} emails in {requests} requests.")
+    ctx.console.print(_totals_table(days))
+    ctx.console.print(_totals_source(days))
     ctx.console.print(f"Webhook events: {events.waiting} waiting, {events.orphaned} orphaned.")
+
+
+def _totals_record(days: LedgerTotals) -> dict[str, Any]:
+    return {
+        "from": days.first.isoformat(),
+        "to": days.last.isoformat(),
+        "emails": days.emails,
+        "by_status": days.by_status,
+        "rolled_up_at": days.rolled_up_at.isoformat() if days.rolled_up_at else None,
+    }
+
+
+def _totals_table(days: LedgerTotals) -> Table:
+    table = Table("status", "emails", title=f"Last {STATUS_DAYS} days: emails by status")
+    for name, count in days.by_status.items():
+        table.add_row(cell(name), str(count))
+    table.add_row("total", str(days.emails))
+    return table
+
+
+def _totals_source(days: LedgerTotals) -> str:
+    rolled = f"last rewritten {days.rolled_up_at:%Y-%m-%d %H:%M} UTC" if days.rolled_up_at else "none yet"
+    return f"Emails created {days.first} to {days.last} (UTC), from the nightly ledger rollups ({rolled})."
 
 
 def _connectors_table(connectors: list[Connector]) -> Table:

@@ -21,6 +21,8 @@ BATCH_SIZE = 100
 TOPIC = "spring-offers"
 #: Readers whose mailbox provider performs the one-click unsubscribe after the campaign.
 ONE_CLICK_READERS = 5
+#: The shop's own queue for outcome events: every demo send names it.
+OUTCOMES_QUEUE = "demo-shop.outcomes"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ def enqueue_batches(
                 "organization_id": str(organization_id),
                 "task_id": str(task_id),
                 "emails": [email_for(r, offset + i) for i, r in enumerate(batch)],
+                "outcomes_queue": OUTCOMES_QUEUE,
             },
         )
     return len(batches)

@@ -41,6 +41,8 @@ class DemoReport:
     reputation: dict[str, Any] = field(default_factory=dict)
     #: The one-click unsubscribes a mailbox provider posted (see :mod:`shared.demo.one_click`).
     unsubscribe: dict[str, Any] = field(default_factory=dict)
+    #: The outcome events the shop's queue received (see :mod:`shared.demo.outcomes`).
+    outcomes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accounted(self) -> int:
@@ -121,6 +123,8 @@ def render(report: DemoReport, console: Console) -> None:
     console.print(Panel(Group(_status_table(report), _delivery_table(report)), title="Campaign report"))
     if report.reputation:
         console.print(Panel(_reputation_group(report.reputation), title="Reputation guard"))
+    if report.outcomes:
+        console.print(Panel(_outcomes_group(report.outcomes), title="Outcome events"))
     console.print(Panel(_suppression_table(report), title="Suppression list"))
     if report.unsubscribe:
         console.print(Panel(_unsubscribe_table(report), title="One-click unsubscribe (RFC 8058)"))
@@ -223,6 +227,14 @@ def _reputation_group(entry: dict[str, Any]) -> Group:
         *(f"{event['action']}: {event['reason'] or ''}" for event in reversed(entry.get("history", []))),
     ]
     return Group(table, waited, *lines)
+
+
+def _outcomes_group(found: dict[str, Any]) -> Group:
+    table = Table("reputation event", "scope", "reason", title=f"Reputation events on {found['queue']}")
+    for event in found.get("reputation", []):
+        table.add_row(event["kind"], event["scope"] or "-", event["reason"] or "")
+    counts = ", ".join(f"{kind} {n}" for kind, n in found.get("counts", {}).items()) or "none"
+    return Group(table, f"every event the queue received: {counts}")
 
 
 def _ledger(counts: dict[str, int] | None) -> str:

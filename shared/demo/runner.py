@@ -26,7 +26,7 @@ from shared import connector_store as store
 from shared import migrations, task_names
 from shared.crypto import KeyRing, generate_key
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.demo import campaign, one_click, processes, report
+from shared.demo import campaign, one_click, outcomes, processes, report
 from shared.models import MessageStatus, Priority, SuppressionReason, Task
 from shared.rate_limit import ConnectorLimits, RateLimiter
 from shared.reputation import guard
@@ -145,6 +145,7 @@ def _purge_redis(options: DemoOptions) -> None:
         queues = task_names.CONSUMED_QUEUES
         keys = [
             *queues,
+            campaign.OUTCOMES_QUEUE,
             "unacked",
             "unacked_index",
             "unacked_mutex",
@@ -290,6 +291,7 @@ def _run_campaign(
                 session, environment.settings, organization_id=demo.organization_id, task_id=demo.task_id
             )
         result.reputation["after_the_guard"] = after
+        result.outcomes = outcomes.read(factory, environment.settings.broker_url)
         result.unsubscribe = unsubscribes
         result.sandbox = httpx.get(f"{environment.sandbox_url}/_sandbox/stats", timeout=5).json()
         return result
@@ -427,6 +429,7 @@ def _send_after_the_guard(
             "subject": "Your receipt",
             "html": "<p>Thanks for your order.</p>",
             "priority": Priority.TRANSACTIONAL.value,
+            "outcomes_queue": campaign.OUTCOMES_QUEUE,
         },
     )
     console.print(f"A newsletter to {len(readers)} readers and one receipt enqueued after the campaign ...")

@@ -23,7 +23,7 @@ from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: First key of the advisory locks (the second is the table's); no other lock uses the pair form.
+#: First key of the advisory locks (the second is the table's); no other lock uses this first key.
 LOCK_NAMESPACE = 0x50415254
 #: Maintenance gives way to long transactions rather than queue every insert behind its DDL.
 LOCK_TIMEOUT = "5s"

@@ -314,6 +314,7 @@ class Dispatcher:
             rows_of_class = [row for row in payable if row.priority is priority]
             if rows_of_class:
                 paid += self._pay(conn, plan, view, rows_of_class, priority)
+        self._give_back_paused_rate(payable, paid)
         return paid
 
     def _within_paused_rate(self, plan: _Plan, rows: list[QueuedRow]) -> list[QueuedRow]:
@@ -336,6 +337,18 @@ class Dispatcher:
             plan.wait(row, seconds, take.reason)
         left_out = {row.id for row in waiting}
         return [row for row in rows if row.id not in left_out]
+
+    def _give_back_paused_rate(self, passed: list[QueuedRow], paid: list[QueuedRow]) -> None:
+        """The small rate's tokens of the paused rows the connector's budget then made wait go back:
+        a row that does not leave does not spend the paused organization's rate."""
+        paid_ids = {row.id for row in paid}
+        unpaid = [row for row in passed if row.paused is not None and row.id not in paid_ids]
+        if not unpaid:
+            return
+        try:
+            paused_rate.give_back(self.ctx, unpaid[0].organization_id, len(unpaid))
+        except RateLimitBackendUnavailable as exc:  # the tokens stay spent: the strict side
+            logger.warning("paused rate tokens not given back: %s", exc)
 
     def _pay(
         self,

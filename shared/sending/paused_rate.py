@@ -2,7 +2,8 @@
 
 At most ``PILOT_REPUTATION_PAUSED_TRANSACTIONAL_PER_MINUTE`` emails a minute per organization (a
 token bucket in Redis, beside the connector's budget, which they pay too); the rest wait ``deferred``,
-spaced as the bucket refills, and a resume releases them at once.
+spaced as the bucket refills, and a resume releases them at once. Tokens taken for rows the
+connector's budget then turns away are given back (:func:`give_back`).
 """
 
 from __future__ import annotations
@@ -47,3 +48,12 @@ def take(ctx: SendContext, organization_id: uuid.UUID, count: int) -> RateTake:
     gap = 60.0 / per_minute
     first = next_token.wait_seconds or gap
     return RateTake(paid, [first + i * gap for i in range(count - paid)], reason)
+
+
+def give_back(ctx: SendContext, organization_id: uuid.UUID, count: int) -> None:
+    """Return the tokens :func:`take` took for ``count`` rows that did not leave after all.
+
+    Raises what the limiter raises (the tokens then stay spent).
+    """
+    per_minute = ctx.settings.pilot_reputation_paused_transactional_per_minute
+    ctx.limiter.give_back_paused_emails(organization_id, count, per_minute=per_minute)

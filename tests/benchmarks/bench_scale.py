@@ -3,8 +3,9 @@
 Loads ``--rows`` ledger rows (default 1,000,000) by set-based SQL into a database of its own: 1,000
 organizations, one with 30 % of the traffic and a 100,000-recipient campaign; a metric row per sent
 email and a stored webhook event per two. Then times (median of ``--repeat``) the statements a send,
-an event and an operator run, and prints bytes per email, and index entries and WAL per email of the
-ledger over the life of a thousand more. ``--rows 1000000,5000000`` loads and times
+an event and an operator run, and beat's rewrite of the ledger's daily rollups over every row, and
+prints bytes per email, and index entries and WAL per email of the ledger over the life of a thousand
+more. ``--rows 1000000,5000000`` loads and times
 each size in turn and prints the ratio of the largest to the smallest.
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--rows 1000000] [--repeat 5]
@@ -32,13 +33,15 @@ from sqlalchemy.orm import Session
 
 from shared import migrations
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import Priority, WebhookEvent
+from shared.models import OPEN_STATUSES, Priority, WebhookEvent
+from shared.partitions import ledger_rollups
 from shared.partitions import maintenance as partition_maintenance
+from shared.partitions.periods import Grain
 from shared.rate_limit import RateLimiter
 from shared.sending import ledger, queue
 from shared.sending.context import SendContext
 from shared.sending.ledger import Placement
-from shared.sending.rendering import RenderedMessage, message_id_for
+from shared.sending.rendering import RenderedMessage, chunk_key, message_id_for
 from shared.settings import load_settings
 from shared.webhook_events import event_backlog, reopen_for_replay
 from tests.conftest import create_database, drop_database
@@ -69,9 +72,11 @@ FROM generate_series(0, :orgs) AS o;
 # Row g: the big organization (0) for 3 rows in 10, its first CAMPAIGN rows in its campaign (task
 # ORGANIZATIONS); 96 % delivered, 1 % failed; 1 % each queued, deferred and sending among the first
 # BACKLOG_SPAN rows only (the rest delivered): the waiting backlog stays the same whatever the history.
+# Rows that went out carry their unit's key (a batch's, about 100 rows of the big organization's or
+# 70 of another's).
 _MESSAGES = """
 INSERT INTO email_messages (organization_id, connector_id, task_id, idempotency_key, recipient, status,
-    resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority)
+    resend_email_id, sent_at, created_at, dispatch_key, next_attempt_at, priority, attempts, attempt_key)
 SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        ('00000000-0000-4000-9000-' || lpad(to_hex(o), 12, '0'))::uuid,
        ('00000000-0000-4000-a000-' || lpad(to_hex(CASE WHEN o = 0 AND g < :campaign * 10 / 3
@@ -83,12 +88,16 @@ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(o), 12, '0'))::uuid,
        CASE WHEN o = 0 THEN :big_key ELSE lpad(to_hex(o % 9), 20, 'a') END,
        CASE WHEN s.status = 'deferred' THEN now() + make_interval(secs => g % 3600)
             WHEN s.status = 'sending' THEN now() - interval '1 minute' END,
-       CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END
+       CASE WHEN g % 10 = 7 THEN 'transactional' ELSE 'bulk' END,
+       CASE WHEN s.status IN ('queued', 'deferred') THEN 0 ELSE 1 END,
+       CASE WHEN s.status NOT IN ('queued', 'deferred')
+            THEN 'pilot-batch/' || md5(u.unit) || md5(u.unit || '/') END
 FROM generate_series(0, :rows - 1) AS g,
      LATERAL (SELECT CASE WHEN g % 10 < 3 THEN 0 ELSE 1 + g % (:orgs - 1) END AS o) AS org,
      LATERAL (SELECT CASE WHEN g % 100 = 3 THEN 'failed' WHEN g >= :backlog_span THEN 'delivered'
                           WHEN g % 100 = 0 THEN 'queued' WHEN g % 100 = 1 THEN 'deferred'
-                          WHEN g % 100 = 2 THEN 'sending' ELSE 'delivered' END AS status) AS s
+                          WHEN g % 100 = 2 THEN 'sending' ELSE 'delivered' END AS status) AS s,
+     LATERAL (SELECT o || '/' || CASE WHEN o = 0 THEN g / 333 ELSE g / 100000 END AS unit) AS u
 """
 # Each row's stored request body, kept apart (email_requests) by the day it was stored.
 _REQUESTS = """
@@ -201,20 +210,39 @@ def hot_statements(url: str, repeat: int) -> dict[str, float]:
         with factory() as session:
             ledger.count_waiting(session)
             ledger.sent_since(session, now - timedelta(hours=24))
+            ledger_rollups.totals(session, now.date() - timedelta(days=7), now.date() - timedelta(days=1))
             event_backlog(session)
 
+    flying = [row[0] for row in raw.execute(_FLYING, {"key": BIG_KEY}).fetchall()]
+
+    def answer() -> None:
+        sent = [queue.Answer(message_id, "sent", email_id=f"bench-{message_id}") for message_id in flying]
+        with raw.transaction(force_rollback=True):
+            queue.record_answer(raw, sent, at=now, usage={big_connector: len(sent)})
+
+    answered = timed(repeat, answer)
+    raw.execute(f"ALTER TABLE email_messages DISABLE TRIGGER {FINAL_ROW_TRIGGER}")
+    answered_without = timed(repeat, answer)
+    raw.execute(f"ALTER TABLE email_messages ENABLE TRIGGER {FINAL_ROW_TRIGGER}")
     figures = {
         "send claim (100 rows of the big key)": timed(repeat, claim),
+        "record a unit of 100 answered sent": answered,
+        "the same without the final-row trigger": answered_without,
         "a batch of 100 into the 100k campaign": timed(repeat, batch_into(ORGANIZATIONS)),
         "a batch of 100 into a small task": timed(repeat, batch_into(1)),
         "parked_ahead (big connector)": timed(repeat, parked_ahead),
         "recent_usage (budget rebuild, big connector)": timed(repeat, recent_usage),
-        "pilot status (waiting rows, sent in 24 h, events)": timed(repeat, status),
+        "pilot status (waiting, 24 h, 7-day totals, events)": timed(repeat, status),
         **campaign_events(url, repeat),
     }
     raw.close()
     engine.dispose()
     return figures
+
+
+#: Clears the queue of a row that becomes final (migration 0019); timed with and without.
+FINAL_ROW_TRIGGER = "email_messages_final_row_leaves_queue"
+_FLYING = "SELECT id FROM email_messages WHERE dispatch_key = %(key)s AND status = 'sending' LIMIT 100"
 
 
 def apply_task_counts(session: Session) -> None:
@@ -294,6 +322,26 @@ def beat_statements(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
     return figures
 
 
+def ledger_rollup(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
+    """A rewrite of the rollups of the UTC days the rows were created on (the 24 hours before the
+    load ``as_of``: every row), as beat's nightly job and retention's last rewrite run it."""
+    engine = make_engine(load_settings(database_url=url))
+    first = Grain.DAY.start_of(as_of - timedelta(days=1))
+    end = Grain.DAY.after(Grain.DAY.start_of(as_of))
+
+    def roll_up() -> None:
+        with engine.begin() as connection:
+            ledger_rollups.roll_up_ledger(connection, first, end)
+
+    figures = {"ledger rollup of every row's day (beat, nightly)": timed(repeat, roll_up)}
+    with engine.connect() as connection:
+        brin = connection.execute(text("SELECT pg_relation_size('ix_email_messages_created_at_brin')"))
+        rollups = connection.execute(text("SELECT count(*) FROM ledger_rollups"))
+        print(f"== ledger rollups: {rollups.scalar_one():,} rows; BRIN index {brin.scalar_one():,} bytes")
+    engine.dispose()
+    return figures
+
+
 #: Emails taken through their life (queued, sending, sent, delivered) to measure what one costs in WAL.
 LIFECYCLE_EMAILS = 1000
 #: Their API key: a queue of their own, so the claims take exactly them.
@@ -320,6 +368,7 @@ SELECT resource_manager, record_type, record_length, fpi_length,
 FROM pg_get_wal_records_info(%(start)s, %(end)s)
 WHERE block_ref LIKE %(database)s
 """
+_UPDATES = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'email_messages'::regclass"
 #: B-tree records that add an entry to an index (a split carries the entry that caused it).
 _ENTRY_RECORDS = {"INSERT_LEAF", "INSERT_POST", "SPLIT_L", "SPLIT_R"}
 
@@ -339,6 +388,7 @@ def write_amplification(url: str) -> dict[str, float]:
     assert database is not None
     owner = org(1, "organization")
     raw.execute("CHECKPOINT")
+    updates_before = raw.execute(_UPDATES).fetchone()
     records: list[tuple[Any, ...]] = []
     for batch in range(LIFECYCLE_EMAILS // 100):
         start = raw.execute("SELECT pg_current_wal_insert_lsn()").fetchone()
@@ -362,7 +412,7 @@ def write_amplification(url: str) -> dict[str, float]:
             found = queue.claim(raw, LIFECYCLE_KEY, limit=100, now=now, orphaned_after=300)
             ids = [message_id for message_id, _ in found.rows]
             changes = [queue.RowChange(message_id, "sending", attempt=1) for message_id in ids]
-            queue.write_attempt(raw, changes, unit=f"life/{batch}")
+            queue.write_attempt(raw, changes, unit=chunk_key(keys))  # a batch's real unit key
         answers = [queue.Answer(message_id, "sent", email_id=f"life-{message_id}") for message_id in ids]
         queue.record_answer(raw, answers, at=now, usage={org(1, "connector"): len(ids)})
         # What applying the delivery event writes to the ledger row.
@@ -373,9 +423,19 @@ def write_amplification(url: str) -> dict[str, float]:
         assert start is not None and end is not None
         bounds = {"start": start[0], "end": end[0], "database": f"%rel %/{database[0]}/%"}
         records += raw.execute(_WAL_RECORDS, bounds).fetchall()
-    raw.close()
     engine.dispose()
-    figures: dict[str, float] = {"WAL bytes": 0, "WAL bytes without full-page images": 0, "index entries": 0}
+    raw.execute("SELECT pg_stat_force_next_flush()")  # this session's counts, at its next idle
+    raw.close()
+    with psycopg.connect(conninfo, autocommit=True) as reader:
+        updates_after = reader.execute(_UPDATES).fetchone()
+    assert updates_before is not None and updates_after is not None
+    figures: dict[str, float] = {
+        "row updates": updates_after[0] - updates_before[0],
+        "HOT row updates": updates_after[1] - updates_before[1],
+        "WAL bytes": 0,
+        "WAL bytes without full-page images": 0,
+        "index entries": 0,
+    }
     for manager, kind, length, fpi, node in records:
         if node not in relations:
             continue  # another table's, or the TOAST table's
@@ -406,6 +466,79 @@ def bytes_per_email(url: str, rows: int) -> dict[str, float]:
     return {table: size / rows for table, size in sizes.items()}
 
 
+#: The tables whose rows are kept 13 months: where a kept email's bytes go, column by column.
+BROKEN_DOWN = ("email_messages", "email_metrics")
+_FINAL = "status NOT IN (" + ", ".join(f"'{status}'" for status in sorted(OPEN_STATUSES)) + ")"
+_INDEXES = """
+SELECT i.relname, coalesce((SELECT sum(pg_relation_size(relid)) FROM pg_partition_tree(i.oid)),
+                           pg_relation_size(i.oid))
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+WHERE x.indrelid = CAST(:t AS regclass) ORDER BY 2 DESC
+"""
+_PARTS = """
+SELECT coalesce(sum(pg_relation_size(relid)), pg_relation_size(CAST(:t AS regclass))),
+       coalesce(sum(pg_total_relation_size(relid) - pg_relation_size(relid) - pg_indexes_size(relid)),
+                pg_total_relation_size(CAST(:t AS regclass)) - pg_relation_size(CAST(:t AS regclass))
+                - pg_indexes_size(CAST(:t AS regclass)))
+FROM pg_partition_tree(CAST(:t AS regclass)) WHERE isleaf
+"""
+_COLUMNS = (
+    "SELECT attname FROM pg_attribute WHERE attrelid = CAST(:t AS regclass) AND attnum > 0"
+    " AND NOT attisdropped ORDER BY attnum"
+)
+
+
+def breakdown(url: str, rows: int) -> dict[str, dict[str, float]]:
+    """Per table of :data:`BROKEN_DOWN`, per email: the heap, its TOAST and maps, each index, and
+    each column's average stored size (``pg_column_size``, a null 0) over its final rows."""
+    engine = make_engine(load_settings(database_url=url))
+    figures: dict[str, dict[str, float]] = {}
+    with engine.connect() as connection:
+        for table in BROKEN_DOWN:
+            heap, toast = connection.execute(text(_PARTS), {"t": table}).one()
+            parts = {"heap": heap / rows, "toast and maps": toast / rows}
+            for index, size in connection.execute(text(_INDEXES), {"t": table}):
+                parts[f"index {index}"] = size / rows
+            columns = list(connection.scalars(text(_COLUMNS), {"t": table}))
+            final = _FINAL if table == "email_messages" else "true"
+            averages = ", ".join(f"avg(coalesce(pg_column_size({name}), 0))" for name in columns)
+            found = connection.execute(
+                text(f"SELECT avg(pg_column_size(t.*)), {averages} FROM {table} t WHERE {final}")
+            ).one()
+            parts["row datum (header and columns)"] = float(found[0] or 0)
+            for name, size in zip(columns, found[1:], strict=True):
+                parts[f"column {name}"] = float(size or 0)
+            figures[table] = parts
+    engine.dispose()
+    return figures
+
+
+def lifecycle_columns(url: str) -> dict[str, float]:
+    """Each ledger column's average stored size over the :data:`LIFECYCLE_EMAILS` rows the send
+    path's own statements took to ``delivered``: what a final row holds, to hold the generator to."""
+    engine = make_engine(load_settings(database_url=url))
+    with engine.connect() as connection:
+        columns = list(connection.scalars(text(_COLUMNS), {"t": "email_messages"}))
+        averages = ", ".join(f"avg(coalesce(pg_column_size({name}), 0))" for name in columns)
+        found = connection.execute(
+            text(
+                f"SELECT avg(pg_column_size(t.*)), {averages} FROM email_messages t"
+                " WHERE idempotency_key LIKE 'life/%'"
+            )
+        ).one()
+    engine.dispose()
+    return {"row datum (header and columns)": float(found[0] or 0)} | {
+        f"column {name}": float(size or 0) for name, size in zip(columns, found[1:], strict=True)
+    }
+
+
+def print_breakdown(title: str, figures: dict[str, dict[str, float]]) -> None:
+    print(f"== {title}")
+    for table, parts in figures.items():
+        for label, size in parts.items():
+            print(f"{table + ' ' + label:>72s}: {size:7.1f}")
+
+
 def after_retention(url: str, rows: int) -> dict[str, float]:
     """Bytes per email once beat's retention has run, as of when every kept body has expired (the
     webhook bodies' retention after the load); the ledger and metrics stay 13 months."""
@@ -426,7 +559,8 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
         started, as_of = time.monotonic(), datetime.now(UTC)
         load(url, rows)
         print(f"== {rows:,} ledger rows loaded in {time.monotonic() - started:.0f} s")
-        figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of)
+        rollup = ledger_rollup(url, repeat, as_of)
+        figures = hot_statements(url, repeat) | beat_statements(url, repeat, as_of) | rollup
         sizes = bytes_per_email(url, rows)
         for label, ms in figures.items():
             print(f"{label:>52s}: {ms:9.1f} ms")
@@ -434,12 +568,18 @@ def measure(rows: int, repeat: int) -> tuple[dict[str, float], dict[str, float]]
             print(f"{table + ' bytes per email':>52s}: {per_email:9.0f}")
         print(f"{'all tables, bytes per email':>52s}: {sum(sizes.values()):9.0f}", flush=True)
         amplification = write_amplification(url)
+        lifecycle = lifecycle_columns(url)
         retained = after_retention(url, rows)
+        parts = breakdown(url, rows)
     finally:
         drop_database(name)
     for table, per_email in retained.items():
         print(f"{table + ' bytes per email after retention':>52s}: {per_email:9.0f}")
     print(f"{'all tables, bytes per email after retention':>52s}: {sum(retained.values()):9.0f}")
+    print_breakdown("bytes per email after retention: heap, indexes; columns: average over final rows", parts)
+    print_breakdown(
+        f"the {LIFECYCLE_EMAILS} rows the send path took to delivered: columns", {"email_messages": lifecycle}
+    )
     print(f"== the ledger's writes per email ({LIFECYCLE_EMAILS} emails: queued, sending, sent, delivered)")
     for label, per_email in amplification.items():
         print(f"{label:>52s}: {per_email:9.1f}" if len(label) <= 52 else f"{per_email:9.1f}  {label}")

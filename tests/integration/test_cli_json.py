@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.db import make_engine, make_sessionmaker, transaction
-from shared.models import ConnectorUsage, EmailMessage
+from shared.models import ConnectorUsage, EmailMessage, MessageStatus
 from shared.sending.rendering import message_id_for
 from shared.settings import load_settings
 from tests.integration.conftest import Pilot
+from tests.rollup_helpers import add_rollups
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,7 @@ def test_status_json_has_connectors_waiting_rows_recent_sends_and_webhook_events
     assert status["ledger"] == {}
     assert status["sent_last_24_hours"] == {"emails": 0, "requests": 0}
     assert status["webhook_events"] == {"waiting": 0, "orphaned": 0}
+    assert (status["ledger_last_7_days"]["emails"], status["ledger_last_7_days"]["rolled_up_at"]) == (0, None)
 
 
 def test_status_json_counts_waiting_rows_by_class_and_the_last_days_sends(
@@ -96,6 +98,31 @@ def test_status_json_counts_waiting_rows_by_class_and_the_last_days_sends(
 
     assert status["ledger"] == {"queued": {"total": 2, "bulk": 2}}
     assert status["sent_last_24_hours"] == {"emails": 3, "requests": 1}
+
+
+def test_status_json_totals_the_rollups_of_the_last_7_whole_days_by_status(
+    pilot: Pilot, fresh_database_url: str
+) -> None:
+    org, connector = org_and_connector(pilot)
+    today = datetime.now(UTC).date()
+    add_rollups(
+        fresh_database_url,
+        org,
+        connector,
+        {
+            today - timedelta(days=8): {MessageStatus.DELIVERED: 1000},
+            today - timedelta(days=7): {MessageStatus.DELIVERED: 40, MessageStatus.BOUNCED: 2},
+            today - timedelta(days=1): {MessageStatus.DELIVERED: 50, MessageStatus.SENT: 3},
+            today: {MessageStatus.DELIVERED: 1000},
+        },
+    )
+
+    totals = json_of(pilot, "status")["ledger_last_7_days"]
+
+    assert (totals["from"], totals["to"]) == (str(today - timedelta(days=7)), str(today - timedelta(days=1)))
+    assert totals["by_status"] == {"sent": 3, "delivered": 90, "bounced": 2}
+    assert totals["emails"] == 95
+    assert datetime.fromisoformat(totals["rolled_up_at"]) <= datetime.now(UTC)
 
 
 def test_usage_json_has_both_windows(pilot: Pilot) -> None:

@@ -12,11 +12,13 @@ import pytest
 import redis
 from sqlalchemy import select
 
+from marketing_pilot_client.fields import MAX_ATTACHMENT_BYTES
 from shared import connector_store as store
 from shared.db import make_engine, make_sessionmaker, transaction
 from shared.models import ConnectorStatus, EmailMessage, MessageStatus, WebhookEvent
 from shared.settings import get_settings, load_settings
 from tests.integration.conftest import Pilot
+from tests.rollup_helpers import add_rollups
 from tests.sandbox_process import running_sandbox
 
 
@@ -106,6 +108,48 @@ def test_send_enqueues_the_scheduled_time_and_each_attached_file(
     ]
 
 
+def test_send_enqueues_each_inline_image_with_its_content_id(
+    pilot: Pilot, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    connector = new_connector(pilot)
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    result = pilot(
+        "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi",
+        "--html", '<img src="cid:logo">', "--inline", str(logo), "logo",
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    [message] = queued_messages(isolated_redis_url, "pilot.sends.priority")
+    _, kwargs, _ = json.loads(base64.b64decode(str(message["body"])))
+    assert kwargs["attachments"] == [
+        {
+            "filename": "logo.png",
+            "content": base64.b64encode(logo.read_bytes()).decode(),
+            "content_type": "image/png",
+            "content_id": "logo",
+        }
+    ]
+
+
+def test_send_refuses_inline_images_beyond_what_the_worker_takes_before_enqueueing(
+    pilot: Pilot, isolated_redis_url: str, tmp_path: Path
+) -> None:
+    connector = new_connector(pilot)
+    banner = tmp_path / "banner.png"
+    banner.write_bytes(bytes(MAX_ATTACHMENT_BYTES * 3 // 4 + 3))  # base64 is 4 bytes over the limit
+
+    result = pilot(
+        "send", "--connector", connector, "--to", "a@example.com", "--subject", "Hi",
+        "--html", '<img src="cid:banner">', "--inline", str(banner), "banner",
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "not enqueued" in result.output and "Resend takes at most 41943040 per email" in result.output
+    assert queued_messages(isolated_redis_url, "pilot.sends.priority") == []
+
+
 def scheduled_row(database_url: str, connector: str, key: str) -> uuid.UUID:
     """A ``scheduled`` ledger row of ``connector`` sent under the caller's ``key``."""
     engine = make_engine(load_settings(database_url=database_url))
@@ -173,6 +217,23 @@ def test_status_lists_connectors_and_events(pilot: Pilot) -> None:
 
     assert result.exit_code == 0, result.output
     assert "main" in result.output and "Webhook events: 0 waiting, 0 orphaned" in result.output
+
+
+def test_status_shows_the_last_7_days_emails_by_status_from_the_rollups(
+    pilot: Pilot, fresh_database_url: str
+) -> None:
+    connector = new_connector(pilot)
+    org = json.loads(pilot("connector", "show", connector, "--json").output)["organization_id"]
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    counts = {MessageStatus.DELIVERED: 41, MessageStatus.FAILED: 1}
+    add_rollups(fresh_database_url, org, connector, {yesterday: counts})
+
+    result = pilot("status")
+
+    assert result.exit_code == 0, result.output
+    words = " ".join(result.output.replace("│", " ").split())
+    assert "Last 7 days: emails by status" in words and "delivered 41 failed 1 total 42" in words
+    assert f"to {yesterday} (UTC), from the nightly ledger rollups (last rewritten" in words
 
 
 def test_events_replay_resets_and_enqueues_orphans(

@@ -86,7 +86,7 @@ def test_create_connector_for_unknown_organization_is_refused(db_session: Sessio
         store.create_connector(db_session, organization_id=uuid.uuid4(), name="x", config={}, actor="test")
 
 
-@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("bad_id", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown-uuid", "not-a-uuid"])
 def test_get_unknown_connector_raises_not_found(db_session: Session, bad_id: str) -> None:
     with pytest.raises(ConnectorNotFound):
         store.get_connector(db_session, bad_id)

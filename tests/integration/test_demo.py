@@ -159,3 +159,14 @@ def test_demo_campaign_has_a_topic_and_readers_unsubscribe_in_one_click(demo_run
     assert [post["status"] for post in found["posts"]] == [200] * len(found["posts"])
     assert found["left_topic"] == 5  # the first one posted twice: still one entry
     assert demo_run["report"]["delivery"]["unsubscribed_by_topic"] == {"spring-offers": 5}
+
+
+def test_demo_shop_receives_the_reputation_pause_on_its_outcomes_queue(demo_run: dict[str, Any]) -> None:
+    outcomes = demo_run["report"]["outcomes"]
+    paused = {event["scope"] for event in outcomes["reputation"] if event["kind"] == "reputation_paused"}
+
+    assert outcomes["queue"] == "demo-shop.outcomes"
+    assert paused == {"organization", "connector", "campaign"}  # one window of rows: they pause together
+    assert outcomes["counts"]["reputation_paused"] == 3
+    assert "Reputation events on demo-shop.outcomes" in demo_run["output"]
+    assert "reputation_paused" in demo_run["output"]

@@ -32,7 +32,7 @@ from tests.webhook_requests import SECRET_A
 from tests.worker_process import ALL_QUEUES, isolated_redis_db, running_worker, worker_env
 from worker.celery_app import make_celery
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.serial]
 
 #: Longest any wait may take; reaching it fails the test (it never passes by timing).
 SETTLE_TIMEOUT_S = 120.0

@@ -37,7 +37,7 @@ from tests.send_helpers import SENDER, send_payload
 from tests.worker_process import isolated_redis_db, running_beat, running_worker, worker_env
 from worker.celery_app import make_celery
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.serial]
 
 #: Longest any wait may take; reaching it fails the test (it never passes by timing).
 SETTLE_TIMEOUT_S = 60.0

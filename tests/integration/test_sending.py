@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import fakeredis._socket._base
 import httpx
 import pytest
 import redis
@@ -109,8 +111,14 @@ def test_send_email_redelivered_after_sending_answers_from_the_row(
 
 
 @pytest.fixture
-def paced(ctx, clock, fake_redis, redis_prefix) -> RateLimiter:
-    """The context's limiter on the test's clock: the key's request token comes back only as time moves."""
+def paced(ctx, clock, fake_redis, redis_prefix, monkeypatch: pytest.MonkeyPatch) -> RateLimiter:
+    """The context's limiter on the test's clock: the key's request token comes back only as time moves.
+
+    fakeredis expires keys on the same clock: on the wall clock, a bucket's key (kept until the bucket
+    is full again, half a second for the request bucket) would vanish, refilled, whenever a loaded
+    machine took that long between two steps of a test.
+    """
+    monkeypatch.setattr(fakeredis._socket._base, "time", SimpleNamespace(time=lambda: clock.now.timestamp()))
     ctx.limiter = RateLimiter(
         fake_redis, key_prefix=redis_prefix, clock_ms=lambda: int(clock.now.timestamp() * 1000)
     )
@@ -197,9 +205,9 @@ def test_a_task_whose_rows_another_dispatch_sent_makes_no_request(
 def test_an_email_that_must_go_alone_is_sent_alone(ctx, resend, factory, connector_id, key_hash) -> None:
     pipeline.send_batch(ctx, batch_payload(connector_id, ["a@example.test", "b@example.test"]), task_ref="b1")
     resend.requests.clear()
-    with factory.begin() as session:  # two queued rows: one with an attachment, one plain
+    with factory.begin() as session:  # two queued rows (in their key's queue): one with an attachment
         for row in session.scalars(select(EmailMessage).where(EmailMessage.connector_id == connector_id)):
-            row.status, row.attempt_key, row.attempts = "queued", None, 0
+            row.status, row.attempt_key, row.attempts, row.dispatch_key = "queued", None, 0, key_hash
             if row.recipient == "a@example.test":
                 body = session.scalars(select(EmailRequest).where(EmailRequest.message_id == row.id)).one()
                 body.request = {**body.request, "attachments": [{"filename": "a.txt", "content": "YQ=="}]}
@@ -290,7 +298,7 @@ def test_a_unit_whose_dispatcher_died_mid_request_is_sent_again_whole(
         session.execute(
             update(EmailMessage)
             .where(EmailMessage.connector_id == connector_id)
-            .values(status="sending", resend_email_id=None, next_attempt_at=None)
+            .values(status="sending", resend_email_id=None, next_attempt_at=None, dispatch_key=key_hash)
         )
 
     assert pipeline.dispatch(ctx, key_hash) == {}  # in flight only just now: looked at later

@@ -1,4 +1,4 @@
-"""Revision 0018 rebuilds the ledger (email_messages) partitioned by month: on a database filled at the
+"""Revision 0020 rebuilds the ledger (email_messages) partitioned by month: on a database filled at the
 revision before it, every row is kept in its month's partition with what depends on it, the indexes
 and triggers are made again, and the downgrade gives back an unpartitioned ledger with every row."""
 
@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from shared import migrations
 from tests.conftest import create_database, drop_database
 
-REVISION = "0018"
+REVISION = "0020"
 NOW = datetime.now(UTC).replace(microsecond=0)
 #: Always in an earlier month than NOW.
 LAST_MONTH = NOW - timedelta(days=40)

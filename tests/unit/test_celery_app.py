@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from celery.schedules import crontab
 
+import worker.beat.tasks  # noqa: F401  (registers the beat tasks on every app)
 from shared import task_names
 from shared.settings import load_settings
 from worker.celery_app import SEND_TIME_LIMIT_S, VISIBILITY_TIMEOUT_S, celery_config, make_celery
@@ -47,3 +49,19 @@ def test_celery_routes_each_task_to_its_queue_only(name: str, queue: str) -> Non
     # The routing key must be bound to exactly one queue, or a message would be copied to several.
     bound = [q.name for q in app.amqp.queues.values() if q.routing_key == route.routing_key]
     assert (route.name, bound) == (queue, [queue])
+
+
+def test_beat_rolls_up_the_ledger_nightly_after_midnight_utc(config: dict[str, object]) -> None:
+    entry = config["beat_schedule"]["roll-up-ledger"]  # type: ignore[index]
+
+    assert entry["task"] == task_names.ROLL_UP_LEDGER
+    assert entry["schedule"] == crontab(minute=30, hour=0)
+    assert config["timezone"] == "UTC"
+
+
+def test_the_ledger_rollup_may_run_longer_than_a_send_but_not_past_the_visibility_timeout() -> None:
+    app = make_celery(load_settings())
+
+    task = app.tasks[task_names.ROLL_UP_LEDGER]
+
+    assert SEND_TIME_LIMIT_S < task.time_limit < VISIBILITY_TIMEOUT_S

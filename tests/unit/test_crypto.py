@@ -82,7 +82,9 @@ def test_missing_keys_refuse_with_the_setting_named() -> None:
         ring()
 
 
-@pytest.mark.parametrize("bad", ["short", "!!!not-base64!!!", generate_key()[:-4]])
+@pytest.mark.parametrize(
+    "bad", ["short", "!!!not-base64!!!", generate_key()[:-4]], ids=["short", "not-base64", "truncated"]
+)
 def test_malformed_key_refuses_to_start_naming_the_setting(bad: str) -> None:
     with pytest.raises(ConfigError, match="PILOT_ENCRYPTION_KEYS") as caught:
         load_settings(pilot_encryption_keys=bad)

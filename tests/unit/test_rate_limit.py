@@ -408,6 +408,48 @@ def test_clock_going_back_refills_nothing_twice(limiter: RateLimiter, clock: Fak
     assert limiter.get_usage_stats(CONNECTOR, "hour", ONE_PER_SECOND).remaining == 1
 
 
+# A paused organization's small rate: giving tokens back --------------------------------------------
+
+ORG = "0f7b2c1e-3a4d-4e5f-8a9b-1c2d3e4f5a6b"
+
+
+def test_tokens_given_back_to_the_paused_rate_can_be_taken_again(limiter: RateLimiter) -> None:
+    limiter.acquire_paused_emails(ORG, 10, per_minute=10)
+
+    limiter.give_back_paused_emails(ORG, 3, per_minute=10)
+
+    assert limiter.peek_paused_emails(ORG, per_minute=10)[1] == 3
+    assert limiter.acquire_paused_emails(ORG, 3, per_minute=10) == GRANTED
+
+
+def test_giving_back_never_fills_the_paused_rate_beyond_full_and_a_full_bucket_leaves_no_key(
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
+) -> None:
+    limiter.acquire_paused_emails(ORG, 2, per_minute=10)
+
+    limiter.give_back_paused_emails(ORG, 5, per_minute=10)
+
+    assert limiter.peek_paused_emails(ORG, per_minute=10)[1] == 10
+    assert list(lua_redis.scan_iter(match=f"{redis_prefix}*")) == []
+
+
+def test_giving_back_keeps_the_refill_since_the_take(limiter: RateLimiter, clock: FakeClock) -> None:
+    limiter.acquire_paused_emails(ORG, 10, per_minute=10)
+    clock.advance(12)  # two tokens refilled
+
+    limiter.give_back_paused_emails(ORG, 3, per_minute=10)
+
+    assert limiter.peek_paused_emails(ORG, per_minute=10)[1] == 5
+
+
+def test_giving_back_to_an_untouched_paused_rate_writes_nothing(
+    limiter: RateLimiter, lua_redis: redis.Redis, redis_prefix: str
+) -> None:
+    limiter.give_back_paused_emails(ORG, 1, per_minute=10)
+
+    assert list(lua_redis.scan_iter(match=f"{redis_prefix}*")) == []
+
+
 # Resend request rate and cooldown -------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from celery import Task, shared_task
 from shared import task_names
 from shared.db import make_sessionmaker
 from shared.outcome_publisher import publish_pending
+from shared.partitions import ledger_rollups
 from shared.partitions import maintenance as partition_maintenance
 from shared.task_producer import publish_event_processing
 from worker.beat import maintenance, status_checks
@@ -72,6 +73,23 @@ def maintain_partitions(self: Task) -> dict[str, list[str]]:
     ctx = context(self.app)
     report = partition_maintenance.maintain(ctx.engine, ctx.settings, now=ctx.clock())
     return dataclasses.asdict(report)
+
+
+#: A day of ledger at full volume takes longer to read than a send may run; still well under the
+#: broker's visibility timeout, so a rollup running is never delivered a second time.
+ROLL_UP_TIME_LIMIT_S = 1800
+
+
+@shared_task(
+    bind=True,
+    name=task_names.ROLL_UP_LEDGER,
+    time_limit=ROLL_UP_TIME_LIMIT_S,
+    soft_time_limit=ROLL_UP_TIME_LIMIT_S - 10,
+)
+def roll_up_ledger(self: Task) -> list[str]:
+    """Rewrite the ledger's daily rollups of the last finished days; the days rewritten."""
+    ctx = context(self.app)
+    return [day.isoformat() for day in ledger_rollups.roll_up_recent(ctx.engine, now=ctx.clock())]
 
 
 @shared_task(bind=True, name=task_names.CHECK_CONNECTOR_STATUS)

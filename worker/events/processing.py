@@ -297,10 +297,13 @@ def _by_tags(session: Session, event: TrackingEvent) -> EmailMessage | None:
     if event.tagged_task_id is None or event.recipient is None:
         return None
     # One recipient per email: within a task, the recipient names the message if it names one only.
+    # Only a row Resend has not named is looked for: one it named is found by its email id, and
+    # an event of another email is not its.
     candidates = session.scalars(
         select(EmailMessage.id)
         .where(EmailMessage.task_id == event.tagged_task_id)
         .where(func.lower(EmailMessage.recipient) == event.recipient.lower())
+        .where(EmailMessage.resend_email_id.is_(None))
         .limit(2)
     ).all()
     if len(candidates) != 1:

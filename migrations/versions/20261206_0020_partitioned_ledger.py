@@ -1,7 +1,7 @@
 """email_messages partitioned by month; its marks folded into message_marks, partitioned alike
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0020
+Revises: 0019
 Rebuilt beside the old table (a default partition, one per month holding rows, this month and the
 next), rows moved in one INSERT ... SELECT, then its keys, indexes and triggers made again as the
 catalog held them. Primary key (id, created_at). The foreign keys to the ledger go; a statement
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0018"
-down_revision: str | None = "0017"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
