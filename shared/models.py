@@ -2,9 +2,9 @@
 
 Tables: organizations, connectors, tasks, email_messages (the send ledger), email_requests (its
 request bodies), email_metrics, suppression_list, webhook_events, connector_usage, audit_logs,
-dead_letters, email_attachments, metric_rollups, ledger_rollups, delivery_marks, and the reputation
-guard's tables.
-email_requests, email_metrics and webhook_events are partitioned by time (shared.partitions).
+dead_letters, email_attachments, metric_rollups, ledger_rollups, message_marks, and the reputation
+guard's tables. email_messages (with message_marks), email_requests, email_metrics and webhook_events
+are partitioned by time (shared.partitions); no foreign key points at the ledger (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -241,7 +241,10 @@ _LOWER_RECIPIENT = text("lower(recipient)")
 
 
 class EmailMessage(Base):
-    """The send ledger: one row per recipient, keyed by its deterministic idempotency key."""
+    """The send ledger: one row per recipient, keyed by its deterministic idempotency key.
+
+    Partitioned by month of ``created_at`` (shared.partitions), so its primary key includes it.
+    """
 
     __tablename__ = "email_messages"
     __table_args__ = (
@@ -350,7 +353,11 @@ class EmailMessage(Base):
             postgresql_using="brin",
             postgresql_with={"autosummarize": "on"},
         ),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
+    # The id, derived from the idempotency key, is unique on its own (shared.sending.ledger_keys keeps
+    # it so across partitions): the ORM knows a row by it, as before partitioning.
+    __mapper_args__ = {"primary_key": ["id"]}
 
     id: Mapped[uuid.UUID] = _uuid_pk()
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
@@ -385,7 +392,10 @@ class EmailMessage(Base):
     scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: The sha256 digests of the attachment bytes its request names (``email_attachments``).
     attachment_digests: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
-    created_at: Mapped[datetime] = _created_at()
+    #: The partition key: a month per partition, dropped whole past retention (shared.partitions).
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     updated_at: Mapped[datetime] = _updated_at()
 
 
@@ -399,9 +409,8 @@ class EmailRequest(Base):
     __tablename__ = "email_requests"
     __table_args__ = ({"postgresql_partition_by": "RANGE (stored_at)"},)
 
-    message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
-    )
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     stored_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), primary_key=True, server_default=func.now()
     )
@@ -443,9 +452,8 @@ class EmailMetric(Base):
     __mapper_args__ = {"primary_key": ["id"]}
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    message_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
-    )
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     task_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     connector_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("connectors.id", ondelete="SET NULL"), index=True
@@ -537,9 +545,8 @@ class OutcomeEvent(Base):
     #: Stable: derived from the status change or the webhook metric it reports.
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     #: The recipient's row; None for a reputation event (``organization_id`` and ``scope`` instead).
-    message_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), index=True
-    )
+    #: No foreign key to the partitioned ledger: deleted with the row by trigger.
+    message_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), index=True)
     queue: Mapped[str] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -697,31 +704,26 @@ class DeadLetter(Base):
     recorded_at: Mapped[datetime] = _created_at()
 
 
-class DeliveryMark(Base):
-    """Which kinds of delivery event one ledger row has counted in its task's figures (bit i: the
-    i-th of :data:`shared.counters.delivery.MARKS`), so each is counted once per row."""
+class MessageMark(Base):
+    """What one ledger row has counted: which kinds of delivery event in its task's figures (bit i of
+    ``kinds``: the i-th of :data:`shared.counters.delivery.MARKS`), so each is counted once per row;
+    and what it added to the reputation counts (so an event applied again adds nothing).
 
-    __tablename__ = "delivery_marks"
-
-    message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
-    )
-    kinds: Mapped[int] = mapped_column(Integer, server_default="0")
-
-
-class ReputationMark(Base):
-    """What one ledger row has added to the reputation counts (so an event applied again adds nothing).
-
-    ``bucket`` is the day (days since 1970-01-01) of the row's creation: it never moves, whatever
-    order the row's events arrive in.
+    Partitioned by month of its ledger row's ``created_at`` (``message_created_at``), so that a month
+    of marks goes with its month of the ledger (shared.partitions), never row by row. ``bucket`` is
+    the day (days since 1970-01-01) of the row's creation, set once the row counts for reputation
+    (None: it never did); it never moves, whatever order the row's events arrive in.
     """
 
-    __tablename__ = "reputation_marks"
+    __tablename__ = "message_marks"
+    __table_args__ = ({"postgresql_partition_by": "RANGE (message_created_at)"},)
 
-    message_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("email_messages.id", ondelete="CASCADE"), primary_key=True
-    )
-    bucket: Mapped[int] = mapped_column(Integer)
+    #: Its ledger row's id (no foreign key to the partitioned ledger; deleted with the row by trigger).
+    message_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    #: Its ledger row's ``created_at``: the partition key (one row per message, as the id is).
+    message_created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    kinds: Mapped[int] = mapped_column(Integer, server_default="0")
+    bucket: Mapped[int | None] = mapped_column(Integer)
     counted: Mapped[bool] = mapped_column(server_default=text("false"))
     hard_bounce: Mapped[bool] = mapped_column(server_default=text("false"))
     complaint: Mapped[bool] = mapped_column(server_default=text("false"))

@@ -26,14 +26,16 @@ MAX_EVENTS_PER_RUN = 1000
 #: The keys the worker derives itself (``shared.sending.rendering.message_key``): no caller key.
 _DERIVED_KEY = re.compile(r"^pilot/[0-9a-f-]{36}/[^/]*/[0-9a-f]{16}/[0-9a-f]{32}$")
 
-# A reputation event names no ledger row: its scope names its connector or its task (campaign).
+# A reputation event names no ledger row: its scope names its connector or its task (campaign). The row
+# is looked up per event (no foreign key to the partitioned ledger tells the planner there is one).
 _CLAIM = """
 SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipient,
        coalesce(m.connector_id, CASE WHEN o.scope = 'connector' THEN o.scope_id END),
        coalesce(m.task_id, CASE WHEN o.scope = 'campaign' THEN o.scope_id END),
        m.idempotency_key, m.tags, m.resend_email_id,
        o.organization_id, o.scope, o.scope_id, o.rates
-FROM outcome_events o LEFT JOIN email_messages m ON m.id = o.message_id
+FROM outcome_events o
+LEFT JOIN LATERAL (SELECT * FROM email_messages WHERE id = o.message_id LIMIT 1) m ON true
 WHERE o.published_at IS NULL
 ORDER BY o.created_at
 LIMIT %(limit)s

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     #: A day of request bodies is dropped this long after it ends (those of rows that may still leave are
     #: carried into the current day first).
     pilot_request_body_retention_hours: int = Field(default=24, ge=1)
+    #: Ledger rows (``email_messages``) are kept this many months, then a month is dropped whole once
+    #: its daily totals are written and none of its rows may still leave.
+    pilot_ledger_retention_months: int = Field(default=13, ge=1)
 
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"

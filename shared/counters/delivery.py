@@ -2,7 +2,7 @@
 
 Every metric row adds to ``events`` (an open or a click also to ``opened_total``/``clicked_total``);
 the first row of a kind for a ledger row adds to that kind's count of rows, and the row's mark in
-``delivery_marks`` (a bit per kind) remembers it, whatever the order or repeats of its events. Marks,
+``message_marks.kinds`` (a bit per kind) remembers it, whatever the order or repeats of its events. Marks,
 then tasks, are written at the end of a transaction in id order, so racing workers never deadlock.
 """
 
@@ -12,6 +12,7 @@ import json
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -67,9 +68,9 @@ RATES = {
 # waits for the first, then finds it set).
 _MARK = text(
     """
-INSERT INTO delivery_marks (message_id, kinds) VALUES (:message, :bit)
-ON CONFLICT (message_id) DO UPDATE SET kinds = delivery_marks.kinds | excluded.kinds
-    WHERE delivery_marks.kinds & excluded.kinds = 0
+INSERT INTO message_marks (message_id, message_created_at, kinds) VALUES (:message, :created, :bit)
+ON CONFLICT (message_id, message_created_at) DO UPDATE SET kinds = message_marks.kinds | excluded.kinds
+    WHERE message_marks.kinds & excluded.kinds = 0
 RETURNING message_id
 """
 )
@@ -97,6 +98,8 @@ class MetricRow:
 
     message_id: uuid.UUID
     task_id: uuid.UUID
+    #: The ledger row's ``created_at``: its mark lives in that month (``message_marks``).
+    message_created_at: datetime
     event: str
     bounce_type: str | None = None
     #: The email's topic ('' for none), for unsubscribes.
@@ -141,7 +144,8 @@ def apply(session: Session, figures: Figures) -> list[uuid.UUID]:
             added[TOTALS[E(row.event)]] += 1
         for kind in kinds(row.event, row.bounce_type):
             bit = 1 << MARKS.index(kind)
-            if session.execute(_MARK, {"message": row.message_id, "bit": bit}).first() is None:
+            params = {"message": row.message_id, "created": row.message_created_at, "bit": bit}
+            if session.execute(_MARK, params).first() is None:
                 continue
             added[kind] += 1
             if kind == UNSUBSCRIBED and row.email_topic:

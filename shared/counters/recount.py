@@ -51,11 +51,15 @@ _UNSUBSCRIBED_TOTAL = text(
     " WHERE task_id = :task AND event = 'unsubscribed'"
 )
 _FORGET_MARKS = text(
-    "DELETE FROM delivery_marks WHERE message_id IN (SELECT id FROM email_messages WHERE task_id = :task)"
+    "UPDATE message_marks SET kinds = 0"
+    " WHERE message_id IN (SELECT id FROM email_messages WHERE task_id = :task) AND kinds <> 0"
 )
+# A mark lives in its ledger row's month: rows of messages no longer in the ledger have none.
 _WRITE_MARKS = text(
-    "INSERT INTO delivery_marks (message_id, kinds) SELECT CAST(m AS uuid), k"
-    " FROM unnest(CAST(:messages AS text[]), CAST(:kinds AS int[])) AS v(m, k)"
+    "INSERT INTO message_marks (message_id, message_created_at, kinds) SELECT m.id, m.created_at, v.k"
+    " FROM unnest(CAST(:messages AS text[]), CAST(:kinds AS int[])) AS v(id, k)"
+    " JOIN email_messages m ON m.id = CAST(v.id AS uuid)"
+    " ON CONFLICT (message_id, message_created_at) DO UPDATE SET kinds = excluded.kinds"
 )
 _STORE = text(
     """

@@ -2,7 +2,9 @@
 
 ``email_metrics`` by month of ``occurred_at`` (13 months kept: 14 partitions, so a lookup by task or
 message probes few); ``webhook_events`` by day of ``occurred_at`` (14 days after they are applied);
-``email_requests`` by day of ``stored_at`` (24 hours after the day, open rows' bodies carried on).
+``email_requests`` by day of ``stored_at`` (24 hours after the day, open rows' bodies carried on);
+``email_messages``, the ledger, by month of ``created_at`` (13 months, none of its rows open, its
+daily totals written first); ``message_marks`` by the same month, dropped with its ledger month.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, text
 
 from shared.models import OPEN_STATUSES
+from shared.partitions.ledger_rollups import roll_up_ledger
 from shared.partitions.periods import Grain, months_before
 from shared.partitions.rollups import roll_up_metrics
 from shared.settings import Settings
@@ -97,6 +100,28 @@ def carry_open_bodies(connection: Connection, partition: Partition, now: datetim
     connection.execute(statement, {"now": now})
 
 
+def no_open_rows(connection: Connection, partition: Partition, settings: Settings, now: datetime) -> bool:
+    """Whether no row of the ledger partition ``partition`` may still leave (``OPEN_STATUSES``): one
+    look per status, each answered by that status's partial index."""
+    for status in sorted(OPEN_STATUSES):
+        found = text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE status = '{status.value}')")
+        if connection.execute(found).scalar():
+            return False
+    return True
+
+
+RollUp = Callable[[Connection, datetime, datetime], None]
+
+
+def rolled_up_by(roll_up: RollUp) -> Callable[[Connection, Partition, datetime], None]:
+    """A ``before_drop`` hook that has ``roll_up`` write the totals of the partition's period."""
+
+    def before_drop(connection: Connection, partition: Partition, now: datetime) -> None:
+        roll_up(connection, partition.start, partition.end)
+
+    return before_drop
+
+
 WEBHOOK_EVENTS = PartitionedTable(
     name="webhook_events",
     column="occurred_at",
@@ -121,5 +146,36 @@ EMAIL_REQUESTS = PartitionedTable(
     cutoff=lambda settings, now: now - timedelta(hours=settings.pilot_request_body_retention_hours),
     before_drop=carry_open_bodies,
 )
-#: Every partitioned table, in the order maintenance visits them.
-TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS)
+EMAIL_MESSAGES = PartitionedTable(
+    name="email_messages",
+    column="created_at",
+    grain=Grain.MONTH,
+    ahead=1,
+    cutoff=lambda settings, now: months_before(now, settings.pilot_ledger_retention_months),
+    droppable=no_open_rows,
+    before_drop=rolled_up_by(roll_up_ledger),
+)
+
+
+def ledger_month_gone(
+    connection: Connection, partition: Partition, settings: Settings, now: datetime
+) -> bool:
+    """Whether the ledger's partition of the period of ``partition`` is gone (a month of marks goes
+    with its month of ledger rows, never before: a held ledger month holds its marks)."""
+    ledger_partition = EMAIL_MESSAGES.partition_name(partition.start)
+    return not connection.execute(
+        text("SELECT to_regclass(:name) IS NOT NULL"), {"name": ledger_partition}
+    ).scalar()
+
+
+MESSAGE_MARKS = PartitionedTable(
+    name="message_marks",
+    column="message_created_at",
+    grain=Grain.MONTH,
+    ahead=1,
+    cutoff=EMAIL_MESSAGES.cutoff,
+    droppable=ledger_month_gone,
+)
+#: Every partitioned table, in the order maintenance visits them (the ledger before its marks, so
+#: that one run drops both).
+TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS, EMAIL_MESSAGES, MESSAGE_MARKS)

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from shared.models import EmailMessage, EmailMetric, ReputationCount, ReputationMark, ReputationScope
+from shared.models import EmailMessage, EmailMetric, MessageMark, ReputationCount, ReputationScope
 from shared.resend_events import EventType
 
 #: The events that can change a row's contribution (others are never looked at).
@@ -109,20 +109,29 @@ def mark_message(session: Session, message: EmailMessage, deltas: Deltas) -> Con
     # Columns, not the entity: an earlier event of this batch may have upserted the mark already.
     mark = session.execute(
         select(
-            ReputationMark.bucket,
-            ReputationMark.counted,
-            ReputationMark.hard_bounce,
-            ReputationMark.complaint,
-            ReputationMark.campaign_bucket,
-        ).where(ReputationMark.message_id == message.id)
+            MessageMark.bucket,
+            MessageMark.counted,
+            MessageMark.hard_bounce,
+            MessageMark.complaint,
+            MessageMark.campaign_bucket,
+        ).where(MessageMark.message_id == message.id, MessageMark.message_created_at == message.created_at)
     ).first()
     before = Contribution() if mark is None else Contribution(mark.counted, mark.hard_bounce, mark.complaint)
     if after == before:
         return after
-    bucket = day_bucket(message.created_at) if mark is None else mark.bucket
-    values = {"counted": after.counted, "hard_bounce": after.hard_bounce, "complaint": after.complaint}
-    statement = insert(ReputationMark).values(message_id=message.id, bucket=bucket, **values)
-    session.execute(statement.on_conflict_do_update(index_elements=["message_id"], set_=values))
+    # A mark holding only delivery kinds (no bucket) has counted nothing here yet.
+    bucket = day_bucket(message.created_at) if mark is None or mark.bucket is None else mark.bucket
+    values = {
+        "bucket": bucket,
+        "counted": after.counted,
+        "hard_bounce": after.hard_bounce,
+        "complaint": after.complaint,
+    }
+    statement = insert(MessageMark).values(
+        message_id=message.id, message_created_at=message.created_at, **values
+    )
+    keys = [MessageMark.message_id, MessageMark.message_created_at]
+    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=values))
     org = message.organization_id
     deltas.add(ScopeKey(org, bucket, ReputationScope.ORGANIZATION, org), before, after)
     deltas.add(ScopeKey(message.connector_id, bucket, ReputationScope.CONNECTOR, org), before, after)
@@ -170,8 +179,8 @@ def _slices(
         by_slice[key.bucket].append(message_id)
     for bucket, ids in by_slice.items():
         session.execute(
-            update(ReputationMark)
-            .where(ReputationMark.message_id.in_(ids))
+            update(MessageMark)
+            .where(MessageMark.message_id.in_(ids))
             .values(campaign_bucket=bucket)
             .execution_options(synchronize_session=False)
         )

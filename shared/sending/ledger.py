@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from shared.db import raw_connection
 from shared.models import OPEN_STATUSES, ConnectorUsage, EmailMessage, MessageStatus, Priority
-from shared.sending import attachments
+from shared.sending import attachments, ledger_keys
 from shared.sending.rendering import RenderedMessage, caller_tags, require_derived_ids
 
 #: ``last_error`` is shown to operators; keep it short.
@@ -73,7 +73,9 @@ def insert_messages(
         for digest, data in message.blobs.items()
     }
     attachments.store(conn, blobs)
-    conn.execute(
+    ledger_keys.insert_new(
+        conn,
+        [message.id for message in messages],
         _INSERT,
         {
             "organization": organization_id,
@@ -111,7 +113,7 @@ def _jsonb_or_none(value: object) -> Jsonb | None:
 
 # One statement whatever the number of rows (arrays, not a VALUES list compiled per row count), and
 # no ORM bookkeeping: the rows are read back by id when needed. The request bodies of the rows written
-# (not of those whose key existed) go to email_requests.
+# (not of those whose key existed, in any partition: shared.sending.ledger_keys) go to email_requests.
 _INSERT = """
 WITH v AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(keys)s::text[], %(recipients)s::text[], %(subjects)s::text[],
@@ -130,12 +132,13 @@ WITH v AS (
            CASE WHEN v.scheduled > now() THEN NULL ELSE v.error END, %(priority)s,
            v.scheduled, v.digests::text[], %(outcomes)s
     FROM v
-    ON CONFLICT (id) DO NOTHING
+    WHERE {not_stored}
+    ON CONFLICT (id, created_at) DO NOTHING
     RETURNING id
 )
 INSERT INTO email_requests (message_id, request)
 SELECT stored.id, v.request FROM stored JOIN v ON v.id = stored.id
-"""
+""".replace("{not_stored}", ledger_keys.NOT_STORED.format(id="v.id"))
 
 
 def load_messages(
@@ -197,18 +200,21 @@ def mark_suppressed(session: Session, reasons: Mapping[uuid.UUID, str]) -> None:
     """Deferred rows answered: their recipients are suppressed (``reasons`` by row id)."""
     if not reasons:
         return
-    rows = [
-        {
-            "id": message_id,
-            "status": MessageStatus.SUPPRESSED,
-            "last_error": truncate(reason),
-            "next_attempt_at": None,
-        }
-        for message_id, reason in reasons.items()
-    ]
-    # By primary key, as one executemany; a row in any other state is left as it is.
-    statement = update(EmailMessage).where(EmailMessage.status == MessageStatus.DEFERRED)
-    session.execute(statement.execution_options(synchronize_session=None), rows)
+    params = {
+        "ids": list(reasons),
+        "errors": [truncate(reason) for reason in reasons.values()],
+        "status": MessageStatus.SUPPRESSED.value,
+    }
+    session.execute(_MARK_SUPPRESSED, params)
+
+
+# By id (each partition's primary key), in one statement; a row in any other state is left as it is.
+_MARK_SUPPRESSED = text(f"""
+UPDATE email_messages AS m
+SET status = :status, last_error = v.error, next_attempt_at = NULL, updated_at = now()
+FROM unnest(CAST(:ids AS uuid[]), CAST(:errors AS text[])) AS v(id, error)
+WHERE m.id = v.id AND m.status = '{MessageStatus.DEFERRED.value}'
+""")
 
 
 def recent_usage(session: Session, connector_id: uuid.UUID, moment: datetime) -> tuple[int, int]:

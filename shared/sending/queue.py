@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from shared.address_hashing import ADDRESS_HASH_SQL
 from shared.models import Priority, ReputationState
+from shared.sending import ledger_keys
 from shared.sending.rendering import caller_tags, require_derived_ids
 from shared.suppression import RECIPIENT_LOCK_KEY
 from shared.unsubscribe.topics import ENTRY_STOPS_EMAIL
@@ -123,6 +124,8 @@ _PAUSED = (
     f" WHERE state = '{ReputationState.PAUSED}' AND scope_id IN (m.organization_id, m.connector_id) LIMIT 1"
 )
 
+# The body is looked up row by row (its primary key, message_id leading): with no foreign key to the
+# partitioned ledger, the planner no longer knows a row has one body at most and would hash the day's.
 _READ = (
     """
 SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.recipient,
@@ -132,7 +135,7 @@ SELECT m.id, m.connector_id, m.organization_id, m.task_id, m.idempotency_key, m.
        m.priority, h.reason, p.reason
 FROM email_messages m
 JOIN connectors c ON c.id = m.connector_id
-LEFT JOIN email_requests r ON r.message_id = m.id
+LEFT JOIN LATERAL (SELECT request FROM email_requests WHERE message_id = m.id LIMIT 1) r ON true
 LEFT JOIN LATERAL (
     SELECT reason, created_at FROM suppression_list s
     WHERE s.organization_id = m.organization_id
@@ -233,7 +236,8 @@ SELECT
 """
 
 # The row, already in flight under its own key: written only if no suppression of its recipient is
-# active now (a new snapshot, taken after the recipient's lock) and its key is free.
+# active now (a new snapshot, taken after the recipient's lock) and its key is free in every partition
+# (taken after the key's lock: shared.sending.ledger_keys).
 _START_ALONE = f"""
 WITH stored AS (
     INSERT INTO email_messages (id, organization_id, connector_id, task_id, idempotency_key, recipient,
@@ -242,7 +246,8 @@ WITH stored AS (
     SELECT %(id)s, %(org)s, %(connector)s, %(task)s, %(ikey)s, %(email)s, %(subject)s, %(topic)s, %(tags)s,
            %(key)s, 'sending', 1, %(ikey)s, %(priority)s, %(outcomes)s
     WHERE NOT EXISTS ({_SUPPRESSED_NOW.format(now="now()")})
-    ON CONFLICT (id) DO NOTHING
+        AND {ledger_keys.NOT_STORED.format(id="%(id)s::uuid")}
+    ON CONFLICT (id, created_at) DO NOTHING
     RETURNING id, created_at
 ), body AS (
     INSERT INTO email_requests (message_id, request) SELECT id, %(request)s FROM stored
@@ -420,8 +425,8 @@ def start_alone(conn: psycopg.Connection[Any], row: AloneRow, key: str) -> datet
         "priority": row.priority,
         "outcomes": row.outcomes_queue,
     }
-    found = conn.execute(_START_ALONE, params).fetchone()
-    return None if found is None else found[0]
+    found = ledger_keys.insert_new(conn, [row.id], _START_ALONE, params)
+    return found[0][0] if found else None
 
 
 def claim_ready(

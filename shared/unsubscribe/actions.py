@@ -120,15 +120,22 @@ def _erased(session: Session, token: UnsubscribeToken) -> bool:
 
 _INSERT_METRIC = text(
     """
-INSERT INTO email_metrics (message_id, task_id, connector_id, event, recipient, status, metadata, occurred_at)
-SELECT m.id, m.task_id, m.connector_id, :event, :email, NULL, CAST(:metadata AS jsonb), :now
-FROM (SELECT 1) AS one LEFT JOIN email_messages m ON m.id = :message AND m.organization_id = :org
-WHERE NOT EXISTS (
-    SELECT FROM email_metrics e
-    WHERE e.event = :event AND e.recipient = :email AND e.metadata->>'message_id' = :message_text
-        AND e.metadata->>'topic' = :topic
+WITH m AS (
+    SELECT id, task_id, connector_id, created_at FROM email_messages
+    WHERE id = :message AND organization_id = :org
+), written AS (
+    INSERT INTO email_metrics
+        (message_id, task_id, connector_id, event, recipient, status, metadata, occurred_at)
+    SELECT m.id, m.task_id, m.connector_id, :event, :email, NULL, CAST(:metadata AS jsonb), :now
+    FROM (SELECT 1) AS one LEFT JOIN m ON true
+    WHERE NOT EXISTS (
+        SELECT FROM email_metrics e
+        WHERE e.event = :event AND e.recipient = :email AND e.metadata->>'message_id' = :message_text
+            AND e.metadata->>'topic' = :topic
+    )
+    RETURNING message_id, task_id
 )
-RETURNING message_id, task_id
+SELECT written.message_id, written.task_id, m.created_at FROM written LEFT JOIN m ON m.id = written.message_id
 """
 )
 
@@ -165,7 +172,11 @@ def _record_metric(
     ).first()
     if written is not None and written.task_id is not None:
         row = delivery.MetricRow(
-            written.message_id, written.task_id, EventType.UNSUBSCRIBED.value, email_topic=token.topic or ""
+            written.message_id,
+            written.task_id,
+            written.created_at,
+            EventType.UNSUBSCRIBED.value,
+            email_topic=token.topic or "",
         )
         delivery.apply(session, delivery.Figures([row]))
 

@@ -346,10 +346,20 @@ def ledger_rollup(url: str, repeat: int, as_of: datetime) -> dict[str, float]:
 LIFECYCLE_EMAILS = 1000
 #: Their API key: a queue of their own, so the claims take exactly them.
 LIFECYCLE_KEY = "w" * 20
+# The ledger's partitions and their indexes, each named as the ledger (or its index) it belongs to.
 _LEDGER_RELATIONS = """
-SELECT c.relfilenode, c.relname FROM pg_class c
-WHERE c.oid = 'email_messages'::regclass
-   OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'email_messages'::regclass)
+WITH ledger AS (
+    SELECT CAST('email_messages' AS regclass) AS oid
+    UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = 'email_messages'::regclass
+), relations AS (
+    SELECT oid FROM ledger
+    UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid IN (SELECT oid FROM ledger)
+)
+SELECT c.relfilenode, coalesce(parent.relname, c.relname)
+FROM relations r JOIN pg_class c ON c.oid = r.oid
+LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+LEFT JOIN pg_class parent ON parent.oid = i.inhparent
+WHERE c.relfilenode <> 0
 """
 # Each WAL record with the ledger relation it touches first (``rel tablespace/database/relfilenode``).
 _WAL_RECORDS = """

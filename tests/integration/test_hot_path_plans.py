@@ -10,7 +10,7 @@ serves: docs/architecture.md, "Indexes".
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,9 +141,33 @@ def ctx(engine: Engine, redis_prefix: str) -> Iterator[SendContext]:
     context.release()
 
 
-def ledger_reads(*plans: Plan) -> set[str]:
-    """How the plans read the ledger: index names, or the node type of a read without one."""
-    return {path for plan in plans for table, path in access_paths(plan) if table == LEDGER}
+LedgerReads = Callable[..., set[str]]
+
+
+@pytest.fixture(scope="module")
+def ledger_reads(engine: Engine, volume: LoadedLedger) -> LedgerReads:
+    """How plans read the ledger: index names, or the node type of a read without one; a partition is
+    read as the ledger (its index as the ledger's), and its empty partitions are left out."""
+    with Session(engine) as session:
+        partitions = session.scalars(
+            text("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = to_regclass(:t)"),
+            {"t": LEDGER},
+        ).all()
+        filled = {name for name in partitions if session.scalar(text(f"SELECT EXISTS (SELECT FROM {name})"))}
+    assert filled  # the module's rows are in some partition
+
+    def reads(*plans: Plan) -> set[str]:
+        found = set()
+        with Session(engine) as session:
+            for plan in plans:
+                for table, path in access_paths(plan):
+                    if table == LEDGER:
+                        found.add(path)
+                    elif table in filled:
+                        found |= {how for _, how in partitions_folded(session, {(table, path)})}
+        return found
+
+    return reads
 
 
 def alone_row(volume: LoadedLedger) -> queue.AloneRow:
@@ -152,7 +176,9 @@ def alone_row(volume: LoadedLedger) -> queue.AloneRow:
     return queue.AloneRow(message_id_for(key), key, *owner, None, "x@example.test", "Hi", {})
 
 
-def test_claim_reads_the_keys_queue_through_its_partial_indexes(conn: psycopg.Connection[Any]) -> None:
+def test_claim_reads_the_keys_queue_through_its_partial_indexes(
+    ledger_reads: LedgerReads, conn: psycopg.Connection[Any]
+) -> None:
     def claim(c: psycopg.Connection[Any]) -> None:
         with c.transaction(force_rollback=True):
             queue.claim(c, KEY, limit=100, now=datetime.now(UTC), orphaned_after=60)
@@ -168,7 +194,7 @@ def test_claim_reads_the_keys_queue_through_its_partial_indexes(conn: psycopg.Co
 
 
 def test_claim_alone_finds_a_taken_key_by_the_primary_key_and_the_queue_by_its_partial_indexes(
-    conn: psycopg.Connection[Any], volume: LoadedLedger
+    ledger_reads: LedgerReads, conn: psycopg.Connection[Any], volume: LoadedLedger
 ) -> None:
     row = alone_row(volume)
 
@@ -185,7 +211,7 @@ def test_claim_alone_finds_a_taken_key_by_the_primary_key_and_the_queue_by_its_p
 
 
 def test_start_alone_keeps_a_key_once_through_the_primary_key(
-    conn: psycopg.Connection[Any], volume: LoadedLedger
+    ledger_reads: LedgerReads, conn: psycopg.Connection[Any], volume: LoadedLedger
 ) -> None:
     row = alone_row(volume)
 
@@ -197,16 +223,20 @@ def test_start_alone_keeps_a_key_once_through_the_primary_key(
 
     [insert] = [node for node in walk(plan) if "Conflict Arbiter Indexes" in node]
     assert insert["Conflict Arbiter Indexes"] == ["pk_email_messages"]
+    # The key looked for in every partition (its own month unknown), through each primary key.
+    assert ledger_reads(plan) == {"pk_email_messages", "ModifyTable"}
 
 
-def test_claim_unit_reads_the_unit_through_the_attempt_key_index(conn: psycopg.Connection[Any]) -> None:
+def test_claim_unit_reads_the_unit_through_the_attempt_key_index(
+    ledger_reads: LedgerReads, conn: psycopg.Connection[Any]
+) -> None:
     [plan] = raw_plans_of(conn, lambda c: queue.claim_unit(c, "unit/42"), matching=LEDGER)
 
     assert ledger_reads(plan) == {"ix_email_messages_attempt_key_not_null"}
 
 
 def test_parked_ahead_counts_through_the_connectors_deferred_index(
-    conn: psycopg.Connection[Any], volume: LoadedLedger
+    ledger_reads: LedgerReads, conn: psycopg.Connection[Any], volume: LoadedLedger
 ) -> None:
     def parked(c: psycopg.Connection[Any]) -> None:
         queue.parked_ahead(c, volume.connector_id, now=datetime.now(UTC), priority=Priority.BULK)
@@ -217,7 +247,7 @@ def test_parked_ahead_counts_through_the_connectors_deferred_index(
 
 
 def test_recent_usage_reads_hourly_usage_and_the_connectors_rows_in_flight(
-    session: Session, volume: LoadedLedger
+    ledger_reads: LedgerReads, session: Session, volume: LoadedLedger
 ) -> None:
     usage, flying = plans_of(
         session, lambda: ledger.recent_usage(session, volume.connector_id, datetime.now(UTC)), matching="FROM"
@@ -227,7 +257,9 @@ def test_recent_usage_reads_hourly_usage_and_the_connectors_rows_in_flight(
     assert ledger_reads(flying) == {"ix_email_messages_connector_id_sending"}
 
 
-def test_pilot_status_counts_each_waiting_status_through_its_partial_index(session: Session) -> None:
+def test_pilot_status_counts_each_waiting_status_through_its_partial_index(
+    ledger_reads: LedgerReads, session: Session
+) -> None:
     plans = plans_of(session, lambda: ledger.count_waiting(session), matching=LEDGER)
 
     assert len(plans) == len(PARTIAL)
@@ -235,7 +267,9 @@ def test_pilot_status_counts_each_waiting_status_through_its_partial_index(sessi
         assert ledger_reads(plan) and ledger_reads(plan) <= PARTIAL[status], status
 
 
-def test_pilot_status_sums_recent_sends_from_each_connectors_hourly_usage(session: Session) -> None:
+def test_pilot_status_sums_recent_sends_from_each_connectors_hourly_usage(
+    ledger_reads: LedgerReads, session: Session
+) -> None:
     [plan] = plans_of(
         session, lambda: ledger.sent_since(session, datetime.now(UTC) - timedelta(hours=24)), matching="FROM"
     )
@@ -265,7 +299,9 @@ def test_replay_of_orphans_selects_them_through_the_events_with_error_index(sess
     }
 
 
-def test_an_event_finds_its_row_through_the_email_id_index(session: Session) -> None:
+def test_an_event_finds_its_row_through_the_email_id_index(
+    ledger_reads: LedgerReads, session: Session
+) -> None:
     event = TrackingEvent(
         type=EventType.DELIVERED, raw_type="email.delivered", email_id="volume-4242", recipient="x", tags={}
     )
@@ -283,7 +319,12 @@ def test_an_event_finds_its_row_through_the_email_id_index(session: Session) -> 
     ],
 )
 def test_release_reads_the_due_rows_through_their_status_time_index(
-    session: Session, factory: sessionmaker[Session], ctx: SendContext, release: Any, index: str
+    ledger_reads: LedgerReads,
+    session: Session,
+    factory: sessionmaker[Session],
+    ctx: SendContext,
+    release: Any,
+    index: str,
 ) -> None:
     [plan] = plans_of(session, lambda: release(factory, ctx, now=LONG_AGO), matching="FOR UPDATE")
 
@@ -291,7 +332,7 @@ def test_release_reads_the_due_rows_through_their_status_time_index(
 
 
 def test_sweep_reads_stale_queued_rows_through_the_queued_age_index(
-    session: Session, factory: sessionmaker[Session], ctx: SendContext
+    ledger_reads: LedgerReads, session: Session, factory: sessionmaker[Session], ctx: SendContext
 ) -> None:
     plans = plans_of(session, lambda: maintenance.sweep(factory, ctx, now=LONG_AGO), matching=LEDGER)
 
@@ -299,7 +340,7 @@ def test_sweep_reads_stale_queued_rows_through_the_queued_age_index(
 
 
 def test_reconcile_reads_units_nobody_finishes_through_the_sending_indexes(
-    session: Session, factory: sessionmaker[Session], ctx: SendContext
+    ledger_reads: LedgerReads, session: Session, factory: sessionmaker[Session], ctx: SendContext
 ) -> None:
     plans = plans_of(session, lambda: maintenance.reconcile(factory, ctx, now=LONG_AGO), matching=LEDGER)
 
@@ -307,6 +348,7 @@ def test_reconcile_reads_units_nobody_finishes_through_the_sending_indexes(
 
 
 def test_attachment_retention_reads_only_the_waiting_rows_partial_indexes(
+    ledger_reads: LedgerReads,
     conn: psycopg.Connection[Any],
 ) -> None:
     def remove(c: psycopg.Connection[Any]) -> None:
@@ -319,7 +361,7 @@ def test_attachment_retention_reads_only_the_waiting_rows_partial_indexes(
 
 
 def test_the_reputation_guards_held_rows_are_counted_through_a_deferred_index(
-    session: Session, volume: LoadedLedger
+    ledger_reads: LedgerReads, session: Session, volume: LoadedLedger
 ) -> None:
     [plan] = plans_of(
         session, lambda: held_rows(session, organization_id=volume.organization_id), matching=LEDGER

@@ -89,7 +89,9 @@ def test_find_message_by_tags_reads_the_recipient_through_the_index_of_rows_rese
     [plan] = plans_of(session, lambda: found.append(find_message(session, tracking)), matching=BY_RECIPIENT)
 
     assert [row.id for row in found] == [message.id]
-    assert access_paths(plan) == {("email_messages", "ix_email_messages_task_id_lower_recipient_no_email_id")}
+    assert partitions_folded(session, access_paths(plan)) == {
+        ("email_messages", "ix_email_messages_task_id_lower_recipient_no_email_id")
+    }
 
 
 def test_task_recount_reads_the_task_through_the_task_index(session: Session, volume: LoadedLedger) -> None:
@@ -100,7 +102,7 @@ def test_task_recount_reads_the_task_through_the_task_index(session: Session, vo
         "EXPLAIN (FORMAT JSON) " + recount.RECOUNT_SENDS, {"task": task_id}
     ).fetchone()
 
-    paths = access_paths(explained["Plan"])
+    paths = partitions_folded(session, access_paths(explained["Plan"]))
     assert ("email_messages", "ix_email_messages_task_id") in paths
     assert not any(kind == "Seq Scan" for table, kind in paths if table == "email_messages")
 
@@ -138,6 +140,6 @@ def test_cancel_by_idempotency_key_reads_the_caller_key_index(session: Session, 
     assert len(ledger_statements) == 2  # the UPDATE and the answers' SELECT
     for sql, params in ledger_statements:
         [[explained]] = raw.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()
-        paths = access_paths(explained["Plan"])
+        paths = partitions_folded(session, access_paths(explained["Plan"]))
         assert ("email_messages", "ix_email_messages_connector_id_caller_key") in paths, sql
         assert not any(kind == "Seq Scan" for table, kind in paths if table == "email_messages")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import transaction
-from shared.models import EmailMessage, ReputationCount, ReputationMark
+from shared.models import EmailMessage, MessageMark, ReputationCount
 from shared.reputation import guard
 from tests.reputation_helpers import (
     HARD_BOUNCE,
@@ -100,8 +100,8 @@ def test_duplicate_and_out_of_order_events_keep_the_campaign_slices_right(sessio
     assert slices_total == [300, 10, 4]
     with session_factory() as session:
         slices = session.scalars(
-            select(ReputationMark.campaign_bucket)
-            .join(EmailMessage, EmailMessage.id == ReputationMark.message_id)
+            select(MessageMark.campaign_bucket)
+            .join(EmailMessage, EmailMessage.id == MessageMark.message_id)
             .where(EmailMessage.task_id == task)
         ).all()
     assert sorted(slices) == [1] * 100 + [2] * 100 + [3] * 100

@@ -255,7 +255,9 @@ def apply_event(
         counting.mark_message(session, message, deltas)
     if written and message.task_id is not None:
         # After the suppression's recipient lock: marks are taken after it everywhere.
-        row = delivery.MetricRow(message.id, message.task_id, parsed.type.value, _bounce_type(parsed))
+        row = delivery.MetricRow(
+            message.id, message.task_id, message.created_at, parsed.type.value, _bounce_type(parsed)
+        )
         if figures is not None:
             figures.add(row)
         else:
