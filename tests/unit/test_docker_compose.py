@@ -53,6 +53,13 @@ def test_sandbox_runs_only_under_the_dev_profile(compose: dict[str, Any]) -> Non
     assert all("profiles" not in spec for name, spec in compose["services"].items() if name not in optional)
 
 
+def test_postgres_has_lock_room_for_lookups_across_every_ledger_partition(compose: dict[str, Any]) -> None:
+    postgres_command = command(compose, "postgres")
+
+    assert postgres_command[:2] == ["postgres", "-c"]
+    assert "max_locks_per_transaction=512" in postgres_command
+
+
 def test_redis_keeps_an_append_only_file_and_never_evicts(compose: dict[str, Any]) -> None:
     redis_command = " ".join(command(compose, "redis"))
 
