@@ -11,12 +11,9 @@ import pytest
 
 from shared import migrations
 from shared.address_hashing import address_hash
+from tests.raw_connections import connect
 
 BEFORE = "0013"
-
-
-def _connect(url: str) -> psycopg.Connection:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
 
 
 def _audit_row(
@@ -45,7 +42,7 @@ def _stored(connection: psycopg.Connection, row_id: uuid.UUID) -> tuple[object, 
 def test_upgrade_hashes_every_address_already_in_the_audit_log(database_url: str) -> None:
     migrations.upgrade(database_url, BEFORE)
     organization = uuid.uuid4()
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         named = _audit_row(
             connection,
             organization,
@@ -64,7 +61,7 @@ def test_upgrade_hashes_every_address_already_in_the_audit_log(database_url: str
         address_hash(organization, "ada@example.test"),
         address_hash(organization, "grace@example.test"),
     )
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         assert _stored(connection, named) == (
             f"suppression:{ada}",
             f"asked by {ada}",
@@ -76,13 +73,13 @@ def test_upgrade_hashes_every_address_already_in_the_audit_log(database_url: str
 
 def test_the_audit_log_stays_append_only_after_the_upgrade(database_url: str) -> None:
     migrations.upgrade(database_url, BEFORE)
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         row = _audit_row(connection, uuid.uuid4(), target="suppression:ada@example.test")
 
     migrations.upgrade(database_url)
 
     with (
-        _connect(database_url) as connection,
+        connect(database_url) as connection,
         pytest.raises(psycopg.errors.RaiseException, match="append-only"),
     ):
         connection.execute("UPDATE audit_logs SET reason = 'x' WHERE id = %s", (row,))
@@ -90,7 +87,7 @@ def test_the_audit_log_stays_append_only_after_the_upgrade(database_url: str) ->
 
 def test_downgrade_keeps_an_erased_persons_entry_as_a_manual_one(database_url: str) -> None:
     migrations.upgrade(database_url)
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         org = connection.execute("INSERT INTO organizations (name) VALUES ('o') RETURNING id").fetchone()
         assert org is not None
         hashed = address_hash(org[0], "ada@example.test")
@@ -101,7 +98,7 @@ def test_downgrade_keeps_an_erased_persons_entry_as_a_manual_one(database_url: s
 
     migrations.downgrade(database_url, BEFORE)
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         assert connection.execute("SELECT email, reason FROM suppression_list").fetchall() == [
             (hashed, "manual")
         ]

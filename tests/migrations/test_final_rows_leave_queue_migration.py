@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from shared import migrations
+from tests.raw_connections import connect
 
 KEY = "0123456789abcdef0123"
 STATUSES = [
@@ -27,10 +28,6 @@ STATUSES = [
 OPEN = {"scheduled", "queued", "deferred", "sending"}
 
 
-def _connect(url: str) -> psycopg.Connection[tuple[Any, ...]]:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
-
-
 def _rows(connection: psycopg.Connection[tuple[Any, ...]]) -> list[dict[str, Any]]:
     cursor = connection.execute("SELECT * FROM email_messages ORDER BY idempotency_key")
     names = [column.name for column in cursor.description or ()]
@@ -39,7 +36,7 @@ def _rows(connection: psycopg.Connection[tuple[Any, ...]]) -> list[dict[str, Any
 
 def _fill_at_0018(url: str) -> list[dict[str, Any]]:
     """A row in each status, every one in the queue of ``KEY``; the rows as stored."""
-    with _connect(url) as connection:
+    with connect(url) as connection:
         connection.execute(
             """
             WITH o AS (INSERT INTO organizations (name) VALUES ('o') RETURNING id),
@@ -60,7 +57,7 @@ def test_upgrade_to_0019_clears_the_queue_of_final_rows_only(database_url: str) 
 
     migrations.upgrade(database_url, "0019")
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         after = _rows(connection)
     assert {row["status"]: row["dispatch_key"] for row in after} == {
         status: KEY if status in OPEN else None for status in STATUSES
@@ -74,14 +71,14 @@ def test_downgrade_from_0019_leaves_final_rows_alone(database_url: str) -> None:
 
     _fill_at_0018(database_url)
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         kept = {row["dispatch_key"] for row in _rows(connection)}
     assert kept == {KEY}
 
 
 def test_upgrade_to_0019_clears_final_rows_on_every_page(database_url: str) -> None:
     migrations.upgrade(database_url, "0018")
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         # More heap pages than one statement of the migration covers (PAGES_PER_STATEMENT).
         connection.execute(
             """
@@ -99,6 +96,6 @@ def test_upgrade_to_0019_clears_final_rows_on_every_page(database_url: str) -> N
 
     migrations.upgrade(database_url, "0019")
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         keyed = connection.execute("SELECT count(*) FROM email_messages WHERE dispatch_key IS NOT NULL")
         assert keyed.fetchone() == (0,)

@@ -8,12 +8,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 
 from shared import migrations
 from tests.conftest import create_database, drop_database
+from tests.raw_connections import connect
 
 REVISION = "0020"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -42,10 +42,6 @@ def database_url() -> Iterator[str]:
     migrations.upgrade(url, previous_revision())
     yield url
     drop_database(name)
-
-
-def connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
 
 
 def fill(url: str) -> dict[str, uuid.UUID]:

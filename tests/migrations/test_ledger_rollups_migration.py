@@ -6,17 +6,14 @@ from __future__ import annotations
 import psycopg
 
 from shared import migrations
+from tests.raw_connections import connect
 
 INDEX = "ix_email_messages_created_at_brin"
 
 
-def _connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
-
-
 def _fill(url: str) -> list[tuple[object, ...]]:
     """Ledger rows of several days, written as revision 0017 knows them; the rows as stored."""
-    with _connect(url) as connection:
+    with connect(url) as connection:
         connection.execute(
             """
             WITH o AS (INSERT INTO organizations (name) VALUES ('o') RETURNING id),
@@ -57,7 +54,7 @@ def test_upgrade_to_0018_adds_the_rollups_and_the_block_range_index_and_keeps_ev
 
     migrations.upgrade(database_url)
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         assert _rows(connection) == before
         assert _table(connection) == "ledger_rollups"
         assert _index_method(connection) == ("brin", ["autosummarize=on"])
@@ -71,7 +68,7 @@ def test_downgrade_from_0018_removes_the_rollups_and_the_index_and_keeps_every_r
 
     migrations.downgrade(database_url, "0017")
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         assert _rows(connection) == before
         assert _table(connection) is None
         assert _index_method(connection) is None

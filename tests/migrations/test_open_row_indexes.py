@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from shared import migrations
+from tests.raw_connections import connect
 
 OPEN_ROW_INDEXES = {
     "ix_email_messages_deferred",
@@ -26,13 +27,9 @@ DROPPED = {
 }
 
 
-def _connect(url: str) -> psycopg.Connection[tuple[object, ...]]:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
-
-
 def _fill(url: str) -> list[tuple[object, ...]]:
     """A ledger row in each status, written as revision 0016 knows it; the rows as stored."""
-    with _connect(url) as connection:
+    with connect(url) as connection:
         connection.execute(
             """
             WITH o AS (INSERT INTO organizations (name) VALUES ('o') RETURNING id),
@@ -53,7 +50,7 @@ def _rows(connection: psycopg.Connection[tuple[object, ...]]) -> list[tuple[obje
 
 
 def _indexes(url: str) -> set[str]:
-    with _connect(url) as connection:
+    with connect(url) as connection:
         found = connection.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'email_messages'"
         ).fetchall()
@@ -66,7 +63,7 @@ def test_upgrade_to_0017_keeps_every_row_and_indexes_the_open_rows_apart(databas
 
     migrations.upgrade(database_url)
 
-    with _connect(database_url) as connection:
+    with connect(database_url) as connection:
         assert _rows(connection) == before
     assert _indexes(database_url) >= OPEN_ROW_INDEXES
     assert not DROPPED & _indexes(database_url)
@@ -82,7 +79,7 @@ def test_downgrade_from_0017_restores_the_status_index_and_the_unique_key(databa
 
     assert _indexes(database_url) >= DROPPED
     assert not OPEN_ROW_INDEXES & _indexes(database_url)
-    with _connect(database_url) as connection, pytest.raises(psycopg.errors.UniqueViolation):
+    with connect(database_url) as connection, pytest.raises(psycopg.errors.UniqueViolation):
         connection.execute(
             "INSERT INTO email_messages (organization_id, connector_id, idempotency_key, recipient)"
             " SELECT organization_id, connector_id, idempotency_key, recipient FROM email_messages LIMIT 1"

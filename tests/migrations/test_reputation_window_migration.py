@@ -4,21 +4,15 @@ moves a resumed campaign's offsets to its slice (and back on downgrade)."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
-
-import psycopg
 
 from shared import migrations
-
-
-def _connect(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), autocommit=True)
+from tests.raw_connections import connect
 
 
 def _campaign_of_250_resumed_after_150(url: str) -> uuid.UUID:
     """A campaign counted before 0013: 250 recipients (the first 30 hard bounces), resumed once 150
     were counted (its offsets: the total then)."""
-    with _connect(url) as connection:
+    with connect(url) as connection:
         org = connection.execute("INSERT INTO organizations (name) VALUES ('o') RETURNING id").fetchone()
         assert org is not None
         connector = connection.execute(
@@ -55,7 +49,7 @@ def _campaign_of_250_resumed_after_150(url: str) -> uuid.UUID:
 
 
 def _slices(url: str, task: uuid.UUID) -> dict[int, tuple[int, int]]:
-    with _connect(url) as connection:
+    with connect(url) as connection:
         rows = connection.execute(
             "SELECT bucket, recipients, hard_bounces FROM reputation_counts WHERE scope_id = %s", (task,)
         ).fetchall()
@@ -63,7 +57,7 @@ def _slices(url: str, task: uuid.UUID) -> dict[int, tuple[int, int]]:
 
 
 def _resume(url: str, task: uuid.UUID) -> tuple[int, int, int]:
-    with _connect(url) as connection:
+    with connect(url) as connection:
         row = connection.execute(
             "SELECT resume_bucket, offset_recipients, offset_hard_bounces FROM reputation_states"
             " WHERE scope_id = %s",
