@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic.script import ScriptDirectory
 
 from shared import migrations
-from tests.conftest import create_database, drop_database
+from tests.migrations.revisions import database_before, previous_revision
 from tests.raw_connections import connect
 
 REVISION = "0020"
@@ -29,19 +28,11 @@ DEPENDANTS = {
 }
 
 
-def previous_revision() -> str:
-    down = ScriptDirectory.from_config(migrations.alembic_config()).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
-
-
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    migrations.upgrade(url, previous_revision())
-    yield url
-    drop_database(name)
+    """A database of this test's own at the revision before ``REVISION``."""
+    with database_before(REVISION) as url:
+        yield url
 
 
 def fill(url: str) -> dict[str, uuid.UUID]:
@@ -191,7 +182,7 @@ def test_downgrade_restores_an_unpartitioned_ledger_with_every_row(database_url:
     before = ledger_schema(database_url), dependants(database_url)
     migrations.upgrade(database_url, REVISION)
 
-    migrations.downgrade(database_url, previous_revision())
+    migrations.downgrade(database_url, previous_revision(REVISION))
 
     with connect(database_url) as conn:
         kind = conn.execute("SELECT relkind FROM pg_class WHERE relname = 'email_messages'").fetchone()

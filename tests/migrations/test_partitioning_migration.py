@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic.script import ScriptDirectory
 
 from shared import migrations
-from tests.conftest import create_database, drop_database
+from tests.migrations.revisions import database_before, previous_revision
 from tests.raw_connections import connect
 
 REVISION = "0015"
@@ -26,19 +25,11 @@ REQUEST = {
 LAST_MONTH = NOW - timedelta(days=40)
 
 
-def previous_revision() -> str:
-    down = ScriptDirectory.from_config(migrations.alembic_config()).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    return down
-
-
 @pytest.fixture
 def database_url() -> Iterator[str]:
-    name = f"pilot_test_mig_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    migrations.upgrade(url, previous_revision())
-    yield url
-    drop_database(name)
+    """A database of this test's own at the revision before ``REVISION``."""
+    with database_before(REVISION) as url:
+        yield url
 
 
 def fill(url: str) -> dict[str, uuid.UUID]:
@@ -151,7 +142,7 @@ def test_downgrade_restores_every_row(database_url: str) -> None:
     fill(database_url)
     migrations.upgrade(database_url, REVISION)
 
-    migrations.downgrade(database_url, previous_revision())
+    migrations.downgrade(database_url, previous_revision(REVISION))
 
     with connect(database_url) as conn:
         events = conn.execute("SELECT count(*) FROM webhook_events").fetchone()
