@@ -10,6 +10,7 @@ import logging
 import re
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,7 +55,7 @@ def publish_pending(
     with transaction(factory) as session:
         conn = raw_connection(session)
         try:
-            for row in conn.execute(_CLAIM, {"limit": limit}).fetchall():
+            for row in claim_events(conn, limit=limit):
                 event, queue = _event(row), row[5]
                 sender.send_task(
                     OUTCOME, kwargs=event.model_dump(mode="json"), queue=queue, task_id=str(event.event_id)
@@ -67,6 +68,12 @@ def publish_pending(
     if published:
         logger.info("outcome events: published %d", len(published))
     return len(published)
+
+
+def claim_events(conn: psycopg.Connection[Any], *, limit: int) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` unpublished events, oldest first, row-locked (those locked by another run are
+    skipped), each with its ledger row's fields (``_event`` reads them)."""
+    return conn.execute(_CLAIM, {"limit": limit}).fetchall()
 
 
 def unpublished_count(session: Session) -> int:
