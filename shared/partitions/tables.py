@@ -1,11 +1,9 @@
 """Which tables are partitioned by time, at what grain, and when a partition may go.
 
-``email_metrics`` by month of ``occurred_at`` (13 months kept: 14 partitions, so a lookup by task or
-message probes few); ``webhook_events`` by day of ``occurred_at`` (14 days after they are applied);
-``email_requests`` by day of ``stored_at`` (24 hours after the day, open rows' bodies carried on);
-``email_messages``, the ledger, by month of ``created_at`` (13 months, none of its rows open, its
-daily totals written first); ``message_marks`` by the same month, dropped with its ledger month;
-``outcome_events``, the outbox, by day of ``created_at`` (7 days after they are published).
+``email_metrics`` by month (13 kept); ``webhook_events`` by day (14 days after they are applied);
+``email_requests`` by day (24 hours after the day, open rows' bodies carried on); ``email_messages``, the
+ledger, by month (13, none of its rows open, its totals written first); ``message_marks`` with its ledger
+month; ``outcome_events``, the outbox, by day (7 days after they are published). docs/architecture.md §13.
 """
 
 from __future__ import annotations
