@@ -58,8 +58,9 @@ BEGIN
 END $$
 """
 # The same change written again (the row's lock serializes the writers, and this statement's snapshot
-# sees the earlier one's commit): no second event. No event is older than its ledger row.
-_STATUS_GUARD = """WHERE NOT EXISTS (SELECT FROM outcome_events o
+# sees the earlier one's commit): no second event. No event is older than its ledger row, and a row
+# just inserted has none yet (not looked for).
+_STATUS_GUARD = """WHERE TG_OP = 'INSERT' OR NOT EXISTS (SELECT FROM outcome_events o
                       WHERE o.id = event_id AND o.created_at >= NEW.created_at)
     ON CONFLICT DO NOTHING;"""
 _METRIC_FUNCTION = """
