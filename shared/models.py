@@ -533,16 +533,20 @@ class LedgerRollup(Base):
 
 class OutcomeEvent(Base):
     """The outbox of outcome events: written by triggers in the status change's own transaction
-    (migration 0009), published to ``queue`` as ``pilot.outcome`` by ``pilot.publish_outcomes``."""
+    (migration 0009), published to ``queue`` as ``pilot.outcome`` by ``pilot.publish_outcomes``.
+    Partitioned by day of ``created_at`` (migration 0021), dropped a while after publishing."""
 
     __tablename__ = "outcome_events"
     __table_args__ = (
         CheckConstraint(_in("kind", OUTCOME_KINDS), name="kind"),
         Index("ix_outcome_events_unpublished", "created_at", postgresql_where=text("published_at IS NULL")),
         CheckConstraint("message_id IS NOT NULL OR organization_id IS NOT NULL", name="subject"),
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
-    #: Stable: derived from the status change or the webhook metric it reports.
+    #: Stable: derived from the status change or the webhook metric it reports. Unique across
+    #: partitions because every writer inserts only an id found in none (``NOT EXISTS``), serialized
+    #: by the row whose change it reports; the key also holds ``created_at``, the partition key.
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     #: The recipient's row; None for a reputation event (``organization_id`` and ``scope`` instead).
     #: No foreign key to the partitioned ledger: deleted with the row by trigger.
@@ -552,7 +556,10 @@ class OutcomeEvent(Base):
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = _created_at()
+    #: The partition key: a day per partition (shared.partitions).
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     organization_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE")

@@ -10,6 +10,7 @@ import logging
 import re
 from typing import Any
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +34,7 @@ SELECT o.id, o.kind, o.occurred_at, o.until, o.reason, o.queue, m.id, m.recipien
        coalesce(m.connector_id, CASE WHEN o.scope = 'connector' THEN o.scope_id END),
        coalesce(m.task_id, CASE WHEN o.scope = 'campaign' THEN o.scope_id END),
        m.idempotency_key, m.tags, m.resend_email_id,
-       o.organization_id, o.scope, o.scope_id, o.rates
+       o.organization_id, o.scope, o.scope_id, o.rates, o.created_at
 FROM outcome_events o
 LEFT JOIN LATERAL (SELECT * FROM email_messages WHERE id = o.message_id LIMIT 1) m ON true
 WHERE o.published_at IS NULL
@@ -41,7 +42,9 @@ ORDER BY o.created_at
 LIMIT %(limit)s
 FOR UPDATE OF o SKIP LOCKED
 """
-_MARK = "UPDATE outcome_events SET published_at = now() WHERE id = ANY(%(ids)s)"
+# The claimed events were written at or after the oldest of them: the partitions before it are skipped.
+_MARK = "UPDATE outcome_events SET published_at = now() WHERE id = ANY(%(ids)s) AND created_at >= %(oldest)s"
+_CREATED_AT = 17
 _UNPUBLISHED = "SELECT count(*) FROM outcome_events WHERE published_at IS NULL"
 
 
@@ -53,8 +56,9 @@ def publish_pending(
     published = []
     with transaction(factory) as session:
         conn = raw_connection(session)
+        claimed = claim_events(conn, limit=limit)
         try:
-            for row in conn.execute(_CLAIM, {"limit": limit}).fetchall():
+            for row in claimed:
                 event, queue = _event(row), row[5]
                 sender.send_task(
                     OUTCOME, kwargs=event.model_dump(mode="json"), queue=queue, task_id=str(event.event_id)
@@ -63,10 +67,16 @@ def publish_pending(
         except Exception as exc:  # the broker is away: keep what was published, retry the rest later
             logger.warning("outcome events: publish failed after %d: %s", len(published), type(exc).__name__)
         if published:
-            conn.execute(_MARK, {"ids": published})
+            conn.execute(_MARK, {"ids": published, "oldest": claimed[0][_CREATED_AT]})
     if published:
         logger.info("outcome events: published %d", len(published))
     return len(published)
+
+
+def claim_events(conn: psycopg.Connection[Any], *, limit: int) -> list[tuple[Any, ...]]:
+    """Up to ``limit`` unpublished events, oldest first, row-locked (those locked by another run are
+    skipped), each with its ledger row's fields (``_event`` reads them)."""
+    return conn.execute(_CLAIM, {"limit": limit}).fetchall()
 
 
 def unpublished_count(session: Session) -> int:
@@ -84,7 +94,7 @@ def caller_key(idempotency_key: str) -> str | None:
 
 def _event(row: tuple[Any, ...]) -> OutcomeEvent:
     event_id, kind, occurred_at, until, reason, _, message_id, recipient, connector_id = row[:9]
-    task_id, key, tags, resend_id, organization_id, scope, scope_id, rates = row[9:]
+    task_id, key, tags, resend_id, organization_id, scope, scope_id, rates = row[9:_CREATED_AT]
     metadata = {
         str(tag["name"]): str(tag["value"])
         for tag in tags or []

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     #: Ledger rows (``email_messages``) are kept this many months, then a month is dropped whole once
     #: its daily totals are written and none of its rows may still leave.
     pilot_ledger_retention_months: int = Field(default=13, ge=1)
+    #: Outcome events (the outbox) are kept this many days after they are published (an unpublished
+    #: one is never dropped).
+    pilot_outcome_events_retention_days: int = Field(default=7, ge=1)
 
     @field_validator(
         "resend_webhook_secret", "pilot_encryption_keys", "pilot_unsubscribe_keys", mode="before"

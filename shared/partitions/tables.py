@@ -1,10 +1,9 @@
 """Which tables are partitioned by time, at what grain, and when a partition may go.
 
-``email_metrics`` by month of ``occurred_at`` (13 months kept: 14 partitions, so a lookup by task or
-message probes few); ``webhook_events`` by day of ``occurred_at`` (14 days after they are applied);
-``email_requests`` by day of ``stored_at`` (24 hours after the day, open rows' bodies carried on);
-``email_messages``, the ledger, by month of ``created_at`` (13 months, none of its rows open, its
-daily totals written first); ``message_marks`` by the same month, dropped with its ledger month.
+``email_metrics`` by month (13 kept); ``webhook_events`` by day (14 days after they are applied);
+``email_requests`` by day (24 hours after the day, open rows' bodies carried on); ``email_messages``, the
+ledger, by month (13, none of its rows open, its totals written first); ``message_marks`` with its ledger
+month; ``outcome_events``, the outbox, by day (7 days after they are published). docs/architecture.md §13.
 """
 
 from __future__ import annotations
@@ -76,6 +75,21 @@ def _events_applied_long_ago(
     kept_since = now - timedelta(days=settings.pilot_webhook_body_retention_days)
     return not connection.execute(
         text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE processed_at > :since)"),
+        {"since": kept_since},
+    ).scalar()
+
+
+def _events_published_long_ago(
+    connection: Connection, partition: Partition, settings: Settings, now: datetime
+) -> bool:
+    # An event not published yet (the broker away) keeps its partition, however old: asked apart from
+    # the recent ones so that the partial index of unpublished events answers it.
+    unpublished = text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE published_at IS NULL)")
+    if connection.execute(unpublished).scalar():
+        return False
+    kept_since = now - timedelta(days=settings.pilot_outcome_events_retention_days)
+    return not connection.execute(
+        text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE published_at > :since)"),
         {"since": kept_since},
     ).scalar()
 
@@ -176,6 +190,14 @@ MESSAGE_MARKS = PartitionedTable(
     cutoff=EMAIL_MESSAGES.cutoff,
     droppable=ledger_month_gone,
 )
+OUTCOME_EVENTS = PartitionedTable(
+    name="outcome_events",
+    column="created_at",
+    grain=Grain.DAY,
+    ahead=3,
+    cutoff=lambda settings, now: now - timedelta(days=settings.pilot_outcome_events_retention_days),
+    droppable=_events_published_long_ago,
+)
 #: Every partitioned table, in the order maintenance visits them (the ledger before its marks, so
 #: that one run drops both).
-TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS, EMAIL_MESSAGES, MESSAGE_MARKS)
+TABLES = (WEBHOOK_EVENTS, EMAIL_METRICS, EMAIL_REQUESTS, EMAIL_MESSAGES, MESSAGE_MARKS, OUTCOME_EVENTS)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import exists, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -61,5 +62,15 @@ def record_change(
             "scope_id": status.scope_id,
             "rates": rates,
         }
-        session.execute(insert(OutcomeEvent).values(values).on_conflict_do_nothing(index_elements=["id"]))
+        session.execute(_insert_once(values))
     return len(queues)
+
+
+def _insert_once(values: dict[str, Any]) -> Any:
+    # The outbox is partitioned by created_at: no unique key on the id alone. Written only when no
+    # partition holds the id (the scope's locked status serializes its writers; rare: every partition
+    # is asked).
+    columns = OutcomeEvent.__table__.c
+    already = exists().where(columns.id == values["id"])
+    row = select(*(literal(value, type_=columns[name].type) for name, value in values.items()))
+    return insert(OutcomeEvent).from_select(list(values), row.where(~already)).on_conflict_do_nothing()

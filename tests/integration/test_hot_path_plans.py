@@ -2,7 +2,8 @@
 
 A module database holds 100,000 delivered rows (10 campaigns) with their metrics, a backlog of
 waiting rows (queued, deferred, sending, scheduled) in the queues of 20 API keys, and 20,000 stored
-webhook events, analyzed. The real functions run; the statements they send are explained as the
+webhook events, analyzed; a request body for every row and an outbox of outcome events are loaded for
+the tests that read them. The real functions run; the statements they send are explained as the
 planner would run them (``EXPLAIN (FORMAT JSON)``, nothing forced). Each index and the statements it
 serves: docs/architecture.md, "Indexes".
 """
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine, make_sessionmaker
 from shared.models import Priority
+from shared.outcome_publisher import MAX_EVENTS_PER_RUN, claim_events
 from shared.rate_limit import RateLimiter
 from shared.reputation.guard import held_rows
 from shared.resend_events import EventType, TrackingEvent
@@ -368,3 +370,79 @@ def test_the_reputation_guards_held_rows_are_counted_through_a_deferred_index(
     )
 
     assert ledger_reads(plan) and ledger_reads(plan) <= PARTIAL["deferred"]
+
+
+#: Each row's request body as the worker stores it (a rendered email of a few kilobytes).
+_BODIES = """
+INSERT INTO email_requests (message_id, request)
+SELECT id, jsonb_build_object('from', 'shop@example.test', 'to', recipient, 'subject', 'Your order',
+                              'html', repeat('<p>Thank you for your order.</p>', 60))
+FROM email_messages
+"""
+#: The outbox after the broker was away: two published events per delivered row, and a backlog of
+#: unpublished ones, more than a run publishes.
+_OUTCOME_EVENTS = """
+INSERT INTO outcome_events (id, message_id, queue, kind, published_at)
+SELECT gen_random_uuid(), m.id, 'shop.outcomes', k.kind,
+       CASE WHEN k.kind = 'sent' OR hashtext(m.idempotency_key) % 20 <> 0 THEN now() END
+FROM email_messages m, (VALUES ('sent'), ('delivered')) AS k(kind)
+WHERE m.status = 'delivered'
+"""
+
+
+@pytest.fixture(scope="module")
+def bodies(engine: Engine, volume: LoadedLedger) -> None:
+    """A stored request body for every ledger row (the module's other tests read no body), in a day's
+    partition not analyzed since: the day being written, its statistics lag (autovacuum kept off so
+    that they stay behind for the test)."""
+    with engine.connect() as connection:
+        partitions = text(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = to_regclass(:p)"
+        )
+        for partition in connection.scalars(partitions, {"p": "email_requests"}).all():
+            connection.execute(text(f"ALTER TABLE {partition} SET (autovacuum_enabled = false)"))
+        connection.execute(text(_BODIES))
+        connection.commit()
+
+
+@pytest.fixture(scope="module")
+def outbox(engine: Engine, volume: LoadedLedger) -> None:
+    """Outcome events for the delivered rows, some unpublished."""
+    with engine.connect() as connection:
+        connection.execute(text(_OUTCOME_EVENTS))
+        connection.commit()
+        connection.execute(text("ANALYZE outcome_events"))
+        connection.commit()
+
+
+def test_the_claim_read_looks_each_rows_body_up_by_the_primary_key_never_scanning_the_bodies(
+    bodies: None, session: Session, conn: psycopg.Connection[Any]
+) -> None:
+    # Without a foreign key the planner does not know a row has one body: joined plainly, a day's
+    # partition whose statistics lag is estimated at hundreds of bodies per row, and at a day of
+    # bodies it hashed them all to read those of one batch.
+    ids = [row[0] for row in conn.execute("SELECT id FROM email_messages WHERE status = 'queued' LIMIT 100")]
+
+    [plan] = raw_plans_of(
+        conn, lambda c: queue.read_claimed(c, ids, now=datetime.now(UTC)), matching="email_requests"
+    )
+
+    paths = partitions_folded(session, access_paths(plan))
+    assert {how for table, how in paths if table == "email_requests"} == {"pk_email_requests"}
+    assert not [node for node in walk(plan) if node["Node Type"] in {"Hash Join", "Merge Join"}]
+    assert plan["Plan Rows"] <= 2 * len(ids)  # one body at most per row, as the planner sees it
+
+
+def test_the_publishers_claim_reads_the_unpublished_index_and_each_events_row_by_the_primary_key(
+    outbox: None, ledger_reads: LedgerReads, session: Session, conn: psycopg.Connection[Any]
+) -> None:
+    def claim(c: psycopg.Connection[Any]) -> None:
+        with c.transaction(force_rollback=True):
+            claim_events(c, limit=MAX_EVENTS_PER_RUN)
+
+    [plan] = raw_plans_of(conn, claim, matching="outcome_events")
+
+    paths = partitions_folded(session, access_paths(plan))
+    assert {how for table, how in paths if table == "outcome_events"} == {"ix_outcome_events_unpublished"}
+    assert ledger_reads(plan) == {"pk_email_messages"}
+    assert not [node for node in walk(plan) if node["Node Type"] in {"Hash Join", "Merge Join"}]
