@@ -64,34 +64,32 @@ class PartitionedTable:
         return self.grain.parse(name.removeprefix(prefix)) if name.startswith(prefix) else None
 
 
+def _all_done_before(connection: Connection, partition: Partition, done_at: str, since: datetime) -> bool:
+    """Whether every row of ``partition`` has ``done_at`` set, and none after ``since``. A row not done
+    yet keeps its partition, however old: asked apart from the recent ones so that the table's partial
+    index of rows not done answers it."""
+    pending = text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE {done_at} IS NULL)")
+    if connection.execute(pending).scalar():
+        return False
+    return not connection.execute(
+        text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE {done_at} > :since)"), {"since": since}
+    ).scalar()
+
+
 def _events_applied_long_ago(
     connection: Connection, partition: Partition, settings: Settings, now: datetime
 ) -> bool:
-    # An event not applied yet (waiting or failing) keeps its partition, however old; asked apart from
-    # the recent ones so that the partial index of unprocessed events answers it.
-    unapplied = text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE processed_at IS NULL)")
-    if connection.execute(unapplied).scalar():
-        return False
-    kept_since = now - timedelta(days=settings.pilot_webhook_body_retention_days)
-    return not connection.execute(
-        text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE processed_at > :since)"),
-        {"since": kept_since},
-    ).scalar()
+    # An event not applied yet (waiting or failing) is kept.
+    since = now - timedelta(days=settings.pilot_webhook_body_retention_days)
+    return _all_done_before(connection, partition, "processed_at", since)
 
 
 def _events_published_long_ago(
     connection: Connection, partition: Partition, settings: Settings, now: datetime
 ) -> bool:
-    # An event not published yet (the broker away) keeps its partition, however old: asked apart from
-    # the recent ones so that the partial index of unpublished events answers it.
-    unpublished = text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE published_at IS NULL)")
-    if connection.execute(unpublished).scalar():
-        return False
-    kept_since = now - timedelta(days=settings.pilot_outcome_events_retention_days)
-    return not connection.execute(
-        text(f"SELECT EXISTS (SELECT FROM {partition.name} WHERE published_at > :since)"),
-        {"since": kept_since},
-    ).scalar()
+    # An event not published yet (the broker away) is kept.
+    since = now - timedelta(days=settings.pilot_outcome_events_retention_days)
+    return _all_done_before(connection, partition, "published_at", since)
 
 
 #: The bodies of a partition whose row may still leave (scheduled, queued, deferred, or sending: its
